@@ -1,0 +1,304 @@
+"""Chargers and what they report: connectors (outlets), cards, charging sessions, meter samples,
+commands sent to them and the OCPP message log. Every row carries its community."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from communities.models import Community, Site, scoped_manager
+
+
+class Vendor(models.TextChoices):
+    SPARK1 = "spark1", "Spark 1"
+    ZAPTEC = "zaptec", "Zaptec"
+    VOLTTIME = "volttime", "Volt Time"
+    OTHER = "other", _("Other OCPP charger")
+
+
+class OcppVersion(models.TextChoices):
+    V16 = "1.6", "OCPP 1.6J"
+    V201 = "2.0.1", "OCPP 2.0.1"
+
+
+class Charger(models.Model):
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="chargers")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="chargers")
+    # The charge point identity in ws://…/ocpp/<identity>: the serial number, globally unique.
+    identity = models.CharField(_("serial number"), max_length=48, unique=True)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    vendor = models.CharField(_("vendor"), max_length=20, choices=Vendor.choices, default=Vendor.OTHER)
+    model = models.CharField(_("model"), max_length=50, blank=True)
+    # Django password hash (security profiles 1 and 2); empty means no password required.
+    password_hash = models.CharField(max_length=128, blank=True)
+    ocpp_version = models.CharField(
+        _("OCPP version"), max_length=8, choices=OcppVersion.choices, blank=True
+    )
+    firmware_version = models.CharField(_("firmware"), max_length=50, blank=True)
+    reported_vendor = models.CharField(max_length=50, blank=True)
+    reported_model = models.CharField(max_length=50, blank=True)
+    reported_serial = models.CharField(max_length=50, blank=True)
+    connected = models.BooleanField(_("connected"), default=False)
+    connected_since = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(_("last seen"), null=True, blank=True)
+    last_boot_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_interval = models.PositiveIntegerField(default=300)
+    # Set once the gateway has applied the product's configuration after a connection.
+    configured_at = models.DateTimeField(null=True, blank=True)
+    configuration = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = scoped_manager()
+
+    class Meta:
+        verbose_name = _("charger")
+        ordering = ["site__name", "identity"]
+
+    def __str__(self):
+        return self.name or self.identity
+
+
+class OutletState(models.TextChoices):
+    """What people see; derived from the OCPP status and the connection itself."""
+
+    CHARGING = "charging", _("Charging")
+    AVAILABLE = "available", _("Available")
+    NOT_CONNECTED = "not_connected", _("Not connected")
+    FAULTED = "faulted", _("Faulted")
+    RESERVED = "reserved", _("Reserved")
+    UNAVAILABLE = "unavailable", _("Unavailable")
+
+
+# OCPP 1.6 ChargePointStatus and 2.0.1 ConnectorStatusEnumType, to what people see.
+OCPP_STATUS_TO_STATE = {
+    "Available": OutletState.AVAILABLE,
+    "Preparing": OutletState.CHARGING,
+    "Charging": OutletState.CHARGING,
+    "SuspendedEV": OutletState.CHARGING,
+    "SuspendedEVSE": OutletState.CHARGING,
+    "Finishing": OutletState.CHARGING,
+    "Occupied": OutletState.CHARGING,
+    "Reserved": OutletState.RESERVED,
+    "Unavailable": OutletState.UNAVAILABLE,
+    "Faulted": OutletState.FAULTED,
+}
+
+
+class Connector(models.Model):
+    """An outlet. 1.6 numbers connectors 1..n per charger; 2.0.1 numbers EVSEs and connectors
+    within them: `evse_id` is the 2.0.1 EVSE (equal to `connector_id` for 1.6)."""
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="connectors")
+    evse_id = models.PositiveIntegerField(default=1)
+    connector_id = models.PositiveIntegerField(default=1)
+    status = models.CharField(_("OCPP status"), max_length=20, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["charger", "evse_id", "connector_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "evse_id", "connector_id"], name="connector_unique_number"
+            )
+        ]
+
+    def __str__(self):
+        if self.evse_id != self.connector_id:
+            return f"{self.charger} #{self.evse_id}.{self.connector_id}"
+        return f"{self.charger} #{self.connector_id}"
+
+    @property
+    def state(self) -> str:
+        if not self.charger.connected:
+            return OutletState.NOT_CONNECTED
+        return OCPP_STATUS_TO_STATE.get(self.status, OutletState.AVAILABLE if not self.status else OutletState.UNAVAILABLE)
+
+    def get_state_display(self):
+        return OutletState(self.state).label
+
+
+class ChargeCard(models.Model):
+    """An RFID card (1.6 idTag, 2.0.1 idToken). The uid is stored normalised (upper case, no
+    separators) so the same card sent with different token types is one card."""
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="cards")
+    uid = models.CharField(_("card UID"), max_length=36)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="cards", verbose_name=_("holder"),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["name", "uid"]
+        constraints = [models.UniqueConstraint(fields=["community", "uid"], name="card_unique_uid")]
+
+    def __str__(self):
+        return self.name or self.uid
+
+
+class ChargingSession(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", _("In progress")
+        COMPLETED = "completed", _("Completed")
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="sessions")
+    charger = models.ForeignKey(Charger, on_delete=models.PROTECT, related_name="sessions")
+    connector = models.ForeignKey(
+        Connector, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
+    # The id the charger knows: allocated by us for 1.6, chosen by the charger for 2.0.1.
+    transaction_id = models.CharField(max_length=64)
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="charging_sessions",
+    )
+    card = models.ForeignKey(
+        ChargeCard, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+    )
+    id_tag = models.CharField(max_length=36, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    started_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    meter_start_wh = models.DecimalField(max_digits=14, decimal_places=1, null=True, blank=True)
+    meter_stop_wh = models.DecimalField(max_digits=14, decimal_places=1, null=True, blank=True)
+    # Latest register reading seen while in progress (live energy).
+    meter_last_wh = models.DecimalField(max_digits=14, decimal_places=1, null=True, blank=True)
+    energy_wh = models.DecimalField(max_digits=14, decimal_places=1, default=0)
+    price_per_kwh = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    cost = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    stop_reason = models.CharField(max_length=40, blank=True)
+    offline = models.BooleanField(default=False)
+    # 2.0.1 TransactionEvent seqNo seen, to ignore replays.
+    last_seq_no = models.IntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "transaction_id"], name="session_unique_transaction"
+            )
+        ]
+        indexes = [models.Index(fields=["community", "started_at"])]
+
+    def __str__(self):
+        return f"{self.charger} tx {self.transaction_id}"
+
+    @property
+    def energy_kwh(self):
+        return self.energy_wh / 1000
+
+
+class MeterSample(models.Model):
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(
+        ChargingSession, on_delete=models.CASCADE, related_name="samples"
+    )
+    timestamp = models.DateTimeField()
+    measurand = models.CharField(max_length=60, default="Energy.Active.Import.Register")
+    phase = models.CharField(max_length=10, blank=True)
+    context = models.CharField(max_length=30, blank=True)
+    value = models.DecimalField(max_digits=16, decimal_places=3)
+    unit = models.CharField(max_length=10, blank=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["timestamp"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "timestamp", "measurand", "phase"], name="sample_unique"
+            )
+        ]
+
+
+class ChargerCommand(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+        FAILED = "failed", _("Failed")
+        TIMED_OUT = "timed_out", _("Timed out")
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="commands")
+    action = models.CharField(max_length=60)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    asked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    response = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class OcppMessage(models.Model):
+    class Direction(models.TextChoices):
+        IN = "in", _("Charger → Sparklin")
+        OUT = "out", _("Sparklin → charger")
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    message_type = models.PositiveSmallIntegerField()  # 2 CALL, 3 CALLRESULT, 4 CALLERROR
+    unique_id = models.CharField(max_length=64)
+    action = models.CharField(max_length=60, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["charger", "-at"])]
+
+
+class UnknownCharger(models.Model):
+    """Connections refused at the handshake, counted: not tenant data until someone claims them."""
+
+    class Reason(models.TextChoices):
+        UNKNOWN = "unknown", _("Unknown identity")
+        BAD_PASSWORD = "bad_password", _("Wrong password")
+        BAD_SUBPROTOCOL = "bad_subprotocol", _("No supported OCPP version offered")
+
+    identity = models.CharField(max_length=100)
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.UNKNOWN)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    remote_address = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        constraints = [
+            models.UniqueConstraint(fields=["identity", "reason"], name="unknown_charger_unique")
+        ]
+
+    def __str__(self):
+        return self.identity
+
+
+class TransactionIdBlock(models.Model):
+    """The 1.6 transactionId counter. Gateways reserve blocks of ids with one atomic UPDATE, so
+    ids stay unique across restarts and across several gateway processes."""
+
+    name = models.CharField(max_length=20, unique=True, default="ocpp16")
+    next_value = models.BigIntegerField(default=1)

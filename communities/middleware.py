@@ -1,0 +1,63 @@
+"""The one place a request enters a tenant. For every URL with a `<community>` argument: anonymous
+→ login, not an active member → 404, otherwise `request.community` and `request.membership` are
+set and the whole view runs inside `scope(community=...)`, so scoped querysets filter themselves.
+Other URLs run with no community in scope: a tenant query there raises `ScopeError` unless the
+code says `scopes_disabled()` on purpose."""
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404
+from django.urls import Resolver404, resolve
+from django_scopes import scope, scopes_disabled
+
+from .models import Community, Membership
+
+
+class CommunityScopeMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.community = None
+        request.membership = None
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            with scope():
+                return self.get_response(request)
+
+        if match.app_name == "admin":
+            # Platform staff only (Django admin checks is_staff); staff see every tenant.
+            with scopes_disabled():
+                return self.get_response(request)
+
+        slug = match.kwargs.get("community")
+        if slug is None:
+            with scope():
+                return self.get_response(request)
+
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        membership = (
+            Membership.objects.with_scopes_disabled()
+            .select_related("community")
+            .filter(community__slug=slug, user=request.user)
+            .exclude(state=Membership.State.LEFT)
+            .first()
+        )
+        if membership is None:
+            # Same answer for a community that does not exist and one you are not part of.
+            raise Http404("No such community")
+        request.community = membership.community
+        request.membership = membership
+        with scope(community=membership.community):
+            return self.get_response(request)
+
+
+def user_communities(user):
+    """The communities a person can switch between (active and invited memberships)."""
+    if not user.is_authenticated:
+        return Community.objects.none()
+    return Community.objects.filter(
+        memberships__user=user,
+        memberships__state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
+    ).order_by("name")

@@ -1,0 +1,22 @@
+"""System checks that refuse an incomplete production configuration."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+
+@register(Tags.security, deploy=True)
+def production_settings(app_configs, **kwargs):
+    errors = []
+    if settings.SECRET_KEY.startswith("insecure-"):
+        errors.append(Error("SECRET_KEY is not set.", id="sparklin.E001"))
+    if not settings.DATABASE_URL:
+        errors.append(Error("DATABASE_URL is not set: production runs on PostgreSQL.", id="sparklin.E002"))
+    if not settings.REDIS_URL:
+        errors.append(Error("REDIS_URL is not set: production runs Celery over Redis.", id="sparklin.E003"))
+    if settings.SMS_BACKEND == "twilio" and not (
+        settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN
+        and (settings.TWILIO_FROM_NUMBER or settings.TWILIO_MESSAGING_SERVICE_SID)
+    ):
+        errors.append(Error("SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+                            "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID.", id="sparklin.E004"))
+    return errors
