@@ -115,8 +115,13 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-            # The gateway thread and the web process write concurrently in the demo.
-            "OPTIONS": {"timeout": 20},
+            # The demo's web, gateway and simulator processes share this file: WAL lets readers
+            # go on while one writes, IMMEDIATE avoids lock-upgrade deadlocks between writers.
+            "OPTIONS": {
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL;",
+                "transaction_mode": "IMMEDIATE",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,124 @@
+"""`python manage.py seed_demo`: the documented demo data, created or brought back to the
+documented state (idempotent: running it twice changes nothing).
+
+Community `demo` with two sites; chargers DEMO-SPARK1-01 and DEMO-ZAPTEC-01 (OCPP 1.6J) and
+DEMO-VOLTTIME-01 (OCPP 2.0.1), no password; manager +33600000001; driver +33600000002
+(driver@demo.example) holding card DEMO-CARD-01; 0.2516 EUR/kWh since 2020-01-01; expense-note
+recipient finance@demo.example; and a few completed sessions last month so pages are not empty.
+"""
+
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_scopes import scopes_disabled
+
+from accounts.models import User
+from billing.models import Price
+from billing.services import price_at
+from chargers.models import ChargeCard, Charger, ChargingSession, Connector, Vendor
+from communities.models import Community, Membership, Role, Site
+
+MANAGER_PHONE = "+33600000001"
+DRIVER_PHONE = "+33600000002"
+CHARGERS = [
+    # identity, vendor, model, site index, protocol the simulator speaks
+    ("DEMO-SPARK1-01", Vendor.SPARK1, "Spark 1", 0, "1.6"),
+    ("DEMO-ZAPTEC-01", Vendor.ZAPTEC, "Zaptec Go", 1, "1.6"),
+    ("DEMO-VOLTTIME-01", Vendor.VOLTTIME, "Volt Time Source", 1, "2.0.1"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create (or restore) the documented demo community, people, chargers and card."
+
+    @transaction.atomic
+    @scopes_disabled()
+    def handle(self, *args, **options):
+        community, _ = Community.objects.update_or_create(
+            slug="demo",
+            defaults={
+                "name": "Sparklin Demo",
+                "kind": Community.Kind.COMPANY,
+                "address": "12 rue des Électrons\n75011 Paris",
+                "time_zone": "Europe/Paris",
+                "expense_email": "finance@demo.example",
+            },
+        )
+        sites = [
+            Site.objects.update_or_create(
+                community=community, name=name, defaults={"address": address}
+            )[0]
+            for name, address in [
+                ("Siège — parking", "12 rue des Électrons, 75011 Paris"),
+                ("Entrepôt de Bercy", "40 quai de Bercy, 75012 Paris"),
+            ]
+        ]
+        manager = self._person(MANAGER_PHONE, "Camille", "Martin", "manager@demo.example")
+        driver = self._person(DRIVER_PHONE, "Lucas", "Bernard", "driver@demo.example")
+        for user, role in [(manager, Role.MANAGER), (driver, Role.INDIVIDUAL)]:
+            Membership.objects.update_or_create(
+                community=community, user=user,
+                defaults={"role": role, "state": Membership.State.ACTIVE, "left_at": None},
+            )
+        Price.objects.update_or_create(
+            community=community, valid_from=date(2020, 1, 1),
+            defaults={"price_per_kwh": Decimal("0.2516")},
+        )
+        card, _ = ChargeCard.objects.update_or_create(
+            community=community, uid="DEMO-CARD-01",
+            defaults={"name": "Badge Lucas", "holder": driver, "active": True},
+        )
+        chargers = []
+        for identity, vendor, model, site_index, _protocol in CHARGERS:
+            charger, _ = Charger.objects.update_or_create(
+                identity=identity,
+                defaults={
+                    "community": community, "site": sites[site_index], "vendor": vendor,
+                    "model": model, "password_hash": "",
+                },
+            )
+            chargers.append(charger)
+        self._history(community, chargers[0], driver, card)
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo ready: community 'demo', manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
+            f"chargers {', '.join(c[0] for c in CHARGERS)}."
+        ))
+
+    def _person(self, phone, first, last, email):
+        user = User.objects.filter(phone=phone).first()
+        if user is None:
+            user = User.objects.create_user(phone=phone)
+        user.first_name, user.last_name, user.email = first, last, email
+        user.save()
+        return user
+
+    def _history(self, community, charger, driver, card):
+        """A handful of completed sessions in the previous month (fixed transaction ids, so a
+        second run finds them instead of adding more)."""
+        connector, _ = Connector.objects.get_or_create(
+            community=community, charger=charger, evse_id=1, connector_id=1
+        )
+        first_of_month = date.today().replace(day=1)
+        last_month = (first_of_month - timedelta(days=1)).replace(day=1)
+        for n, (day, hour, minutes, kwh) in enumerate(
+            [(3, 18, 125, "11.240"), (9, 19, 240, "21.870"), (15, 7, 95, "8.115"),
+             (21, 20, 180, "16.502"), (26, 18, 60, "5.930")], start=1
+        ):
+            started = datetime.combine(last_month.replace(day=day), time(hour), community.tz)
+            energy_wh = Decimal(kwh) * 1000
+            price = price_at(community, started)
+            cost = (energy_wh / 1000 * price).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            meter_start = Decimal(100000 * n)
+            ChargingSession.objects.update_or_create(
+                charger=charger, transaction_id=f"demo-{last_month:%Y%m}-{n}",
+                defaults={
+                    "community": community, "connector": connector, "holder": driver,
+                    "card": card, "id_tag": card.uid, "state": ChargingSession.State.COMPLETED,
+                    "started_at": started, "stopped_at": started + timedelta(minutes=minutes),
+                    "meter_start_wh": meter_start, "meter_stop_wh": meter_start + energy_wh,
+                    "meter_last_wh": meter_start + energy_wh, "energy_wh": energy_wh,
+                    "price_per_kwh": price, "cost": cost, "stop_reason": "Local",
+                },
+            )
