@@ -3,7 +3,7 @@ the proof. Users are global; what they may see is decided by their memberships (
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
@@ -96,3 +96,24 @@ class TokenBucket(models.Model):
 
     def __str__(self):
         return self.value
+
+    @staticmethod
+    def authorize(value: str, capacity: int, refill_time_secs: int) -> bool:
+        """Take one token from the bucket named `value`; False when it is empty. A full bucket
+        holds `capacity` tokens and refills completely in `refill_time_secs`.
+
+        healthchecks reads and saves without a lock and accepts that two concurrent requests may
+        both pass; here the row is locked (SELECT … FOR UPDATE on PostgreSQL) so a burst of
+        parallel requests cannot slip past a login limit."""
+        now = timezone.now()
+        with transaction.atomic():
+            TokenBucket.objects.get_or_create(value=value, defaults={"updated": now})
+            bucket = TokenBucket.objects.select_for_update().get(value=value)
+            elapsed = max((now - bucket.updated).total_seconds(), 0.0)
+            bucket.tokens = min(1.0, bucket.tokens + elapsed / refill_time_secs)
+            bucket.tokens -= 1.0 / capacity
+            if bucket.tokens < 0:
+                return False
+            bucket.updated = now
+            bucket.save(update_fields=["tokens", "updated"])
+            return True

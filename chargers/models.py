@@ -1,12 +1,15 @@
 """Chargers and what they report: connectors (outlets), cards, charging sessions, meter samples,
 commands sent to them and the OCPP message log. Every row carries its community."""
 
+import re
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from communities.models import Community, Site, scoped_manager
+from communities.models import Community, Membership, Site, scoped_manager
 
 
 class Vendor(models.TextChoices):
@@ -40,9 +43,14 @@ class Charger(models.Model):
     reported_serial = models.CharField(max_length=50, blank=True)
     connected = models.BooleanField(_("connected"), default=False)
     connected_since = models.DateTimeField(null=True, blank=True)
+    # When `connected` last changed (connection, disconnection, offline sweep). Events carry
+    # their own time and are applied only when newer, so batches processed out of order by
+    # several workers cannot leave a charger shown connected after it dropped.
+    connection_changed_at = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(_("last seen"), null=True, blank=True)
     last_boot_at = models.DateTimeField(null=True, blank=True)
     heartbeat_interval = models.PositiveIntegerField(default=300)
+    firmware_status = models.CharField(_("firmware update status"), max_length=40, blank=True)
     # Set once the gateway has applied the product's configuration after a connection.
     configured_at = models.DateTimeField(null=True, blank=True)
     configuration = models.JSONField(default=dict, blank=True)
@@ -121,6 +129,15 @@ class Connector(models.Model):
         return OutletState(self.state).label
 
 
+_UID_SEPARATORS = re.compile(r"[\s:\-]+")
+
+
+def normalize_card_uid(uid: str) -> str:
+    """The one spelling of a card UID: upper case, without spaces, colons or dashes, so
+    `04:a2:3b-11` typed in the portal and `04A23B11` sent by a charger are the same card."""
+    return _UID_SEPARATORS.sub("", uid or "").upper()
+
+
 class ChargeCard(models.Model):
     """An RFID card (1.6 idTag, 2.0.1 idToken). The uid is stored normalised (upper case, no
     separators) so the same card sent with different token types is one card."""
@@ -143,6 +160,50 @@ class ChargeCard(models.Model):
 
     def __str__(self):
         return self.name or self.uid
+
+    def save(self, *args, **kwargs):
+        self.uid = normalize_card_uid(self.uid)
+        super().save(*args, **kwargs)
+
+    @property
+    def authorization_status(self) -> str:
+        """What a charger is told when this card is presented: Accepted for an active card
+        whose holder is a current member of the card's community, Blocked otherwise (inactive
+        card, holder removed from the community, no holder)."""
+        if not self.active or self.holder_id is None:
+            return AuthorizationStatus.BLOCKED
+        current = (
+            Membership.objects.with_scopes_disabled()
+            .filter(community_id=self.community_id, user_id=self.holder_id)
+            .exclude(state=Membership.State.LEFT)
+            .exists()
+        )
+        return AuthorizationStatus.ACCEPTED if current else AuthorizationStatus.BLOCKED
+
+
+class AuthorizationStatus(models.TextChoices):
+    """OCPP 1.6 AuthorizationStatus / 2.0.1 AuthorizationStatusEnumType values we answer."""
+
+    ACCEPTED = "Accepted", _("Accepted")
+    BLOCKED = "Blocked", _("Blocked")
+    INVALID = "Invalid", _("Unknown card")
+
+
+def card_decision(community_id: int, uid: str) -> dict:
+    """The authorization answer for `uid` presented on a charger of `community_id`, as JSON
+    scalars (the gateway caches it): {"status", "card_id", "holder_id"}. Unknown → Invalid."""
+    card = (
+        ChargeCard.objects.with_scopes_disabled()
+        .filter(community_id=community_id, uid=normalize_card_uid(uid))
+        .first()
+    )
+    if card is None:
+        return {"status": AuthorizationStatus.INVALID.value, "card_id": None, "holder_id": None}
+    return {
+        "status": str(card.authorization_status),
+        "card_id": card.pk,
+        "holder_id": card.holder_id,
+    }
 
 
 class ChargingSession(models.Model):
@@ -170,8 +231,10 @@ class ChargingSession(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
     meter_start_wh = models.DecimalField(max_digits=14, decimal_places=1, null=True, blank=True)
     meter_stop_wh = models.DecimalField(max_digits=14, decimal_places=1, null=True, blank=True)
-    # Latest register reading seen while in progress (live energy).
+    # Latest register reading seen while in progress (live energy), and its time: samples can
+    # arrive out of order, only a newer one moves it.
     meter_last_wh = models.DecimalField(max_digits=14, decimal_places=1, null=True, blank=True)
+    meter_last_at = models.DateTimeField(null=True, blank=True)
     energy_wh = models.DecimalField(max_digits=14, decimal_places=1, default=0)
     price_per_kwh = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     cost = models.DecimalField(max_digits=12, decimal_places=2, default=0)
@@ -234,6 +297,9 @@ class ChargerCommand(models.Model):
 
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="commands")
+    # Stable reference shared by whoever creates the command (portal or gateway) and the gateway
+    # reporting its progress: status updates are upserts by uid, so replays change nothing.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     action = models.CharField(max_length=60)
     payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
@@ -269,6 +335,13 @@ class OcppMessage(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["charger", "-at"])]
+        constraints = [
+            # Makes re-processing a batch of log rows a no-op (bulk_create ignore_conflicts).
+            models.UniqueConstraint(
+                fields=["charger", "direction", "message_type", "unique_id", "at"],
+                name="ocpp_message_unique",
+            )
+        ]
 
 
 class UnknownCharger(models.Model):

@@ -5,10 +5,8 @@ from django.conf import settings
 from .processes import celery_worker, child_env, free_port, gateway, wait_for_port
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "/e2e/" in str(item.fspath) and not item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.e2e)
+# Every module here marks itself `pytestmark = pytest.mark.e2e` (or `browser`), so the fast
+# suite (`-m "not e2e and not browser"`) never starts a process.
 
 
 @pytest.fixture
