@@ -138,6 +138,12 @@ def normalize_card_uid(uid: str) -> str:
     return _UID_SEPARATORS.sub("", uid or "").upper()
 
 
+def card_uid_spellings(uid: str) -> list[str]:
+    """What to look up for a presented uid: the normal form, and the raw upper-case spelling
+    for rows written without going through `ChargeCard.save` (bulk loads, `update()`)."""
+    return sorted({normalize_card_uid(uid), (uid or "").strip().upper()} - {""})
+
+
 class ChargeCard(models.Model):
     """An RFID card (1.6 idTag, 2.0.1 idToken). The uid is stored normalised (upper case, no
     separators) so the same card sent with different token types is one card."""
@@ -194,7 +200,8 @@ def card_decision(community_id: int, uid: str) -> dict:
     scalars (the gateway caches it): {"status", "card_id", "holder_id"}. Unknown → Invalid."""
     card = (
         ChargeCard.objects.with_scopes_disabled()
-        .filter(community_id=community_id, uid=normalize_card_uid(uid))
+        .filter(community_id=community_id, uid__in=card_uid_spellings(uid))
+        .order_by("-active")
         .first()
     )
     if card is None:
@@ -285,6 +292,9 @@ class MeterSample(models.Model):
             )
         ]
 
+    def __str__(self):
+        return f"{self.measurand} {self.value} {self.unit} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
 
 class ChargerCommand(models.Model):
     class Status(models.TextChoices):
@@ -315,6 +325,9 @@ class ChargerCommand(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self):
+        return f"{self.action} → {self.charger} ({self.status})"
+
 
 class OcppMessage(models.Model):
     class Direction(models.TextChoices):
@@ -342,6 +355,9 @@ class OcppMessage(models.Model):
                 name="ocpp_message_unique",
             )
         ]
+
+    def __str__(self):
+        return f"{self.direction} {self.action or self.message_type} {self.unique_id}"
 
 
 class UnknownCharger(models.Model):
@@ -375,3 +391,6 @@ class TransactionIdBlock(models.Model):
 
     name = models.CharField(max_length=20, unique=True, default="ocpp16")
     next_value = models.BigIntegerField(default=1)
+
+    def __str__(self):
+        return f"{self.name}: next {self.next_value}"
