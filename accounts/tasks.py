@@ -1,0 +1,17 @@
+"""Background work of the accounts app: SMS delivery (retried: providers have bad minutes)."""
+
+from celery import shared_task
+
+from . import sms
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, default_retry_delay=20)
+def send_sms_task(self, to: str, body: str) -> None:
+    """Deliver one SMS. Queued after commit by the services that need it (login codes,
+    welcome messages); retried a few times on provider errors."""
+    try:
+        sms.send_sms(to, body)
+    except Exception as exc:  # provider or network error: try again later
+        if self.request.is_eager:
+            raise
+        raise self.retry(exc=exc)
