@@ -16,7 +16,9 @@ class Price(models.Model):
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="prices")
     valid_from = models.DateField(_("valid from"))
     price_per_kwh = models.DecimalField(
-        _("price per kWh"), max_digits=10, decimal_places=4,
+        _("price per kWh"),
+        max_digits=10,
+        decimal_places=4,
         validators=[MinValueValidator(Decimal("0"))],
     )
     created_at = models.DateTimeField(default=timezone.now)

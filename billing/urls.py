@@ -1,5 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "billing"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("c/<slug:community>/settings/prices/add/", views.price_add, name="price-add"),
+    path("c/<slug:community>/exports/", views.export_list, name="export-list"),
+    path("c/<slug:community>/exports/sessions.csv", views.export_sessions, name="export-sessions"),
+]

@@ -92,7 +92,11 @@ class Site(models.Model):
     name = models.CharField(_("name"), max_length=200)
     address = models.TextField(_("address"), blank=True)
     grid_limit_kw = models.DecimalField(
-        _("grid limit (kW)"), max_digits=8, decimal_places=1, null=True, blank=True,
+        _("grid limit (kW)"),
+        max_digits=8,
+        decimal_places=1,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(Decimal("0"))],
     )
     created_at = models.DateTimeField(default=timezone.now)

@@ -1,7 +1,25 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect
+"""Community pages: home, create, dashboard, users (members), sites, company configuration."""
 
+import copy
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django_scopes import scopes_disabled
+
+from billing.forms import PriceForm
+from billing.models import Price
+from chargers.forms import CardForm
+from chargers.models import ChargeCard, Charger, ChargingSession
+
+from . import selectors, services
+from .forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
 from .middleware import user_communities
+from .models import Membership, Site
+from .permissions import community_permission, has_permission
 
 
 @login_required
@@ -10,3 +28,196 @@ def home(request):
     if first is None:
         return redirect("communities:community-create")
     return redirect("communities:dashboard", community=first.slug)
+
+
+@login_required
+def community_create(request):
+    form = CommunityForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with scopes_disabled():
+            community = services.create_community(actor=request.user, **form.cleaned_data)
+        messages.success(request, _("Community %(name)s created.") % {"name": community.name})
+        return redirect("communities:dashboard", community=community.slug)
+    return render(request, "communities/community_create.html", {"form": form})
+
+
+@community_permission("community:view")
+def dashboard(request, community):
+    rows = selectors.outlet_rows(request.community)
+    manager = has_permission(request, "sessions:view_all")
+    sessions = selectors.sessions_for_list()
+    if not manager:
+        sessions = sessions.filter(holder=request.user)
+    totals = selectors.month_totals(request.community, sessions)
+    fingerprint = f"{selectors.outlets_fingerprint(rows)}-{totals['count']}-{totals['energy_wh']}"
+    if request.htmx and request.GET.get("fp") == fingerprint:
+        return HttpResponse(status=204)
+    context = {
+        "rows": rows,
+        "counts": selectors.state_counts(rows),
+        "totals": totals,
+        "fingerprint": fingerprint,
+        "active_sessions": [s for s in sessions.filter(state=ChargingSession.State.ACTIVE)],
+        "latest_sessions": sessions[:10],
+        "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
+    }
+    template = (
+        "communities/dashboard.html#dashboard-live"
+        if request.htmx
+        else "communities/dashboard.html"
+    )
+    return render(request, template, context)
+
+
+@community_permission("members:view")
+def member_list(request, community):
+    members = Membership.objects.select_related("user").order_by(
+        "state", "user__last_name", "user__first_name"
+    )
+    return render(request, "communities/member_list.html", {"members": members})
+
+
+@community_permission("members:write")
+def member_add(request, community):
+    with scopes_disabled():
+        communities = services.managed_communities(request.user)
+    form = MemberAddForm(
+        request.POST or None, communities=communities, initial={"community": request.community.slug}
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        target = data.pop("community")
+        try:
+            with scopes_disabled():
+                membership = services.add_member(community=target, actor=request.user, **data)
+        except services.CommunityError as e:
+            form.add_error(None, e.message)
+        else:
+            messages.success(
+                request,
+                _("%(name)s was added to %(community)s and invited by SMS.")
+                % {"name": membership.user, "community": target},
+            )
+            return redirect("communities:member-list", community=target.slug)
+    return render(request, "communities/member_form.html", {"form": form, "adding": True})
+
+
+@community_permission("members:view")
+def member_detail(request, community, member):
+    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    sessions = selectors.sessions_for_list().filter(holder=membership.user)
+    page = Paginator(sessions, 25).get_page(request.GET.get("page"))
+    cards = ChargeCard.objects.filter(holder=membership.user)
+    return render(
+        request,
+        "communities/member_detail.html",
+        {
+            "member": membership,
+            "page": page,
+            "cards": cards,
+            "card_form": CardForm(),
+        },
+    )
+
+
+@community_permission("members:write")
+def member_edit(request, community, member):
+    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    user = membership.user
+    initial = {
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "role": membership.role,
+    }
+    form = MemberEditForm(request.POST or None, initial=initial, membership=membership)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_member(membership=membership, actor=request.user, **form.cleaned_data)
+        except services.CommunityError as e:
+            form.add_error(None, e.message)
+        else:
+            messages.success(request, _("Changes saved."))
+            return redirect("communities:member-detail", community=community, member=membership.pk)
+    return render(request, "communities/member_form.html", {"form": form, "member": membership})
+
+
+@community_permission("members:write")
+def member_remove(request, community, member):
+    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    if request.method != "POST":
+        return render(request, "communities/member_remove.html", {"member": membership})
+    try:
+        services.remove_member(membership=membership, actor=request.user)
+    except services.CommunityError as e:
+        messages.error(request, e.message)
+        return redirect("communities:member-detail", community=community, member=membership.pk)
+    messages.success(
+        request, _("%(name)s was removed from the community.") % {"name": membership.user}
+    )
+    return redirect("communities:member-list", community=community)
+
+
+@community_permission("sites:view")
+def site_list(request, community):
+    sites = Site.objects.all().prefetch_related("chargers")
+    return render(request, "communities/site_list.html", {"sites": sites})
+
+
+@community_permission("sites:write")
+def site_add(request, community):
+    form = SiteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            site = services.create_site(
+                community=request.community, actor=request.user, **form.cleaned_data
+            )
+        except services.CommunityError as e:
+            form.add_error("name", e.message)
+        else:
+            messages.success(request, _("Site %(name)s added.") % {"name": site.name})
+            return redirect("communities:site-detail", community=community, site=site.pk)
+    return render(request, "communities/site_form.html", {"form": form})
+
+
+@community_permission("sites:view")
+def site_detail(request, community, site):
+    site = get_object_or_404(Site, pk=site)
+    chargers = Charger.objects.filter(site=site).prefetch_related("connectors")
+    return render(request, "communities/site_detail.html", {"site": site, "chargers": chargers})
+
+
+@community_permission("sites:write")
+def site_edit(request, community, site):
+    site = get_object_or_404(Site, pk=site)
+    form = SiteForm(request.POST or None, instance=site)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_site(site=site, actor=request.user, **form.cleaned_data)
+        except services.CommunityError as e:
+            form.add_error("name", e.message)
+        else:
+            messages.success(request, _("Changes saved."))
+            return redirect("communities:site-detail", community=community, site=site.pk)
+    return render(request, "communities/site_form.html", {"form": form, "site": site})
+
+
+@community_permission("community:manage")
+def settings_view(request, community):
+    # A copy: the form writes cleaned values on its instance, the service decides what changed.
+    form = CommunitySettingsForm(request.POST or None, instance=copy.copy(request.community))
+    if request.method == "POST" and form.is_valid():
+        services.update_community(
+            community=request.community, actor=request.user, **form.cleaned_data
+        )
+        messages.success(request, _("Changes saved."))
+        return redirect("communities:settings", community=request.community.slug)
+    return render(
+        request,
+        "communities/settings.html",
+        {
+            "form": form,
+            "price_form": PriceForm(),
+            "prices": Price.objects.all(),
+        },
+    )

@@ -4,7 +4,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
 from django.utils.formats import number_format
-from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -16,7 +16,7 @@ def current(context, *url_names):
     name = match.url_name if match else ""
     for candidate in url_names:
         if name == candidate or (candidate.endswith("*") and name.startswith(candidate[:-1])):
-            return format_html('aria-current="page"')
+            return mark_safe('aria-current="page"')
     return ""
 
 

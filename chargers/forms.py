@@ -1,0 +1,109 @@
+import re
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import User
+from communities.models import Membership, Site
+
+from .models import Charger, Vendor
+
+
+class ChargerForm(forms.Form):
+    identity = forms.CharField(
+        label=_("Serial number (charge point identity)"),
+        max_length=48,
+        help_text=_(
+            "Letters, digits, '-', '_' and '.' only: it becomes part of the charger's URL."
+        ),
+    )
+    vendor = forms.ChoiceField(label=_("Vendor"), choices=Vendor.choices)
+    model = forms.CharField(label=_("Model"), max_length=50, required=False)
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+    password = forms.CharField(
+        label=_("Password (optional)"),
+        required=False,
+        min_length=8,
+        max_length=40,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("HTTP Basic password the charger must send (OCPP security profiles 1 and 2)."),
+    )
+
+    def clean_identity(self):
+        identity = self.cleaned_data["identity"].strip()
+        if not re.fullmatch(r"[A-Za-z0-9._\-]+", identity):
+            raise forms.ValidationError(_("Use letters, digits, '-', '_' and '.' only."))
+        return identity
+
+
+class ChargerEditForm(forms.Form):
+    site = forms.ModelChoiceField(label=_("Site"), queryset=Site.objects.none(), empty_label=None)
+    vendor = forms.ChoiceField(label=_("Vendor"), choices=Vendor.choices)
+    model = forms.CharField(label=_("Model"), max_length=50, required=False)
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+    password = forms.CharField(
+        label=_("New password"),
+        required=False,
+        min_length=8,
+        max_length=40,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("Leave blank to keep the current password."),
+    )
+    clear_password = forms.BooleanField(label=_("Remove the password"), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = Site.objects.all()
+
+    @classmethod
+    def initial_for(cls, charger: Charger):
+        return {
+            "site": charger.site_id,
+            "vendor": charger.vendor,
+            "model": charger.model,
+            "name": charger.name,
+        }
+
+
+class CardForm(forms.Form):
+    uid = forms.CharField(
+        label=_("Card UID"),
+        max_length=36,
+        help_text=_("As printed on the card or read by the charger, e.g. 04A23B11."),
+    )
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+
+
+class MonthField(forms.CharField):
+    """A month written YYYY-MM (the value of <input type=month>), cleaned to (year, month)."""
+
+    default_error_messages = {"invalid": _("Enter a month as YYYY-MM.")}
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if not value:
+            return None
+        m = re.fullmatch(r"(\d{4})-(\d{2})", value.strip())
+        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return int(m.group(1)), int(m.group(2))
+
+
+class SessionFilterForm(forms.Form):
+    month = MonthField(
+        label=_("Month"), required=False, widget=forms.TextInput(attrs={"type": "month"})
+    )
+    user = forms.ModelChoiceField(
+        label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("All users")
+    )
+    site = forms.ModelChoiceField(
+        label=_("Site"), queryset=Site.objects.none(), required=False, empty_label=_("All sites")
+    )
+
+    def __init__(self, *args, community, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Everyone who ever belonged (those who left keep their sessions in the history).
+        self.fields["user"].queryset = User.objects.filter(
+            memberships__in=Membership.objects.filter(community=community)
+        ).order_by("last_name", "first_name")
+        self.fields["site"].queryset = Site.objects.all()

@@ -1,0 +1,157 @@
+"""Outlets, chargers, refused identities, charging sessions and cards."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from communities import selectors
+from communities.models import Membership, Site
+from communities.permissions import community_permission
+
+from . import services
+from .forms import CardForm, ChargerEditForm, ChargerForm, SessionFilterForm
+from .models import ChargeCard, Charger, UnknownCharger
+
+
+@community_permission("outlets:view")
+def outlet_list(request, community):
+    """Every outlet and its state. The table polls itself every 5 s with the fingerprint of what
+    it shows and gets 204 (htmx swaps nothing) until something changes."""
+    rows = selectors.outlet_rows(request.community)
+    fingerprint = selectors.outlets_fingerprint(rows)
+    if request.htmx and request.GET.get("fp") == fingerprint:
+        return HttpResponse(status=204)
+    template = (
+        "chargers/outlet_list.html#outlet-table" if request.htmx else "chargers/outlet_list.html"
+    )
+    return render(request, template, {"rows": rows, "fingerprint": fingerprint})
+
+
+@community_permission("chargers:write")
+def charger_add(request, community, site):
+    site = get_object_or_404(Site, pk=site)
+    form = ChargerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            charger = services.register_charger(site=site, actor=request.user, **form.cleaned_data)
+        except services.ChargerError as e:
+            form.add_error("identity", e.message)
+        else:
+            messages.success(
+                request, _("Charger %(identity)s registered.") % {"identity": charger.identity}
+            )
+            return redirect("chargers:charger-detail", community=community, charger=charger.pk)
+    return render(
+        request,
+        "chargers/charger_form.html",
+        {"form": form, "site": site, "gateway_url": settings.GATEWAY_PUBLIC_URL},
+    )
+
+
+@community_permission("chargers:view")
+def charger_detail(request, community, charger):
+    charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
+    log = Paginator(charger.messages.all(), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "chargers/charger_detail.html",
+        {
+            "charger": charger,
+            "connectors": charger.connectors.all(),
+            "log": log,
+            "commands": charger.commands.select_related("asked_by")[:20],
+            "gateway_url": settings.GATEWAY_PUBLIC_URL,
+        },
+    )
+
+
+@community_permission("chargers:write")
+def charger_edit(request, community, charger):
+    charger = get_object_or_404(Charger, pk=charger)
+    form = ChargerEditForm(request.POST or None, initial=ChargerEditForm.initial_for(charger))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_charger(charger=charger, actor=request.user, **form.cleaned_data)
+        except services.ChargerError as e:
+            form.add_error(None, e.message)
+        else:
+            messages.success(request, _("Changes saved."))
+            return redirect("chargers:charger-detail", community=community, charger=charger.pk)
+    return render(request, "chargers/charger_edit.html", {"form": form, "charger": charger})
+
+
+@community_permission("chargers:view")
+def unknown_charger_list(request, community):
+    """Identities refused at the handshake: a charger waiting to be registered shows up here."""
+    refused = Paginator(UnknownCharger.objects.all(), 50).get_page(request.GET.get("page"))
+    return render(request, "chargers/unknown_charger_list.html", {"refused": refused})
+
+
+@community_permission("sessions:view_all")
+def session_list(request, community):
+    form = SessionFilterForm(request.GET or None, community=request.community)
+    sessions = selectors.sessions_for_list()
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["month"]:
+            start, end = selectors.month_bounds(request.community, *data["month"])
+            sessions = sessions.filter(started_at__gte=start, started_at__lt=end)
+        if data["user"]:
+            sessions = sessions.filter(holder=data["user"])
+        if data["site"]:
+            sessions = sessions.filter(charger__site=data["site"])
+    page = Paginator(sessions, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "chargers/session_list.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+@community_permission("community:view")
+def my_session_list(request, community):
+    sessions = selectors.sessions_for_list().filter(holder=request.user)
+    page = Paginator(sessions, 50).get_page(request.GET.get("page"))
+    cards = ChargeCard.objects.filter(holder=request.user)
+    return render(request, "chargers/my_session_list.html", {"page": page, "cards": cards})
+
+
+@community_permission("cards:write")
+@require_POST
+def card_add(request, community, member):
+    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    form = CardForm(request.POST)
+    if form.is_valid():
+        try:
+            card = services.add_card(
+                community=request.community,
+                actor=request.user,
+                holder=membership.user,
+                **form.cleaned_data,
+            )
+        except services.ChargerError as e:
+            messages.error(request, e.message)
+        else:
+            messages.success(request, _("Card %(uid)s added.") % {"uid": card.uid})
+    else:
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+    return redirect("communities:member-detail", community=community, member=membership.pk)
+
+
+@community_permission("cards:write")
+@require_POST
+def card_deactivate(request, community, card):
+    card = get_object_or_404(ChargeCard, pk=card)
+    services.deactivate_card(card=card, actor=request.user)
+    messages.success(request, _("Card %(uid)s deactivated.") % {"uid": card.uid})
+    membership = Membership.objects.filter(user=card.holder_id).first()
+    if membership:
+        return redirect("communities:member-detail", community=community, member=membership.pk)
+    return redirect("communities:member-list", community=community)

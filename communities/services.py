@@ -1,0 +1,298 @@
+"""Every write on communities, members and sites. Keyword-only verbs, one transaction each, an
+audit entry, a CommunityError with a translated message when a rule refuses the change.
+
+Services take the community explicitly and work whether or not a scope is active (views run
+inside the community scope, tasks enter it, tests disable scopes)."""
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import override
+
+from accounts.models import User
+from accounts.tasks import send_sms_task
+
+from .models import AuditEvent, Community, Membership, Role, Site
+from .permissions import role_has
+
+
+class CommunityError(Exception):
+    """A change refused by a business rule; `message` is shown to the person."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def audit(*, community, actor, action: str, target="", **data) -> AuditEvent:
+    """Record who did what to what. Called by every service inside its transaction."""
+    return AuditEvent.objects.create(
+        community=community,
+        actor=actor if actor and actor.pk else None,
+        action=action,
+        target=str(target)[:200],
+        data=data,
+    )
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "community"
+    slug, n = base, 2
+    while Community.objects.filter(slug=slug).exists():
+        slug = f"{base}-{n}"
+        n += 1
+    return slug
+
+
+@transaction.atomic
+def create_community(
+    *, actor: User, name: str, kind: str, address: str = "", time_zone: str = "Europe/Paris"
+) -> Community:
+    """Create a community; its creator becomes its owner."""
+    community = Community.objects.create(
+        name=name, slug=_unique_slug(name), kind=kind, address=address, time_zone=time_zone
+    )
+    Membership.objects.create(community=community, user=actor, role=Role.OWNER)
+    audit(community=community, actor=actor, action="community.create", target=community.name)
+    return community
+
+
+COMMUNITY_SETTINGS_FIELDS = ("name", "kind", "address", "time_zone", "expense_email")
+
+
+@transaction.atomic
+def update_community(*, community: Community, actor: User, **fields) -> Community:
+    """Change a community's name, kind, address, time zone or expense-note recipient."""
+    unknown = set(fields) - set(COMMUNITY_SETTINGS_FIELDS)
+    if unknown:
+        raise ValueError(f"Not community settings: {sorted(unknown)}")
+    changed = {k: v for k, v in fields.items() if getattr(community, k) != v}
+    for key, value in changed.items():
+        setattr(community, key, value)
+    if changed:
+        community.save(update_fields=list(changed))
+        audit(
+            community=community,
+            actor=actor,
+            action="community.update",
+            target=community.name,
+            fields=sorted(changed),
+        )
+    return community
+
+
+def _manager_membership(community, user):
+    return (
+        Membership.objects.with_scopes_disabled()
+        .filter(
+            community=community,
+            user=user,
+            state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
+        )
+        .first()
+    )
+
+
+def managed_communities(user):
+    """Communities where `user` may add members (the "community" choice of the add form)."""
+    return Community.objects.filter(
+        memberships__user=user,
+        memberships__role__in=[r for r in Role.values if role_has(r, "members:write")],
+        memberships__state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
+    ).order_by("name")
+
+
+def portal_login_url() -> str:
+    return settings.SITE_URL + reverse("accounts:login")
+
+
+@transaction.atomic
+def add_member(
+    *,
+    community: Community,
+    actor: User,
+    phone,
+    first_name: str,
+    last_name: str,
+    role: str,
+    email: str = "",
+) -> Membership:
+    """Add a person to a community by phone number: reuse the global user with that number or
+    create one, create (or re-open) the membership as *invited*, and queue a welcome e-mail and
+    SMS with the portal link. Their first code login turns the invitation active."""
+    if role not in (Role.INDIVIDUAL, Role.MANAGER):
+        raise CommunityError(_("A user can be added as individual or manager only."))
+    actor_membership = _manager_membership(community, actor)
+    if actor_membership is None or not role_has(actor_membership.role, "members:write"):
+        raise CommunityError(_("You cannot add users to this community."))
+    phone = str(phone)
+    user = User.objects.filter(phone=phone).first()
+    if user is None:
+        user = User.objects.create_user(
+            phone=phone, first_name=first_name, last_name=last_name, email=email
+        )
+    else:
+        # Fill what we did not know; never overwrite what the person set themselves.
+        for field, value in (
+            ("first_name", first_name),
+            ("last_name", last_name),
+            ("email", email),
+        ):
+            if value and not getattr(user, field):
+                setattr(user, field, value)
+        user.save()
+    membership = (
+        Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
+    )
+    if membership and membership.state != Membership.State.LEFT:
+        raise CommunityError(
+            _("%(name)s is already a member of %(community)s.")
+            % {"name": user, "community": community}
+        )
+    if membership:
+        membership.role, membership.state, membership.left_at = role, Membership.State.INVITED, None
+        membership.save(update_fields=["role", "state", "left_at"])
+    else:
+        membership = Membership.objects.create(
+            community=community, user=user, role=role, state=Membership.State.INVITED
+        )
+    audit(
+        community=community,
+        actor=actor,
+        action="member.add",
+        target=user,
+        role=role,
+        user_id=user.pk,
+    )
+    _queue_welcome(membership)
+    return membership
+
+
+def _queue_welcome(membership: Membership) -> None:
+    from .tasks import send_welcome_email_task
+
+    user = membership.user
+    with override(user.language):
+        body = _(
+            "%(community)s invites you to Sparklin. Log in with your phone number: %(url)s"
+        ) % {"community": membership.community.name, "url": portal_login_url()}
+    phone = str(user.phone)
+    transaction.on_commit(lambda: send_sms_task.delay(phone, body))
+    if user.email:
+        membership_id = membership.pk
+        transaction.on_commit(lambda: send_welcome_email_task.delay(membership_id))
+
+
+def _check_can_change(membership: Membership, actor: User):
+    actor_membership = _manager_membership(membership.community, actor)
+    if actor_membership is None or not role_has(actor_membership.role, "members:write"):
+        raise CommunityError(_("You cannot change the users of this community."))
+    if membership.role == Role.OWNER and actor_membership.role != Role.OWNER:
+        raise CommunityError(_("Only an owner can change or remove another owner."))
+    return actor_membership
+
+
+@transaction.atomic
+def update_member(
+    *, membership: Membership, actor: User, first_name: str, last_name: str, email: str, role: str
+) -> Membership:
+    """Edit a member's information (names, e-mail) and role."""
+    _check_can_change(membership, actor)
+    if role not in Role.values:
+        raise CommunityError(_("Unknown role."))
+    if (
+        membership.role == Role.OWNER
+        and role != Role.OWNER
+        and not _other_owners(membership).exists()
+    ):
+        raise CommunityError(_("A community keeps at least one owner."))
+    if role == Role.OWNER and membership.role != Role.OWNER:
+        raise CommunityError(_("Ownership cannot be given from this form."))
+    user = membership.user
+    user.first_name, user.last_name, user.email = first_name, last_name, email
+    user.save(update_fields=["first_name", "last_name", "email"])
+    old_role = membership.role
+    if role != old_role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    audit(
+        community=membership.community,
+        actor=actor,
+        action="member.update",
+        target=user,
+        user_id=user.pk,
+        role=role,
+        old_role=old_role,
+    )
+    return membership
+
+
+def _other_owners(membership):
+    return (
+        Membership.objects.with_scopes_disabled()
+        .filter(community=membership.community, role=Role.OWNER, state=Membership.State.ACTIVE)
+        .exclude(pk=membership.pk)
+    )
+
+
+@transaction.atomic
+def remove_member(*, membership: Membership, actor: User) -> Membership:
+    """Take someone out of a community. Their sessions stay in its history; their cards stop
+    working (the gateway answers Blocked for a card whose holder left)."""
+    _check_can_change(membership, actor)
+    if membership.state == Membership.State.LEFT:
+        raise CommunityError(_("This user already left the community."))
+    if membership.role == Role.OWNER and not _other_owners(membership).exists():
+        raise CommunityError(_("A community keeps at least one owner."))
+    membership.state = Membership.State.LEFT
+    membership.left_at = timezone.now()
+    membership.save(update_fields=["state", "left_at"])
+    audit(
+        community=membership.community,
+        actor=actor,
+        action="member.remove",
+        target=membership.user,
+        user_id=membership.user_id,
+    )
+    return membership
+
+
+@transaction.atomic
+def create_site(
+    *, community: Community, actor: User, name: str, address: str = "", grid_limit_kw=None
+) -> Site:
+    """Add a site (a location with chargers) to a community; names are unique per community."""
+    if Site.objects.with_scopes_disabled().filter(community=community, name=name).exists():
+        raise CommunityError(_("A site with this name already exists."))
+    site = Site.objects.create(
+        community=community, name=name, address=address, grid_limit_kw=grid_limit_kw
+    )
+    audit(community=community, actor=actor, action="site.create", target=site.name, site_id=site.pk)
+    return site
+
+
+@transaction.atomic
+def update_site(
+    *, site: Site, actor: User, name: str, address: str = "", grid_limit_kw=None
+) -> Site:
+    """Rename a site, change its address or grid limit."""
+    if (
+        Site.objects.with_scopes_disabled()
+        .filter(community=site.community_id, name=name)
+        .exclude(pk=site.pk)
+        .exists()
+    ):
+        raise CommunityError(_("A site with this name already exists."))
+    site.name, site.address, site.grid_limit_kw = name, address, grid_limit_kw
+    site.save(update_fields=["name", "address", "grid_limit_kw"])
+    audit(
+        community=site.community,
+        actor=actor,
+        action="site.update",
+        target=site.name,
+        site_id=site.pk,
+    )
+    return site

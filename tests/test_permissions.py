@@ -1,0 +1,161 @@
+"""The permission matrix, discovered from the URL resolver: every URL with a `<community>`
+argument is checked for anonymous → login, outsider → 404, member without the view's permission
+→ 403, member with it → allowed; forged ids from another community → 404; and every model with a
+`community` field is scoped (querying it outside a scope raises)."""
+
+import pytest
+from django.apps import apps
+from django.urls import URLPattern, URLResolver, get_resolver
+from django_scopes import ScopeError, scope
+
+from communities.models import Role
+from communities.permissions import PERMISSIONS
+from tests import builders
+
+
+def walk(patterns, prefix=""):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            yield from walk(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern), p
+
+
+def community_patterns():
+    return [
+        (route, p) for route, p in walk(get_resolver().url_patterns) if "<slug:community>" in route
+    ]
+
+
+COMMUNITY_ROUTES = community_patterns()
+
+
+def test_discovery_finds_the_portal():
+    names = {p.name for _, p in COMMUNITY_ROUTES}
+    assert {
+        "dashboard",
+        "outlet-list",
+        "member-list",
+        "site-detail",
+        "session-list",
+        "export-sessions",
+    } <= names
+    assert len(COMMUNITY_ROUTES) >= 20
+
+
+@pytest.mark.parametrize("route,pattern", COMMUNITY_ROUTES, ids=[r for r, _ in COMMUNITY_ROUTES])
+def test_every_community_view_declares_a_permission(route, pattern):
+    permission = getattr(pattern.callback, "community_permission", None)
+    assert permission in PERMISSIONS, f"{route} has no @community_permission"
+
+
+def fill(route, objects, community_slug):
+    """The URL of `route` with its arguments taken from `objects` (kwarg name → pk)."""
+    url = "/" + route.replace("<slug:community>", community_slug)
+    for name, value in objects.items():
+        url = url.replace(f"<int:{name}>", str(value))
+    assert "<" not in url, f"no object for an argument of {route}: extend `objects`"
+    return url
+
+
+def objects_of(community, holder):
+    site = builders.make_site(community)
+    charger = builders.make_charger(community, site=site)
+    member = builders.make_member(community, Role.INDIVIDUAL)
+    return {
+        "site": site.pk,
+        "charger": charger.pk,
+        "member": member.pk,
+        "card": builders.make_card(community, holder=holder).pk,
+    }
+
+
+@pytest.fixture
+def matrix(community, manager, individual, outsider):
+    return {
+        "objects": objects_of(community, individual),
+        "foreign": objects_of(outsider.memberships.get().community, outsider),
+    }
+
+
+def role_for(permission):
+    return Role.INDIVIDUAL if Role.INDIVIDUAL in PERMISSIONS[permission] else Role.MANAGER
+
+
+@pytest.mark.parametrize("route,pattern", COMMUNITY_ROUTES, ids=[r for r, _ in COMMUNITY_ROUTES])
+def test_permission_matrix(client, route, pattern, matrix, manager, individual, outsider):
+    permission = pattern.callback.community_permission
+    url = fill(route, matrix["objects"], "tilleuls")
+
+    response = client.get(url)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"], "anonymous"
+
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404, "outsider"
+    assert client.post(url).status_code == 404, "outsider POST"
+
+    if Role.INDIVIDUAL not in PERMISSIONS[permission]:
+        client.force_login(individual)
+        assert client.get(url).status_code == 403, "individual without the permission"
+        assert client.post(url).status_code == 403, "individual POST without the permission"
+
+    allowed = individual if role_for(permission) == Role.INDIVIDUAL else manager
+    client.force_login(allowed)
+    assert client.get(url).status_code not in (403, 404), "member with the permission"
+
+
+def test_unknown_community_is_404_like_a_foreign_one(client, manager):
+    client.force_login(manager)
+    assert client.get("/c/does-not-exist/").status_code == 404
+
+
+def test_member_who_left_gets_404(client, community):
+    m = builders.make_member(community, Role.MANAGER, state="left")
+    client.force_login(m.user)
+    assert client.get("/c/tilleuls/").status_code == 404
+
+
+OBJECT_ROUTES = [(r, p) for r, p in COMMUNITY_ROUTES if "<int:" in r]
+
+
+@pytest.mark.parametrize("route,pattern", OBJECT_ROUTES, ids=[r for r, _ in OBJECT_ROUTES])
+def test_forged_ids_from_another_community_are_404(client, route, pattern, matrix, manager):
+    """My community in the URL, another community's object id: 404, GET and POST."""
+    client.force_login(manager)
+    url = fill(route, matrix["foreign"], "tilleuls")
+    assert client.get(url).status_code in (404, 405)  # 405: a POST-only action
+    assert client.post(url).status_code == 404
+
+
+def test_unknown_permission_fails_at_import():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from communities.permissions import community_permission
+
+    with pytest.raises(ImproperlyConfigured):
+        community_permission("sites:delete-everything")
+
+
+TENANT_MODELS = [m for m in apps.get_models() if any(f.name == "community" for f in m._meta.fields)]
+
+
+def test_tenant_models_found():
+    names = {m.__name__ for m in TENANT_MODELS}
+    assert {
+        "Membership",
+        "Site",
+        "Charger",
+        "Connector",
+        "ChargeCard",
+        "ChargingSession",
+        "Price",
+    } <= names
+
+
+@pytest.mark.parametrize("model", TENANT_MODELS, ids=[m.__name__ for m in TENANT_MODELS])
+def test_every_tenant_model_is_scoped(model, db):
+    with scope():
+        with pytest.raises(ScopeError):
+            list(model.objects.all())
+        with pytest.raises(ScopeError):
+            model.objects.filter(pk=1).exists()
