@@ -1,0 +1,116 @@
+import csv
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from billing.exports import SESSIONS_HEADER
+from tests import builders
+from tests.communities.portal_data import local, make_session
+
+HEADER = (
+    "charger,connector,transaction_id,user,card,started_at,stopped_at,energy_kwh,price_per_kwh,cost"
+)
+
+
+@pytest.fixture
+def sessions(community, charger, individual, outsider):
+    connector = builders.make_connector(charger, 2)
+    card = builders.make_card(community, holder=individual, uid="04A23B11")
+    # Month boundaries in the community's time zone (Europe/Paris, UTC+1 in winter).
+    first = make_session(
+        charger,
+        connector,
+        individual,
+        card,
+        energy_wh="12345.6",
+        started_at=local(community, 2025, 1, 1, 0, 30),
+        transaction_id="42",
+    )
+    make_session(
+        charger,
+        connector,
+        individual,
+        card,
+        energy_wh="1000",
+        started_at=local(community, 2024, 12, 31, 23, 59),
+    )
+    make_session(
+        charger,
+        connector,
+        individual,
+        card,
+        energy_wh="1000",
+        started_at=local(community, 2025, 2, 1, 0, 0),
+    )
+    other = outsider.memberships.get().community
+    make_session(
+        builders.make_charger(other), energy_wh="5", started_at=local(community, 2025, 1, 10)
+    )
+    return first
+
+
+def test_header_is_exact():
+    assert ",".join(SESSIONS_HEADER) == HEADER
+
+
+def test_portal_download(manager_client, sessions, individual):
+    response = manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-01"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert "sessions-tilleuls-2025-01.csv" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert ",".join(rows[0]) == HEADER
+    assert len(rows) == 2  # one session in January, not the neighbours nor the other community
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert (
+        row["charger"] == "CP-TEST-01" and row["connector"] == "2" and row["transaction_id"] == "42"
+    )
+    assert row["user"] == individual.get_full_name() and row["card"] == "04A23B11"
+    assert row["started_at"] == "2025-01-01T00:30:00+01:00"
+    assert row["stopped_at"] == "2025-01-01T02:30:00+01:00"
+    assert (
+        row["energy_kwh"] == "12.346" and row["price_per_kwh"] == "0.2516" and row["cost"] == "3.11"
+    )
+
+
+def test_bad_month_in_portal(manager_client, sessions):
+    assert (
+        manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-1"}).status_code
+        == 400
+    )
+
+
+def test_command_matches_portal(manager_client, sessions, tmp_path):
+    out = io.StringIO()
+    call_command("export_sessions", "--community", "tilleuls", "--month", "2025-01", stdout=out)
+    portal = manager_client.get(
+        "/c/tilleuls/exports/sessions.csv", {"month": "2025-01"}
+    ).content.decode()
+    assert out.getvalue() == portal
+    target = tmp_path / "x.csv"
+    call_command(
+        "export_sessions",
+        "--community",
+        "tilleuls",
+        "--month",
+        "2025-01",
+        "--output",
+        str(target),
+        stderr=io.StringIO(),
+    )
+    assert target.read_text() == portal
+
+
+@pytest.mark.parametrize("month", ["2025-13", "25-01", "January"])
+def test_command_invalid_month(month, community):
+    with pytest.raises(CommandError, match="Invalid month"):
+        call_command("export_sessions", "--community", "tilleuls", "--month", month)
+
+
+def test_command_unknown_community(db):
+    with pytest.raises(CommandError, match="Unknown community 'nope'"):
+        call_command("export_sessions", "--community", "nope", "--month", "2025-01")
+
+
+def test_export_page_renders_form(manager_client):
+    assert b'name="month"' in manager_client.get("/c/tilleuls/exports/").content
