@@ -38,3 +38,29 @@ def gateway_process(e2e_env):
     process.url = f"ws://127.0.0.1:{port}/ocpp/"
     yield process
     process.stop()
+
+
+@pytest.fixture
+def browser_page():
+    """A Playwright page in Debian's Chromium (never a downloaded browser)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if not executable:
+        pytest.fail("Debian's chromium is needed for browser tests: make system-deps installs it")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-quic"],
+        )
+        context = browser.new_context(locale="en-GB")
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        context.close()
+        browser.close()
