@@ -107,3 +107,10 @@ class SessionFilterForm(forms.Form):
             memberships__in=Membership.objects.filter(community=community)
         ).order_by("last_name", "first_name")
         self.fields["site"].queryset = Site.objects.all()
+
+
+class RefusedLookupForm(forms.Form):
+    identity = forms.CharField(label=_("Serial number"), max_length=100)
+
+    def clean_identity(self):
+        return self.cleaned_data["identity"].strip()

@@ -13,7 +13,7 @@ from communities.models import Membership, Site
 from communities.permissions import community_permission
 
 from . import services
-from .forms import CardForm, ChargerEditForm, ChargerForm, SessionFilterForm
+from .forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
 from .models import ChargeCard, Charger, UnknownCharger
 
 
@@ -86,9 +86,17 @@ def charger_edit(request, community, charger):
 
 @community_permission("chargers:view")
 def unknown_charger_list(request, community):
-    """Identities refused at the handshake: a charger waiting to be registered shows up here."""
-    refused = Paginator(UnknownCharger.objects.all(), 50).get_page(request.GET.get("page"))
-    return render(request, "chargers/unknown_charger_list.html", {"refused": refused})
+    """Connections the gateway refused at the handshake. Refusals are not tenant data, so a
+    manager sees those of this community's own chargers (wrong password…) and can look up one
+    exact serial number ("did my new charger try to connect?"); other identities stay hidden so
+    nobody can list the serial numbers of chargers elsewhere."""
+    form = RefusedLookupForm(request.GET or None)
+    identities = Charger.objects.values_list("identity", flat=True)
+    refused = UnknownCharger.objects.filter(identity__in=list(identities))
+    if form.is_valid():
+        refused = refused | UnknownCharger.objects.filter(identity=form.cleaned_data["identity"])
+    page = Paginator(refused.order_by("-last_seen"), 50).get_page(request.GET.get("page"))
+    return render(request, "chargers/unknown_charger_list.html", {"refused": page, "form": form})
 
 
 @community_permission("sessions:view_all")

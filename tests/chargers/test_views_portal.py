@@ -184,10 +184,22 @@ def test_charger_detail_log_is_paginated_newest_first(manager_client, charger):
     assert [m.action for m in page2.context["log"]][-1] == "Action00"
 
 
-def test_refused_chargers_listed(manager_client):
-    UnknownCharger.objects.create(identity="WHO-ARE-YOU", attempts=7)
+def test_refused_chargers_of_the_community_listed(manager_client, charger):
+    UnknownCharger.objects.create(
+        identity=charger.identity, reason=UnknownCharger.Reason.BAD_PASSWORD, attempts=7
+    )
     content = manager_client.get("/c/tilleuls/chargers/refused/").content.decode()
-    assert "WHO-ARE-YOU" in content and ">7<" in content
+    assert charger.identity in content and ">7<" in content
+
+
+def test_refused_identities_of_others_only_by_exact_lookup(manager_client):
+    UnknownCharger.objects.create(identity="WHO-ARE-YOU", attempts=3)
+    listing = manager_client.get("/c/tilleuls/chargers/refused/").content.decode()
+    assert "WHO-ARE-YOU" not in listing
+    partial = manager_client.get("/c/tilleuls/chargers/refused/?identity=WHO").content.decode()
+    assert "WHO-ARE-YOU" not in partial
+    exact = manager_client.get("/c/tilleuls/chargers/refused/?identity=WHO-ARE-YOU")
+    assert "WHO-ARE-YOU" in exact.content.decode() and ">3<" in exact.content.decode()
 
 
 def test_session_list_filters(manager_client, community, charger, individual, manager):
