@@ -564,7 +564,8 @@ def _recompute(session: ChargingSession) -> None:
     if start is not None and end is not None:
         session.energy_wh = max(Decimal(0), Decimal(end) - Decimal(start)).quantize(Decimal("0.1"))
     if session.price_per_kwh is not None:
-        session.cost = (session.energy_wh / 1000 * session.price_per_kwh).quantize(
+        energy = Decimal(str(session.energy_wh))  # a fresh row holds the int default 0
+        session.cost = (energy / 1000 * Decimal(str(session.price_per_kwh))).quantize(
             CENT, rounding=ROUND_HALF_UP
         )
 

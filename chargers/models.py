@@ -30,7 +30,9 @@ class Charger(models.Model):
     # The charge point identity in ws://…/ocpp/<identity>: the serial number, globally unique.
     identity = models.CharField(_("serial number"), max_length=48, unique=True)
     name = models.CharField(_("name"), max_length=100, blank=True)
-    vendor = models.CharField(_("vendor"), max_length=20, choices=Vendor.choices, default=Vendor.OTHER)
+    vendor = models.CharField(
+        _("vendor"), max_length=20, choices=Vendor.choices, default=Vendor.OTHER
+    )
     model = models.CharField(_("model"), max_length=50, blank=True)
     # Django password hash (security profiles 1 and 2); empty means no password required.
     password_hash = models.CharField(max_length=128, blank=True)
@@ -123,7 +125,9 @@ class Connector(models.Model):
     def state(self) -> str:
         if not self.charger.connected:
             return OutletState.NOT_CONNECTED
-        return OCPP_STATUS_TO_STATE.get(self.status, OutletState.AVAILABLE if not self.status else OutletState.UNAVAILABLE)
+        return OCPP_STATUS_TO_STATE.get(
+            self.status, OutletState.AVAILABLE if not self.status else OutletState.UNAVAILABLE
+        )
 
     def get_state_display(self):
         return OutletState(self.state).label
@@ -152,8 +156,12 @@ class ChargeCard(models.Model):
     uid = models.CharField(_("card UID"), max_length=36)
     name = models.CharField(_("name"), max_length=100, blank=True)
     holder = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="cards", verbose_name=_("holder"),
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cards",
+        verbose_name=_("holder"),
     )
     active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -166,10 +174,6 @@ class ChargeCard(models.Model):
 
     def __str__(self):
         return self.name or self.uid
-
-    def save(self, *args, **kwargs):
-        self.uid = normalize_card_uid(self.uid)
-        super().save(*args, **kwargs)
 
     @property
     def authorization_status(self) -> str:
@@ -226,7 +230,10 @@ class ChargingSession(models.Model):
     # The id the charger knows: allocated by us for 1.6, chosen by the charger for 2.0.1.
     transaction_id = models.CharField(max_length=64)
     holder = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="charging_sessions",
     )
     card = models.ForeignKey(
@@ -272,9 +279,7 @@ class ChargingSession(models.Model):
 
 class MeterSample(models.Model):
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
-    session = models.ForeignKey(
-        ChargingSession, on_delete=models.CASCADE, related_name="samples"
-    )
+    session = models.ForeignKey(ChargingSession, on_delete=models.CASCADE, related_name="samples")
     timestamp = models.DateTimeField()
     measurand = models.CharField(max_length=60, default="Energy.Active.Import.Register")
     phase = models.CharField(max_length=10, blank=True)

@@ -17,6 +17,7 @@ from chargers.models import (
     OcppMessage,
     UnknownCharger,
     card_decision,
+    normalize_card_uid,
 )
 from chargers.tasks import process_events as process_events_task
 from communities.models import Membership
@@ -66,7 +67,8 @@ def tx(charger, kind, tid="1001", minutes=0.0, **payload):
 
 @pytest.fixture
 def driver_card(community, individual):
-    return builders.make_card(community, holder=individual, uid="04:a2:3b:11")
+    # Cards are stored normalised by the portal's service (chargers.services.add_card).
+    return builders.make_card(community, holder=individual, uid=normalize_card_uid("04:a2:3b:11"))
 
 
 def one_session(charger) -> ChargingSession:
@@ -303,6 +305,10 @@ def test_card_decisions_normalise_and_block_removed_members(community, individua
     assert card_decision(community.pk, "04A23B11")["status"] == AuthorizationStatus.BLOCKED
     other = builders.make_community()
     assert card_decision(other.pk, "04A23B11")["status"] == AuthorizationStatus.INVALID
+    # A row written without normalising (seed, bulk load) is still found by its raw spelling.
+    raw = builders.make_card(community, holder=individual, uid="DEMO-CARD-01")
+    assert card_decision(community.pk, "demo-card-01")["card_id"] == raw.pk
+    assert card_decision(community.pk, "DEMOCARD01")["status"] == AuthorizationStatus.INVALID
 
 
 @pytest.mark.django_db

@@ -1,0 +1,531 @@
+"""Simulated chargers (OCPP 1.6J and 2.0.1), built on the `ocpp` library's client classes: for
+the demo fleet (`manage.py simulate_chargers`) and for tests.
+
+One session from a test, against a running gateway::
+
+    result = asyncio.run(run_session(url, "CP-16", "1.6", card="04A23B11", energy_wh=7404))
+    result = asyncio.run(run_session(url, "CP-201", "2.0.1", card="04A23B11"))
+    # → {"transaction_id": …, "meter_start_wh": …, "meter_stop_wh": …, "energy_wh": …}
+
+or step by step::
+
+    async with connect_charger(url, "CP-16", "1.6", password="s3cret") as charger:
+        await charger.boot()
+        await charger.status(1, "Available")
+        result = await charger.charge(card="04A23B11", energy_wh=5000, samples=3)
+
+`run_session` returns once the charger has sent its stop and got the answer; the gateway's
+events reach the database at its next flush (≤ GATEWAY_EVENT_FLUSH_SECONDS), so a test polls
+the session (see tests/ocpp_gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import uuid
+from datetime import UTC, datetime
+
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
+from ocpp.v201.enums import Action as Action201
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+logger = logging.getLogger(__name__)
+
+ENERGY = "Energy.Active.Import.Register"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _Simulated:
+    """What both versions share: a log of the calls the gateway made, a configuration store,
+    the energy register and the tasks the simulator owns."""
+
+    def _setup(self, register_wh: int | None = None):
+        self.received: list[tuple[str, dict]] = []  # (action, snake_case payload) from gateway
+        self.configuration: dict[str, str] = {}
+        self.register_wh = (
+            register_wh if register_wh is not None else random.randint(100_000, 900_000)
+        )
+        self._tasks: set[asyncio.Task] = set()
+
+    def _own(self, coro) -> None:
+        """Run `coro` in a task the simulator keeps and awaits on close (no floating tasks)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_owned(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def count(self, action: str) -> int:
+        return sum(1 for a, _ in self.received if a == action)
+
+
+class SimulatedCharger16(_Simulated, ChargePoint16):
+    """An OCPP 1.6J charge point."""
+
+    version = "1.6"
+
+    def __init__(self, identity, connection, register_wh=None, **kwargs):
+        super().__init__(identity, connection, **kwargs)
+        self._setup(register_wh)
+        self.configuration.update(
+            {
+                "HeartbeatInterval": "3600",
+                "MeterValueSampleInterval": "0",
+                "MeterValuesSampledData": "",
+                "StopTxnSampledData": "",
+            }
+        )
+
+    @on(Action16.get_configuration)
+    def on_get_configuration(self, **kwargs):
+        self.received.append(("GetConfiguration", kwargs))
+        keys = kwargs.get("key") or list(self.configuration)
+        return result16.GetConfiguration(
+            configuration_key=[
+                {"key": k, "readonly": False, "value": self.configuration[k]}
+                for k in keys
+                if k in self.configuration
+            ]
+        )
+
+    @on(Action16.change_configuration)
+    def on_change_configuration(self, key, value, **kwargs):
+        self.received.append(("ChangeConfiguration", {"key": key, "value": value}))
+        self.configuration[key] = value
+        return result16.ChangeConfiguration(status="Accepted")
+
+    async def boot(self, vendor="Sparklin", model="Sim-16", firmware="1.0.0"):
+        return await self.call(
+            call16.BootNotification(
+                charge_point_vendor=vendor,
+                charge_point_model=model,
+                charge_point_serial_number=self.id,
+                firmware_version=firmware,
+            )
+        )
+
+    async def heartbeat(self):
+        return await self.call(call16.Heartbeat())
+
+    async def status(self, connector_id: int, status: str, error_code: str = "NoError"):
+        return await self.call(
+            call16.StatusNotification(
+                connector_id=connector_id, error_code=error_code, status=status, timestamp=now_iso()
+            )
+        )
+
+    async def authorize(self, card: str) -> str:
+        result = await self.call(call16.Authorize(id_tag=card))
+        return result.id_tag_info["status"]
+
+    def _sample(self, context="Sample.Periodic"):
+        return [
+            {
+                "timestamp": now_iso(),
+                "sampledValue": [
+                    {
+                        "value": str(self.register_wh),
+                        "context": context,
+                        "measurand": ENERGY,
+                        "unit": "Wh",
+                    }
+                ],
+            }
+        ]
+
+    async def charge(
+        self,
+        card: str,
+        energy_wh: int = 7404,
+        samples: int = 2,
+        interval: float = 0.0,
+        connector_id: int = 1,
+    ) -> dict:
+        """Plug in, authorize, start, meter values, stop, unplug. Returns the session facts."""
+        await self.status(connector_id, "Preparing")
+        await self.authorize(card)
+        meter_start = self.register_wh
+        started = await self.call(
+            call16.StartTransaction(
+                connector_id=connector_id, id_tag=card, meter_start=meter_start, timestamp=now_iso()
+            )
+        )
+        tid = started.transaction_id
+        await self.status(connector_id, "Charging")
+        for i in range(samples):
+            await asyncio.sleep(interval)
+            self.register_wh = meter_start + energy_wh * (i + 1) // (samples + 1)
+            await self.call(
+                call16.MeterValues(
+                    connector_id=connector_id, meter_value=self._sample(), transaction_id=tid
+                )
+            )
+        await asyncio.sleep(interval)
+        self.register_wh = meter_start + energy_wh
+        await self.call(
+            call16.StopTransaction(
+                meter_stop=self.register_wh,
+                timestamp=now_iso(),
+                transaction_id=tid,
+                reason="Local",
+                id_tag=card,
+                transaction_data=self._sample("Transaction.End"),
+            )
+        )
+        await self.status(connector_id, "Finishing")
+        await self.status(connector_id, "Available")
+        return {
+            "transaction_id": str(tid),
+            "id_tag": card,
+            "meter_start_wh": meter_start,
+            "meter_stop_wh": self.register_wh,
+            "energy_wh": energy_wh,
+            "authorization": started.id_tag_info["status"],
+        }
+
+
+class SimulatedCharger201(_Simulated, ChargePoint201):
+    """An OCPP 2.0.1 charging station with one EVSE and one connector."""
+
+    version = "2.0.1"
+
+    def __init__(self, identity, connection, register_wh=None, **kwargs):
+        super().__init__(identity, connection, **kwargs)
+        self._setup(register_wh)
+        self.configuration.update(
+            {
+                "OCPPCommCtrlr/HeartbeatInterval": "3600",
+                "SampledDataCtrlr/TxUpdatedMeasurands": "",
+                "SampledDataCtrlr/TxUpdatedInterval": "0",
+                "SampledDataCtrlr/TxEndedMeasurands": "",
+            }
+        )
+
+    @on(Action201.get_base_report)
+    def on_get_base_report(self, request_id, report_base, **kwargs):
+        self.received.append(
+            ("GetBaseReport", {"request_id": request_id, "report_base": report_base})
+        )
+        self._own(self._send_report(request_id))
+        return result201.GetBaseReport(status="Accepted")
+
+    async def _send_report(self, request_id):
+        items = list(self.configuration.items())
+        for seq_no, part in enumerate((items[:2], items[2:])):
+            await self.call(
+                call201.NotifyReport(
+                    request_id=request_id,
+                    generated_at=now_iso(),
+                    seq_no=seq_no,
+                    tbc=seq_no == 0,
+                    report_data=[
+                        {
+                            "component": {"name": key.split("/")[0]},
+                            "variable": {"name": key.split("/")[1]},
+                            "variable_attribute": [{"type": "Actual", "value": value}],
+                        }
+                        for key, value in part
+                    ],
+                )
+            )
+
+    @on(Action201.set_variables)
+    def on_set_variables(self, set_variable_data, **kwargs):
+        self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
+        results = []
+        for item in set_variable_data:
+            key = f"{item['component']['name']}/{item['variable']['name']}"
+            self.configuration[key] = item["attribute_value"]
+            results.append(
+                {
+                    "attribute_status": "Accepted",
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+            )
+        return result201.SetVariables(set_variable_result=results)
+
+    async def boot(self, vendor="Sparklin", model="Sim-201", firmware="1.0.0"):
+        return await self.call(
+            call201.BootNotification(
+                charging_station={
+                    "model": model,
+                    "vendor_name": vendor,
+                    "serial_number": self.id,
+                    "firmware_version": firmware,
+                },
+                reason="PowerUp",
+            )
+        )
+
+    async def heartbeat(self):
+        return await self.call(call201.Heartbeat())
+
+    async def status(self, connector_id: int, status: str, evse_id: int = 1):
+        status = {"Preparing": "Occupied", "Charging": "Occupied", "Finishing": "Occupied"}.get(
+            status, status
+        )
+        return await self.call(
+            call201.StatusNotification(
+                timestamp=now_iso(),
+                connector_status=status,
+                evse_id=evse_id,
+                connector_id=connector_id,
+            )
+        )
+
+    async def authorize(self, card: str, token_type: str = "ISO14443") -> str:
+        result = await self.call(call201.Authorize(id_token={"id_token": card, "type": token_type}))
+        return result.id_token_info["status"]
+
+    def _meter(self, context):
+        return [
+            {
+                "timestamp": now_iso(),
+                "sampled_value": [
+                    {
+                        "value": self.register_wh / 1000,
+                        "context": context,
+                        "measurand": ENERGY,
+                        "unit_of_measure": {"unit": "kWh"},
+                    }
+                ],
+            }
+        ]
+
+    async def charge(
+        self,
+        card: str,
+        energy_wh: int = 7404,
+        samples: int = 2,
+        interval: float = 0.0,
+        connector_id: int = 1,
+        token_type: str = "ISO14443",
+    ) -> dict:
+        """Occupied, authorize, TransactionEvent Started / Updated… / Ended, Available. Energy
+        is reported in kWh (to exercise unit handling)."""
+        tid = str(uuid.uuid4())
+        evse = {"id": 1, "connector_id": connector_id}
+        token = {"id_token": card, "type": token_type}
+        await self.status(connector_id, "Occupied")
+        await self.authorize(card, token_type)
+        meter_start = self.register_wh
+        seq = 0
+        started = await self.call(
+            call201.TransactionEvent(
+                event_type="Started",
+                timestamp=now_iso(),
+                trigger_reason="Authorized",
+                seq_no=seq,
+                transaction_info={"transaction_id": tid, "charging_state": "Charging"},
+                evse=evse,
+                id_token=token,
+                meter_value=self._meter("Transaction.Begin"),
+            )
+        )
+        for i in range(samples):
+            await asyncio.sleep(interval)
+            seq += 1
+            self.register_wh = meter_start + energy_wh * (i + 1) // (samples + 1)
+            await self.call(
+                call201.TransactionEvent(
+                    event_type="Updated",
+                    timestamp=now_iso(),
+                    trigger_reason="MeterValuePeriodic",
+                    seq_no=seq,
+                    transaction_info={"transaction_id": tid},
+                    meter_value=self._meter("Sample.Periodic"),
+                )
+            )
+        await asyncio.sleep(interval)
+        seq += 1
+        self.register_wh = meter_start + energy_wh
+        await self.call(
+            call201.TransactionEvent(
+                event_type="Ended",
+                timestamp=now_iso(),
+                trigger_reason="StopAuthorized",
+                seq_no=seq,
+                transaction_info={"transaction_id": tid, "stopped_reason": "Local"},
+                id_token=token,
+                meter_value=self._meter("Transaction.End"),
+            )
+        )
+        await self.status(connector_id, "Available")
+        return {
+            "transaction_id": tid,
+            "id_tag": card,
+            "meter_start_wh": meter_start,
+            "meter_stop_wh": self.register_wh,
+            "energy_wh": energy_wh,
+            "authorization": (started.id_token_info or {}).get("status"),
+        }
+
+
+def basic_auth(identity: str, password: str) -> str:
+    token = base64.b64encode(f"{identity}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+@contextlib.asynccontextmanager
+async def connect_charger(
+    url: str,
+    identity: str,
+    version: str = "1.6",
+    *,
+    password: str | None = None,
+    register_wh: int | None = None,
+    response_timeout: float = 10,
+    open_timeout: float = 5,
+):
+    """Connect a simulated charger and run its reader; yields the charger object. On exit the
+    connection is closed and the reader and owned tasks are awaited."""
+    cls = SimulatedCharger201 if version.startswith("2") else SimulatedCharger16
+    headers = {"Authorization": basic_auth(identity, password)} if password else None
+    async with connect(
+        url.rstrip("/") + "/" + identity,
+        subprotocols=[f"ocpp{cls.version}"],
+        additional_headers=headers,
+        compression=None,
+        open_timeout=open_timeout,
+    ) as ws:
+        charger = cls(identity, ws, register_wh=register_wh, response_timeout=response_timeout)
+        reader = asyncio.create_task(charger.start())
+        try:
+            yield charger
+        finally:
+            await charger.wait_owned()
+            await ws.close()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await reader
+
+
+async def run_session(
+    url: str,
+    identity: str,
+    version: str = "1.6",
+    *,
+    card: str,
+    energy_wh: int = 7404,
+    samples: int = 2,
+    interval: float = 0.0,
+    password: str | None = None,
+    timeout: float = 20,
+) -> dict:
+    """Connect, boot, report the outlet Available, run one whole charging session, and hang
+    up. Bounded by `timeout` seconds."""
+
+    async def scenario():
+        async with connect_charger(url, identity, version, password=password) as charger:
+            await charger.boot()
+            await charger.status(1, "Available")
+            return await charger.charge(
+                card=card, energy_wh=energy_wh, samples=samples, interval=interval
+            )
+
+    return await asyncio.wait_for(scenario(), timeout)
+
+
+async def run_fleet(
+    url: str,
+    chargers: list[tuple[str, str]],
+    *,
+    card: str,
+    cycles: int | None = None,
+    idle: tuple[float, float] = (20, 60),
+    sample_interval: float = 10,
+    samples: int = 6,
+    password: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Keep simulated chargers alive for the demo: connect (retrying with backoff while the
+    gateway is not up), boot, report Available, heartbeat, and every so often charge. Each
+    charger stops after `cycles` sessions when given, or when `stop` is set."""
+    stop = stop or asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        for identity, version in chargers:
+            group.create_task(
+                _keep_alive(
+                    url,
+                    identity,
+                    version,
+                    card,
+                    cycles,
+                    idle,
+                    sample_interval,
+                    samples,
+                    password,
+                    stop,
+                )
+            )
+
+
+async def _keep_alive(
+    url, identity, version, card, cycles, idle, sample_interval, samples, password, stop
+) -> None:
+    done = 0
+    backoff = 1.0
+    register = random.randint(100_000, 900_000)
+    while not stop.is_set() and (cycles is None or done < cycles):
+        try:
+            async with connect_charger(
+                url, identity, version, password=password, register_wh=register, response_timeout=30
+            ) as charger:
+                backoff = 1.0
+                boot = await charger.boot()
+                interval = max(int(getattr(boot, "interval", 60) or 60), 5)
+                await charger.status(1, "Available")
+                logger.info("%s (%s) connected", identity, version)
+                while not stop.is_set() and (cycles is None or done < cycles):
+                    pause = random.uniform(*idle)
+                    waited = 0.0
+                    while waited < pause and not stop.is_set():
+                        step = min(interval, pause - waited)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), step)
+                        waited += step
+                        if waited < pause:
+                            await charger.heartbeat()
+                    if stop.is_set():
+                        break
+                    result = await charger.charge(
+                        card=card,
+                        energy_wh=random.randint(3_000, 15_000),
+                        samples=samples,
+                        interval=sample_interval,
+                    )
+                    done += 1
+                    logger.info(
+                        "%s: session %s, %s Wh",
+                        identity,
+                        result["transaction_id"],
+                        result["energy_wh"],
+                    )
+                register = charger.register_wh
+        except (OSError, ConnectionClosed, TimeoutError) as e:
+            logger.info("%s: gateway not reachable (%s), retrying in %.0fs", identity, e, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 30.0)
+        except Exception as e:  # an InvalidStatus (404/401) or a protocol error: retry slowly
+            logger.warning("%s: %s, retrying in 30s", identity, e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 30)

@@ -1,0 +1,89 @@
+"""Payload validation with compiled JSON schemas.
+
+The `ocpp` library validates every payload with `jsonschema` on a thread pool (~350 µs per 1.6
+message, ~900 µs per 2.0.1 one, measured). We validate with `fastjsonschema` validators compiled
+once from the very schemas the library ships (`ocpp/v16/schemas`, `ocpp/v201/schemas`), on the
+event loop (a few µs), and register our handlers with `skip_schema_validation=True`.
+
+Errors map to the CALLERROR codes the library would send for the same violation, except that
+1.6 uses the spec's own spelling `FormationViolation` and an out-of-range value (enum, minimum…)
+is a `PropertyConstraintViolation`, as both specs define it.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import fastjsonschema
+import ocpp
+from ocpp.exceptions import (
+    FormationViolationError,
+    FormatViolationError,
+    OCPPError,
+    PropertyConstraintViolationError,
+    ProtocolError,
+    TypeConstraintViolationError,
+)
+from ocpp.exceptions import (
+    NotImplementedError as OcppNotImplementedError,
+)
+
+_SCHEMAS = Path(ocpp.__file__).resolve().parent
+
+# Chargers send timestamps without a time zone or with odd fractions; the library does not check
+# formats either (jsonschema ignores `format` unless asked), so neither do we.
+_FORMATS = {"date-time": lambda value: True, "uri": lambda value: True}
+
+
+def schema_name(version: str, action: str, response: bool) -> str:
+    if response:
+        return f"{action}Response"
+    return action if version == "1.6" else f"{action}Request"
+
+
+@cache
+def _validator(version: str, name: str):
+    folder = "v16" if version == "1.6" else "v201"
+    path = _SCHEMAS / folder / "schemas" / f"{name}.json"
+    try:
+        # 2.0.1 schemas start with a byte order mark.
+        schema = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError:
+        return None
+    schema.pop("$id", None)
+    return fastjsonschema.compile(schema, formats=_FORMATS)
+
+
+def format_violation(version: str, description: str | None = None, details=None) -> OCPPError:
+    """The right "payload/frame is syntactically wrong" error for the version."""
+    cls = FormationViolationError if version == "1.6" else FormatViolationError
+    return cls(description=description, details=details)
+
+
+def validate(version: str, action: str, payload, response: bool = False) -> None:
+    """Raise the OCPPError a CALLERROR should carry when `payload` breaks the schema."""
+    validator = _validator(version, schema_name(version, action, response))
+    if validator is None:
+        raise OcppNotImplementedError(details={"cause": f"No schema for {action}"})
+    try:
+        validator(payload)
+    except fastjsonschema.JsonSchemaValueException as e:
+        details = {"cause": e.message}
+        if e.rule in ("type", "maxLength"):
+            raise TypeConstraintViolationError(details=details)
+        if e.rule == "required":
+            raise ProtocolError(details=details)
+        if e.rule in (
+            "enum",
+            "minimum",
+            "maximum",
+            "minLength",
+            "multipleOf",
+            "minItems",
+            "maxItems",
+            "pattern",
+        ):
+            raise PropertyConstraintViolationError(details=details)
+        raise format_violation(version, details=details)

@@ -1,0 +1,451 @@
+"""The gateway end to end over loopback websockets: a real server in-process on a free port, real
+clients (the simulator and raw frames), events persisted by the eager task.
+
+Every test is sync and runs its scenario with `asyncio.run` under a hard timeout. The database
+is used from the gateway's threads, hence `transaction=True`.
+"""
+
+import asyncio
+import json
+from decimal import Decimal
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from chargers.models import (
+    Charger,
+    ChargerCommand,
+    ChargingSession,
+    Connector,
+    OcppMessage,
+    UnknownCharger,
+)
+from ocpp_gateway.batcher import EventBatcher
+from ocpp_gateway.decisions import Decisions
+from ocpp_gateway.server import Gateway
+from ocpp_gateway.simulator import basic_auth, connect_charger, run_session
+
+from .. import builders
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 15
+
+
+@pytest.fixture(autouse=True)
+def _fast(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.GATEWAY_HEARTBEAT_INTERVAL = 120
+    settings.GATEWAY_METER_SAMPLE_INTERVAL = 30
+
+
+@pytest.fixture
+def driver_card(community, individual):
+    return builders.make_card(community, holder=individual, uid="04A23B11")
+
+
+def run(scenario, **gateway_options):
+    """Start a gateway on 127.0.0.1:<free port>, run `scenario(gateway)`, stop the gateway
+    (which closes connections and flushes events), all within TIMEOUT seconds."""
+
+    async def main():
+        gateway = Gateway(
+            host="127.0.0.1",
+            port=0,
+            batcher=EventBatcher(flush_seconds=0.05),
+            decisions=Decisions(),
+            **gateway_options,
+        )
+        async with gateway:
+            return await scenario(gateway)
+
+    return asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+async def until(predicate, timeout=5.0, step=0.02):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(step)
+
+
+async def raw_client(url, identity, protocols=("ocpp1.6",), headers=None):
+    return await connect(
+        url + identity, subprotocols=list(protocols), additional_headers=headers, open_timeout=5
+    )
+
+
+async def exchange(ws, frame, timeout=5):
+    await ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+# --- the upgrade --------------------------------------------------------------------------------
+
+
+def test_unknown_identity_is_refused_with_404_and_recorded(db):
+    async def scenario(gw):
+        with pytest.raises(InvalidStatus) as refused:
+            await raw_client(gw.url, "NOBODY-01")
+        return refused.value.response.status_code
+
+    assert run(scenario) == 404
+    row = UnknownCharger.objects.get(identity="NOBODY-01")
+    assert row.reason == UnknownCharger.Reason.UNKNOWN and row.attempts == 1
+    assert row.remote_address == "127.0.0.1"
+
+
+def test_wrong_or_missing_password_is_refused_right_one_accepted(community, site):
+    builders.make_charger(community, site=site, identity="CP-PW", password="s3cret")
+
+    async def scenario(gw):
+        statuses = []
+        for headers in ({"Authorization": basic_auth("CP-PW", "nope")}, None):
+            with pytest.raises(InvalidStatus) as refused:
+                await raw_client(gw.url, "CP-PW", headers=headers)
+            statuses.append(refused.value.response.status_code)
+        ws = await raw_client(
+            gw.url, "CP-PW", headers={"Authorization": basic_auth("CP-PW", "s3cret")}
+        )
+        answer = await exchange(ws, [2, "h1", "Heartbeat", {}])
+        await ws.close()
+        return statuses, answer
+
+    statuses, answer = run(scenario)
+    assert statuses == [401, 401]
+    assert answer[0] == 3 and "currentTime" in answer[2]
+    assert UnknownCharger.objects.get(identity="CP-PW").reason == "bad_password"
+    assert UnknownCharger.objects.get(identity="CP-PW").attempts == 2
+
+
+def test_subprotocol_negotiation(community, site):
+    builders.make_charger(community, site=site, identity="CP-PROTO")
+
+    async def scenario(gw):
+        chosen = []
+        for offered in (["ocpp1.6", "ocpp2.0.1"], ["ocpp1.6"], ["ocpp2.0.1"]):
+            ws = await raw_client(gw.url, "CP-PROTO", protocols=offered)
+            chosen.append(ws.subprotocol)
+            await ws.close()
+        with pytest.raises(InvalidStatus) as refused:
+            await raw_client(gw.url, "CP-PROTO", protocols=["ocpp1.5"])
+        return chosen, refused.value.response.status_code
+
+    chosen, status = run(scenario)
+    assert chosen == ["ocpp2.0.1", "ocpp1.6", "ocpp2.0.1"]
+    assert status == 400
+    assert UnknownCharger.objects.get(identity="CP-PROTO").reason == "bad_subprotocol"
+
+
+# --- what chargers report -----------------------------------------------------------------------
+
+
+def test_boot_heartbeat_status_then_disconnect(charger):
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            boot = await cp.boot(vendor="Spark", model="S1", firmware="4.2")
+            await cp.heartbeat()
+            for connector_id in (0, 1, 2):
+                await cp.status(connector_id, "Available")
+            await cp.status(2, "Charging")
+            # While connected, the flushed events show the charger connected.
+            await until(lambda: gw.batcher.pending == 0 and gw.batcher.published >= 8)
+            connected = await asyncio.to_thread(
+                lambda: Charger.objects.get(pk=charger.pk).connected
+            )
+        return boot, connected
+
+    boot, connected_while_open = run(scenario)
+    assert boot.status == "Accepted" and boot.interval == 120
+    assert connected_while_open is True
+    c = Charger.objects.get(pk=charger.pk)
+    assert c.connected is False  # the disconnection was recorded
+    assert (c.reported_vendor, c.reported_model, c.firmware_version) == ("Spark", "S1", "4.2")
+    assert c.ocpp_version == "1.6" and c.last_seen is not None and c.heartbeat_interval == 120
+    assert sorted(Connector.objects.filter(charger=c).values_list("connector_id", "status")) == [
+        (1, "Available"),
+        (2, "Charging"),
+    ]
+    actions = set(
+        OcppMessage.objects.filter(charger=c, direction="in").values_list("action", flat=True)
+    )
+    assert {"BootNotification", "Heartbeat", "StatusNotification"} <= actions
+    assert OcppMessage.objects.filter(charger=c, direction="out", message_type=3).exists()
+
+
+def test_whole_16_session_recorded_with_energy_and_cost(charger, driver_card):
+    result = run(
+        lambda gw: run_session(
+            gw.url, charger.identity, "1.6", card="04:a2:3b:11", energy_wh=7404, samples=2
+        )
+    )
+    assert result["authorization"] == "Accepted"
+    s = ChargingSession.objects.get(charger=charger)
+    assert s.transaction_id == result["transaction_id"]
+    assert s.state == ChargingSession.State.COMPLETED
+    assert s.energy_wh == Decimal("7404.0")
+    assert s.cost == Decimal("1.86")
+    assert s.card == driver_card and s.holder == driver_card.holder
+    assert s.samples.count() == 3
+
+
+def test_whole_201_session_recorded_with_energy_and_cost(charger, driver_card):
+    result = run(
+        lambda gw: run_session(
+            gw.url, charger.identity, "2.0.1", card="04A23B11", energy_wh=10000, samples=3
+        )
+    )
+    assert result["authorization"] == "Accepted"
+    s = ChargingSession.objects.get(charger=charger)
+    assert s.transaction_id == result["transaction_id"]
+    assert s.state == ChargingSession.State.COMPLETED
+    assert s.energy_wh == Decimal("10000.0")
+    assert s.cost == Decimal("2.52")
+    assert s.last_seq_no == 4 and s.card == driver_card
+    assert Charger.objects.get(pk=charger.pk).ocpp_version == "2.0.1"
+
+
+def test_authorize_answers_invalid_and_blocked(community, charger, individual):
+    builders.make_card(community, holder=None, uid="NOHOLDER")
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "2.0.1") as cp:
+            await cp.boot()
+            return [await cp.authorize("UNKNOWN1", "Local"), await cp.authorize("NOHOLDER")]
+
+    assert run(scenario) == ["Invalid", "Blocked"]
+
+
+def test_repeated_start_transaction_gets_the_same_id(charger):
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity)
+        start = {
+            "connectorId": 1,
+            "idTag": "X1",
+            "meterStart": 10,
+            "timestamp": "2025-03-10T08:00:00Z",
+        }
+        first = await exchange(ws, [2, "s1", "StartTransaction", start])
+        again = await exchange(ws, [2, "s2", "StartTransaction", start])
+        await ws.close()
+        return first[2]["transactionId"], again[2]["transactionId"]
+
+    first, again = run(scenario)
+    assert first == again
+    assert ChargingSession.objects.filter(charger=charger).count() == 1
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "version,code,unknown_type",
+    [
+        ("1.6", "FormationViolation", "FormationViolation"),
+        ("2.0.1", "FormatViolation", "MessageTypeNotSupported"),
+    ],
+)
+def test_malformed_frame_gets_callerror_and_connection_stays_up(
+    charger, version, code, unknown_type
+):
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity, protocols=[f"ocpp{version}"])
+        answers = [
+            await exchange(ws, '[2, "bad-1", "Heartbeat", {'),  # truncated JSON
+            await exchange(ws, [2, "bad-2"]),  # an array, but not a CALL
+            await exchange(ws, [7, "bad-3", {}]),  # unknown MessageTypeId
+        ]
+        await ws.send("not json at all")  # no id to answer: ignored, the connection stays up
+        await ws.send('{"hello": 1}')
+        answers.append(await exchange(ws, [2, "ok-1", "Heartbeat", {}]))
+        await ws.close()
+        return answers
+
+    truncated, short, unknown, still_up = run(scenario)
+    assert truncated[:3] == [4, "bad-1", code]
+    assert short[:3] == [4, "bad-2", code]
+    assert unknown[:3] == [4, "bad-3", unknown_type]
+    assert still_up[:2] == [3, "ok-1"]
+    assert OcppMessage.objects.filter(charger=charger, message_type=0).count() == 5
+
+
+@pytest.mark.parametrize(
+    "version,action,payload,code",
+    [
+        (
+            "1.6",
+            "StatusNotification",
+            {"connectorId": "one", "errorCode": "NoError", "status": "Available"},
+            "TypeConstraintViolation",
+        ),
+        ("1.6", "StatusNotification", {"connectorId": 1, "status": "Available"}, "ProtocolError"),
+        ("1.6", "Heartbeat", {"surprise": 1}, "FormationViolation"),
+        (
+            "2.0.1",
+            "StatusNotification",
+            {
+                "timestamp": "2025-03-10T08:00:00Z",
+                "connectorStatus": "Sleeping",
+                "evseId": 1,
+                "connectorId": 1,
+            },
+            "PropertyConstraintViolation",
+        ),
+        ("2.0.1", "Heartbeat", {"surprise": 1}, "FormatViolation"),
+    ],
+)
+def test_schema_violation_gets_callerror_and_connection_stays_up(
+    charger, version, action, payload, code
+):
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity, protocols=[f"ocpp{version}"])
+        error = await exchange(ws, [2, "v-1", action, payload])
+        ok = await exchange(ws, [2, "v-2", "Heartbeat", {}])
+        await ws.close()
+        return error, ok
+
+    error, ok = run(scenario)
+    assert error[:3] == [4, "v-1", code]
+    assert ok[:2] == [3, "v-2"]
+    assert not Connector.objects.filter(charger=charger).exists()
+
+
+def test_unknown_action_gets_not_implemented_or_not_supported(charger):
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity)
+        not_handled = await exchange(ws, [2, "a-1", "Reset", {"type": "Hard"}])
+        unknown = await exchange(ws, [2, "a-2", "Teleport", {}])
+        await ws.close()
+        return not_handled, unknown
+
+    not_handled, unknown = run(scenario)
+    assert not_handled[2] == "NotImplemented" and unknown[2] == "NotSupported"
+
+
+# --- transaction ids, configuration -------------------------------------------------------------
+
+
+def test_16_transaction_ids_unique_across_two_gateways(community, site):
+    chargers = [
+        builders.make_charger(community, site=site, identity=f"CP-TX-{i}") for i in range(2)
+    ]
+
+    async def starts(url, identity, n):
+        ws = await raw_client(url, identity)
+        ids = []
+        for i in range(n):
+            answer = await exchange(
+                ws,
+                [
+                    2,
+                    f"s{i}",
+                    "StartTransaction",
+                    {
+                        "connectorId": 1,
+                        "idTag": "X1",
+                        "meterStart": i,
+                        "timestamp": f"2025-03-10T08:00:{i:02d}Z",
+                    },
+                ],
+            )
+            ids.append(answer[2]["transactionId"])
+        await ws.close()
+        return ids
+
+    async def main():
+        gateways = []
+        for name in ("gw-a", "gw-b"):
+            small = Decisions(id_block=5)
+            gateways.append(
+                Gateway(
+                    host="127.0.0.1",
+                    port=0,
+                    instance_id=name,
+                    batcher=EventBatcher(flush_seconds=0.05),
+                    decisions=small,
+                )
+            )
+        for gw in gateways:
+            await gw.start()
+        try:
+            results = await asyncio.gather(
+                starts(gateways[0].url, chargers[0].identity, 12),
+                starts(gateways[1].url, chargers[1].identity, 12),
+            )
+        finally:
+            for gw in gateways:
+                await gw.stop()
+        # A restarted gateway continues after the blocks already handed out.
+        restarted = Gateway(
+            host="127.0.0.1",
+            port=0,
+            batcher=EventBatcher(flush_seconds=0.05),
+            decisions=Decisions(id_block=5),
+        )
+        async with restarted:
+            results.append(await starts(restarted.url, chargers[0].identity, 2))
+        return results
+
+    a, b, after_restart = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    everything = a + b + after_restart
+    assert len(set(everything)) == len(everything) == 26
+    assert min(after_restart) > max(a + b)
+    assert ChargingSession.objects.count() == 26
+
+
+def test_configuration_applied_at_first_connection_only(charger):
+    async def first(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            await cp.boot()
+            await until(lambda: cp.count("ChangeConfiguration") == 4)
+            await until(lambda: gw.batcher.published > 0 and gw.batcher.pending == 0)
+            return dict(cp.configuration), cp.count("GetConfiguration")
+
+    configuration, reads = run(first)
+    assert reads == 1
+    assert configuration == {
+        "HeartbeatInterval": "120",
+        "MeterValueSampleInterval": "30",
+        "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
+        "StopTxnSampledData": "Energy.Active.Import.Register",
+    }
+    c = Charger.objects.get(pk=charger.pk)
+    assert c.configured_at is not None
+    assert c.configuration["HeartbeatInterval"] == "120"
+    commands = ChargerCommand.objects.filter(charger=c)
+    assert commands.count() == 5
+    assert set(commands.values_list("status", flat=True)) == {"accepted"}
+
+    async def second(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            await cp.boot(firmware="1.0.0")
+            await cp.heartbeat()
+            await asyncio.sleep(0.2)
+            return cp.count("GetConfiguration")
+
+    # Configured, firmware known since the first boot: nothing is sent again.
+    Charger.objects.filter(pk=charger.pk).update(firmware_version="1.0.0")
+    assert run(second) == 0
+
+
+def test_201_configuration_reads_report_and_sets_variables(charger):
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "2.0.1") as cp:
+            await cp.boot()
+            await until(lambda: cp.count("SetVariables") == 1)
+            await cp.wait_owned()  # the NotifyReport parts the charger sends
+            return dict(cp.configuration), cp.count("GetBaseReport")
+
+    configuration, reports = run(scenario)
+    assert reports == 1
+    assert configuration["SampledDataCtrlr/TxUpdatedInterval"] == "30"
+    assert configuration["SampledDataCtrlr/TxEndedMeasurands"] == "Energy.Active.Import.Register"
+    assert configuration["OCPPCommCtrlr/HeartbeatInterval"] == "120"
+    c = Charger.objects.get(pk=charger.pk)
+    assert c.configured_at is not None
+    # NotifyReport parts (the values before) then what SetVariables applied.
+    assert c.configuration["SampledDataCtrlr/TxUpdatedInterval"] == "30"
+    assert set(ChargerCommand.objects.filter(charger=c).values_list("action", "status")) == {
+        ("GetBaseReport", "accepted"),
+        ("SetVariables", "accepted"),
+    }
