@@ -59,6 +59,7 @@ class GatewayChargePoint:
         self.boot_firmware: str | None = None
         self._boot_accepted = False
         self._outstanding: dict[str, str] = {}  # unique id of our CALL → action, for the log
+        self._answering: tuple[str, str] = ("", "")  # the CALL being answered, for the log
         self._received_at = utc_now()
 
     # --- events -------------------------------------------------------------------------------
@@ -126,6 +127,7 @@ class GatewayChargePoint:
         if message_type == MessageType.Call:
             action, payload = frame[2], frame[3]
             self._log("in", 2, unique_id, action, payload, now)
+            self._answering = (unique_id, action)
             await self._dispatch(Call(unique_id, action, payload))
         elif message_type == MessageType.CallResult:
             action = self._outstanding.pop(unique_id, "")
@@ -204,16 +206,19 @@ class GatewayChargePoint:
                 self._outstanding[unique_id] = frame[2]
                 self._log("out", 2, unique_id, frame[2], frame[3])
             elif message_type == MessageType.CallResult:
-                self._log("out", 3, unique_id, "", frame[2])
+                self._log("out", 3, unique_id, self._answered_action(unique_id), frame[2])
             else:
                 self._log(
                     "out",
                     4,
                     unique_id,
-                    "",
+                    self._answered_action(unique_id),
                     {"errorCode": frame[2], "errorDescription": frame[3], "errorDetails": frame[4]},
                 )
         await self._connection.send(message)
+
+    def _answered_action(self, unique_id: str) -> str:
+        return self._answering[1] if self._answering[0] == unique_id else ""
 
     async def call(self, payload, suppress=True, unique_id=None, skip_schema_validation=True):
         """The library's call(), with its jsonschema pass off: we build the requests ourselves and

@@ -449,3 +449,48 @@ def test_201_configuration_reads_report_and_sets_variables(charger):
         ("GetBaseReport", "accepted"),
         ("SetVariables", "accepted"),
     }
+
+
+def test_unanswered_command_is_recorded_timed_out(charger):
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity)
+        await exchange(
+            ws, [2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]
+        )
+        first = json.loads(await asyncio.wait_for(ws.recv(), 5))  # GetConfiguration: ignored
+        second = json.loads(await asyncio.wait_for(ws.recv(), 5))  # next one after the timeout
+        await ws.close()
+        return first, second
+
+    first, second = run(scenario, response_timeout=0.3)
+    assert first[2] == "GetConfiguration" and second[2] == "ChangeConfiguration"
+    command = ChargerCommand.objects.get(charger=charger, action="GetConfiguration")
+    assert command.status == ChargerCommand.Status.TIMED_OUT
+    # The message log names the action of answers too.
+    assert OcppMessage.objects.filter(
+        charger=charger, direction="out", message_type=3, action="BootNotification"
+    ).exists()
+
+
+def test_registry_in_redis_while_connected(charger, settings):
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/13"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    settings.REDIS_URL = url
+    key = f"sparklin:gateway:charger:{charger.identity}"
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            await cp.heartbeat()
+            during = await asyncio.to_thread(client.get, key)
+            ttl = await asyncio.to_thread(client.ttl, key)
+        await until(lambda: client.get(key) is None)
+        return during, ttl
+
+    during, ttl = run(scenario, instance_id="gw-test")
+    assert during == b"gw-test" and 0 < ttl <= 90
+    assert client.get(key) is None
