@@ -2,16 +2,7 @@
 log purge. Arguments are JSON; every task is idempotent, `acks_late` and retried with backoff on
 database errors, so a worker that is down or restarted loses nothing.
 
-Beat schedule (add to `CELERY_BEAT_SCHEDULE` in settings)::
-
-    CELERY_BEAT_SCHEDULE = {
-        "chargers-sweep-offline": {
-            "task": "chargers.tasks.sweep_offline", "schedule": 60.0,
-        },
-        "chargers-purge-message-log": {
-            "task": "chargers.tasks.purge_message_log", "schedule": 6 * 3600.0,
-        },
-    }
+They run on the schedule in `CELERY_BEAT_SCHEDULE` (sparklin/settings.py).
 """
 
 from celery import shared_task
@@ -19,19 +10,6 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from . import events as event_services
-
-SWEEP_EVERY_SECONDS = 60
-
-BEAT_SCHEDULE = {
-    "chargers-sweep-offline": {
-        "task": "chargers.tasks.sweep_offline",
-        "schedule": float(SWEEP_EVERY_SECONDS),
-    },
-    "chargers-purge-message-log": {
-        "task": "chargers.tasks.purge_message_log",
-        "schedule": 6 * 3600.0,
-    },
-}
 
 _RETRY = {
     "bind": True,
@@ -58,7 +36,7 @@ def process_events(self, events: list[dict]) -> dict:
 @shared_task(name="chargers.tasks.sweep_offline", **_RETRY)
 def sweep_offline(self) -> int:
     """Mark not connected the chargers whose heartbeats stopped (beat, every minute)."""
-    return event_services.sweep_offline(sweep_every=SWEEP_EVERY_SECONDS)
+    return event_services.sweep_offline(sweep_every=settings.OFFLINE_SWEEP_SECONDS)
 
 
 @shared_task(name="chargers.tasks.purge_message_log", **_RETRY)

@@ -10,13 +10,23 @@ def production_settings(app_configs, **kwargs):
     if settings.SECRET_KEY.startswith("insecure-"):
         errors.append(Error("SECRET_KEY is not set.", id="sparklin.E001"))
     if not settings.DATABASE_URL:
-        errors.append(Error("DATABASE_URL is not set: production runs on PostgreSQL.", id="sparklin.E002"))
+        errors.append(
+            Error("DATABASE_URL is not set: production runs on PostgreSQL.", id="sparklin.E002")
+        )
     if not settings.REDIS_URL:
-        errors.append(Error("REDIS_URL is not set: production runs Celery over Redis.", id="sparklin.E003"))
+        errors.append(
+            Error("REDIS_URL is not set: production runs Celery over Redis.", id="sparklin.E003")
+        )
     if settings.SMS_BACKEND == "twilio" and not (
-        settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN
+        settings.TWILIO_ACCOUNT_SID
+        and settings.TWILIO_AUTH_TOKEN
         and (settings.TWILIO_FROM_NUMBER or settings.TWILIO_MESSAGING_SERVICE_SID)
     ):
-        errors.append(Error("SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
-                            "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID.", id="sparklin.E004"))
+        errors.append(
+            Error(
+                "SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+                "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID.",
+                id="sparklin.E004",
+            )
+        )
     return errors

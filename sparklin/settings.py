@@ -178,8 +178,24 @@ CELERY_TIMEZONE = TIME_ZONE
 # above the longest task (expense-note batches) so acks_late never duplicates a running task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 
+# Celery beat (`celery -A sparklin beat`): chargers whose heartbeats stopped become "not
+# connected" within two heartbeat intervals; the OCPP message log is kept OCPP_MESSAGE_LOG_DAYS.
+OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "chargers-sweep-offline": {
+        "task": "chargers.tasks.sweep_offline",
+        "schedule": float(OFFLINE_SWEEP_SECONDS),
+    },
+    "chargers-purge-message-log": {
+        "task": "chargers.tasks.purge_message_log",
+        "schedule": 6 * 3600.0,
+    },
+}
+
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -231,6 +247,8 @@ LOGGING = {
     },
 }
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
+)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

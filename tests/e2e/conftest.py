@@ -4,7 +4,6 @@ from django.conf import settings
 
 from .processes import celery_worker, child_env, free_port, gateway, wait_for_port
 
-
 # Every module here marks itself `pytestmark = pytest.mark.e2e` (or `browser`), so the fast
 # suite (`-m "not e2e and not browser"`) never starts a process.
 
@@ -12,7 +11,9 @@ from .processes import celery_worker, child_env, free_port, gateway, wait_for_po
 @pytest.fixture
 def e2e_env(transactional_db):
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"] or not settings.REDIS_URL:
-        pytest.fail("End-to-end tests need DATABASE_URL (PostgreSQL) and REDIS_URL: `make test-e2e`")
+        pytest.fail(
+            "End-to-end tests need DATABASE_URL (PostgreSQL) and REDIS_URL: `make test-e2e`"
+        )
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()  # the test Redis database: queues and registry start empty
     yield child_env()
@@ -54,9 +55,15 @@ def browser_page():
         browser = p.chromium.launch(
             executable_path=executable,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--disable-quic"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
         )
         context = browser.new_context(locale="en-GB")
         page = context.new_page()

@@ -54,8 +54,13 @@ class Process:
     def start(self, timeout: float = 30) -> "Process":
         self._ready.clear()
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1,
+            self.args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         threading.Thread(target=self._read, daemon=True).start()
         if self.ready_text and not self._ready.wait(timeout):
@@ -91,9 +96,23 @@ class Process:
 def celery_worker(env: dict) -> Process:
     return Process(
         "worker",
-        [sys.executable, "-m", "celery", "-A", "sparklin", "worker", "--pool", "solo",
-         "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        env, ready_text="ready.",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sparklin",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env,
+        ready_text="ready.",
     )
 
 

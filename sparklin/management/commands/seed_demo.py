@@ -59,15 +59,18 @@ class Command(BaseCommand):
         driver = self._person(DRIVER_PHONE, "Lucas", "Bernard", "driver@demo.example")
         for user, role in [(manager, Role.MANAGER), (driver, Role.INDIVIDUAL)]:
             Membership.objects.update_or_create(
-                community=community, user=user,
+                community=community,
+                user=user,
                 defaults={"role": role, "state": Membership.State.ACTIVE, "left_at": None},
             )
         Price.objects.update_or_create(
-            community=community, valid_from=date(2020, 1, 1),
+            community=community,
+            valid_from=date(2020, 1, 1),
             defaults={"price_per_kwh": Decimal("0.2516")},
         )
         card, _ = ChargeCard.objects.update_or_create(
-            community=community, uid="DEMO-CARD-01",
+            community=community,
+            uid="DEMO-CARD-01",
             defaults={"name": "Badge Lucas", "holder": driver, "active": True},
         )
         chargers = []
@@ -75,16 +78,21 @@ class Command(BaseCommand):
             charger, _ = Charger.objects.update_or_create(
                 identity=identity,
                 defaults={
-                    "community": community, "site": sites[site_index], "vendor": vendor,
-                    "model": model, "password_hash": "",
+                    "community": community,
+                    "site": sites[site_index],
+                    "vendor": vendor,
+                    "model": model,
+                    "password_hash": "",
                 },
             )
             chargers.append(charger)
         self._history(community, chargers[0], driver, card)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo ready: community 'demo', manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
-            f"chargers {', '.join(c[0] for c in CHARGERS)}."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo ready: community 'demo', manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
+                f"chargers {', '.join(c[0] for c in CHARGERS)}."
+            )
+        )
 
     def _person(self, phone, first, last, email):
         user = User.objects.filter(phone=phone).first()
@@ -103,8 +111,14 @@ class Command(BaseCommand):
         first_of_month = date.today().replace(day=1)
         last_month = (first_of_month - timedelta(days=1)).replace(day=1)
         for n, (day, hour, minutes, kwh) in enumerate(
-            [(3, 18, 125, "11.240"), (9, 19, 240, "21.870"), (15, 7, 95, "8.115"),
-             (21, 20, 180, "16.502"), (26, 18, 60, "5.930")], start=1
+            [
+                (3, 18, 125, "11.240"),
+                (9, 19, 240, "21.870"),
+                (15, 7, 95, "8.115"),
+                (21, 20, 180, "16.502"),
+                (26, 18, 60, "5.930"),
+            ],
+            start=1,
         ):
             started = datetime.combine(last_month.replace(day=day), time(hour), community.tz)
             energy_wh = Decimal(kwh) * 1000
@@ -112,13 +126,23 @@ class Command(BaseCommand):
             cost = (energy_wh / 1000 * price).quantize(Decimal("0.01"), ROUND_HALF_UP)
             meter_start = Decimal(100000 * n)
             ChargingSession.objects.update_or_create(
-                charger=charger, transaction_id=f"demo-{last_month:%Y%m}-{n}",
+                charger=charger,
+                transaction_id=f"demo-{last_month:%Y%m}-{n}",
                 defaults={
-                    "community": community, "connector": connector, "holder": driver,
-                    "card": card, "id_tag": card.uid, "state": ChargingSession.State.COMPLETED,
-                    "started_at": started, "stopped_at": started + timedelta(minutes=minutes),
-                    "meter_start_wh": meter_start, "meter_stop_wh": meter_start + energy_wh,
-                    "meter_last_wh": meter_start + energy_wh, "energy_wh": energy_wh,
-                    "price_per_kwh": price, "cost": cost, "stop_reason": "Local",
+                    "community": community,
+                    "connector": connector,
+                    "holder": driver,
+                    "card": card,
+                    "id_tag": card.uid,
+                    "state": ChargingSession.State.COMPLETED,
+                    "started_at": started,
+                    "stopped_at": started + timedelta(minutes=minutes),
+                    "meter_start_wh": meter_start,
+                    "meter_stop_wh": meter_start + energy_wh,
+                    "meter_last_wh": meter_start + energy_wh,
+                    "energy_wh": energy_wh,
+                    "price_per_kwh": price,
+                    "cost": cost,
+                    "stop_reason": "Local",
                 },
             )
