@@ -53,8 +53,11 @@ def make_charger(community, site=None, password=None, **overrides) -> Charger:
 
 def make_connector(charger, connector_id=1, evse_id=None, **overrides) -> Connector:
     return Connector.objects.create(
-        community=charger.community, charger=charger, connector_id=connector_id,
-        evse_id=evse_id if evse_id is not None else connector_id, **overrides,
+        community=charger.community,
+        charger=charger,
+        connector_id=connector_id,
+        evse_id=evse_id if evse_id is not None else connector_id,
+        **overrides,
     )
 
 

@@ -17,7 +17,10 @@ def test_docker_compose_file_validates(tmp_path):
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
     result = subprocess.run(
         [compose, "-f", str(tmp_path / "docker-compose.yml"), "config", "--services"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"postgres", "redis", "web", "gateway", "worker", "beat"}
