@@ -25,6 +25,7 @@ def worker(e2e_env):
     process = celery_worker(e2e_env).start(timeout=60)
     yield process
     process.stop()
+    print(f"--- worker output ---\n{process.output()}")  # shown by pytest when a test fails
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def gateway_process(e2e_env):
     process.url = f"ws://127.0.0.1:{port}/ocpp/"
     yield process
     process.stop()
+    print(f"--- gateway output ---\n{process.output()}")
 
 
 @pytest.fixture
