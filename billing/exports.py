@@ -1,5 +1,6 @@
-"""Machine-readable exports. One writer per export, shared by the portal download and the
-management command so both give byte-identical files."""
+"""Machine-readable exports: sessions CSV, expense-note summary CSV and ZIP. One writer per
+export, shared by the portal download, the e-mails and the management commands, so all give
+byte-identical files."""
 
 import csv
 from decimal import ROUND_HALF_UP, Decimal
@@ -70,3 +71,64 @@ def write_sessions_csv(out, *, community, year: int, month: int) -> int:
             )
             count += 1
     return count
+
+
+NOTES_HEADER = [
+    "number",
+    "version",
+    "replaces",
+    "driver",
+    "month",
+    "sessions",
+    "energy_kwh",
+    "amount",
+    "currency",
+    "created_at",
+]
+
+
+def write_notes_csv(out, notes) -> int:
+    """The summary of expense notes as CSV (one line per note, '.' decimals, for spreadsheets
+    and accounting imports). `notes` should come with `replaces` selected."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(NOTES_HEADER)
+    count = 0
+    for n in notes:
+        writer.writerow(
+            [
+                n.number,
+                n.version,
+                n.replaces.number if n.replaces_id else "",
+                n.holder_name,
+                n.month_label,
+                n.session_count,
+                f"{(Decimal(n.energy_wh) / 1000).quantize(Decimal('0.001'), ROUND_HALF_UP):.3f}",
+                f"{Decimal(n.amount):.2f}",
+                n.currency,
+                n.created_at.isoformat(),
+            ]
+        )
+        count += 1
+    return count
+
+
+def write_notes_zip(fileobj, notes, progress=None) -> int:
+    """A ZIP of the notes' stored PDFs (`YYYY-MM/NUMBER.pdf`) and `expense-notes.csv`, the
+    summary. `progress(done)` is called after each PDF. Returns the number of PDFs."""
+    import io
+    import zipfile
+
+    notes = list(notes)
+    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for done, note in enumerate(notes, 1):
+            with note.pdf.open("rb") as f:
+                # PDFs are already compressed: store them as they are.
+                archive.writestr(
+                    f"{note.month_label}/{note.number}.pdf", f.read(), zipfile.ZIP_STORED
+                )
+            if progress:
+                progress(done)
+        summary = io.StringIO()
+        write_notes_csv(summary, notes)
+        archive.writestr("expense-notes.csv", summary.getvalue())
+    return len(notes)

@@ -190,6 +190,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "chargers.tasks.purge_message_log",
         "schedule": 6 * 3600.0,
     },
+    # Expense notes: hourly, the month-end run where the 1st 06:00 local time has passed,
+    # new versions of notes whose sessions changed, retries of failed sends.
+    "billing-expense-notes": {
+        "task": "billing.tasks.check_months",
+        "schedule": 3600.0,
+    },
 }
 
 if REDIS_URL:

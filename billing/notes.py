@@ -1,0 +1,122 @@
+"""What goes into an expense note, as plain data: a driver's completed sessions of a month, one
+line per session, and the fingerprint that says whether an issued note still matches them.
+Reads only; `services.generate_month` turns them into notes."""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q
+
+from accounts.models import User
+from chargers.models import ChargingSession
+from communities.models import Community, Membership
+from communities.selectors import month_bounds
+
+CENT = Decimal("0.01")
+
+
+def month_sessions(community: Community, year: int, month: int):
+    """Completed sessions with a known driver that started in the month (community time zone).
+    Sessions of unknown cards (no holder) are in no note; sessions still in progress wait until
+    they end, and then version the note of the month they started in."""
+    start, end = month_bounds(community, year, month)
+    return (
+        ChargingSession.objects.with_scopes_disabled()
+        .filter(
+            community=community,
+            started_at__gte=start,
+            started_at__lt=end,
+            state=ChargingSession.State.COMPLETED,
+            holder__isnull=False,
+        )
+        .select_related("charger__site", "connector", "holder")
+        .order_by("started_at", "pk")
+    )
+
+
+def _outlet_label(session) -> str:
+    charger = session.charger.name or session.charger.identity
+    c = session.connector
+    if c is None:
+        return charger
+    number = f"{c.evse_id}.{c.connector_id}" if c.evse_id != c.connector_id else c.connector_id
+    return f"{charger} #{number}"
+
+
+def session_line(session) -> dict:
+    """One note line, JSON-ready. Times are UTC ISO 8601; the note prints them in its time zone."""
+    return {
+        "session": session.pk,
+        "started_at": session.started_at.isoformat(),
+        "stopped_at": session.stopped_at.isoformat() if session.stopped_at else None,
+        "site": session.charger.site.name,
+        "outlet": _outlet_label(session),
+        "energy_wh": str(Decimal(session.energy_wh).quantize(Decimal("0.1"))),
+        "price_per_kwh": None if session.price_per_kwh is None else str(session.price_per_kwh),
+        "amount": str(Decimal(session.cost).quantize(CENT)),
+    }
+
+
+# What makes a note different: the sessions and their figures, not the labels printed beside
+# them (a renamed site does not call for a new version).
+_FINGERPRINT_KEYS = ("session", "started_at", "stopped_at", "energy_wh", "price_per_kwh", "amount")
+
+
+def fingerprint(lines: list[dict]) -> str:
+    payload = [[line[k] for k in _FINGERPRINT_KEYS] for line in lines]
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class DriverMonth:
+    holder: User
+    lines: list[dict] = field(default_factory=list)
+
+    @property
+    def energy_wh(self) -> Decimal:
+        return sum((Decimal(line["energy_wh"]) for line in self.lines), Decimal(0))
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((Decimal(line["amount"]) for line in self.lines), Decimal(0))
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.lines)
+
+
+def drivers_of_month(community: Community, year: int, month: int) -> dict[int, DriverMonth]:
+    """holder id → their lines of the month, in one query."""
+    drivers: dict[int, DriverMonth] = {}
+    for session in month_sessions(community, year, month).iterator(chunk_size=2000):
+        entry = drivers.get(session.holder_id)
+        if entry is None:
+            entry = drivers[session.holder_id] = DriverMonth(holder=session.holder)
+        entry.lines.append(session_line(session))
+    return drivers
+
+
+def holder_name(user: User) -> str:
+    return user.get_full_name() or str(user.phone)
+
+
+def finance_language(community: Community) -> str:
+    """The language of the expense-note recipient: theirs when the address belongs to a member
+    of the community, the site's default otherwise."""
+    if community.expense_email:
+        language = (
+            User.objects.filter(
+                Q(email__iexact=community.expense_email),
+                memberships__in=Membership.objects.with_scopes_disabled().filter(
+                    community=community
+                ),
+            )
+            .values_list("language", flat=True)
+            .first()
+        )
+        if language:
+            return language
+    return settings.LANGUAGE_CODE
