@@ -1,15 +1,19 @@
 """Login by SMS code, logout, language choice. Pages work without JavaScript."""
 
+import json
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import privacy, services
 from .forms import CodeForm, LanguageForm, PhoneForm
 
 
@@ -113,3 +117,39 @@ def set_language(request):
     )
     _set_language_cookie(response, language)
     return response
+
+
+@login_required
+def account(request):
+    """My account: my data (download) and account deletion."""
+    return render(
+        request,
+        "accounts/account.html",
+        {"sole_owner_of": privacy.sole_owner_communities(request.user)},
+    )
+
+
+@login_required
+def account_export(request, fmt):
+    if fmt == "json":
+        body = json.dumps(privacy.export_user_data(request.user), indent=2, ensure_ascii=False)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    else:
+        body = privacy.export_user_data_csv(request.user)
+        response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="sparklin-my-data.{fmt}"'
+    return response
+
+
+@login_required
+def account_delete(request):
+    if request.method != "POST":
+        return redirect("accounts:account")
+    try:
+        privacy.delete_account(user=request.user)
+    except privacy.AccountError as e:
+        messages.error(request, e.message)
+        return redirect("accounts:account")
+    logout(request)
+    messages.success(request, _("Your account and your personal data were deleted."))
+    return redirect("accounts:login")

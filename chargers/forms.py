@@ -102,9 +102,11 @@ class SessionFilterForm(forms.Form):
 
     def __init__(self, *args, community, **kwargs):
         super().__init__(*args, **kwargs)
-        # Everyone who ever belonged (those who left keep their sessions in the history).
+        # Current members only: the names of those who left are no longer shown.
         self.fields["user"].queryset = User.objects.filter(
-            memberships__in=Membership.objects.filter(community=community)
+            memberships__in=Membership.objects.filter(community=community).exclude(
+                state=Membership.State.LEFT
+            )
         ).order_by("last_name", "first_name")
         self.fields["site"].queryset = Site.objects.all()
 
@@ -114,3 +116,48 @@ class RefusedLookupForm(forms.Form):
 
     def clean_identity(self):
         return self.cleaned_data["identity"].strip()
+
+
+class ClaimForm(forms.Form):
+    serial = forms.CharField(label=_("Serial number"), max_length=48)
+    pin = forms.CharField(
+        label=_("PIN"),
+        max_length=20,
+        help_text=_("Printed on the sticker next to the serial number."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric"}),
+    )
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+
+    def clean_serial(self):
+        return self.cleaned_data["serial"].strip()
+
+
+SETTING_CHOICES = [
+    ("heartbeat_interval", _("Heartbeat interval (seconds)")),
+    ("meter_sample_interval", _("Meter sample interval (seconds)")),
+    ("measurands", _("Measurands during a session")),
+    ("stop_measurands", _("Measurands at the end of a session")),
+]
+_NUMERIC_SETTINGS = {"heartbeat_interval", "meter_sample_interval"}
+
+
+class ConfigurationForm(forms.Form):
+    setting = forms.ChoiceField(label=_("Setting"), choices=SETTING_CHOICES)
+    value = forms.CharField(
+        label=_("Value"),
+        max_length=500,
+        help_text=_(
+            "Seconds, or measurands separated by commas (Energy.Active.Import.Register,…)."
+        ),
+    )
+
+    def clean(self):
+        data = super().clean()
+        setting, value = data.get("setting"), (data.get("value") or "").strip()
+        if setting in _NUMERIC_SETTINGS:
+            if not value.isdigit() or not 0 < int(value) <= 86400:
+                self.add_error("value", _("Enter a number of seconds between 1 and 86400."))
+        elif setting and not re.fullmatch(r"[A-Za-z.]+(\s*,\s*[A-Za-z.]+)*", value):
+            self.add_error("value", _("Enter measurand names separated by commas."))
+        data["value"] = re.sub(r"\s*,\s*", ",", value)
+        return data

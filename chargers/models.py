@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from communities.models import Community, Membership, Site, scoped_manager
+from communities.models import Community, InstallerCompany, Membership, Site, scoped_manager
 
 
 class Vendor(models.TextChoices):
@@ -57,6 +57,17 @@ class Charger(models.Model):
     configured_at = models.DateTimeField(null=True, blank=True)
     configuration = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The installer company that commissioned it (it keeps seeing it in its installer area),
+    # and whether its serial + PIN were checked against the inventory at the claim.
+    installer = models.ForeignKey(
+        InstallerCompany,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="chargers",
+        verbose_name=_("installer company"),
+    )
+    from_inventory = models.BooleanField(_("claimed from the inventory"), default=False)
 
     objects = scoped_manager()
 
@@ -66,6 +77,12 @@ class Charger(models.Model):
 
     def __str__(self):
         return self.name or self.identity
+
+    @property
+    def awaiting_first_connection(self) -> bool:
+        """Registered but never heard from: a charger outside the inventory is confirmed by its
+        first connection with this identity."""
+        return self.last_seen is None and not self.connected
 
 
 class OutletState(models.TextChoices):
@@ -318,6 +335,9 @@ class ChargerCommand(models.Model):
     action = models.CharField(max_length=60)
     payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    # Commands asked from the portal wait as *pending* rows until the gateway holding the charger
+    # picks them up (ocpp_gateway.commands); those the gateway sends itself are only recorded.
+    from_portal = models.BooleanField(default=False)
     asked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -329,6 +349,7 @@ class ChargerCommand(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "from_portal"], name="command_pending")]
 
     def __str__(self):
         return f"{self.action} → {self.charger} ({self.status})"
@@ -399,3 +420,28 @@ class TransactionIdBlock(models.Model):
 
     def __str__(self):
         return f"{self.name}: next {self.next_value}"
+
+
+class InventoryCharger(models.Model):
+    """A charger we manufactured or imported (platform staff load it from CSV): its serial and the
+    PIN on its sticker (hashed). An installer claims it by serial + PIN; a claim is final."""
+
+    serial = models.CharField(_("serial number"), max_length=48, unique=True)
+    pin_hash = models.CharField(max_length=128)
+    vendor = models.CharField(_("vendor"), max_length=20, choices=Vendor.choices)
+    model = models.CharField(_("model"), max_length=50, blank=True)
+    imported_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    charger = models.OneToOneField(
+        Charger, null=True, blank=True, on_delete=models.SET_NULL, related_name="inventory"
+    )
+
+    class Meta:
+        verbose_name = _("inventory charger")
+        ordering = ["serial"]
+
+    def __str__(self):
+        return self.serial

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import commissioning_views, views
 
 app_name = "chargers"
 
@@ -17,6 +17,31 @@ urlpatterns = [
     path("c/<slug:community>/chargers/<int:charger>/", views.charger_detail, name="charger-detail"),
     path(
         "c/<slug:community>/chargers/<int:charger>/edit/", views.charger_edit, name="charger-edit"
+    ),
+    path(
+        "c/<slug:community>/sites/<int:site>/chargers/claim/",
+        commissioning_views.charger_claim,
+        name="charger-claim",
+    ),
+    path(
+        "c/<slug:community>/chargers/<int:charger>/commissioning/",
+        commissioning_views.charger_commissioning,
+        name="charger-commissioning",
+    ),
+    path(
+        "c/<slug:community>/chargers/<int:charger>/password/",
+        commissioning_views.charger_password,
+        name="charger-password",
+    ),
+    path(
+        "c/<slug:community>/chargers/<int:charger>/configuration/",
+        commissioning_views.charger_configuration,
+        name="charger-configuration",
+    ),
+    path(
+        "c/<slug:community>/chargers/<int:charger>/reconfigure/",
+        commissioning_views.charger_reconfigure,
+        name="charger-reconfigure",
     ),
     path("c/<slug:community>/sessions/", views.session_list, name="session-list"),
     path("c/<slug:community>/my-sessions/", views.my_session_list, name="my-session-list"),

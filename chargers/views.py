@@ -37,14 +37,21 @@ def charger_add(request, community, site):
     form = ChargerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            charger = services.register_charger(site=site, actor=request.user, **form.cleaned_data)
+            charger = services.register_charger(
+                site=site,
+                actor=request.user,
+                company=request.installer_company,
+                **form.cleaned_data,
+            )
         except services.ChargerError as e:
             form.add_error("identity", e.message)
         else:
             messages.success(
                 request, _("Charger %(identity)s registered.") % {"identity": charger.identity}
             )
-            return redirect("chargers:charger-detail", community=community, charger=charger.pk)
+            return redirect(
+                "chargers:charger-commissioning", community=community, charger=charger.pk
+            )
     return render(
         request,
         "chargers/charger_form.html",

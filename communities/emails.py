@@ -19,3 +19,14 @@ def send_welcome_email(membership: Membership, login_url: str) -> None:
     message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [user.email])
     message.attach_alternative(html, "text/html")
     message.send()
+
+
+def send_invitation_email(invitation, url: str) -> None:
+    """Send an owner invitation link (hand-over or transfer)."""
+    context = {"invitation": invitation, "community": invitation.community, "url": url}
+    subject = render_to_string("communities/email/invitation_subject.txt", context).strip()
+    text = render_to_string("communities/email/invitation.txt", context)
+    html = render_to_string("communities/email/invitation.html", context)
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [invitation.email])
+    message.attach_alternative(html, "text/html")
+    message.send()

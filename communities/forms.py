@@ -1,9 +1,12 @@
+from datetime import datetime, time
+
 from django import forms
 from django.conf import settings
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.formfields import PhoneNumberField
 
-from .models import Community, Role, Site
+from .models import Community, InstallerCompany, Role, Site
 
 
 class CommunityForm(forms.ModelForm):
@@ -71,3 +74,91 @@ class SiteForm(forms.ModelForm):
         model = Site
         fields = ["name", "address", "grid_limit_kw"]
         widgets = {"address": forms.Textarea(attrs={"rows": 3})}
+
+
+def _phone_field(required=True, **kwargs):
+    return PhoneNumberField(
+        label=_("Phone number"),
+        region=settings.PHONENUMBER_DEFAULT_REGION,
+        required=required,
+        error_messages={
+            "invalid": _("Enter a valid phone number, e.g. 06 12 34 56 78 or +33 6 12 34 56 78.")
+        },
+        **kwargs,
+    )
+
+
+class InstallationForm(forms.Form):
+    """An installer's new location: the customer's community and its first site."""
+
+    name = forms.CharField(label=_("Installation name"), max_length=200)
+    kind = forms.ChoiceField(label=_("Kind"), choices=Community.Kind.choices)
+    address = forms.CharField(
+        label=_("Address"), required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    site_name = forms.CharField(
+        label=_("First site"),
+        max_length=200,
+        initial=_("Parking"),
+        help_text=_("Where the chargers are, e.g. Garage or Parking A."),
+    )
+
+
+class CompanyMemberForm(forms.Form):
+    first_name = forms.CharField(label=_("First name"), max_length=150)
+    last_name = forms.CharField(label=_("Last name"), max_length=150)
+    phone = _phone_field()
+    email = forms.EmailField(label=_("E-mail"), required=False)
+    is_admin = forms.BooleanField(label=_("Company admin (can add members)"), required=False)
+
+
+class OwnerInvitationForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail"), required=False)
+    phone = _phone_field(required=False)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("email") and not data.get("phone") and not self.errors:
+            raise forms.ValidationError(
+                _("Enter the future owner's e-mail or phone number (or both).")
+            )
+        return data
+
+
+class GrantAccessForm(forms.Form):
+    company = forms.ModelChoiceField(
+        label=_("Installer company"), queryset=InstallerCompany.objects.none(), empty_label=None
+    )
+    valid_until = forms.DateField(
+        label=_("Until"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("Leave empty to give access until you revoke it."),
+    )
+
+    def __init__(self, *args, companies, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["company"].queryset = companies
+
+    def clean_valid_until(self):
+        day = self.cleaned_data["valid_until"]
+        if day is None:
+            return None
+        end = datetime.combine(day, time.max, tzinfo=timezone.get_current_timezone())
+        if end <= timezone.now():
+            raise forms.ValidationError(_("Choose a date in the future."))
+        return end
+
+
+class AccessRequestForm(forms.Form):
+    community = forms.SlugField(
+        label=_("Installation short name"),
+        max_length=60,
+        help_text=_("Ask the installation's manager for it, e.g. residence-les-tilleuls."),
+    )
+    message = forms.CharField(
+        label=_("Message to the managers"),
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

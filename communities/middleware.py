@@ -1,14 +1,18 @@
 """The one place a request enters a tenant. For every URL with a `<community>` argument: anonymous
-→ login, not an active member → 404, otherwise `request.community` and `request.membership` are
-set and the whole view runs inside `scope(community=...)`, so scoped querysets filter themselves.
-Other URLs run with no community in scope: a tenant query there raises `ScopeError` unless the
-code says `scopes_disabled()` on purpose."""
+→ login; a current member → their role; not a member but in an installer company with a grant in
+force on that community → an installer pseudo-role (`installer_full` / `installer_limited`, see
+`communities.access`); anyone else (an expired or revoked grant included) → 404. Then
+`request.community`, `request.membership` (None for installers), `request.community_role` and
+`request.installer_company` are set and the whole view runs inside `scope(community=...)`, so
+scoped querysets filter themselves. Other URLs run with no community in scope: a tenant query
+there raises `ScopeError` unless the code says `scopes_disabled()` on purpose."""
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.urls import Resolver404, resolve
 from django_scopes import scope, scopes_disabled
 
+from .access import installer_access
 from .models import Community, Membership
 
 
@@ -19,6 +23,8 @@ class CommunityScopeMiddleware:
     def __call__(self, request):
         request.community = None
         request.membership = None
+        request.community_role = None
+        request.installer_company = None
         try:
             match = resolve(request.path_info)
         except Resolver404:
@@ -44,12 +50,20 @@ class CommunityScopeMiddleware:
             .exclude(state=Membership.State.LEFT)
             .first()
         )
-        if membership is None:
-            # Same answer for a community that does not exist and one you are not part of.
-            raise Http404("No such community")
-        request.community = membership.community
+        if membership is not None:
+            community, role = membership.community, membership.role
+        else:
+            community = Community.objects.filter(slug=slug).first()
+            role, company = installer_access(community, request.user) if community else (None,) * 2
+            if role is None:
+                # Same answer for a community that does not exist, one you are not part of and
+                # one whose installer grant ended.
+                raise Http404("No such community")
+            request.installer_company = company
+        request.community = community
         request.membership = membership
-        with scope(community=membership.community):
+        request.community_role = role
+        with scope(community=community):
             return self.get_response(request)
 
 

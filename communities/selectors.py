@@ -79,6 +79,17 @@ def month_totals(community, sessions_qs=None):
 
 
 def sessions_for_list():
-    return ChargingSession.objects.select_related(
-        "charger__site", "connector", "holder", "card"
-    ).order_by("-started_at", "-pk")
+    """Sessions with their charger, outlet, holder and card; `holder_left` tells the templates to
+    show "former member" instead of the name of someone who left the community."""
+    from django.db.models import Exists, OuterRef
+
+    from communities.models import Membership
+
+    left = Membership.objects.with_scopes_disabled().filter(
+        community=OuterRef("community"), user=OuterRef("holder"), state=Membership.State.LEFT
+    )
+    return (
+        ChargingSession.objects.select_related("charger__site", "connector", "holder", "card")
+        .annotate(holder_left=Exists(left))
+        .order_by("-started_at", "-pk")
+    )

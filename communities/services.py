@@ -15,7 +15,8 @@ from django.utils.translation import override
 from accounts.models import User
 from accounts.tasks import send_sms_task
 
-from .models import AuditEvent, Community, Membership, Role, Site
+from .access import actor_role
+from .models import AccessRequest, AuditEvent, Community, Membership, Role, Site
 from .permissions import role_has
 
 
@@ -84,18 +85,6 @@ def update_community(*, community: Community, actor: User, **fields) -> Communit
     return community
 
 
-def _manager_membership(community, user):
-    return (
-        Membership.objects.with_scopes_disabled()
-        .filter(
-            community=community,
-            user=user,
-            state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
-        )
-        .first()
-    )
-
-
 def managed_communities(user):
     """Communities where `user` may add members (the "community" choice of the add form)."""
     return Community.objects.filter(
@@ -125,8 +114,8 @@ def add_member(
     SMS with the portal link. Their first code login turns the invitation active."""
     if role not in (Role.INDIVIDUAL, Role.MANAGER):
         raise CommunityError(_("A user can be added as individual or manager only."))
-    actor_membership = _manager_membership(community, actor)
-    if actor_membership is None or not role_has(actor_membership.role, "members:write"):
+    actor_may = actor_role(community, actor)
+    if actor_may is None or not role_has(actor_may, "members:write"):
         raise CommunityError(_("You cannot add users to this community."))
     phone = str(phone)
     user = User.objects.filter(phone=phone).first()
@@ -187,12 +176,12 @@ def _queue_welcome(membership: Membership) -> None:
 
 
 def _check_can_change(membership: Membership, actor: User):
-    actor_membership = _manager_membership(membership.community, actor)
-    if actor_membership is None or not role_has(actor_membership.role, "members:write"):
+    role = actor_role(membership.community, actor)
+    if role is None or not role_has(role, "members:write"):
         raise CommunityError(_("You cannot change the users of this community."))
-    if membership.role == Role.OWNER and actor_membership.role != Role.OWNER:
+    if membership.role == Role.OWNER and role != Role.OWNER:
         raise CommunityError(_("Only an owner can change or remove another owner."))
-    return actor_membership
+    return role
 
 
 @transaction.atomic
@@ -296,3 +285,110 @@ def update_site(
         site_id=site.pk,
     )
     return site
+
+
+@transaction.atomic
+def leave_community(*, membership: Membership, actor: User) -> Membership:
+    """A person leaves an installation (moving out): the membership ends, their cards stop
+    working there (the gateway answers Blocked for holders who left), remaining members see
+    "former member" on their past sessions, and they keep their account. The sole owner must
+    transfer ownership first."""
+    if membership.user_id != actor.pk:
+        raise CommunityError(_("You can only leave an installation yourself."))
+    if membership.state == Membership.State.LEFT:
+        raise CommunityError(_("You already left this installation."))
+    if membership.role == Role.OWNER and not _other_owners(membership).exists():
+        raise CommunityError(
+            _("You are the only owner of %(community)s: transfer the ownership before leaving.")
+            % {"community": membership.community}
+        )
+    membership.state = Membership.State.LEFT
+    membership.left_at = timezone.now()
+    membership.save(update_fields=["state", "left_at"])
+    audit(
+        community=membership.community,
+        actor=actor,
+        action="member.leave",
+        target=_("former member"),
+        user_id=actor.pk,
+    )
+    return membership
+
+
+@transaction.atomic
+def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest:
+    """A driver who cannot charge asks an installation's managers (found by its short name)
+    for access."""
+    community = Community.objects.filter(slug=slug.strip().lower()).first()
+    if community is None:
+        raise CommunityError(_("No installation has this short name. Check it with its manager."))
+    current = (
+        Membership.objects.with_scopes_disabled()
+        .filter(community=community, user=user)
+        .exclude(state=Membership.State.LEFT)
+        .exists()
+    )
+    if current:
+        raise CommunityError(
+            _("You are already a member of %(community)s.") % {"community": community}
+        )
+    pending = AccessRequest.objects.with_scopes_disabled().filter(
+        community=community, user=user, state=AccessRequest.State.PENDING
+    )
+    if pending.exists():
+        raise CommunityError(_("Your request is already waiting for the managers' answer."))
+    access_request = AccessRequest.objects.create(community=community, user=user, message=message)
+    audit(
+        community=community,
+        actor=user,
+        action="access_request.create",
+        target=user,
+        user_id=user.pk,
+        request_id=access_request.pk,
+    )
+    return access_request
+
+
+@transaction.atomic
+def decide_access_request(*, access_request: AccessRequest, actor: User, accept: bool):
+    """A manager accepts (the driver becomes an active individual member) or refuses a request;
+    the driver is told by SMS."""
+    role = actor_role(access_request.community, actor)
+    if role is None or not role_has(role, "access_requests:decide"):
+        raise CommunityError(_("You cannot answer access requests here."))
+    if access_request.state != AccessRequest.State.PENDING:
+        raise CommunityError(_("This request was already answered."))
+    access_request.state = AccessRequest.State.ACCEPTED if accept else AccessRequest.State.REFUSED
+    access_request.decided_at, access_request.decided_by = timezone.now(), actor
+    access_request.save(update_fields=["state", "decided_at", "decided_by"])
+    community, user = access_request.community, access_request.user
+    if accept:
+        membership = (
+            Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
+        )
+        if membership is None:
+            Membership.objects.create(community=community, user=user, role=Role.INDIVIDUAL)
+        elif membership.state == Membership.State.LEFT:
+            membership.role, membership.state, membership.left_at = (
+                Role.INDIVIDUAL,
+                Membership.State.ACTIVE,
+                None,
+            )
+            membership.save(update_fields=["role", "state", "left_at"])
+    audit(
+        community=community,
+        actor=actor,
+        action="access_request.accept" if accept else "access_request.refuse",
+        target=user,
+        user_id=user.pk,
+        request_id=access_request.pk,
+    )
+    with override(user.language):
+        if accept:
+            body = _("You can now charge at %(community)s. Log in: %(url)s")
+        else:
+            body = _("Your access request to %(community)s was refused.")
+        body = body % {"community": community.name, "url": portal_login_url()}
+    phone = str(user.phone)
+    transaction.on_commit(lambda: send_sms_task.delay(phone, body))
+    return access_request

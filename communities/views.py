@@ -5,6 +5,7 @@ import copy
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -16,9 +17,10 @@ from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 
 from . import selectors, services
+from .access import user_company
 from .forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
 from .middleware import user_communities
-from .models import Membership, Site
+from .models import Community, Membership, Site
 from .permissions import community_permission, has_permission
 
 
@@ -26,6 +28,8 @@ from .permissions import community_permission, has_permission
 def home(request):
     first = user_communities(request.user).first()
     if first is None:
+        if user_company(request.user) is not None:
+            return redirect("installer-home")
         return redirect("communities:community-create")
     return redirect("communities:dashboard", community=first.slug)
 
@@ -71,8 +75,11 @@ def dashboard(request, community):
 
 @community_permission("members:view")
 def member_list(request, community):
-    members = Membership.objects.select_related("user").order_by(
-        "state", "user__last_name", "user__first_name"
+    # People who left are not listed: the remaining members no longer see their details.
+    members = (
+        Membership.objects.select_related("user")
+        .exclude(state=Membership.State.LEFT)
+        .order_by("state", "user__last_name", "user__first_name")
     )
     return render(request, "communities/member_list.html", {"members": members})
 
@@ -80,7 +87,10 @@ def member_list(request, community):
 @community_permission("members:write")
 def member_add(request, community):
     with scopes_disabled():
-        communities = services.managed_communities(request.user)
+        managed = services.managed_communities(request.user).values("pk")
+        communities = Community.objects.filter(
+            Q(pk__in=managed) | Q(pk=request.community.pk)
+        ).order_by("name")
     form = MemberAddForm(
         request.POST or None, communities=communities, initial={"community": request.community.slug}
     )
@@ -104,7 +114,10 @@ def member_add(request, community):
 
 @community_permission("members:view")
 def member_detail(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    # Someone who left is no longer shown (name, contact, sessions) to the remaining members.
+    membership = get_object_or_404(
+        Membership.objects.select_related("user").exclude(state=Membership.State.LEFT), pk=member
+    )
     sessions = selectors.sessions_for_list().filter(holder=membership.user)
     page = Paginator(sessions, 25).get_page(request.GET.get("page"))
     cards = ChargeCard.objects.filter(holder=membership.user)

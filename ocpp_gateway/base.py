@@ -227,11 +227,12 @@ class GatewayChargePoint:
             payload, suppress=suppress, unique_id=unique_id, skip_schema_validation=True
         )
 
-    async def command(self, payload, asked_by=None) -> tuple[str, object]:
+    async def command(self, payload, asked_by=None, uid: str | None = None) -> tuple[str, object]:
         """Send one command and record it as a ChargerCommand (pending → sent → outcome) through
         the event pipeline. Returns (status, response). Waits the library's response timeout;
-        never wrapped in a shorter wait (a cancelled call would shift later replies by one)."""
-        uid = str(uuid.uuid4())
+        never wrapped in a shorter wait (a cancelled call would shift later replies by one).
+        `uid` is the portal's row for a command asked there (its status only moves forward)."""
+        uid = uid or str(uuid.uuid4())
         action = payload.__class__.__name__
         body = snake_to_camel_case(remove_nones(serialize_as_dict(payload)))
         record = {"uid": uid, "action": action, "payload": body}
@@ -263,6 +264,48 @@ class GatewayChargePoint:
             return status, None
         finally:
             self.emit("command", {**record, "status": status, "response": response}, utc_now())
+
+    # --- commands asked from the portal --------------------------------------------------------
+    PORTAL_ACTIONS: frozenset[str] = frozenset()  # the versioned classes list theirs
+
+    async def run_portal_command(self, row: dict) -> None:
+        """Deliver one ChargerCommand the portal queued (already claimed: status sent) and record
+        the charger's answer on it; a setting the charger accepted is merged into its stored
+        configuration. "Reconfigure" reads the configuration again and re-applies the vendor
+        profile."""
+        uid, action, payload = str(row["uid"]), row["action"], row["payload"] or {}
+        record = {"uid": uid, "action": action, "payload": payload}
+        if action == "Reconfigure":
+            status = "failed"
+            try:
+                await self.configure()
+                status = "accepted"
+            finally:
+                self.emit("command", {**record, "status": status, "response": None}, utc_now())
+            return
+        if action not in self.PORTAL_ACTIONS:
+            self.emit(
+                "command",
+                {**record, "status": "failed", "response": {"error": "unsupported action"}},
+                utc_now(),
+            )
+            return
+        try:
+            request = type(self).build_call(action, payload)
+        except TypeError as e:
+            self.emit(
+                "command", {**record, "status": "failed", "response": {"error": str(e)}}, utc_now()
+            )
+            return
+        status, _ = await self.command(request, uid=uid)
+        if status == "accepted":
+            applied = self.applied_configuration(action, payload)
+            if applied:
+                self.emit("configuration", {"values": applied}, utc_now())
+
+    def applied_configuration(self, action: str, payload: dict) -> dict:
+        """The configuration values an accepted command set (versioned classes override)."""
+        return {}
 
     # --- configuration at first connection ----------------------------------------------------
     def needs_configuration(self) -> bool:

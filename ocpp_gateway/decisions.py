@@ -70,6 +70,7 @@ def load_charger(identity: str) -> dict | None:
                 "configured_at",
                 "firmware_version",
                 "heartbeat_interval",
+                "vendor",
             )
             .first()
         )

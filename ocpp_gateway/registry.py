@@ -3,10 +3,10 @@
 `sparklin:gateway:charger:<identity>` → gateway instance id, with a TTL refreshed while the
 connection lives, so a crashed gateway's entries disappear on their own.
 
-Seam for the command bus (not built yet): the portal looks up the instance here and publishes
-the command (a `ChargerCommand` uid) on `sparklin:gateway:<instance>:commands`; the gateway
-subscribes to its own channel, finds the connection in `Gateway.connections` and calls
-`GatewayChargePoint.command()`, which already records status changes by uid.
+Commands asked in the portal do not travel through Redis: every gateway polls the pending
+`ChargerCommand` rows of the chargers it holds (see `ocpp_gateway.commands`), which works the
+same in the embedded mode without Redis. The registry tells operators (and the portal, later)
+which instance holds a charger.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ _DELETE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-def command_channel(instance_id: str) -> str:
-    return f"sparklin:gateway:{instance_id}:commands"
 
 
 class Registry:

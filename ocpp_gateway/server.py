@@ -33,6 +33,7 @@ from django_scopes import scope
 from websockets.asyncio.server import serve
 
 from .batcher import EventBatcher
+from .commands import claim_pending
 from .decisions import Decisions
 from .registry import Registry
 from .v16 import ChargePoint16
@@ -58,6 +59,7 @@ class Gateway:
         batcher: EventBatcher | None = None,
         decisions: Decisions | None = None,
         response_timeout: float | None = None,
+        command_poll_seconds: float | None = None,
     ):
         self.host = host
         self.port = port
@@ -69,9 +71,16 @@ class Gateway:
         self.response_timeout = (
             response_timeout if response_timeout is not None else settings.GATEWAY_RESPONSE_TIMEOUT
         )
+        self.command_poll_seconds = (
+            command_poll_seconds
+            if command_poll_seconds is not None
+            else settings.GATEWAY_COMMAND_POLL_SECONDS
+        )
         self.connections: dict[str, object] = {}
         self._server = None
         self._tasks: list[asyncio.Task] = []
+        # Portal commands being delivered, kept so none floats and stop() can cancel them.
+        self._command_tasks: set[asyncio.Task] = set()
 
     @property
     def url(self) -> str:
@@ -103,6 +112,7 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.batcher.run(), name="gateway-event-flusher"),
             asyncio.create_task(self._refresh_registry(), name="gateway-registry"),
+            asyncio.create_task(self._poll_commands(), name="gateway-commands"),
         ]
         logger.info("OCPP gateway %s listening on %s", self.instance_id, self.url)
 
@@ -113,12 +123,14 @@ class Gateway:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._command_tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._command_tasks.clear()
         await self.batcher.close()
         await self.registry.close()
         await sync_to_async(connections.close_all)()
@@ -127,6 +139,47 @@ class Gateway:
         while True:
             await asyncio.sleep(self.registry.refresh_every)
             await self.registry.refresh(list(self.connections))
+
+    async def _poll_commands(self) -> None:
+        """The command bus (see `ocpp_gateway.commands`): claim the portal's pending commands for
+        the chargers held here and deliver each in its own task (calls to one charger are
+        serialised by the library's call lock)."""
+        while True:
+            await asyncio.sleep(self.command_poll_seconds)
+            try:
+                rows = await sync_to_async(claim_pending)(list(self.connections))
+            except Exception:
+                logger.warning("Command bus: poll failed", exc_info=True)
+                continue
+            for row in rows:
+                cp = self.connections.get(row["charger__identity"])
+                if cp is None:  # hung up since: the command fails visibly
+                    self.batcher.emit(
+                        row["charger__identity"],
+                        "command",
+                        {
+                            "uid": str(row["uid"]),
+                            "action": row["action"],
+                            "payload": row["payload"],
+                            "status": "failed",
+                            "response": {"error": "The charger disconnected."},
+                        },
+                    )
+                    continue
+                task = asyncio.create_task(
+                    self._deliver(cp, row), name=f"command-{row['charger__identity']}"
+                )
+                self._command_tasks.add(task)
+                task.add_done_callback(self._command_tasks.discard)
+
+    async def _deliver(self, cp, row: dict) -> None:
+        try:
+            with scope(community=cp.community_id):
+                await cp.run_portal_command(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("%s: command %s failed", cp.id, row["action"], exc_info=True)
 
     # --- the upgrade --------------------------------------------------------------------------
     def refuse(self, connection, identity: str, reason: str, status: HTTPStatus, text: str):

@@ -11,18 +11,14 @@ from collections import OrderedDict
 from decimal import Decimal
 
 from django.conf import settings
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16Base
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from .base import GatewayChargePoint, iso_now
-
-ENERGY = "Energy.Active.Import.Register"
-
-# What the product needs reported (see the issue: chargers that send nothing until told).
-METER_VALUES_SAMPLED_DATA = "Energy.Active.Import.Register,Power.Active.Import"
-STOP_TXN_SAMPLED_DATA = "Energy.Active.Import.Register"
+from .profiles import ENERGY, profile_16
 
 
 def samples_16(meter_values) -> list[dict]:
@@ -50,6 +46,17 @@ def samples_16(meter_values) -> list[dict]:
 
 class ChargePoint16(GatewayChargePoint, ChargePoint16Base):
     version = "1.6"
+    PORTAL_ACTIONS = frozenset({"ChangeConfiguration", "GetConfiguration", "Reset"})
+
+    @staticmethod
+    def build_call(action: str, payload: dict):
+        """A portal command's request object."""
+        return getattr(call, action)(**camel_to_snake_case(payload))
+
+    def applied_configuration(self, action: str, payload: dict) -> dict:
+        if action == "ChangeConfiguration" and payload.get("key"):
+            return {payload["key"]: payload.get("value")}
+        return {}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -200,7 +207,7 @@ class ChargePoint16(GatewayChargePoint, ChargePoint16Base):
 
     # --- configuration ------------------------------------------------------------------------
     async def configure(self) -> None:
-        """Read the configuration, then set what differs from what the product needs."""
+        """Read the configuration, then set what differs from the vendor profile."""
         status, result = await self.command(call.GetConfiguration())
         current = {}
         if result is not None:
@@ -208,18 +215,13 @@ class ChargePoint16(GatewayChargePoint, ChargePoint16Base):
                 current[item["key"]] = item.get("value")
             if current:
                 self.emit("configuration", {"values": current})
-        wanted = [
-            ("HeartbeatInterval", str(settings.GATEWAY_HEARTBEAT_INTERVAL)),
-            ("MeterValueSampleInterval", str(settings.GATEWAY_METER_SAMPLE_INTERVAL)),
-            ("MeterValuesSampledData", METER_VALUES_SAMPLED_DATA),
-            ("StopTxnSampledData", STOP_TXN_SAMPLED_DATA),
-        ]
+        wanted = profile_16(self.charger.get("vendor"))
         applied = {}
         for key, value in wanted:
             if _same(current.get(key), value):
                 continue
             status, _ = await self.command(call.ChangeConfiguration(key=key, value=value))
-            if status == "rejected" and key == "MeterValuesSampledData":
+            if status == "rejected" and key == "MeterValuesSampledData" and value != ENERGY:
                 # Some meters cannot report power: energy alone is what billing needs.
                 value = ENERGY
                 status, _ = await self.command(call.ChangeConfiguration(key=key, value=value))

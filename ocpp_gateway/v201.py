@@ -13,13 +13,14 @@ import itertools
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint as ChargePoint201Base
 from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action, RegistrationStatusEnumType, ReportBaseEnumType
 
 from .base import GatewayChargePoint, iso_now
-from .v16 import ENERGY, METER_VALUES_SAMPLED_DATA, STOP_TXN_SAMPLED_DATA
+from .profiles import ENERGY, profile_201
 
 _request_ids = itertools.count(1)
 
@@ -75,6 +76,22 @@ def variable_key(component: dict, variable: dict, attribute_type: str | None = N
 
 class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
     version = "2.0.1"
+    PORTAL_ACTIONS = frozenset({"SetVariables", "GetVariables", "GetBaseReport", "Reset"})
+
+    @staticmethod
+    def build_call(action: str, payload: dict):
+        """A portal command's request object."""
+        return getattr(call, action)(**camel_to_snake_case(payload))
+
+    def applied_configuration(self, action: str, payload: dict) -> dict:
+        if action != "SetVariables":
+            return {}
+        return {
+            variable_key(item.get("component") or {}, item.get("variable") or {}): item.get(
+                "attributeValue"
+            )
+            for item in payload.get("setVariableData") or ()
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -229,12 +246,7 @@ class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), self._response_timeout)
         self._reports_done.pop(request_id, None)
-        wanted = [
-            ("OCPPCommCtrlr", "HeartbeatInterval", str(settings.GATEWAY_HEARTBEAT_INTERVAL)),
-            ("SampledDataCtrlr", "TxUpdatedMeasurands", METER_VALUES_SAMPLED_DATA),
-            ("SampledDataCtrlr", "TxUpdatedInterval", str(settings.GATEWAY_METER_SAMPLE_INTERVAL)),
-            ("SampledDataCtrlr", "TxEndedMeasurands", STOP_TXN_SAMPLED_DATA),
-        ]
+        wanted = profile_201(self.charger.get("vendor"))
         status, result = await self.command(
             call.SetVariables(
                 set_variable_data=[

@@ -72,3 +72,28 @@ def make_price(community, price="0.2516", valid_from="2020-01-01") -> Price:
     return Price.objects.create(
         community=community, price_per_kwh=Decimal(price), valid_from=valid_from
     )
+
+
+def make_company(name=None, **overrides):
+    from communities.models import InstallerCompany
+
+    n = next(_seq)
+    return InstallerCompany.objects.create(name=name or f"Installer {n}", **overrides)
+
+
+def make_installer(company=None, user=None, is_admin=False):
+    """A user in an installer company (created when not given); returns the user."""
+    from communities.models import InstallerMember
+
+    company = company or make_company()
+    user = user or make_user()
+    InstallerMember.objects.create(company=company, user=user, is_admin=is_admin)
+    return user
+
+
+def make_grant(community, company, scope="full", **overrides):
+    from communities.models import AccessGrant
+
+    return AccessGrant.objects.create(
+        community=community, company=company, scope=scope, **overrides
+    )

@@ -1,14 +1,20 @@
 """The permission matrix, discovered from the URL resolver: every URL with a `<community>`
 argument is checked for anonymous → login, outsider → 404, member without the view's permission
-→ 403, member with it → allowed; forged ids from another community → 404; and every model with a
-`community` field is scoped (querying it outside a scope raises)."""
+→ 403, member with it → allowed; installers with a full or limited grant → allowed or 403 by their
+pseudo-role, installers whose grant expired or was revoked → 404; forged ids from another
+community → 404; and every model with a `community` field is scoped (querying it outside a scope
+raises)."""
+
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
 from django_scopes import ScopeError, scope
 
-from communities.models import Role
+from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
+from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
 from tests import builders
 
@@ -62,16 +68,50 @@ def objects_of(community, holder):
     site = builders.make_site(community)
     charger = builders.make_charger(community, site=site)
     member = builders.make_member(community, Role.INDIVIDUAL)
+    company = builders.make_company()
     return {
         "site": site.pk,
         "charger": charger.pk,
         "member": member.pk,
         "card": builders.make_card(community, holder=holder).pk,
+        "invitation": Invitation.objects.create(
+            community=community,
+            token_hash=f"hash-{community.pk}",
+            expires_at=timezone.now() + timedelta(days=1),
+        ).pk,
+        "grant": builders.make_grant(community, company, "limited").pk,
+        "access_request": AccessRequest.objects.create(
+            community=community, user=builders.make_user()
+        ).pk,
     }
 
 
 @pytest.fixture
-def matrix(community, manager, individual, outsider):
+def installers(community):
+    """Installer personas on `tilleuls`: a full grant, a limited one (the full one over), an
+    expired grant and a revoked one."""
+    now = timezone.now()
+    past = now - timedelta(days=1)
+
+    def installer(*grants):
+        company = builders.make_company()
+        for scope, fields in grants:
+            builders.make_grant(community, company, scope, **fields)
+        return builders.make_installer(company)
+
+    return {
+        INSTALLER_FULL: installer(("full", {})),
+        INSTALLER_LIMITED: installer(
+            ("full", {"valid_from": now - timedelta(days=20), "valid_until": past}),
+            ("limited", {"valid_from": now - timedelta(days=6)}),
+        ),
+        "expired": installer(("full", {"valid_until": past})),
+        "revoked": installer(("sensitive", {"revoked_at": past})),
+    }
+
+
+@pytest.fixture
+def matrix(community, manager, individual, outsider, owner, installers):
     return {
         "objects": objects_of(community, individual),
         "foreign": objects_of(outsider.memberships.get().community, outsider),
@@ -79,29 +119,62 @@ def matrix(community, manager, individual, outsider):
 
 
 def role_for(permission):
-    return Role.INDIVIDUAL if Role.INDIVIDUAL in PERMISSIONS[permission] else Role.MANAGER
+    """The weakest member role holding `permission`."""
+    for role in (Role.INDIVIDUAL, Role.MANAGER, Role.OWNER):
+        if role in PERMISSIONS[permission]:
+            return role
+    raise AssertionError(f"no member role has {permission}")
 
 
 @pytest.mark.parametrize("route,pattern", COMMUNITY_ROUTES, ids=[r for r, _ in COMMUNITY_ROUTES])
-def test_permission_matrix(client, route, pattern, matrix, manager, individual, outsider):
+def test_permission_matrix(
+    client, route, pattern, matrix, manager, individual, owner, outsider, installers
+):
     permission = pattern.callback.community_permission
     url = fill(route, matrix["objects"], "tilleuls")
 
     response = client.get(url)
     assert response.status_code == 302 and "/accounts/login/" in response["Location"], "anonymous"
 
-    client.force_login(outsider)
-    assert client.get(url).status_code == 404, "outsider"
-    assert client.post(url).status_code == 404, "outsider POST"
+    for name, user in [("outsider", outsider)] + [
+        (f"installer {k}", installers[k]) for k in ("expired", "revoked")
+    ]:
+        client.force_login(user)
+        assert client.get(url).status_code == 404, name
+        assert client.post(url).status_code == 404, f"{name} POST"
 
     if Role.INDIVIDUAL not in PERMISSIONS[permission]:
         client.force_login(individual)
         assert client.get(url).status_code == 403, "individual without the permission"
         assert client.post(url).status_code == 403, "individual POST without the permission"
+    if Role.MANAGER not in PERMISSIONS[permission]:
+        client.force_login(manager)
+        assert client.post(url).status_code == 403, "manager POST without the permission"
 
-    allowed = individual if role_for(permission) == Role.INDIVIDUAL else manager
+    for pseudo_role in (INSTALLER_FULL, INSTALLER_LIMITED):
+        client.force_login(installers[pseudo_role])
+        if pseudo_role in PERMISSIONS[permission]:
+            assert client.get(url).status_code not in (403, 404), f"{pseudo_role} allowed"
+        else:
+            assert client.get(url).status_code == 403, f"{pseudo_role} without the permission"
+            assert client.post(url).status_code == 403, f"{pseudo_role} POST without it"
+
+    allowed = {Role.INDIVIDUAL: individual, Role.MANAGER: manager, Role.OWNER: owner}[
+        role_for(permission)
+    ]
     client.force_login(allowed)
     assert client.get(url).status_code not in (403, 404), "member with the permission"
+
+
+def test_limited_installer_sees_no_personal_data(client, installers):
+    """Limited access: charger health, configuration, message log; no sessions, no users."""
+    assert INSTALLER_LIMITED not in PERMISSIONS["sessions:view_all"]
+    assert INSTALLER_LIMITED not in PERMISSIONS["members:view"]
+    assert INSTALLER_LIMITED not in PERMISSIONS["community:view"]
+    client.force_login(installers[INSTALLER_LIMITED])
+    assert client.get("/c/tilleuls/sessions/").status_code == 403
+    assert client.get("/c/tilleuls/users/").status_code == 403
+    assert client.get("/c/tilleuls/sites/").status_code == 200
 
 
 def test_unknown_community_is_404_like_a_foreign_one(client, manager):
@@ -119,9 +192,11 @@ OBJECT_ROUTES = [(r, p) for r, p in COMMUNITY_ROUTES if "<int:" in r]
 
 
 @pytest.mark.parametrize("route,pattern", OBJECT_ROUTES, ids=[r for r, _ in OBJECT_ROUTES])
-def test_forged_ids_from_another_community_are_404(client, route, pattern, matrix, manager):
+def test_forged_ids_from_another_community_are_404(client, route, pattern, matrix, manager, owner):
     """My community in the URL, another community's object id: 404, GET and POST."""
-    client.force_login(manager)
+    client.force_login(
+        owner if role_for(pattern.callback.community_permission) == Role.OWNER else manager
+    )
     url = fill(route, matrix["foreign"], "tilleuls")
     assert client.get(url).status_code in (404, 405)  # 405: a POST-only action
     assert client.post(url).status_code == 404

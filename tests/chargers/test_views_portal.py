@@ -134,7 +134,7 @@ def test_register_charger(manager_client, site, community):
     }
     response = manager_client.post(f"/c/tilleuls/sites/{site.pk}/chargers/add/", data)
     charger = Charger.objects.get(identity="SN-123")
-    assert response["Location"] == f"/c/tilleuls/chargers/{charger.pk}/"
+    assert response["Location"] == f"/c/tilleuls/chargers/{charger.pk}/commissioning/"
     assert charger.password_hash != "s3cretpass" and check_password(
         "s3cretpass", charger.password_hash
     )

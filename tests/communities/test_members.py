@@ -163,8 +163,11 @@ def test_remove_member_keeps_sessions(manager_client, individual, community, cha
     assert m.state == Membership.State.LEFT and m.left_at is not None
     assert ChargingSession.objects.filter(holder=individual, community=community).count() == 1
     assert AuditEvent.objects.filter(action="member.remove").exists()
-    # Still visible in the session history and on their page.
-    assert manager_client.get(f"/c/tilleuls/users/{m.pk}/").status_code == 200
+    # Their sessions stay in the history, as a "former member": no name, no page any more.
+    assert manager_client.get(f"/c/tilleuls/users/{m.pk}/").status_code == 404
+    manager_client.get("/c/tilleuls/sessions/")  # shows (and spends) the "removed" message
+    content = manager_client.get("/c/tilleuls/sessions/").content.decode()
+    assert "Former member" in content and individual.last_name not in content
 
 
 def test_member_detail_lists_their_sessions(manager_client, individual, charger):

@@ -1,0 +1,71 @@
+"""Vendor profiles: the settings the gateway applies at a charger's first connection (and on
+"Reconfigure"), per vendor and OCPP version. Every profile starts from what the product needs
+(heartbeat, energy register in transactions); vendors add what makes their chargers behave.
+
+1.6 entries are (key, value) for ChangeConfiguration; 2.0.1 entries are (component, variable,
+value) for SetVariables. Values are read from settings at call time (tests change them)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+ENERGY = "Energy.Active.Import.Register"
+# What the product needs reported (chargers that send nothing until told).
+METER_VALUES_SAMPLED_DATA = "Energy.Active.Import.Register,Power.Active.Import"
+STOP_TXN_SAMPLED_DATA = "Energy.Active.Import.Register"
+
+
+def base_16() -> list[tuple[str, str]]:
+    return [
+        ("HeartbeatInterval", str(settings.GATEWAY_HEARTBEAT_INTERVAL)),
+        ("MeterValueSampleInterval", str(settings.GATEWAY_METER_SAMPLE_INTERVAL)),
+        ("MeterValuesSampledData", METER_VALUES_SAMPLED_DATA),
+        ("StopTxnSampledData", STOP_TXN_SAMPLED_DATA),
+    ]
+
+
+def base_201() -> list[tuple[str, str, str]]:
+    return [
+        ("OCPPCommCtrlr", "HeartbeatInterval", str(settings.GATEWAY_HEARTBEAT_INTERVAL)),
+        ("SampledDataCtrlr", "TxUpdatedMeasurands", METER_VALUES_SAMPLED_DATA),
+        ("SampledDataCtrlr", "TxUpdatedInterval", str(settings.GATEWAY_METER_SAMPLE_INTERVAL)),
+        ("SampledDataCtrlr", "TxEndedMeasurands", STOP_TXN_SAMPLED_DATA),
+    ]
+
+
+def profile_16(vendor: str | None) -> list[tuple[str, str]]:
+    """ChangeConfiguration (key, value) pairs for a 1.6 charger of `vendor`."""
+    wanted = base_16()
+    if vendor == "spark1":
+        # Our own charger: a quarter-hour register reading even without a session (grid
+        # reports), and it stops a session when the cable is pulled.
+        wanted += [
+            ("ClockAlignedDataInterval", "900"),
+            ("MeterValuesAlignedData", ENERGY),
+            ("StopTransactionOnEVSideDisconnect", "true"),
+        ]
+    elif vendor == "zaptec":
+        # Zaptec reports per-phase currents; drivers see them in the message log.
+        wanted = [
+            (k, "Energy.Active.Import.Register,Power.Active.Import,Current.Import")
+            if k == "MeterValuesSampledData"
+            else (k, v)
+            for k, v in wanted
+        ]
+        wanted += [("StopTransactionOnEVSideDisconnect", "true")]
+    elif vendor == "volttime":
+        wanted += [("ClockAlignedDataInterval", "900"), ("MeterValuesAlignedData", ENERGY)]
+    return wanted
+
+
+def profile_201(vendor: str | None) -> list[tuple[str, str, str]]:
+    """SetVariables (component, variable, value) triples for a 2.0.1 station of `vendor`."""
+    wanted = base_201()
+    if vendor in ("volttime", "spark1"):
+        wanted += [
+            ("AlignedDataCtrlr", "Interval", "900"),
+            ("AlignedDataCtrlr", "Measurands", ENERGY),
+        ]
+    if vendor == "volttime":
+        wanted += [("TxCtrlr", "StopTxOnEVSideDisconnect", "true")]
+    return wanted
