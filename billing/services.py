@@ -467,7 +467,7 @@ def build_export_zip(*, job: ExportJob) -> ExportJob:
                 ExportJob.objects.filter(pk=job.pk).update(done=done)
             notes = list(
                 ExpenseNote.objects.filter(community=community, is_current=True)
-                .filter(_months_q(parsed))
+                .filter(months_q(parsed))
                 .select_related("replaces")
                 .order_by("year", "month", "sequence")
             )
@@ -498,7 +498,7 @@ def build_export_zip(*, job: ExportJob) -> ExportJob:
     return job
 
 
-def _months_q(parsed):
+def months_q(parsed):
     from django.db.models import Q
 
     q = Q(pk__in=[])

@@ -1,18 +1,24 @@
-"""Price history and exports."""
+"""Price history, exports (Tools tab) and expense notes: the month list with sending states,
+ZIP exports with a progress partial, "send now", re-sending, drivers' own notes."""
 
 import io
 
 from django.contrib import messages
-from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from communities.permissions import community_permission
+from communities.permissions import community_permission, has_permission
 
 from . import services
 from .exports import write_sessions_csv
-from .forms import ExportForm, PriceForm
+from .forms import ExportForm, IdForm, NoteResendForm, NotesMonthsForm, PriceForm
+from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch
+from .pdf import render_expense_note_pdf
 
 
 @community_permission("community:manage")
@@ -39,20 +45,176 @@ def price_add(request, community):
     return redirect("communities:settings", community=community)
 
 
+def _month_rows(community, runs):
+    """For the Tools tab: each run month with its current notes and their sending states
+    (3 queries whatever the number of notes)."""
+    runs = list(runs)
+    notes = (
+        ExpenseNote.objects.filter(services.months_q([(r.year, r.month) for r in runs]))
+        .filter(is_current=True)
+        .select_related("replaces")
+        .prefetch_related(Prefetch("dispatches", queryset=NoteDispatch.objects.all()))
+        .order_by("sequence")
+    )
+    by_month: dict = {}
+    for note in notes:
+        by_month.setdefault((note.year, note.month), []).append(note)
+    rows = []
+    for run in runs:
+        month_notes = by_month.get((run.year, run.month), [])
+        rows.append(
+            {
+                "run": run,
+                "label": f"{run.year:04d}-{run.month:02d}",
+                "notes": month_notes,
+                "amount": sum((n.amount for n in month_notes), start=0),
+                "failed": sum(
+                    1
+                    for n in month_notes
+                    for d in n.dispatches.all()
+                    if d.status == NoteDispatch.Status.FAILED
+                ),
+                "unsent": sum(1 for n in month_notes if not n.finance_dispatch),
+            }
+        )
+    return rows
+
+
+def _tools_context(request, *, form=None, notes_form=None, job=None):
+    context = {"form": form or ExportForm()}
+    if has_permission(request, "notes:manage"):
+        community = request.community
+        context.update(
+            notes_form=notes_form or NotesMonthsForm(community=community),
+            month_rows=_month_rows(community, ExpenseRun.objects.order_by("-year", "-month")[:12]),
+            no_recipient=services.no_recipient_message() if not community.expense_email else "",
+            job=job,
+        )
+    return context
+
+
 @community_permission("exports:run")
 def export_list(request, community):
-    return render(request, "billing/export_list.html", {"form": ExportForm()})
+    job = None
+    if "job" in request.GET and has_permission(request, "notes:manage"):
+        ids = IdForm({"id": request.GET["job"]})
+        if ids.is_valid():
+            job = ExportJob.objects.filter(pk=ids.cleaned_data["id"]).first()
+    return render(request, "billing/export_list.html", _tools_context(request, job=job))
 
 
 @community_permission("exports:run")
 def export_sessions(request, community):
     form = ExportForm(request.GET)
     if not form.is_valid():
-        return render(request, "billing/export_list.html", {"form": form}, status=400)
+        return render(
+            request, "billing/export_list.html", _tools_context(request, form=form), status=400
+        )
     year, month = form.cleaned_data["month"]
     out = io.StringIO()
     write_sessions_csv(out, community=request.community, year=year, month=month)
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     filename = f"sessions-{request.community.slug}-{year:04d}-{month:02d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@community_permission("notes:manage")
+@require_POST
+def notes_action(request, community):
+    """Tools tab: ZIP of the chosen months (a task; the page shows its progress) or send now."""
+    form = NotesMonthsForm(request.POST, community=request.community)
+    if not form.is_valid():
+        context = _tools_context(request, notes_form=form)
+        return render(request, "billing/export_list.html", context, status=400)
+    months = form.cleaned_data["months"]
+    try:
+        if form.cleaned_data["action"] == NotesMonthsForm.SEND:
+            services.request_send(community=request.community, actor=request.user, months=months)
+            messages.success(request, _("The notes of the chosen months are being sent."))
+            return redirect("billing:export-list", community=community)
+        job = services.start_export(community=request.community, actor=request.user, months=months)
+    except services.BillingError as e:
+        messages.error(request, e.message)
+        return redirect("billing:export-list", community=community)
+    if request.htmx:
+        job.refresh_from_db()
+        return render(request, "billing/export_list.html#export-job", {"job": job})
+    return redirect(reverse("billing:export-list", args=[community]) + f"?job={job.pk}")
+
+
+def _object_id(request, name):
+    form = IdForm({"id": request.GET.get(name) or request.POST.get(name)})
+    return form.cleaned_data["id"] if form.is_valid() else None
+
+
+@community_permission("notes:manage")
+def export_job(request, community):
+    """The progress partial, polled by htmx until the job is finished (then 286 stops it)."""
+    job_id = _object_id(request, "job")
+    if job_id is None:
+        return HttpResponseBadRequest()
+    job = get_object_or_404(ExportJob, pk=job_id)
+    if not request.htmx:
+        return redirect(reverse("billing:export-list", args=[community]) + f"?job={job.pk}")
+    response = render(request, "billing/export_list.html#export-job", {"job": job})
+    if job.finished:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@community_permission("notes:manage")
+def export_download(request, community):
+    job_id = _object_id(request, "job")
+    if job_id is None:
+        return HttpResponseBadRequest()
+    job = get_object_or_404(ExportJob, pk=job_id, status=ExportJob.Status.DONE)
+    name = job.file.name.rsplit("/", 1)[-1]
+    return FileResponse(job.file.open("rb"), as_attachment=True, filename=name)
+
+
+@community_permission("notes:manage")
+@require_POST
+def note_resend(request, community):
+    form = NoteResendForm(request.POST)
+    if not form.is_valid():
+        return HttpResponseBadRequest()
+    note = get_object_or_404(ExpenseNote, pk=form.cleaned_data["note"])
+    try:
+        services.resend_note(note=note, kind=form.cleaned_data["kind"], actor=request.user)
+    except services.BillingError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(request, _("Note %(number)s sent again.") % {"number": note.number})
+    return redirect("billing:export-list", community=community)
+
+
+@community_permission("notes:view_own")
+def my_note_list(request, community):
+    notes = (
+        ExpenseNote.objects.filter(holder=request.user)
+        .select_related("replaces")
+        .order_by("-year", "-month", "-version")
+    )
+    return render(request, "billing/note_list.html", {"notes": notes})
+
+
+@community_permission("notes:view_own")
+def note_download(request, community):
+    """A note's PDF: managers any note of the community, drivers their own (in their language);
+    anything else answers 404, like an id from another community."""
+    note_id = _object_id(request, "note")
+    if note_id is None:
+        return HttpResponseBadRequest()
+    note = get_object_or_404(ExpenseNote, pk=note_id)
+    own = note.holder_id == request.user.pk
+    if not own and not has_permission(request, "notes:manage"):
+        raise Http404
+    if own and request.user.language != note.language:
+        data = render_expense_note_pdf(note, request.user.language)
+    else:
+        with note.pdf.open("rb") as f:
+            data = f.read()
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
     return response
