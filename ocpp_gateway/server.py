@@ -147,7 +147,9 @@ class Gateway:
         while True:
             await asyncio.sleep(self.command_poll_seconds)
             try:
-                rows = await sync_to_async(claim_pending)(list(self.connections))
+                # Only chargers whose boot was accepted: nothing is sent before (OCPP).
+                booted = [i for i, cp in self.connections.items() if cp.booted.is_set()]
+                rows = await sync_to_async(claim_pending)(booted)
             except Exception:
                 logger.warning("Command bus: poll failed", exc_info=True)
                 continue

@@ -1,0 +1,141 @@
+"""The command bus over loopback: a setting changed in the portal (ChangeConfiguration in 1.6,
+SetVariables in 2.0.1) becomes a pending ChargerCommand, the gateway holding the charger picks it
+up, a simulated charger receives it, and its answer is stored on the command and in the
+charger's configuration. Also: Reconfigure, and commands for chargers nobody holds time out."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+import time_machine
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from chargers.models import Charger, ChargerCommand
+from ocpp_gateway.commands import PENDING_TTL, claim_pending
+from ocpp_gateway.simulator import connect_charger
+
+from .test_gateway import run, until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.GATEWAY_HEARTBEAT_INTERVAL = 120
+    settings.GATEWAY_METER_SAMPLE_INTERVAL = 30
+    settings.LANGUAGE_CODE = "en"
+
+
+def configured(charger, version):
+    """As after a first connection: configured, firmware known (nothing re-applied at boot)."""
+    Charger.objects.filter(pk=charger.pk).update(
+        ocpp_version=version, configured_at=timezone.now(), firmware_version="1.0.0"
+    )
+
+
+def command_status(uid_filter):
+    row = ChargerCommand.objects.filter(**uid_filter).first()
+    return row.status if row else None
+
+
+def test_16_change_configuration_from_the_portal_reaches_the_charger(client, manager, charger):
+    configured(charger, "1.6")
+    client.force_login(manager)
+    url = f"/c/tilleuls/chargers/{charger.pk}/configuration/"
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            await cp.boot()
+            await sync_to_async(client.post)(url, {"setting": "heartbeat_interval", "value": "77"})
+            await until(
+                lambda: (
+                    ("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "77"})
+                    in cp.received
+                )
+            )
+            await until(lambda: gw.batcher.published > 0 and gw.batcher.pending == 0, timeout=5)
+            await asyncio.sleep(0.1)
+            return dict(cp.configuration)
+
+    configuration = run(scenario, command_poll_seconds=0.05)
+    assert configuration["HeartbeatInterval"] == "77"
+    command = ChargerCommand.objects.get(charger=charger, from_portal=True)
+    assert command.action == "ChangeConfiguration" and command.status == "accepted"
+    assert command.response == {"status": "Accepted"} and command.asked_by == manager
+    assert Charger.objects.get(pk=charger.pk).configuration["HeartbeatInterval"] == "77"
+    # Recorded once: the portal's row, not a second one from the gateway.
+    assert ChargerCommand.objects.filter(action="ChangeConfiguration").count() == 1
+    page = client.get(url).content.decode()
+    assert 'data-command-status="accepted"' in page
+
+
+def test_201_set_variables_from_the_portal_reaches_the_station(client, manager, charger):
+    configured(charger, "2.0.1")
+    client.force_login(manager)
+    url = f"/c/tilleuls/chargers/{charger.pk}/configuration/"
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "2.0.1") as cp:
+            await cp.boot()
+            await sync_to_async(client.post)(
+                url, {"setting": "meter_sample_interval", "value": "15"}
+            )
+            await until(lambda: cp.count("SetVariables") == 1)
+            await until(lambda: gw.batcher.pending == 0)
+            await asyncio.sleep(0.1)
+            return dict(cp.configuration)
+
+    configuration = run(scenario, command_poll_seconds=0.05)
+    assert configuration["SampledDataCtrlr/TxUpdatedInterval"] == "15"
+    command = ChargerCommand.objects.get(charger=charger, from_portal=True)
+    assert command.action == "SetVariables" and command.status == "accepted"
+    assert command.response["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    stored = Charger.objects.get(pk=charger.pk).configuration
+    assert stored["SampledDataCtrlr/TxUpdatedInterval"] == "15"
+
+
+def test_reconfigure_reads_and_applies_the_vendor_profile_again(client, manager, charger):
+    configured(charger, "1.6")
+    Charger.objects.filter(pk=charger.pk).update(vendor="spark1")
+    client.force_login(manager)
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            await cp.boot()
+            await sync_to_async(client.post)(f"/c/tilleuls/chargers/{charger.pk}/reconfigure/")
+            await until(lambda: cp.count("GetConfiguration") == 1)
+            await until(lambda: cp.count("ChangeConfiguration") == 7)
+            await until(lambda: gw.batcher.pending == 0)
+            await asyncio.sleep(0.1)
+            return dict(cp.configuration)
+
+    configuration = run(scenario, command_poll_seconds=0.05)
+    # The Spark 1 profile: the product's settings plus clock-aligned energy readings.
+    assert configuration["ClockAlignedDataInterval"] == "900"
+    assert configuration["HeartbeatInterval"] == "120"
+    assert command_status({"action": "Reconfigure"}) == "accepted"
+
+
+def test_commands_for_chargers_nobody_holds_time_out(charger, manager):
+    command = ChargerCommand.objects.create(
+        community=charger.community,
+        charger=charger,
+        action="ChangeConfiguration",
+        payload={"key": "HeartbeatInterval", "value": "60"},
+        from_portal=True,
+    )
+    assert claim_pending(["SOMEONE-ELSE"]) == []
+    assert command_status({"pk": command.pk}) == "pending"
+    with time_machine.travel(timezone.now() + timedelta(seconds=PENDING_TTL + 1)):
+        assert claim_pending([charger.identity]) == []
+    assert command_status({"pk": command.pk}) == "timed_out"
+
+
+def test_a_command_is_claimed_once(charger):
+    ChargerCommand.objects.create(
+        community=charger.community, charger=charger, action="Reset", payload={}, from_portal=True
+    )
+    assert len(claim_pending([charger.identity])) == 1
+    assert claim_pending([charger.identity]) == []  # a second gateway gets nothing
