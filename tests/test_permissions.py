@@ -8,9 +8,9 @@ raises)."""
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from django_scopes import ScopeError, scope
 
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
@@ -95,8 +95,8 @@ def installers(community):
 
     def installer(*grants):
         company = builders.make_company()
-        for scope, fields in grants:
-            builders.make_grant(community, company, scope, **fields)
+        for grant_scope, fields in grants:
+            builders.make_grant(community, company, grant_scope, **fields)
         return builders.make_installer(company)
 
     return {
