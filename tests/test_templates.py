@@ -74,6 +74,14 @@ def manager_pages(demo):
         f"{c}/settings/",
         f"{c}/exports/",
         "/communities/new/",
+        f"{c}/sites/{demo['site'].pk}/chargers/claim/",
+        f"{c}/chargers/{demo['charger'].pk}/commissioning/",
+        f"{c}/chargers/{demo['charger'].pk}/configuration/",
+        f"{c}/access-requests/",
+        f"{c}/audit/",
+        f"{c}/leave/",
+        "/access/request/",
+        "/accounts/me/",
     ]
 
 
@@ -126,3 +134,32 @@ def test_owner_sees_the_remove_button_for_others(client, owner, demo):
     assert Role.OWNER == owner.memberships.get().role
     content = client.get("/c/tilleuls/users/").content.decode()
     assert content.count("/remove/") >= 2
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_owner_and_installer_pages_render(client, owner, demo, language):
+    """Pages only owners and installers reach (hand-over and ownership, installer access, the
+    installer area, an invitation link and its error page)."""
+    from communities import invitations
+    from communities.models import AccessRequest
+
+    community = demo["site"].community
+    company = builders.make_company()
+    builders.make_grant(community, company, "limited")
+    installer = builders.make_installer(company, is_admin=True)
+    AccessRequest.objects.create(community=community, user=builders.make_user(), message="Hi")
+    client.cookies["django_language"] = language
+    client.force_login(owner)
+    client.post("/c/tilleuls/owner/invite/", {"email": "next@example.org"})
+    _, token = invitations.invite_owner(community=community, actor=owner, phone="+33600000042")
+    for url in ("/c/tilleuls/owner/invite/", "/c/tilleuls/installer-access/",
+                "/c/tilleuls/access-requests/"):  # fmt: skip
+        assert client.get(url).status_code == 200, url
+    client.force_login(installer)
+    for url in ("/installer/", "/installer/installations/new/", "/installer/members/add/",
+                "/c/tilleuls/sites/", f"/c/tilleuls/chargers/{demo['charger'].pk}/"):  # fmt: skip
+        response = client.get(url)
+        assert response.status_code == 200 and b"<html" in response.content, url
+    client.force_login(builders.make_user())
+    assert client.get(f"/invitations/{token}/").status_code == 200
+    assert client.get("/invitations/nope/").status_code == 404
