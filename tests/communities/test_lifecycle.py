@@ -127,7 +127,7 @@ def test_access_request_accepted_by_a_manager(
 ):
     from accounts import sms
 
-    driver = builders.make_user()
+    driver = builders.make_user(language="en")  # the SMS speaks the driver's language
     client.force_login(driver)
     response = client.post(
         "/access/request/", {"community": "tilleuls", "message": "Parking 12, Tesla"}
