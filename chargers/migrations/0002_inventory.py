@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('chargers', '0001_initial'),
-        ('communities', '0002_expense_notes'),
+        ('communities', '0002_installers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
