@@ -5,10 +5,11 @@ byte-identical files."""
 import csv
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.utils.translation import gettext
 from django_scopes import scopes_disabled
 
 from chargers.models import ChargingSession
-from communities.selectors import month_bounds
+from communities.selectors import holder_left, month_bounds
 
 SESSIONS_HEADER = [
     "charger",
@@ -50,18 +51,25 @@ def write_sessions_csv(out, *, community, year: int, month: int) -> int:
                 community=community, started_at__gte=start, started_at__lt=end
             )
             .select_related("charger", "connector", "holder", "card")
+            .annotate(holder_left=holder_left())
             .order_by("started_at", "pk")
         )
         count = 0
         for s in sessions.iterator(chunk_size=500):
             energy = (Decimal(s.energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
+            if s.holder_left:
+                # Someone who left: the remaining members see neither name nor card.
+                user, card = gettext("Former member"), ""
+            else:
+                user = (s.holder.get_full_name() or str(s.holder.phone)) if s.holder else ""
+                card = s.card.uid if s.card else s.id_tag
             writer.writerow(
                 [
                     s.charger.identity,
                     _connector_label(s.connector),
                     s.transaction_id,
-                    (s.holder.get_full_name() or str(s.holder.phone)) if s.holder else "",
-                    s.card.uid if s.card else s.id_tag,
+                    user,
+                    card,
                     _iso(s.started_at.astimezone(tz) if s.started_at else None),
                     _iso(s.stopped_at.astimezone(tz) if s.stopped_at else None),
                     f"{energy:.3f}",

@@ -78,18 +78,24 @@ def month_totals(community, sessions_qs=None):
     return {"energy_wh": energy, "cost": cost, "count": qs.count(), "month_start": start}
 
 
-def sessions_for_list():
-    """Sessions with their charger, outlet, holder and card; `holder_left` tells the templates to
-    show "former member" instead of the name of someone who left the community."""
+def holder_left():
+    """An annotation for session querysets: true when the session's holder has left the
+    session's community, whose remaining members then see "former member" instead of a name."""
     from django.db.models import Exists, OuterRef
 
     from communities.models import Membership
 
-    left = Membership.objects.with_scopes_disabled().filter(
-        community=OuterRef("community"), user=OuterRef("holder"), state=Membership.State.LEFT
+    return Exists(
+        Membership.objects.with_scopes_disabled().filter(
+            community=OuterRef("community"), user=OuterRef("holder"), state=Membership.State.LEFT
+        )
     )
+
+
+def sessions_for_list():
+    """Sessions with their charger, outlet, holder and card, annotated with `holder_left`."""
     return (
         ChargingSession.objects.select_related("charger__site", "connector", "holder", "card")
-        .annotate(holder_left=Exists(left))
+        .annotate(holder_left=holder_left())
         .order_by("-started_at", "-pk")
     )

@@ -114,3 +114,26 @@ def test_command_unknown_community(db):
 
 def test_export_page_renders_form(manager_client):
     assert b'name="month"' in manager_client.get("/c/tilleuls/exports/").content
+
+
+def test_export_hides_name_and_card_of_a_member_who_left(manager_client, sessions, individual):
+    from communities.models import Membership
+
+    Membership.objects.filter(user=individual).update(state=Membership.State.LEFT)
+    response = manager_client.get(
+        "/c/tilleuls/exports/sessions.csv", {"month": "2025-01"}, HTTP_ACCEPT_LANGUAGE="en"
+    )
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(r["user"], r["card"]) for r in rows] == [("Former member", "")]
+    assert rows[0]["energy_kwh"] == "12.346"  # the session itself stays in the history
+
+
+def test_dashboard_says_why_expense_notes_are_not_sent(manager_client, community):
+    community.expense_email = ""
+    community.save()
+    page = manager_client.get("/c/tilleuls/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No expense-note recipient is set: notes are created but not e-mailed." in page
+    community.expense_email = "finance@example.com"
+    community.save()
+    page = manager_client.get("/c/tilleuls/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No expense-note recipient is set" not in page
