@@ -236,17 +236,23 @@ def remove_member(*, membership: Membership, actor: User) -> Membership:
         raise CommunityError(_("This user already left the community."))
     if membership.role == Role.OWNER and not _other_owners(membership).exists():
         raise CommunityError(_("A community keeps at least one owner."))
+    _end_membership(membership, actor=actor, action="member.remove", target=membership.user)
+    return membership
+
+
+def _end_membership(membership: Membership, *, actor: User, action: str, target) -> None:
+    """The one way a membership ends (removed or left): the row stays, so past sessions keep
+    their community; `LEFT` is what makes cards answer Blocked and names show as former."""
     membership.state = Membership.State.LEFT
     membership.left_at = timezone.now()
     membership.save(update_fields=["state", "left_at"])
     audit(
         community=membership.community,
         actor=actor,
-        action="member.remove",
-        target=membership.user,
+        action=action,
+        target=target,
         user_id=membership.user_id,
     )
-    return membership
 
 
 @transaction.atomic
@@ -302,16 +308,7 @@ def leave_community(*, membership: Membership, actor: User) -> Membership:
             _("You are the only owner of %(community)s: transfer the ownership before leaving.")
             % {"community": membership.community}
         )
-    membership.state = Membership.State.LEFT
-    membership.left_at = timezone.now()
-    membership.save(update_fields=["state", "left_at"])
-    audit(
-        community=membership.community,
-        actor=actor,
-        action="member.leave",
-        target=_("former member"),
-        user_id=actor.pk,
-    )
+    _end_membership(membership, actor=actor, action="member.leave", target=_("former member"))
     return membership
 
 
