@@ -5,6 +5,9 @@ Community `demo` with two sites; chargers DEMO-SPARK1-01 and DEMO-ZAPTEC-01 (OCP
 DEMO-VOLTTIME-01 (OCPP 2.0.1), no password; manager +33600000001; driver +33600000002
 (driver@demo.example) holding card DEMO-CARD-01; 0.2516 EUR/kWh since 2020-01-01; expense-note
 recipient finance@demo.example; and a few completed sessions last month so pages are not empty.
+Installers: company "Demo Électricité" whose admin is +33600000003; it installed DEMO-SPARK1-01
+and keeps limited access to `demo`; the charger inventory holds DEMO-INV-0001 and
+DEMO-INV-0002 (PIN 1234), unclaimed, to try commissioning by serial number and PIN.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -17,11 +20,32 @@ from django_scopes import scopes_disabled
 from accounts.models import User
 from billing.models import Price
 from billing.services import price_at
-from chargers.models import ChargeCard, Charger, ChargingSession, Connector, Vendor
-from communities.models import Community, Membership, Role, Site
+from chargers.inventory import import_inventory
+from chargers.models import (
+    ChargeCard,
+    Charger,
+    ChargingSession,
+    Connector,
+    InventoryCharger,
+    Vendor,
+)
+from communities.models import (
+    AccessGrant,
+    Community,
+    InstallerCompany,
+    InstallerMember,
+    Membership,
+    Role,
+    Site,
+)
 
 MANAGER_PHONE = "+33600000001"
 DRIVER_PHONE = "+33600000002"
+INSTALLER_PHONE = "+33600000003"
+INVENTORY = [
+    {"serial": "DEMO-INV-0001", "pin": "1234", "vendor": "spark1", "model": "Spark 1"},
+    {"serial": "DEMO-INV-0002", "pin": "1234", "vendor": "spark1", "model": "Spark 1"},
+]
 CHARGERS = [
     # identity, vendor, model, site index, protocol the simulator speaks
     ("DEMO-SPARK1-01", Vendor.SPARK1, "Spark 1", 0, "1.6"),
@@ -87,12 +111,37 @@ class Command(BaseCommand):
             )
             chargers.append(charger)
         self._history(community, chargers[0], driver, card)
+        self._installer(community, chargers[0])
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: community 'demo', manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
-                f"chargers {', '.join(c[0] for c in CHARGERS)}."
+                f"installer {INSTALLER_PHONE}, chargers {', '.join(c[0] for c in CHARGERS)}."
             )
         )
+
+    def _installer(self, community, installed):
+        """An installer company that commissioned the first demo charger and, the hand-over
+        being long past, keeps limited access; plus two unclaimed inventory chargers."""
+        company, _ = InstallerCompany.objects.get_or_create(name="Demo Électricité")
+        installer = self._person(INSTALLER_PHONE, "Inès", "Moreau", "installer@demo.example")
+        InstallerMember.objects.update_or_create(
+            company=company, user=installer, defaults={"is_admin": True}
+        )
+        if installed.installer_id != company.pk:
+            installed.installer = company
+            installed.save(update_fields=["installer"])
+        if not AccessGrant.objects.filter(
+            community=community, company=company, revoked_at=None
+        ).exists():
+            AccessGrant.objects.create(
+                community=community, company=company, scope=AccessGrant.Scope.LIMITED
+            )
+        claimed = set(
+            InventoryCharger.objects.filter(claimed_at__isnull=False).values_list(
+                "serial", flat=True
+            )
+        )
+        import_inventory([row for row in INVENTORY if row["serial"] not in claimed])
 
     def _person(self, phone, first, last, email):
         user = User.objects.filter(phone=phone).first()
