@@ -1,6 +1,7 @@
 import pytest
 import redis
 from django.conf import settings
+from django.db import connections
 
 from .processes import celery_worker, child_env, free_port, gateway, wait_for_port
 
@@ -71,5 +72,9 @@ def browser_page():
         page = context.new_page()
         page.set_default_timeout(15_000)
         yield page
+        # ORM calls made while Playwright's loop runs get their own connections (Django keys
+        # connections by async context): close them, or the test database cannot be dropped.
+        connections.close_all()
         context.close()
         browser.close()
+
