@@ -63,6 +63,7 @@ test: system-deps services setup lint migrations-check test-unit test-e2e test-b
 check: test
 
 bench: setup services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench.gateway
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench
 
 messages: setup

@@ -15,46 +15,14 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from urllib.parse import urlsplit, urlunsplit
 
-BENCH_DB = "sparklin_bench"
+from bench import prepare_database
+
 YEAR, MONTH = 2025, 10
 
 
 def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _admin(url: str, sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def _prepare_database(keep: bool):
-    """Point DATABASE_URL at a fresh bench database; return a cleanup function."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        parts = urlsplit(url)
-        bench_url = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-        admin_url = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
-        _admin(admin_url, f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        _admin(admin_url, f"CREATE DATABASE {BENCH_DB}")
-        os.environ["DATABASE_URL"] = bench_url
-
-        def cleanup():
-            from django.db import connections
-
-            connections.close_all()
-            if not keep:
-                _admin(admin_url, f"DROP DATABASE IF EXISTS {BENCH_DB}")
-
-        return f"PostgreSQL ({BENCH_DB})", cleanup
-    folder = tempfile.mkdtemp(prefix="sparklin-bench-db-")
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["SQLITE_PATH"] = os.path.join(folder, "bench.sqlite3")
-    return "SQLite (temporary file)", lambda: shutil.rmtree(folder, ignore_errors=True)
 
 
 def _seed(drivers: int, sessions: int):
@@ -137,7 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
 
-    database, cleanup = _prepare_database(args.keep)
+    database, cleanup = prepare_database("sparklin_bench", keep=args.keep)
     media = tempfile.mkdtemp(prefix="sparklin-bench-media-")
     os.environ["MEDIA_ROOT"] = media
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
