@@ -77,4 +77,3 @@ def browser_page():
         connections.close_all()
         context.close()
         browser.close()
-
