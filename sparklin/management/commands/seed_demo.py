@@ -127,6 +127,11 @@ class Command(BaseCommand):
         InstallerMember.objects.update_or_create(
             company=company, user=installer, defaults={"is_admin": True}
         )
+        if community.installer_id != company.pk:
+            # Installed and handed over to the manager on the day the demo's price starts.
+            community.installer = company
+            community.handed_over_at = datetime(2020, 1, 1, 9, tzinfo=community.tz)
+            community.save(update_fields=["installer", "handed_over_at"])
         if installed.installer_id != company.pk:
             installed.installer = company
             installed.save(update_fields=["installer"])
