@@ -5,12 +5,11 @@ import asyncio
 import logging
 import resource
 import signal
-import ssl
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ocpp_gateway.server import Gateway
+from ocpp_gateway.server import Gateway, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +41,7 @@ class Command(BaseCommand):
         if certfile or keyfile:
             if not (certfile and keyfile):
                 raise CommandError("--certfile and --keyfile go together")
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(certfile, keyfile)
+            context = tls_context(certfile, keyfile)
         limit = raise_open_files_limit()
         asyncio.run(self.run(host, port, context, limit))
 
