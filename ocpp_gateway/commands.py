@@ -42,19 +42,19 @@ def claim_pending(identities) -> list[dict]:
             response={"error": "The charger was not connected."},
             updated_at=now,
         )
-        if not held:
-            return []
-        if len(held) <= 1000:  # else the bounded read below is filtered in Python
-            pending = pending.filter(charger__identity__in=list(held))
-        rows = list(
-            pending.order_by("created_at").values(
-                "pk", "uid", "action", "payload", "charger__identity"
-            )[:MAX_PER_POLL]
-        )
+        rows = []
+        ordered = sorted(held)
+        for start in range(0, len(ordered), 1000):  # bounded IN lists, however large the fleet
+            rows += (
+                pending.filter(charger__identity__in=ordered[start : start + 1000])
+                .order_by("created_at")
+                .values("pk", "uid", "action", "payload", "charger__identity", "created_at")[
+                    :MAX_PER_POLL
+                ]
+            )
+        rows = sorted(rows, key=lambda row: row["created_at"])[:MAX_PER_POLL]
         claimed = []
         for row in rows:
-            if row["charger__identity"] not in held:
-                continue
             won = ChargerCommand.objects.filter(
                 pk=row["pk"], status=ChargerCommand.Status.PENDING
             ).update(status=ChargerCommand.Status.SENT, updated_at=now)

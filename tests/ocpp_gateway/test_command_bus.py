@@ -15,6 +15,7 @@ from chargers.models import Charger, ChargerCommand
 from ocpp_gateway.commands import PENDING_TTL, claim_pending
 from ocpp_gateway.simulator import connect_charger
 
+from .. import builders
 from .test_gateway import run, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,3 +140,26 @@ def test_a_command_is_claimed_once(charger):
     )
     assert len(claim_pending([charger.identity])) == 1
     assert claim_pending([charger.identity]) == []  # a second gateway gets nothing
+
+
+def test_a_gateway_holding_a_large_fleet_claims_its_commands(community, site):
+    """Identities are read in bounded chunks, and commands for chargers held by another gateway
+    never crowd out this gateway's: a charger past the first thousand is served."""
+    elsewhere = Charger.objects.bulk_create(
+        [Charger(community=community, site=site, identity=f"OTHER-{n:04d}") for n in range(250)]
+    )
+    ChargerCommand.objects.bulk_create(
+        [
+            ChargerCommand(
+                community=community, charger=c, action="Reset", payload={}, from_portal=True
+            )
+            for c in elsewhere
+        ]
+    )
+    held = [f"FLEET-{n:05d}" for n in range(2500)]
+    charger = builders.make_charger(community, site=site, identity=held[-1])
+    ChargerCommand.objects.create(
+        community=community, charger=charger, action="Reset", payload={}, from_portal=True
+    )
+    claimed = claim_pending(held)
+    assert [row["charger__identity"] for row in claimed] == [held[-1]]
