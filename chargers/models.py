@@ -111,6 +111,10 @@ OCPP_STATUS_TO_STATE = {
 }
 
 
+# OCPP statuses in which a remote start makes sense ("" = not reported yet, shown available).
+REMOTE_STARTABLE_STATUSES = frozenset({"", "Available", "Preparing", "Occupied"})
+
+
 class Connector(models.Model):
     """An outlet. 1.6 numbers connectors 1..n per charger; 2.0.1 numbers EVSEs and connectors
     within them: `evse_id` is the 2.0.1 EVSE (equal to `connector_id` for 1.6)."""
@@ -148,6 +152,13 @@ class Connector(models.Model):
 
     def get_state_display(self):
         return OutletState(self.state).label
+
+    @property
+    def remote_startable(self) -> bool:
+        """A charge can be started from the portal: the charger is connected and the outlet is
+        free or has a car plugged in without a session yet (1.6 Preparing, 2.0.1 Occupied;
+        callers also check that no session is in progress on it)."""
+        return self.charger.connected and self.status in REMOTE_STARTABLE_STATUSES
 
 
 _UID_SEPARATORS = re.compile(r"[\s:\-]+")
@@ -342,6 +353,14 @@ class ChargerCommand(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     response = models.JSONField(null=True, blank=True)
+    # Remote start/stop asked by a driver: the outlet (and session) it is about, so the portal
+    # shows its progress on the right row and refuses a second start while one is in flight.
+    connector = models.ForeignKey(
+        Connector, null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
+    )
+    session = models.ForeignKey(
+        ChargingSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

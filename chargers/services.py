@@ -2,18 +2,23 @@
 Keyword-only verbs, one transaction, an audit entry, ChargerError with a translated message."""
 
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from communities.models import Membership
+from communities.permissions import role_has
 from communities.services import audit
 
 from .models import (
     ChargeCard,
     Charger,
     ChargerCommand,
+    ChargingSession,
+    Connector,
     OcppVersion,
     UnknownCharger,
     normalize_card_uid,
@@ -184,7 +189,9 @@ CONFIGURABLE_SETTINGS = {
 }
 
 
-def _queue_command(*, charger: Charger, actor, action: str, payload: dict) -> ChargerCommand:
+def _queue_command(
+    *, charger: Charger, actor, action: str, payload: dict, **links
+) -> ChargerCommand:
     command = ChargerCommand.objects.create(
         community=charger.community,
         charger=charger,
@@ -192,6 +199,7 @@ def _queue_command(*, charger: Charger, actor, action: str, payload: dict) -> Ch
         payload=payload,
         asked_by=actor,
         from_portal=True,
+        **links,
     )
     audit(
         community=charger.community,
@@ -235,3 +243,153 @@ def reconfigure(*, charger: Charger, actor) -> ChargerCommand:
     """Read the configuration again and apply the vendor profile's settings (chargers already in
     service, or after a reset to factory settings)."""
     return _queue_command(charger=charger, actor=actor, action="Reconfigure", payload={})
+
+
+# --- charging from the portal -------------------------------------------------------------------
+REMOTE_START_ACTIONS = ("RemoteStartTransaction", "RequestStartTransaction")
+REMOTE_STOP_ACTIONS = ("RemoteStopTransaction", "RequestStopTransaction")
+REMOTE_ACTIONS = REMOTE_START_ACTIONS + REMOTE_STOP_ACTIONS
+APP_CARD_PREFIX = "APP"
+APP_CARD_NAME = "Sparklin app"
+# A sent command whose answer never came back (gateway restarted mid-call) stops blocking a new
+# one after this long; pending ones expire through the command bus (PENDING_TTL).
+IN_FLIGHT_SECONDS = 150
+
+
+def _current_membership(community, user) -> Membership:
+    """The user's membership, locked: serialises a user's remote starts (one app card)."""
+    membership = (
+        Membership.objects.with_scopes_disabled()
+        .select_for_update()
+        .filter(community=community, user=user)
+        .exclude(state=Membership.State.LEFT)
+        .first()
+    )
+    if membership is None:
+        raise ChargerError(_("You are no longer a member of this community."))
+    return membership
+
+
+def _in_flight(**filters) -> bool:
+    since = timezone.now() - timedelta(seconds=IN_FLIGHT_SECONDS)
+    return ChargerCommand.objects.filter(
+        status__in=[ChargerCommand.Status.PENDING, ChargerCommand.Status.SENT],
+        created_at__gte=since,
+        **filters,
+    ).exists()
+
+
+def _connected(charger: Charger) -> None:
+    if not charger.connected or charger.ocpp_version not in OcppVersion.values:
+        raise ChargerError(_("The charger is not connected: try again when it is back online."))
+
+
+def app_card_for(*, community, user, actor=None) -> ChargeCard:
+    """The card a portal start is authorised with: the user's active card in the community, or
+    else their virtual "Sparklin app" token, created the first time (uid APP + 10 hex digits).
+    The charger then presents it like any card, so the existing card decision authorises the
+    start and the session is attributed to the user. A deactivated app card is not replaced:
+    a manager blocked it."""
+    card = (
+        ChargeCard.objects.filter(community=community, holder=user, active=True)
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if card is not None:
+        return card
+    blocked = ChargeCard.objects.filter(
+        community=community, holder=user, uid__startswith=APP_CARD_PREFIX, name=APP_CARD_NAME
+    ).exists()
+    if blocked:
+        raise ChargerError(_("Your Sparklin app card has been deactivated: ask a manager."))
+    uid = APP_CARD_PREFIX + secrets.token_hex(5).upper()
+    while ChargeCard.objects.filter(community=community, uid=uid).exists():  # pragma: no cover
+        uid = APP_CARD_PREFIX + secrets.token_hex(5).upper()
+    card = ChargeCard.objects.create(community=community, holder=user, uid=uid, name=APP_CARD_NAME)
+    audit(
+        community=community,
+        actor=actor or user,
+        action="card.add",
+        target=uid,
+        card_id=card.pk,
+        holder_id=user.pk,
+        virtual=True,
+    )
+    return card
+
+
+@transaction.atomic
+def request_remote_start(*, connector: Connector, user) -> ChargerCommand:
+    """Ask the charger to start charging on `connector` for `user` (OCPP 1.6
+    RemoteStartTransaction, 2.0.1 RequestStartTransaction), authorised with the user's card
+    (their virtual app card when they have none). A pending command the gateway delivers; the
+    session appears when the charger starts it. Refused when the charger is offline, the outlet
+    is busy, faulted or unavailable, or a start for it is already on its way."""
+    community = connector.charger.community
+    _current_membership(community, user)
+    connector = Connector.objects.select_for_update().select_related("charger").get(pk=connector.pk)
+    charger = connector.charger
+    _connected(charger)
+    busy = ChargingSession.objects.filter(
+        connector=connector, state=ChargingSession.State.ACTIVE
+    ).exists()
+    if busy or not connector.remote_startable:
+        raise ChargerError(
+            _("This outlet cannot start charging now (%(state)s).")
+            % {"state": connector.get_state_display().lower()}
+        )
+    if _in_flight(connector=connector, action__in=REMOTE_START_ACTIONS):
+        raise ChargerError(_("A start is already on its way to this outlet."))
+    card = app_card_for(community=community, user=user)
+    if charger.ocpp_version == OcppVersion.V16:
+        action = "RemoteStartTransaction"
+        payload = {"connectorId": connector.connector_id, "idTag": card.uid}
+    else:
+        action, payload = "RequestStartTransaction", {}
+    command = _queue_command(
+        charger=charger, actor=user, action=action, payload=payload, connector=connector
+    )
+    if action == "RequestStartTransaction":
+        # remoteStartId links the station's TransactionEvent to this request: the row's pk is
+        # positive and unique, and the row is not visible to the gateway before this commit.
+        command.payload = {
+            "evseId": connector.evse_id,
+            "remoteStartId": command.pk,
+            "idToken": {"idToken": card.uid, "type": "Central"},
+        }
+        command.save(update_fields=["payload"])
+    return command
+
+
+@transaction.atomic
+def request_remote_stop(*, session: ChargingSession, user) -> ChargerCommand:
+    """Ask the charger to stop a session in progress (OCPP 1.6 RemoteStopTransaction, 2.0.1
+    RequestStopTransaction). Drivers stop their own sessions; managers any session."""
+    membership = _current_membership(session.community, user)
+    session = (
+        ChargingSession.objects.select_for_update().select_related("charger").get(pk=session.pk)
+    )
+    if session.holder_id != user.pk and not role_has(membership.role, "sessions:view_all"):
+        raise ChargerError(_("You can only stop your own charging sessions."))
+    if session.state != ChargingSession.State.ACTIVE:
+        raise ChargerError(_("This charging session has already ended."))
+    charger = session.charger
+    _connected(charger)
+    if _in_flight(session=session, action__in=REMOTE_STOP_ACTIONS):
+        raise ChargerError(_("A stop is already on its way to this charger."))
+    if charger.ocpp_version == OcppVersion.V16:
+        try:
+            transaction_id = int(session.transaction_id)
+        except ValueError:
+            raise ChargerError(_("The charger does not know this session.")) from None
+        action, payload = "RemoteStopTransaction", {"transactionId": transaction_id}
+    else:
+        action, payload = "RequestStopTransaction", {"transactionId": session.transaction_id}
+    return _queue_command(
+        charger=charger,
+        actor=user,
+        action=action,
+        payload=payload,
+        connector=session.connector,
+        session=session,
+    )

@@ -7,6 +7,14 @@ app_name = "chargers"
 urlpatterns = [
     path("c/<slug:community>/outlets/", views.outlet_list, name="outlet-list"),
     path(
+        "c/<slug:community>/outlets/<int:connector>/start/",
+        views.outlet_start,
+        name="outlet-start",
+    ),
+    path(
+        "c/<slug:community>/sessions/<int:session>/stop/", views.session_stop, name="session-stop"
+    ),
+    path(
         "c/<slug:community>/sites/<int:site>/chargers/add/", views.charger_add, name="charger-add"
     ),
     path(

@@ -5,6 +5,8 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -14,7 +16,7 @@ from communities.permissions import community_permission
 
 from . import services
 from .forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
-from .models import ChargeCard, Charger, UnknownCharger
+from .models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
 
 
 @community_permission("outlets:view")
@@ -29,6 +31,48 @@ def outlet_list(request, community):
         "chargers/outlet_list.html#outlet-table" if request.htmx else "chargers/outlet_list.html"
     )
     return render(request, template, {"rows": rows, "fingerprint": fingerprint})
+
+
+def _back(request, community) -> str:
+    """Where a portal start/stop returns: the page it was asked from (outlets or dashboard)."""
+    target = request.POST.get("next", "")
+    if target.startswith(f"/c/{community}/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}
+    ):
+        return target
+    return reverse("chargers:outlet-list", kwargs={"community": community})
+
+
+@community_permission("charging:remote")
+@require_POST
+def outlet_start(request, community, connector):
+    """The "Start charging" button of an outlet: a remote start with the driver's card."""
+    connector = get_object_or_404(Connector.objects.select_related("charger"), pk=connector)
+    try:
+        services.request_remote_start(connector=connector, user=request.user)
+    except services.ChargerError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(
+            request,
+            _("Start asked to %(outlet)s: charging begins when the charger accepts.")
+            % {"outlet": connector},
+        )
+    return redirect(_back(request, community))
+
+
+@community_permission("charging:remote")
+@require_POST
+def session_stop(request, community, session):
+    """The "Stop charging" button of a session in progress (drivers their own, managers any)."""
+    session = get_object_or_404(ChargingSession.objects.select_related("charger"), pk=session)
+    try:
+        services.request_remote_stop(session=session, user=request.user)
+    except services.ChargerError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(request, _("Stop asked: the session ends when the charger accepts."))
+    return redirect(_back(request, community))
 
 
 @community_permission("chargers:write")

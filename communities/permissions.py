@@ -40,6 +40,9 @@ PERMISSIONS: dict[str, set[str]] = {
     "chargers:write": _MANAGERS_AND_INSTALLER,  # register, claim, edit
     "cards:write": _MANAGERS_AND_INSTALLER,
     "sessions:view_all": _MANAGERS_AND_INSTALLER,
+    # Start and stop charging from the portal (drivers their own sessions, managers any):
+    # members only, an installer does not charge on a driver's behalf.
+    "charging:remote": _MEMBERS,
     "exports:run": _MANAGERS_AND_INSTALLER,
     # Expense notes (billing): every member sees and downloads their own; managers see all,
     # export and send them. Installers do not (names and charging habits of drivers).

@@ -3,13 +3,14 @@ community scope the middleware entered, so the scoped managers filter by communi
 
 import hashlib
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Sum
 from django.utils import timezone
 
-from chargers.models import ChargingSession, Connector, OutletState
+from chargers.models import ChargerCommand, ChargingSession, Connector, OutletState
+from chargers.services import REMOTE_ACTIONS
 from communities.templatetags.portal import live_energy_wh
 
 
@@ -26,8 +27,14 @@ def current_month(community):
     return today.year, today.month
 
 
+# How long the outcome of a remote start/stop stays shown on its outlet.
+REMOTE_COMMAND_SHOWN = timedelta(minutes=10)
+
+
 def outlet_rows(community, user=None):
-    """Every outlet with its charger, site and session in progress (2 queries)."""
+    """Every outlet with its charger, site and session in progress (3 queries). Each connector
+    carries `remote_command`: the latest start/stop asked from the portal for it in the last
+    minutes (None otherwise), so the page shows pending → sent → accepted/rejected."""
     connectors = list(
         Connector.objects.select_related("charger__site").order_by(
             "charger__site__name", "charger__identity", "evse_id", "connector_id"
@@ -37,6 +44,16 @@ def outlet_rows(community, user=None):
         "holder"
     )
     by_connector = {s.connector_id: s for s in active if s.connector_id}
+    commands = {}
+    recent = ChargerCommand.objects.filter(
+        action__in=REMOTE_ACTIONS,
+        connector__isnull=False,
+        created_at__gte=timezone.now() - REMOTE_COMMAND_SHOWN,
+    ).order_by("created_at", "pk")
+    for command in recent:
+        commands[command.connector_id] = command  # the newest wins
+    for c in connectors:
+        c.remote_command = commands.get(c.pk)
     return [(c, by_connector.get(c.pk)) for c in connectors]
 
 
@@ -48,9 +65,14 @@ def outlets_fingerprint(rows) -> str:
         h.update(
             f"{connector.pk}|{connector.state}|{connector.status_at}|{connector.charger.site_id}|"
             f"{session.pk if session else ''}|{session.meter_last_wh if session else ''}|"
-            f"{session.holder_id if session else ''};".encode()
+            f"{session.holder_id if session else ''}|{_command_key(connector)};".encode()
         )
     return h.hexdigest()[:20]
+
+
+def _command_key(connector) -> str:
+    command = getattr(connector, "remote_command", None)
+    return f"{command.pk}:{command.status}" if command else ""
 
 
 def state_counts(rows):

@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django_scopes import ScopeError, scope
 
+from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
@@ -69,9 +70,15 @@ def objects_of(community, holder):
     charger = builders.make_charger(community, site=site)
     member = builders.make_member(community, Role.INDIVIDUAL)
     company = builders.make_company()
+    connector = builders.make_connector(charger)
+    session = ChargingSession.objects.create(
+        community=community, charger=charger, connector=connector, transaction_id="1"
+    )
     return {
         "site": site.pk,
         "charger": charger.pk,
+        "connector": connector.pk,
+        "session": session.pk,
         "member": member.pk,
         "card": builders.make_card(community, holder=holder).pk,
         "invitation": Invitation.objects.create(
