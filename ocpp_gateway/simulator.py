@@ -29,7 +29,7 @@ import random
 import uuid
 from datetime import UTC, datetime
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
@@ -61,6 +61,10 @@ class _Simulated:
             register_wh if register_wh is not None else random.randint(100_000, 900_000)
         )
         self._tasks: set[asyncio.Task] = set()
+        # Sessions started remotely, by transaction id: resolved with the stop reason.
+        self.remote_sessions: dict[str, asyncio.Future] = {}
+        self._next_remote: dict | None = None  # a remote start accepted, begun after the answer
+        self.remote_energy_wh = 3000
 
     def _own(self, coro) -> None:
         """Run `coro` in a task the simulator keeps and awaits on close (no floating tasks)."""
@@ -68,7 +72,31 @@ class _Simulated:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _begin_remote(self, charge) -> None:
+        """After-hook of a remote start: the answer has gone out, the session runs in an owned
+        task (never in the hook: the reader must stay free for the gateway's answers)."""
+        request, self._next_remote = self._next_remote, None
+        if request is not None:
+            self._own(charge(**request))
+
+    def _stop_remote(self, transaction_id) -> bool:
+        stop = self.remote_sessions.get(str(transaction_id))
+        if stop is None or stop.done():
+            return False
+        stop.set_result("Remote")
+        return True
+
+    def _remote_started(self, transaction_id) -> asyncio.Future:
+        stop = asyncio.get_running_loop().create_future()
+        self.remote_sessions[str(transaction_id)] = stop
+        return stop
+
     async def wait_owned(self) -> None:
+        """Awaits the owned tasks; remote sessions still running end first (reason Local), as a
+        charger ends them before hanging up."""
+        for stop in self.remote_sessions.values():
+            if not stop.done():
+                stop.set_result("Local")
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -110,6 +138,68 @@ class SimulatedCharger16(_Simulated, ChargePoint16):
         self.received.append(("ChangeConfiguration", {"key": key, "value": value}))
         self.configuration[key] = value
         return result16.ChangeConfiguration(status="Accepted")
+
+    @on(Action16.remote_start_transaction)
+    def on_remote_start_transaction(self, id_tag, connector_id=None, **kwargs):
+        """Accepted, then Preparing, StartTransaction for that idTag, meter values, and charging
+        until RemoteStopTransaction (or hang-up)."""
+        connector_id = connector_id or 1
+        self.received.append(
+            ("RemoteStartTransaction", {"id_tag": id_tag, "connector_id": connector_id})
+        )
+        if any(not stop.done() for stop in self.remote_sessions.values()):
+            return result16.RemoteStartTransaction(status="Rejected")
+        self._next_remote = {"card": id_tag, "connector_id": connector_id}
+        return result16.RemoteStartTransaction(status="Accepted")
+
+    @after(Action16.remote_start_transaction)
+    def after_remote_start_transaction(self, **kwargs):
+        self._begin_remote(self._remote_charge)
+
+    @on(Action16.remote_stop_transaction)
+    def on_remote_stop_transaction(self, transaction_id, **kwargs):
+        self.received.append(("RemoteStopTransaction", {"transaction_id": transaction_id}))
+        stopping = self.remote_sessions.get(str(transaction_id))
+        ok = stopping is not None and not stopping.done()
+        return result16.RemoteStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @after(Action16.remote_stop_transaction)
+    def after_remote_stop_transaction(self, transaction_id, **kwargs):
+        self._stop_remote(transaction_id)
+
+    async def _remote_charge(self, card: str, connector_id: int, samples: int = 2) -> None:
+        await self.status(connector_id, "Preparing")
+        meter_start = self.register_wh
+        started = await self.call(
+            call16.StartTransaction(
+                connector_id=connector_id, id_tag=card, meter_start=meter_start, timestamp=now_iso()
+            )
+        )
+        tid = started.transaction_id
+        stop = self._remote_started(tid)
+        if started.id_tag_info["status"] != "Accepted":
+            stop.set_result("DeAuthorized")
+        else:
+            await self.status(connector_id, "Charging")
+            for i in range(samples):
+                self.register_wh = meter_start + self.remote_energy_wh * (i + 1) // samples
+                await self.call(
+                    call16.MeterValues(
+                        connector_id=connector_id, meter_value=self._sample(), transaction_id=tid
+                    )
+                )
+        reason = await stop
+        await self.call(
+            call16.StopTransaction(
+                meter_stop=self.register_wh,
+                timestamp=now_iso(),
+                transaction_id=tid,
+                reason=reason,
+                transaction_data=self._sample("Transaction.End"),
+            )
+        )
+        await self.status(connector_id, "Finishing")
+        await self.status(connector_id, "Available")
 
     async def boot(self, vendor="Sparklin", model="Sim-16", firmware="1.0.0"):
         return await self.call(
@@ -261,6 +351,95 @@ class SimulatedCharger201(_Simulated, ChargePoint201):
                 }
             )
         return result201.SetVariables(set_variable_result=results)
+
+    @on(Action201.request_start_transaction)
+    def on_request_start_transaction(self, id_token, remote_start_id, evse_id=None, **kwargs):
+        """Accepted, then TransactionEvent Started (RemoteStart, with the remoteStartId), Updated
+        with meter values, and Ended on RequestStopTransaction (or hang-up)."""
+        evse_id = evse_id or 1
+        self.received.append(
+            (
+                "RequestStartTransaction",
+                {"id_token": id_token, "remote_start_id": remote_start_id, "evse_id": evse_id},
+            )
+        )
+        if any(not stop.done() for stop in self.remote_sessions.values()):
+            return result201.RequestStartTransaction(status="Rejected")
+        self._next_remote = {
+            "id_token": id_token,
+            "remote_start_id": remote_start_id,
+            "evse_id": evse_id,
+        }
+        return result201.RequestStartTransaction(status="Accepted")
+
+    @after(Action201.request_start_transaction)
+    def after_request_start_transaction(self, **kwargs):
+        self._begin_remote(self._remote_charge)
+
+    @on(Action201.request_stop_transaction)
+    def on_request_stop_transaction(self, transaction_id, **kwargs):
+        self.received.append(("RequestStopTransaction", {"transaction_id": transaction_id}))
+        stopping = self.remote_sessions.get(str(transaction_id))
+        ok = stopping is not None and not stopping.done()
+        return result201.RequestStopTransaction(status="Accepted" if ok else "Rejected")
+
+    @after(Action201.request_stop_transaction)
+    def after_request_stop_transaction(self, transaction_id, **kwargs):
+        self._stop_remote(transaction_id)
+
+    async def _remote_charge(
+        self, id_token: dict, remote_start_id: int, evse_id: int, samples: int = 2
+    ) -> None:
+        tid = str(uuid.uuid4())
+        stop = self._remote_started(tid)
+        evse = {"id": evse_id, "connector_id": 1}
+        await self.status(1, "Occupied", evse_id=evse_id)
+        meter_start = self.register_wh
+        started = await self.call(
+            call201.TransactionEvent(
+                event_type="Started",
+                timestamp=now_iso(),
+                trigger_reason="RemoteStart",
+                seq_no=0,
+                transaction_info={
+                    "transaction_id": tid,
+                    "charging_state": "Charging",
+                    "remote_start_id": remote_start_id,
+                },
+                evse=evse,
+                id_token=id_token,
+                meter_value=self._meter("Transaction.Begin"),
+            )
+        )
+        seq = 0
+        if (started.id_token_info or {}).get("status") != "Accepted":
+            stop.set_result("DeAuthorized")
+        else:
+            for i in range(samples):
+                seq += 1
+                self.register_wh = meter_start + self.remote_energy_wh * (i + 1) // samples
+                await self.call(
+                    call201.TransactionEvent(
+                        event_type="Updated",
+                        timestamp=now_iso(),
+                        trigger_reason="MeterValuePeriodic",
+                        seq_no=seq,
+                        transaction_info={"transaction_id": tid},
+                        meter_value=self._meter("Sample.Periodic"),
+                    )
+                )
+        reason = await stop
+        await self.call(
+            call201.TransactionEvent(
+                event_type="Ended",
+                timestamp=now_iso(),
+                trigger_reason="RemoteStop" if reason == "Remote" else "StopAuthorized",
+                seq_no=seq + 1,
+                transaction_info={"transaction_id": tid, "stopped_reason": reason},
+                meter_value=self._meter("Transaction.End"),
+            )
+        )
+        await self.status(1, "Available", evse_id=evse_id)
 
     async def boot(self, vendor="Sparklin", model="Sim-201", firmware="1.0.0"):
         return await self.call(

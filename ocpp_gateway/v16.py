@@ -46,7 +46,15 @@ def samples_16(meter_values) -> list[dict]:
 
 class ChargePoint16(GatewayChargePoint, ChargePoint16Base):
     version = "1.6"
-    PORTAL_ACTIONS = frozenset({"ChangeConfiguration", "GetConfiguration", "Reset"})
+    PORTAL_ACTIONS = frozenset(
+        {
+            "ChangeConfiguration",
+            "GetConfiguration",
+            "Reset",
+            "RemoteStartTransaction",
+            "RemoteStopTransaction",
+        }
+    )
 
     @staticmethod
     def build_call(action: str, payload: dict):

@@ -76,7 +76,16 @@ def variable_key(component: dict, variable: dict, attribute_type: str | None = N
 
 class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
     version = "2.0.1"
-    PORTAL_ACTIONS = frozenset({"SetVariables", "GetVariables", "GetBaseReport", "Reset"})
+    PORTAL_ACTIONS = frozenset(
+        {
+            "SetVariables",
+            "GetVariables",
+            "GetBaseReport",
+            "Reset",
+            "RequestStartTransaction",
+            "RequestStopTransaction",
+        }
+    )
 
     @staticmethod
     def build_call(action: str, payload: dict):
