@@ -685,6 +685,8 @@ async def _keep_alive(
                             await charger.heartbeat()
                     if stop.is_set():
                         break
+                    if any(not ended.done() for ended in charger.remote_sessions.values()):
+                        continue  # a driver is charging from the portal on this outlet
                     result = await charger.charge(
                         card=card,
                         energy_wh=random.randint(3_000, 15_000),
