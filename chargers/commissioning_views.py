@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from communities.models import Site
 from communities.permissions import community_permission
+from sparklin.live import fingerprint, render_live
 
 from . import inventory, services
 from .forms import ClaimForm, ConfigurationForm
@@ -55,12 +56,11 @@ def _commissioning_context(charger):
 
 def _fingerprint(context) -> str:
     c = context["charger"]
-    parts = [
+    return fingerprint(
         c.connected, c.ocpp_version, c.firmware_version, c.last_seen, c.password_hash[-8:],
         [(x.pk, x.status) for x in context["connectors"]],
         [(r.reason, r.attempts, r.last_seen) for r in context["refusals"]],
-    ]  # fmt: skip
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+    )  # fmt: skip
 
 
 @community_permission("chargers:configure")
@@ -68,13 +68,17 @@ def charger_commissioning(request, community, charger):
     """Live: polls a small partial every 3 s and gets 204 while nothing changed."""
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     context = _commissioning_context(charger)
-    context["fingerprint"] = _fingerprint(context)
-    if request.htmx and request.GET.get("fp") == context["fingerprint"]:
-        return HttpResponse(status=204)
-    if request.htmx:
-        return render(request, "chargers/charger_commissioning.html#commissioning-status", context)
-    context["new_password"] = request.session.pop(_SESSION_PASSWORD, None)
-    return render(request, "chargers/charger_commissioning.html", context)
+    return render_live(
+        request,
+        "chargers/charger_commissioning.html",
+        "commissioning-status",
+        context,
+        _fingerprint(context),
+        # The generated password is shown once, on the whole page (never in a poll).
+        page_extra=None
+        if request.htmx
+        else {"new_password": request.session.pop(_SESSION_PASSWORD, None)},
+    )
 
 
 @community_permission("chargers:write")

@@ -3,7 +3,6 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -13,6 +12,7 @@ from django.views.decorators.http import require_POST
 from communities import selectors
 from communities.models import Membership, Site
 from communities.permissions import community_permission
+from sparklin.live import render_live
 
 from . import services
 from .forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
@@ -24,13 +24,13 @@ def outlet_list(request, community):
     """Every outlet and its state. The table polls itself every 5 s with the fingerprint of what
     it shows and gets 204 (htmx swaps nothing) until something changes."""
     rows = selectors.outlet_rows(request.community)
-    fingerprint = selectors.outlets_fingerprint(rows)
-    if request.htmx and request.GET.get("fp") == fingerprint:
-        return HttpResponse(status=204)
-    template = (
-        "chargers/outlet_list.html#outlet-table" if request.htmx else "chargers/outlet_list.html"
+    return render_live(
+        request,
+        "chargers/outlet_list.html",
+        "outlet-table",
+        {"rows": rows},
+        selectors.outlets_fingerprint(rows),
     )
-    return render(request, template, {"rows": rows, "fingerprint": fingerprint})
 
 
 def _back(request, community) -> str:

@@ -15,6 +15,7 @@ from billing.forms import PriceForm
 from billing.models import Price
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
+from sparklin.live import fingerprint, render_live
 
 from . import selectors, services
 from .access import user_company
@@ -53,24 +54,18 @@ def dashboard(request, community):
     if not manager:
         sessions = sessions.filter(holder=request.user)
     totals = selectors.month_totals(request.community, sessions)
-    fingerprint = f"{selectors.outlets_fingerprint(rows)}-{totals['count']}-{totals['energy_wh']}"
-    if request.htmx and request.GET.get("fp") == fingerprint:
-        return HttpResponse(status=204)
+    fp = fingerprint(selectors.outlets_fingerprint(rows), totals["count"], totals["energy_wh"])
+    if request.htmx and request.GET.get("fp") == fp:
+        return HttpResponse(status=204)  # before the session queries below
     context = {
         "rows": rows,
         "counts": selectors.state_counts(rows),
         "totals": totals,
-        "fingerprint": fingerprint,
         "active_sessions": [s for s in sessions.filter(state=ChargingSession.State.ACTIVE)],
         "latest_sessions": sessions[:10],
         "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
     }
-    template = (
-        "communities/dashboard.html#dashboard-live"
-        if request.htmx
-        else "communities/dashboard.html"
-    )
-    return render(request, template, context)
+    return render_live(request, "communities/dashboard.html", "dashboard-live", context, fp)
 
 
 @community_permission("members:view")
