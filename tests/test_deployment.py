@@ -4,8 +4,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,9 +22,3 @@ def test_docker_compose_file_validates(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"postgres", "redis", "web", "gateway", "worker", "beat"}
-
-
-@pytest.mark.parametrize("name", ["web", "gateway", "worker", "beat"])
-def test_every_process_has_a_command(name):
-    text = (ROOT / "docker-compose.yml").read_text()
-    assert f"\n  {name}:\n" in text
