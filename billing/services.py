@@ -32,20 +32,6 @@ from .pdf import render_expense_note_pdf
 logger = logging.getLogger(__name__)
 
 
-def price_at(community: Community, when: datetime) -> Decimal | None:
-    """The kWh price in force at `when` (the community's local date decides), or None when the
-    community has set no price yet. A session is priced once, when it starts."""
-    local_date = timezone.localtime(when, community.tz).date()
-    price = (
-        Price.objects.with_scopes_disabled()
-        .filter(community=community, valid_from__lte=local_date)
-        .order_by("-valid_from")
-        .values_list("price_per_kwh", flat=True)
-        .first()
-    )
-    return price
-
-
 class BillingError(Exception):
     def __init__(self, message):
         super().__init__(message)

@@ -40,13 +40,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 from django.utils import timezone
 from django_scopes import scope, scopes_disabled
 
-from billing.services import price_at
+from billing.prices import price_at, session_cost
 
 from .models import (
     ChargeCard,
@@ -85,8 +85,6 @@ _COMMAND_RANK = {
     ChargerCommand.Status.FAILED: 2,
     ChargerCommand.Status.TIMED_OUT: 2,
 }
-
-CENT = Decimal("0.01")
 
 
 def parse_time(value, default: datetime | None = None) -> datetime | None:
@@ -564,10 +562,7 @@ def _recompute(session: ChargingSession) -> None:
     if start is not None and end is not None:
         session.energy_wh = max(Decimal(0), Decimal(end) - Decimal(start)).quantize(Decimal("0.1"))
     if session.price_per_kwh is not None:
-        energy = Decimal(str(session.energy_wh))  # a fresh row holds the int default 0
-        session.cost = (energy / 1000 * Decimal(str(session.price_per_kwh))).quantize(
-            CENT, rounding=ROUND_HALF_UP
-        )
+        session.cost = session_cost(session.energy_wh, session.price_per_kwh)
 
 
 def sweep_offline(now: datetime | None = None, sweep_every: int = 60) -> int:

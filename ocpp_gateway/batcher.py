@@ -1,5 +1,12 @@
 """Events leave the gateway in batches, as Celery tasks published off the event loop.
 
+Durable before answered: a handler whose answer tells the charger it may forget the message
+(transactions, meter values) emits its event, then `await batcher.sync()`, which returns once
+every event emitted so far is durable — published to the broker with its confirmation, or, in
+the embedded mode, committed. While a handler waits, the flusher publishes after a short window
+(`durable_window`, tens of ms) instead of the full `flush_seconds`, so the events of many
+chargers still share one task.
+
 Publishing one task costs ~0.5 ms of blocking I/O (measured), so never one per message and never
 on the loop: events are buffered and one `chargers.tasks.process_events` task per flush is
 published from a dedicated thread, at most every `flush_seconds` or as soon as `max_batch`
@@ -21,6 +28,11 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 
+class NotDurable(Exception):
+    """The events a handler waited for could not be made durable in time (broker or database
+    down); the handler must not answer as if they were recorded."""
+
+
 def publish_batch(events: list[dict]) -> None:
     """Publish one batch as one task (runs in the batcher's thread)."""
     from chargers.tasks import process_events
@@ -38,6 +50,8 @@ class EventBatcher:
         flush_seconds: float | None = None,
         max_batch: int = 200,
         max_buffer: int = 200_000,
+        durable_window: float | None = None,
+        durable_timeout: float | None = None,
     ):
         self.publish = publish
         self.flush_seconds = min(
@@ -46,7 +60,23 @@ class EventBatcher:
         )
         self.max_batch = max_batch
         self.max_buffer = max_buffer
+        self.durable_window = (
+            durable_window
+            if durable_window is not None
+            else settings.GATEWAY_DURABLE_WINDOW_SECONDS
+        )
+        self.durable_timeout = (
+            durable_timeout
+            if durable_timeout is not None
+            else settings.GATEWAY_DURABLE_TIMEOUT_SECONDS
+        )
         self._events: list[dict] = []
+        # Sequence numbers: `_seq` events were emitted so far, the first `_done` of them are
+        # published (or dropped: `_drops` counts the times that happened).
+        self._seq = 0
+        self._done = 0
+        self._drops = 0
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-events")
         self.published = 0
@@ -59,6 +89,7 @@ class EventBatcher:
         received_at: datetime | None = None,
     ) -> None:
         """Queue one event (JSON scalars only). Never blocks."""
+        self._seq += 1
         self._events.append(
             {
                 "identity": identity,
@@ -74,15 +105,59 @@ class EventBatcher:
     def pending(self) -> int:
         return len(self._events)
 
+    async def sync(self, timeout: float | None = None) -> None:
+        """Return once every event emitted before this call is durable; raise `NotDurable`
+        when that does not happen within `timeout` (default `durable_timeout`) or when events
+        had to be dropped meanwhile. The events stay queued either way: a later flush may still
+        publish them, which the worker's idempotency absorbs."""
+        target = self._seq
+        if self._done >= target:
+            return
+        future = asyncio.get_running_loop().create_future()
+        waiter = (target, self._drops, future)
+        self._waiters.append(waiter)
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(future),
+                timeout if timeout is not None else self.durable_timeout,
+            )
+        except TimeoutError:
+            raise NotDurable(f"events not durable after {self.durable_timeout}s") from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _settle_waiters(self) -> None:
+        still = []
+        for target, drops, future in self._waiters:
+            if future.done():
+                continue
+            if self._drops != drops:
+                future.set_exception(NotDurable("events dropped (buffer full)"))
+            elif self._done >= target:
+                future.set_result(None)
+            else:
+                still.append((target, drops, future))
+        self._waiters = still
+
     async def run(self) -> None:
         """Flush forever; cancelled by the server at shutdown (then `close()` flushes)."""
+        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), self.flush_seconds)
             except TimeoutError:
                 pass
+            if self._waiters and len(self._events) < self.max_batch:
+                # Someone waits to answer: gather what other chargers send in the next few ms.
+                await asyncio.sleep(self.durable_window)
             self._wakeup.clear()
-            await self.flush()
+            if await self.flush():
+                failures = 0
+            else:
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, self.flush_seconds))
 
     async def flush(self) -> bool:
         """Publish everything pending; False when publishing failed (events kept)."""
@@ -95,6 +170,8 @@ class EventBatcher:
             try:
                 await loop.run_in_executor(self._executor, self.publish, batch)
                 self.published += len(batch)
+                self._done += len(batch)
+                self._settle_waiters()
             except Exception:
                 # Broker down (or, eager, the database): keep the events and try again next
                 # flush, dropping the oldest only beyond max_buffer so memory stays bounded.
@@ -103,6 +180,9 @@ class EventBatcher:
                 if len(self._events) > self.max_buffer:
                     dropped = len(self._events) - self.max_buffer
                     del self._events[:dropped]
+                    self._done += dropped
+                    self._drops += 1
+                    self._settle_waiters()
                     logger.error("Dropped %d gateway events (buffer full)", dropped)
                 return False
         return True

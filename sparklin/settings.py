@@ -241,6 +241,10 @@ GATEWAY_RESPONSE_TIMEOUT = env_int("GATEWAY_RESPONSE_TIMEOUT", 30)
 # How often each gateway looks for commands asked in the portal (ocpp_gateway.commands).
 GATEWAY_COMMAND_POLL_SECONDS = float(env_str("GATEWAY_COMMAND_POLL_SECONDS", "1.0"))
 GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"))
+# Durable before answered (ocpp_gateway.batcher): how long the flusher gathers events once a
+# handler waits to answer, and how long a handler waits before giving up (CALLERROR).
+GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
+GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
 
 LOGGING = {

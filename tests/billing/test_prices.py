@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing import services
+from billing import prices, services
 from billing.models import Price
 from communities.models import AuditEvent
 from tests.communities.portal_data import local, make_session
@@ -29,7 +29,7 @@ def test_new_price_leaves_recorded_sessions_alone(manager_client, community, cha
     )
     session.refresh_from_db()
     assert session.price_per_kwh == Decimal("0.2516") and session.cost == Decimal("2.52")
-    assert services.price_at(community, local(community, 2031, 5, 2)) == Decimal("0.5")
+    assert prices.price_at(community, local(community, 2031, 5, 2)) == Decimal("0.5")
 
 
 def test_same_date_twice_refused(community, manager):

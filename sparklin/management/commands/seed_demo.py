@@ -19,7 +19,7 @@ from django_scopes import scopes_disabled
 
 from accounts.models import User
 from billing.models import Price
-from billing.services import price_at
+from billing.prices import price_at
 from chargers.inventory import import_inventory
 from chargers.models import (
     ChargeCard,
