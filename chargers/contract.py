@@ -129,3 +129,12 @@ class CommandPayload(TypedDict):
 
 class ConfigurationPayload(TypedDict):
     values: dict[str, str | None]
+
+
+def outlet_key(evse_id, connector_id) -> tuple[int, int] | None:
+    """(evse, connector) of the outlet an event is about, or None for the charger itself (1.6
+    connector 0, 2.0.1 EVSE 0 or no EVSE). 2.0.1 may name only the EVSE: an EVSE alone means
+    its connector 1. The one place this rule lives; the gateway and the worker both use it."""
+    if not evse_id:
+        return None
+    return int(evse_id), int(connector_id or 1)
