@@ -5,13 +5,14 @@ first."""
 
 from __future__ import annotations
 
-import csv
 import io
 
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_scopes import scopes_disabled
+
+from sparklin import csv_safe
 
 from .models import LoginCode, User
 
@@ -88,18 +89,31 @@ def export_user_data(user: User) -> dict:
         }
 
 
+_NUMBER_FIELDS = {"energy_wh", "cost"}
+
+
+def _typed(field: str, value):
+    """The value column mixes kinds: the phone and the figures stay machine-readable, every
+    other value is text made inert for spreadsheets (csv_safe)."""
+    if field == "phone":
+        return csv_safe.Typed(value, csv_safe.PHONE)
+    if field in _NUMBER_FIELDS:
+        return csv_safe.Typed(value, csv_safe.NUMBER)
+    return value
+
+
 def export_user_data_csv(user: User) -> str:
     """The same data as one CSV table: section, field, value (sessions one line each)."""
     data = export_user_data(user)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_safe.writer(out, columns=["section", "item", "field", "value"])
     writer.writerow(["section", "item", "field", "value"])
     for field, value in data["profile"].items():
-        writer.writerow(["profile", "", field, value or ""])
+        writer.writerow(["profile", "", field, _typed(field, value or "")])
     for section in ("memberships", "cards", "sessions", "access_requests"):
         for n, row in enumerate(data[section], start=1):
             for field, value in row.items():
-                writer.writerow([section, n, field, "" if value is None else value])
+                writer.writerow([section, n, field, _typed(field, "" if value is None else value)])
     for name in data["installer_companies"]:
         writer.writerow(["installer_companies", "", "name", name])
     return out.getvalue()

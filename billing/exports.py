@@ -2,7 +2,6 @@
 export, shared by the portal download, the e-mails and the management commands, so all give
 byte-identical files."""
 
-import csv
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.translation import gettext
@@ -10,6 +9,7 @@ from django_scopes import scopes_disabled
 
 from chargers.models import ChargingSession
 from communities.selectors import holder_left, month_bounds
+from sparklin import csv_safe as safe_csv
 
 SESSIONS_HEADER = [
     "charger",
@@ -42,7 +42,12 @@ def write_sessions_csv(out, *, community, year: int, month: int) -> int:
     text stream `out` as CSV. Times are ISO 8601 in the community's time zone; decimals use '.';
     energy in kWh with 3 decimals, cost with 2. Returns the number of sessions written."""
     start, end = month_bounds(community, year, month)
-    writer = csv.writer(out, lineterminator="\n")
+    writer = safe_csv.writer(
+        out,
+        columns=SESSIONS_HEADER,
+        types={n: safe_csv.NUMBER for n in ("energy_kwh", "price_per_kwh", "cost")},
+        lineterminator="\n",
+    )
     writer.writerow(SESSIONS_HEADER)
     tz = community.tz
     with scopes_disabled():
@@ -98,7 +103,12 @@ NOTES_HEADER = [
 def write_notes_csv(out, notes) -> int:
     """The summary of expense notes as CSV (one line per note, '.' decimals, for spreadsheets
     and accounting imports). `notes` should come with `replaces` selected."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = safe_csv.writer(
+        out,
+        columns=NOTES_HEADER,
+        types={n: safe_csv.NUMBER for n in ("version", "sessions", "energy_kwh", "amount")},
+        lineterminator="\n",
+    )
     writer.writerow(NOTES_HEADER)
     count = 0
     for n in notes:
