@@ -11,12 +11,13 @@ from django.views.decorators.http import require_POST
 
 from communities import selectors
 from communities.models import Membership, Site
-from communities.permissions import community_permission
+from communities.permissions import community_permission, has_permission
 from sparklin.live import render_live
 
 from . import services
 from .forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
 from .models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
+from .redaction import redact_payload
 
 
 @community_permission("outlets:view")
@@ -107,6 +108,10 @@ def charger_add(request, community, site):
 def charger_detail(request, community, charger):
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     log = Paginator(charger.messages.all(), 50).get_page(request.GET.get("page"))
+    if not has_permission(request, "sessions:view_all"):
+        # Limited installer access: the frames without card identifiers or personal data.
+        for message in log:
+            message.payload = redact_payload(message.payload, action=message.action)
     return render(
         request,
         "chargers/charger_detail.html",
