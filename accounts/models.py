@@ -47,6 +47,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(_("joined"), default=timezone.now)
     # Set at the first successful code login: the number is proven to reach this person.
     phone_confirmed_at = models.DateTimeField(_("phone confirmed"), null=True, blank=True)
+    # Sign-up: the person's country (ISO 3166 alpha-2) and when their e-mail was confirmed by
+    # the link sent to it (cleared when the e-mail changes).
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    email_confirmed_at = models.DateTimeField(_("e-mail confirmed"), null=True, blank=True)
 
     objects = UserManager()
 
@@ -71,7 +75,15 @@ class LoginCode(models.Model):
     """A one-time code sent by SMS. Only a hash is stored; a code is spent by its first
     successful use, and dies after its time-to-live or too many wrong attempts."""
 
+    class Purpose(models.TextChoices):
+        LOGIN = "login", _("log in")
+        SIGNUP = "signup", _("create an account")
+        INVITATION = "invitation", _("accept an invitation")
+        CONFIRM = "confirm", _("confirm an irreversible action")
+
     phone = PhoneNumberField(db_index=True)
+    # A code proves one thing only: a sign-up or deletion code never logs anyone in.
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.LOGIN)
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE)
     code_hash = models.CharField(max_length=128)
     created_at = models.DateTimeField(default=timezone.now)

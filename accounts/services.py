@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
+from . import sms_limits
 from .models import LoginCode, TokenBucket, User
 from .tasks import send_sms_task
 
@@ -53,7 +54,11 @@ def request_login_code(*, phone, ip: str) -> None:
     number is known."""
     phone = str(phone)
     now = timezone.now()
-    last = LoginCode.objects.filter(phone=phone).order_by("-created_at").first()
+    last = (
+        LoginCode.objects.filter(phone=phone, purpose=LoginCode.Purpose.LOGIN)
+        .order_by("-created_at")
+        .first()
+    )
     if last and (now - last.created_at).total_seconds() < RESEND_INTERVAL_SECONDS:
         raise LoginError(
             _("A code was just sent. Please wait a minute before asking for another one.")
@@ -62,6 +67,11 @@ def request_login_code(*, phone, ip: str) -> None:
         raise LoginError(_("Too many login attempts from your network. Please try again later."))
     if not TokenBucket.authorize(f"login-phone:{_digest(phone)}", CODES_PER_PHONE_PER_HOUR, 3600):
         raise LoginError(_("Too many codes were asked for this number. Please try again later."))
+    # Counted for known and unknown numbers alike: a refusal reveals nothing.
+    try:
+        sms_limits.take_number_token(phone)
+    except sms_limits.SmsRefused as e:
+        raise LoginError(e.message)
 
     user = User.objects.filter(phone=phone, is_active=True).first()
     code = f"{secrets.randbelow(10**6):06d}"
@@ -84,6 +94,11 @@ def request_login_code(*, phone, ip: str) -> None:
             logger.info("Login code asked for an unknown number; no SMS sent")
 
 
+def _latest_was_used(phone: str, purpose: str) -> bool:
+    latest = LoginCode.objects.filter(phone=phone, purpose=purpose).order_by("-created_at").first()
+    return latest is not None and latest.used_at is not None
+
+
 def verify_login_code(*, phone, code: str, ip: str) -> User:
     """Spend the latest code of `phone` if `code` matches; return its user. Raises LoginError
     for an expired, exhausted or wrong code. First success confirms the phone number and turns
@@ -99,11 +114,13 @@ def verify_login_code(*, phone, code: str, ip: str) -> User:
     with transaction.atomic():
         login_code = (
             LoginCode.objects.select_for_update()
-            .filter(phone=phone, used_at__isnull=True)
+            .filter(phone=phone, used_at__isnull=True, purpose=LoginCode.Purpose.LOGIN)
             .order_by("-created_at")
             .first()
         )
-        if login_code is None or login_code.expires_at <= now:
+        if login_code is None and _latest_was_used(phone, LoginCode.Purpose.LOGIN):
+            error = _("This code was already used. Ask for a new one if you need to log in again.")
+        elif login_code is None or login_code.expires_at <= now:
             error = _("This code has expired. Please ask for a new one.")
         elif login_code.attempts >= settings.LOGIN_CODE_MAX_ATTEMPTS:
             error = _("Too many wrong attempts. Please ask for a new code.")

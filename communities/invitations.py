@@ -20,7 +20,7 @@ from .access import actor_role
 from .installers import start_handover_grants
 from .models import Community, Invitation, Membership, Role
 from .permissions import role_has
-from .services import CommunityError, audit
+from .services import CommunityError, audit, authorize_sms
 
 INVITATION_DAYS = 7
 
@@ -53,6 +53,8 @@ def invite_owner(
         raise CommunityError(
             _("This installation already has an owner: only the owner can transfer it.")
         )
+    if phone:
+        authorize_sms(community=community, phone=phone)
     now = timezone.now()
     Invitation.objects.with_scopes_disabled().filter(
         community=community, accepted_at__isnull=True, revoked_at__isnull=True

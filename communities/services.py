@@ -12,6 +12,7 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
+from accounts import sms_limits
 from accounts.models import User
 from accounts.tasks import send_sms_task
 
@@ -118,6 +119,7 @@ def add_member(
     if actor_may is None or not role_has(actor_may, "members:write"):
         raise CommunityError(_("You cannot add users to this community."))
     phone = str(phone)
+    authorize_sms(community=community, phone=phone)
     user = User.objects.filter(phone=phone).first()
     if user is None:
         user = User.objects.create_user(
@@ -158,6 +160,15 @@ def add_member(
     )
     _queue_welcome(membership)
     return membership
+
+
+def authorize_sms(*, community: Community, phone) -> None:
+    """The SMS limits (accounts.sms_limits) as a CommunityError: the whole change is refused
+    and rolled back, tokens included, with the reason shown to the manager."""
+    try:
+        sms_limits.authorize_community_sms(community=community, phone=phone)
+    except sms_limits.SmsRefused as e:
+        raise CommunityError(e.message) from e
 
 
 def _queue_welcome(membership: Membership) -> None:
@@ -387,5 +398,6 @@ def decide_access_request(*, access_request: AccessRequest, actor: User, accept:
             body = _("Your access request to %(community)s was refused.")
         body = body % {"community": community.name, "url": portal_login_url()}
     phone = str(user.phone)
+    authorize_sms(community=community, phone=phone)
     transaction.on_commit(lambda: send_sms_task.delay(phone, body))
     return access_request

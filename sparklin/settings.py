@@ -229,6 +229,22 @@ if env_str("EMAIL_HOST") and "EMAIL_BACKEND" not in os.environ:
 # --- Login codes ------------------------------------------------------------------------------
 LOGIN_CODE_TTL_SECONDS = env_int("LOGIN_CODE_TTL_SECONDS", 600)
 LOGIN_CODE_MAX_ATTEMPTS = env_int("LOGIN_CODE_MAX_ATTEMPTS", 5)
+# Sign-up: how long the e-mail confirmation link stays valid.
+EMAIL_CONFIRMATION_DAYS = env_int("EMAIL_CONFIRMATION_DAYS", 7)
+
+# --- SMS limits (against SMS pumping: each SMS costs money and fraudsters farm them) ---------
+# Destination countries (ISO 3166 alpha-2, comma-separated, "*" for any). Default: the EU/EEA.
+SMS_ALLOWED_COUNTRIES = env_list(
+    "SMS_ALLOWED_COUNTRIES",
+    "AT,BE,BG,HR,CY,CZ,DK,EE,FI,FR,DE,GR,HU,IE,IT,LV,LT,LU,MT,NL,PL,PT,RO,SK,SI,ES,SE,IS,LI,NO,"
+    "GP,MQ,GF,RE,YT,MF,BL,PM",
+)
+# SMS one community may trigger (welcome, invitations, access answers), per hour and per day.
+SMS_PER_COMMUNITY_PER_HOUR = env_int("SMS_PER_COMMUNITY_PER_HOUR", 20)
+SMS_PER_COMMUNITY_PER_DAY = env_int("SMS_PER_COMMUNITY_PER_DAY", 60)
+# SMS of any kind (login codes included) to one number, per hour and per day.
+SMS_PER_NUMBER_PER_HOUR = env_int("SMS_PER_NUMBER_PER_HOUR", 5)
+SMS_PER_NUMBER_PER_DAY = env_int("SMS_PER_NUMBER_PER_DAY", 10)
 
 # --- Gateway ----------------------------------------------------------------------------------
 GATEWAY_HOST = env_str("GATEWAY_HOST", "0.0.0.0")
