@@ -8,6 +8,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
+from .countries import COUNTRIES
+
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -49,7 +51,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     phone_confirmed_at = models.DateTimeField(_("phone confirmed"), null=True, blank=True)
     # Sign-up: the person's country (ISO 3166 alpha-2) and when their e-mail was confirmed by
     # the link sent to it (cleared when the e-mail changes).
-    country = models.CharField(_("country"), max_length=2, blank=True)
+    country = models.CharField(_("country"), max_length=2, choices=COUNTRIES, blank=True)
     email_confirmed_at = models.DateTimeField(_("e-mail confirmed"), null=True, blank=True)
 
     objects = UserManager()

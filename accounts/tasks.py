@@ -15,3 +15,14 @@ def send_sms_task(self, to: str, body: str) -> None:
         if self.request.is_eager:
             raise
         raise self.retry(exc=exc)
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), max_retries=3, default_retry_delay=30)
+def send_email_confirmation_task(user_id: int) -> None:
+    """E-mail the link that confirms a person's address (sign-up, profile change)."""
+    from .models import User
+    from .signup import send_email_confirmation
+
+    user = User.objects.filter(pk=user_id, is_active=True).exclude(email="").first()
+    if user is not None and user.email_confirmed_at is None:
+        send_email_confirmation(user)

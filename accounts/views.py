@@ -1,6 +1,7 @@
 """Login by SMS code, logout, language choice. Pages work without JavaScript."""
 
 import json
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -12,6 +13,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+
+from sparklin.confirm import SMS, Confirmation, confirm, render_confirmation
 
 from . import privacy, services
 from .forms import CodeForm, LanguageForm, PhoneForm
@@ -40,6 +43,18 @@ def _set_language_cookie(response, language):
     )
 
 
+def _added_by_a_manager(phone: str) -> bool:
+    """True before the first login of a person added with "add a user" (still invited)."""
+    from communities.models import Membership
+
+    return (
+        Membership.objects.with_scopes_disabled()
+        .filter(user__phone=phone, user__phone_confirmed_at__isnull=True)
+        .filter(state=Membership.State.INVITED)
+        .exists()
+    )
+
+
 def login_phone(request):
     form = PhoneForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -62,6 +77,7 @@ def login_code(request):
         return redirect("accounts:login")
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        added = _added_by_a_manager(phone)
         try:
             user = services.verify_login_code(
                 phone=phone, code=form.cleaned_data["code"], ip=_client_ip(request)
@@ -72,6 +88,9 @@ def login_code(request):
             next_url = _safe_next(request, request.session.pop("login_next", ""))
             request.session.pop("login_phone", None)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if added:
+                # First login of someone a manager added: they confirm their own details.
+                next_url = f"{reverse('accounts:profile')}?{urlencode({'next': next_url})}"
             response = redirect(next_url)
             _set_language_cookie(response, user.language)
             return response
@@ -141,10 +160,32 @@ def account_export(request, fmt):
     return response
 
 
+def deletion_confirmation() -> Confirmation:
+    return Confirmation(
+        title=_("Delete my account"),
+        consequences=[
+            _("Your name, phone number, e-mail and cards are erased everywhere."),
+            _("You leave every installation; your cards stop working."),
+            _("Your charging sessions stay in the installations' accounts, without your name."),
+            _("This cannot be undone."),
+        ],
+        button=_("Delete my account for good"),
+        cancel_url=reverse("accounts:account"),
+        method=SMS,
+        scope="account.delete",
+    )
+
+
 @login_required
 def account_delete(request):
-    if request.method != "POST":
+    """Account deletion, confirmed by a code sent by SMS to the person's number."""
+    owned = privacy.sole_owner_communities(request.user)
+    if owned:
         return redirect("accounts:account")
+    confirmation = deletion_confirmation()
+    confirmed, form = confirm(request, confirmation)
+    if not confirmed:
+        return render_confirmation(request, confirmation, form)
     try:
         privacy.delete_account(user=request.user)
     except privacy.AccountError as e:

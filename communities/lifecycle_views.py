@@ -3,7 +3,6 @@ access and answering such requests, and the community's audit log."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -26,7 +25,8 @@ def invitation_accept(request, token):
             request, "communities/invitation_invalid.html", {"problem": problem}, status=404
         )
     if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
+        # A person without an account (or not logged in): the code goes to the invited number.
+        return redirect("accounts:invitation-start", token=token)
     if request.method == "POST":
         try:
             with scopes_disabled():

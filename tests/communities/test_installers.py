@@ -92,7 +92,8 @@ def test_handover_invite_accept_makes_owner_and_starts_14_days(
 
     owner = builders.make_user(phone="+33612345678")
     client.logout()
-    assert client.get(path)["Location"].startswith("/accounts/login/")  # SMS login first
+    # Not logged in: the invitation journey (code to the invited number, account if needed).
+    assert client.get(path)["Location"].startswith("/accounts/invitation/")
     client.force_login(owner)
     assert "Become the owner" in client.get(path).content.decode()
     response = client.post(path)

@@ -4,12 +4,14 @@ requests, and a person's own data: export (JSON, CSV) and account deletion."""
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
 
+from accounts import sms
 from accounts.models import User
 from chargers.models import AuthorizationStatus, ChargeCard, ChargingSession, card_decision
 from communities import invitations
@@ -203,14 +205,22 @@ def test_sole_owner_must_transfer_before_deleting(client, owner):
     assert owner.is_active and owner.first_name
 
 
-def test_delete_account_anonymises_everything(client, community, individual, charger, manager):
+def test_delete_account_anonymises_everything(
+    client, community, individual, charger, manager, django_capture_on_commit_callbacks
+):
     phone = str(individual.phone)
     individual.email = "gone@example.org"
     individual.save()
     card = builders.make_card(community, holder=individual, uid="BEEF01")
     session = make_session(charger, holder=individual, card=card, energy_wh="1500", id_tag="BEEF01")
     client.force_login(individual)
-    response = client.post("/accounts/me/delete/")
+    # Nothing happens without the code sent by SMS (sparklin/confirm.py).
+    assert client.post("/accounts/me/delete/", {"code": "000000"}).status_code == 400
+    assert User.objects.get(pk=individual.pk).is_active
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/accounts/me/delete/", {"send_code": "1"})
+    code = re.search(r"\b(\d{6})\b", sms.outbox[-1].body).group(1)
+    response = client.post("/accounts/me/delete/", {"code": code})
     assert response["Location"] == "/accounts/login/"
     user = User.objects.get(pk=individual.pk)
     assert (user.first_name, user.last_name, user.email, user.is_active) == ("", "", "", False)

@@ -1,0 +1,40 @@
+"""The countries a person can give at sign-up: where Sparklin operates (the EU/EEA, its French
+overseas regions, Switzerland and the United Kingdom). ISO 3166 alpha-2 codes, translated names."""
+
+from django.utils.translation import gettext_lazy as _
+
+COUNTRIES = [
+    ("AT", _("Austria")),
+    ("BE", _("Belgium")),
+    ("BG", _("Bulgaria")),
+    ("HR", _("Croatia")),
+    ("CY", _("Cyprus")),
+    ("CZ", _("Czechia")),
+    ("DK", _("Denmark")),
+    ("EE", _("Estonia")),
+    ("FI", _("Finland")),
+    ("FR", _("France")),
+    ("DE", _("Germany")),
+    ("GR", _("Greece")),
+    ("HU", _("Hungary")),
+    ("IS", _("Iceland")),
+    ("IE", _("Ireland")),
+    ("IT", _("Italy")),
+    ("LV", _("Latvia")),
+    ("LI", _("Liechtenstein")),
+    ("LT", _("Lithuania")),
+    ("LU", _("Luxembourg")),
+    ("MT", _("Malta")),
+    ("MC", _("Monaco")),
+    ("NL", _("Netherlands")),
+    ("NO", _("Norway")),
+    ("PL", _("Poland")),
+    ("PT", _("Portugal")),
+    ("RO", _("Romania")),
+    ("SK", _("Slovakia")),
+    ("SI", _("Slovenia")),
+    ("ES", _("Spain")),
+    ("SE", _("Sweden")),
+    ("CH", _("Switzerland")),
+    ("GB", _("United Kingdom")),
+]
