@@ -1,20 +1,82 @@
+from decimal import Decimal
+
 from django import forms
+from django.utils.formats import number_format
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from chargers.forms import MonthField
 
+from .prices import PLAUSIBLE_MAX, PriceError, parse_price
+
+
+class PriceField(forms.CharField):
+    """A price per kWh typed as text (`inputmode="decimal"`): a number input drops the comma
+    of `0,279` in some browsers and locales. Parsed on the server in the person's locale
+    (billing.prices.parse_price), shown back in it."""
+
+    widget = forms.TextInput(
+        attrs={
+            "inputmode": "decimal",
+            "autocomplete": "off",
+            "placeholder": "0,25",
+            "size": 8,
+            "maxlength": 20,
+        }
+    )
+
+    def prepare_value(self, value):
+        if isinstance(value, Decimal):
+            return number_format(value.normalize() if value == value.to_integral() else value)
+        return value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_price(value, get_language() or "fr")
+        except PriceError as e:
+            raise forms.ValidationError(e.message, code="invalid")
+
 
 class PriceForm(forms.Form):
+    """Add or correct a price. Above billing.prices.PLAUSIBLE_MAX the manager must tick a
+    confirmation (a lost comma turned 0,279 into 279 before)."""
+
     valid_from = forms.DateField(
-        label=_("Valid from"), widget=forms.DateInput(attrs={"type": "date"})
+        label=_("Valid from"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={
+            "required": _("Enter the date from which the price applies."),
+            "invalid": _("Enter a valid date."),
+        },
     )
-    price_per_kwh = forms.DecimalField(
-        label=_("Price per kWh"),
-        min_value=0,
-        max_digits=10,
-        decimal_places=4,
-        widget=forms.NumberInput(attrs={"step": "0.0001"}),
+    price_per_kwh = PriceField(
+        label=_("Price per kWh (€)"),
+        error_messages={"required": _("Enter a price, e.g. 0,25.")},
     )
+    confirm_high = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        price = data.get("price_per_kwh")
+        self.needs_confirmation = False
+        if price is not None and price > PLAUSIBLE_MAX and not data.get("confirm_high"):
+            self.needs_confirmation = True
+            self.fields["confirm_high"].widget = forms.CheckboxInput()
+            self.fields["confirm_high"].label = _(
+                "Yes, the price really is %(price)s € per kWh."
+            ) % {"price": number_format(price)}
+            self.add_error(
+                "price_per_kwh",
+                _(
+                    "%(price)s € per kWh is unusually high (more than %(max)s €). Check the "
+                    "decimal separator, then confirm below if it is right."
+                )
+                % {"price": number_format(price), "max": number_format(PLAUSIBLE_MAX)},
+            )
+        return data
 
 
 class ExportForm(forms.Form):

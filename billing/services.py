@@ -7,7 +7,7 @@ views (in the community scope), tasks and commands call them alike."""
 import logging
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.files import File
@@ -26,7 +26,7 @@ from communities.services import audit
 from . import notes as note_data
 from .emails import send_driver_email, send_finance_email
 from .exports import write_notes_zip
-from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch, Price
+from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch
 from .pdf import render_expense_note_pdf
 
 logger = logging.getLogger(__name__)
@@ -36,34 +36,6 @@ class BillingError(Exception):
     def __init__(self, message):
         super().__init__(message)
         self.message = message
-
-
-@transaction.atomic
-def set_price(*, community: Community, actor, valid_from: date, price_per_kwh: Decimal) -> Price:
-    """Add a kWh price in force from `valid_from` (community local date). Sessions already
-    recorded keep the price they were given when they started; only sessions starting on or
-    after that date use it."""
-    if price_per_kwh < 0:
-        raise BillingError(_("A price cannot be negative."))
-    if (
-        Price.objects.with_scopes_disabled()
-        .filter(community=community, valid_from=valid_from)
-        .exists()
-    ):
-        raise BillingError(_("A price already starts on this date."))
-    price = Price.objects.create(
-        community=community, valid_from=valid_from, price_per_kwh=price_per_kwh
-    )
-    audit(
-        community=community,
-        actor=actor,
-        action="price.add",
-        target=f"{price_per_kwh} @ {valid_from}",
-        price_id=price.pk,
-        valid_from=valid_from.isoformat(),
-        price_per_kwh=str(price_per_kwh),
-    )
-    return price
 
 
 # --- Expense notes ---------------------------------------------------------------------------

@@ -8,6 +8,16 @@ app_name = "billing"
 # community scope: an id of another community answers 404.
 urlpatterns = [
     path("c/<slug:community>/settings/prices/add/", views.price_add, name="price-add"),
+    path(
+        "c/<slug:community>/settings/prices/<int:price>/edit/",
+        views.price_edit,
+        name="price-edit",
+    ),
+    path(
+        "c/<slug:community>/settings/prices/<int:price>/delete/",
+        views.price_delete,
+        name="price-delete",
+    ),
     path("c/<slug:community>/exports/", views.export_list, name="export-list"),
     path("c/<slug:community>/exports/sessions.csv", views.export_sessions, name="export-sessions"),
     path("c/<slug:community>/exports/notes/", views.notes_action, name="export-notes"),

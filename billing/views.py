@@ -8,41 +8,101 @@ from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from communities.permissions import community_permission, has_permission
+from communities.templatetags.portal import price as price_filter
+from sparklin.confirm import Confirmation, confirm, render_confirmation
 
-from . import services
+from . import prices, services
 from .exports import write_sessions_csv
 from .forms import ExportForm, IdForm, NoteResendForm, NotesMonthsForm, PriceForm
-from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch
+from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch, Price
 from .pdf import render_expense_note_pdf
 
 
+def _price_page(request, form, price=None, status=200):
+    return render(
+        request,
+        "billing/price_form.html",
+        {"form": form, "price": price},
+        status=status,
+    )
+
+
 @community_permission("community:manage")
-@require_POST
 def price_add(request, community):
-    form = PriceForm(request.POST)
-    if form.is_valid():
+    """Add a price (from the configuration page, or this page when the form has errors)."""
+    form = PriceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
         try:
-            services.set_price(community=request.community, actor=request.user, **form.cleaned_data)
-        except services.BillingError as e:
-            messages.error(request, e.message)
+            prices.set_price(community=request.community, actor=request.user, **_price_data(form))
+        except prices.PriceError as e:
+            form.add_error(None, e.message)
         else:
             messages.success(
                 request, _("New price saved. Sessions already recorded keep their price.")
             )
+            return redirect("communities:settings", community=community)
+    return _price_page(request, form, status=400 if form.is_bound else 200)
+
+
+def _price_data(form):
+    return {k: form.cleaned_data[k] for k in ("valid_from", "price_per_kwh")}
+
+
+@community_permission("community:manage")
+def price_edit(request, community, price):
+    price = get_object_or_404(Price, pk=price)
+    if prices.price_used(price):
+        messages.error(request, _("This price has already priced sessions: it cannot be changed."))
+        return redirect("communities:settings", community=community)
+    initial = {"valid_from": price.valid_from, "price_per_kwh": price.price_per_kwh}
+    form = PriceForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            prices.update_price(price=price, actor=request.user, **_price_data(form))
+        except prices.PriceError as e:
+            form.add_error(None, e.message)
+        else:
+            messages.success(request, _("Price corrected."))
+            return redirect("communities:settings", community=community)
+    return _price_page(request, form, price, status=400 if form.is_bound else 200)
+
+
+@community_permission("community:manage")
+def price_delete(request, community, price):
+    price = get_object_or_404(Price, pk=price)
+    settings_url = reverse("communities:settings", kwargs={"community": community})
+    if prices.price_used(price):
+        messages.error(request, _("This price has already priced sessions: it cannot be removed."))
+        return redirect(settings_url)
+    confirmation = Confirmation(
+        title=_("Remove this price"),
+        question=_("Remove the price of %(price)s from %(date)s?")
+        % {
+            "price": price_filter(price.price_per_kwh, request.community.currency),
+            "date": date_format(price.valid_from, "SHORT_DATE_FORMAT"),
+        },
+        consequences=[
+            _("Sessions starting from this date will use the previous price, or none."),
+        ],
+        button=_("Remove the price"),
+        cancel_url=settings_url,
+    )
+    confirmed, form = confirm(request, confirmation)
+    if not confirmed:
+        return render_confirmation(request, confirmation, form)
+    try:
+        prices.delete_price(price=price, actor=request.user)
+    except prices.PriceError as e:
+        messages.error(request, e.message)
     else:
-        for field, errors in form.errors.items():
-            messages.error(
-                request,
-                f"{form.fields[field].label}: {' '.join(errors)}"
-                if field in form.fields
-                else " ".join(errors),
-            )
-    return redirect("communities:settings", community=community)
+        messages.success(request, _("Price removed."))
+    return redirect(settings_url)
 
 
 def _month_rows(community, runs):

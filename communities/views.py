@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django_scopes import scopes_disabled
 
 from billing.forms import PriceForm
-from billing.models import Price
+from billing.prices import price_history
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from sparklin.live import fingerprint, render_live
@@ -226,6 +226,6 @@ def settings_view(request, community):
         {
             "form": form,
             "price_form": PriceForm(),
-            "prices": Price.objects.all(),
+            "prices": price_history(),
         },
     )

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing import prices, services
+from billing import prices
 from billing.models import Price
 from communities.models import AuditEvent
 from tests.communities.portal_data import local, make_session
@@ -33,8 +33,8 @@ def test_new_price_leaves_recorded_sessions_alone(manager_client, community, cha
 
 
 def test_same_date_twice_refused(community, manager):
-    with pytest.raises(services.BillingError):
-        services.set_price(
+    with pytest.raises(prices.PriceError):
+        prices.set_price(
             community=community,
             actor=manager,
             valid_from=date(2020, 1, 1),
