@@ -90,6 +90,7 @@ def objects_of(community, holder):
         "access_request": AccessRequest.objects.create(
             community=community, user=builders.make_user()
         ).pk,
+        "price": builders.make_price(community, valid_from="2099-01-01").pk,
     }
 
 
