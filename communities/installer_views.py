@@ -7,11 +7,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_scopes import scopes_disabled
 
 from chargers.models import Charger
+from sparklin.confirm import PHRASE, Confirmation, confirm, render_confirmation
 
 from . import installers, invitations
 from .access import company_role
@@ -90,7 +92,24 @@ def company_member_add(request):
 @community_permission("ownership:invite")
 def owner_invite(request, community):
     form = OwnerInvitationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    transfer = getattr(request, "community_role", None) == "owner" or (
+        getattr(request, "membership", None) is not None and request.membership.role == "owner"
+    )
+    confirmed, confirm_form = True, None
+    if transfer:
+        # Giving one's installation away: the owner types its name (sparklin/confirm.py).
+        confirmed, confirm_form = confirm(
+            request,
+            Confirmation(
+                title=_("Transfer the ownership"),
+                button=_("Send the invitation"),
+                cancel_url="",
+                method=PHRASE,
+                phrase=request.community.name,
+                scope="ownership.transfer",
+            ),
+        )
+    if request.method == "POST" and form.is_valid() and confirmed:
         try:
             invitation, token = invitations.invite_owner(
                 community=request.community,
@@ -108,6 +127,7 @@ def owner_invite(request, community):
     link = request.session.pop(_SESSION_LINK, None)
     context = {
         "form": form,
+        "confirm_form": confirm_form,
         "link": link,
         "qr": invitations.qr_svg(link) if link else None,
         "invitations": Invitation.objects.select_related("created_by")[:10],
@@ -143,9 +163,21 @@ def installer_access(request, community):
 
 
 @community_permission("installer_access:manage")
-@require_POST
 def installer_access_revoke(request, community, grant):
     grant = get_object_or_404(AccessGrant.objects.select_related("company"), pk=grant)
+    confirmation = Confirmation(
+        title=_("Revoke the access of %(company)s?") % {"company": grant.company.name},
+        consequences=[
+            _("Its installers no longer see this installation nor its chargers, from now on."),
+            _("To give access again, you will have to grant it again."),
+        ],
+        button=_("Revoke the access"),
+        cancel_url=reverse("communities:installer-access", kwargs={"community": community}),
+        scope="grant.revoke",
+    )
+    confirmed, form = confirm(request, confirmation)
+    if not confirmed:
+        return render_confirmation(request, confirmation, form)
     try:
         installers.revoke_grant(grant=grant, actor=request.user)
     except CommunityError as e:

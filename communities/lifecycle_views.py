@@ -4,9 +4,12 @@ access and answering such requests, and the community's audit log."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_scopes import scopes_disabled
+
+from sparklin.confirm import Confirmation, confirm, render_confirmation
 
 from . import invitations, services
 from .forms import AccessRequestForm
@@ -44,8 +47,30 @@ def invitation_accept(request, token):
 
 @community_permission("community:leave")
 def leave(request, community):
-    if request.method != "POST":
-        return render(request, "communities/leave.html", {})
+    confirmation = Confirmation(
+        title=_("Leave %(name)s?") % {"name": request.community.name},
+        consequences=[
+            _("Your cards stop working here."),
+            _(
+                "The other members no longer see your name on your past sessions. You keep "
+                "your Sparklin account."
+            ),
+            _("To come back, you will need a manager to add you again."),
+        ],
+        button=_("Leave"),
+        cancel_url=reverse("communities:dashboard", kwargs={"community": community}),
+        scope="community.leave",
+    )
+    membership = request.membership
+    if membership.role == "owner" and not services._other_owners(membership).exists():
+        confirmation.consequences.insert(
+            0,
+            _("You are the only owner of %(community)s: transfer the ownership before leaving.")
+            % {"community": request.community},
+        )
+    confirmed, form = confirm(request, confirmation)
+    if not confirmed:
+        return render_confirmation(request, confirmation, form)
     try:
         services.leave_community(membership=request.membership, actor=request.user)
     except services.CommunityError as e:

@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django_scopes import scopes_disabled
 
@@ -15,6 +16,7 @@ from billing.forms import PriceForm
 from billing.prices import price_history
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
+from sparklin.confirm import Confirmation, confirm, render_confirmation
 from sparklin.live import fingerprint, render_live
 
 from . import selectors, services
@@ -153,8 +155,22 @@ def member_edit(request, community, member):
 @community_permission("members:write")
 def member_remove(request, community, member):
     membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
-    if request.method != "POST":
-        return render(request, "communities/member_remove.html", {"member": membership})
+    confirmation = Confirmation(
+        title=_("Remove %(name)s from the community?") % {"name": membership.user},
+        consequences=[
+            _("Their cards stop working here at once."),
+            _("Their charging sessions stay in the community's history."),
+            _("To give them access again, you will have to add them again."),
+        ],
+        button=_("Remove"),
+        cancel_url=reverse(
+            "communities:member-detail", kwargs={"community": community, "member": membership.pk}
+        ),
+        scope="member.remove",
+    )
+    confirmed, form = confirm(request, confirmation)
+    if not confirmed:
+        return render_confirmation(request, confirmation, form)
     try:
         services.remove_member(membership=membership, actor=request.user)
     except services.CommunityError as e:

@@ -150,7 +150,7 @@ def test_owner_and_installer_pages_render(client, owner, demo, language):
     AccessRequest.objects.create(community=community, user=builders.make_user(), message="Hi")
     client.cookies["django_language"] = language
     client.force_login(owner)
-    client.post("/c/tilleuls/owner/invite/", {"email": "next@example.org"})
+    client.post("/c/tilleuls/owner/invite/", {"email": "next@example.org", "typed": community.name})
     _, token = invitations.invite_owner(community=community, actor=owner, phone="+33600000042")
     for url in ("/c/tilleuls/owner/invite/", "/c/tilleuls/installer-access/",
                 "/c/tilleuls/access-requests/"):  # fmt: skip

@@ -151,7 +151,7 @@ def test_owner_extends_access_to_sensitive_data_then_revokes(client, installer, 
         assert client.get("/c/tilleuls/sessions/").status_code == 403  # the period ended
 
     client.force_login(owner)
-    client.post(f"/c/tilleuls/installer-access/{grant.pk}/revoke/")
+    client.post(f"/c/tilleuls/installer-access/{grant.pk}/revoke/", {"understood": "on"})
     grant.refresh_from_db()
     assert grant.revoked_at is not None
     client.force_login(installer)
@@ -181,7 +181,7 @@ def test_revoking_every_grant_puts_the_installer_outside(client, installer, owne
     community = Community.objects.get(slug="tilleuls")
     grant = builders.make_grant(community, company, "limited")
     client.force_login(owner)
-    client.post(f"/c/tilleuls/installer-access/{grant.pk}/revoke/")
+    client.post(f"/c/tilleuls/installer-access/{grant.pk}/revoke/", {"understood": "on"})
     client.force_login(installer)
     assert client.get("/c/tilleuls/sites/").status_code == 404
 

@@ -86,7 +86,7 @@ def test_manager_cannot_transfer_ownership(client, manager, owner):
 def test_owner_cannot_be_removed_by_a_manager(client, manager, owner):
     client.force_login(manager)
     m = owner.memberships.get()
-    client.post(f"/c/tilleuls/users/{m.pk}/remove/")
+    client.post(f"/c/tilleuls/users/{m.pk}/remove/", {"understood": "on"})
     m.refresh_from_db()
     assert m.state == Membership.State.ACTIVE
 
@@ -100,7 +100,7 @@ def test_leaving_stops_cards_and_hides_the_name(client, community, individual, m
     assert card_decision(community.pk, "04A1")["status"] == AuthorizationStatus.ACCEPTED
     client.force_login(individual)
     assert client.get("/c/tilleuls/leave/").status_code == 200
-    assert client.post("/c/tilleuls/leave/")["Location"] == "/"
+    assert client.post("/c/tilleuls/leave/", {"understood": "on"})["Location"] == "/"
     assert Membership.objects.get(user=individual).state == Membership.State.LEFT
     assert card_decision(community.pk, "04A1")["status"] == AuthorizationStatus.BLOCKED
     assert client.get("/c/tilleuls/").status_code == 404  # out, but the account stays
@@ -116,7 +116,7 @@ def test_leaving_stops_cards_and_hides_the_name(client, community, individual, m
 
 def test_sole_owner_cannot_leave(client, owner):
     client.force_login(owner)
-    client.post("/c/tilleuls/leave/")
+    client.post("/c/tilleuls/leave/", {"understood": "on"})
     assert Membership.objects.get(user=owner).state == Membership.State.ACTIVE
     assert "transfer the ownership" in client.get("/c/tilleuls/leave/").content.decode()
 

@@ -144,7 +144,7 @@ def test_manager_cannot_demote_or_remove_owner(manager_client, owner, manager):
         {"first_name": "A", "last_name": "B", "email": "", "role": "individual"},
     )
     assert "Only an owner" in str(response.context["form"].non_field_errors())
-    manager_client.post(f"/c/tilleuls/users/{m.pk}/remove/")
+    manager_client.post(f"/c/tilleuls/users/{m.pk}/remove/", {"understood": "on"})
     m.refresh_from_db()
     assert (m.role, m.state) == (Role.OWNER, Membership.State.ACTIVE)
 
@@ -157,7 +157,7 @@ def test_last_owner_stays(owner, community):
 def test_remove_member_keeps_sessions(manager_client, individual, community, charger):
     make_session(charger, holder=individual, energy_wh="1000")
     m = individual.memberships.get()
-    response = manager_client.post(f"/c/tilleuls/users/{m.pk}/remove/")
+    response = manager_client.post(f"/c/tilleuls/users/{m.pk}/remove/", {"understood": "on"})
     assert response["Location"] == "/c/tilleuls/users/"
     m.refresh_from_db()
     assert m.state == Membership.State.LEFT and m.left_at is not None
