@@ -183,7 +183,7 @@ def confirm(request, confirmation: Confirmation) -> tuple[bool, ConfirmForm]:
         form.code_sent = send_confirmation_code(request, confirmation)
         return False, form
     form = ConfirmForm(request.POST, **kwargs)
-    form.code_sent = True
+    form.code_sent = bool(request.POST.get("code"))  # a code was typed: one was sent
     return form.is_valid(), form
 
 

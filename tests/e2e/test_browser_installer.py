@@ -87,6 +87,8 @@ def test_installer_commissions_and_hands_over(accounts, live_server, browser_pag
     # The owner (on the installer's screen, after the installer logs out) opens the link.
     page.get_by_role("button", name="Log out").click()
     page.goto(link)
+    expect(page).to_have_url(re.compile(r"/accounts/invitation/"))
+    page.get_by_role("link", name="Log in first").click()  # the owner has an account
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
     sms_login(page, live_server.url, "06 33 44 55 66", OWNER_PHONE)
     expect(page.get_by_role("heading", name="Become the owner of Maison Moreau")).to_be_visible()
