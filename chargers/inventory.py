@@ -10,6 +10,7 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import TokenBucket
 from communities.services import audit
@@ -81,16 +82,52 @@ def claim_charger(*, site, actor, serial: str, pin: str, name: str = "", company
     many attempts (throttled per person and per serial). The attempt is counted outside the
     claim's transaction, so a refused claim still spends its token."""
     serial = serial.strip()
-    user_ok = TokenBucket.authorize(f"claim-user:{actor.pk}", CLAIMS_PER_USER, CLAIM_WINDOW_SECONDS)
-    serial_ok = TokenBucket.authorize(
-        f"claim-serial:{_digest(serial.upper())}", CLAIMS_PER_SERIAL, CLAIM_WINDOW_SECONDS
-    )
+    buckets = [
+        (f"claim-user:{actor.pk}", CLAIMS_PER_USER),
+        (f"claim-serial:{_digest(serial.upper())}", CLAIMS_PER_SERIAL),
+    ]
+    user_ok = TokenBucket.authorize(buckets[0][0], CLAIMS_PER_USER, CLAIM_WINDOW_SECONDS)
+    serial_ok = TokenBucket.authorize(buckets[1][0], CLAIMS_PER_SERIAL, CLAIM_WINDOW_SECONDS)
     if not (user_ok and serial_ok):
         raise ChargerError(
             _("Too many attempts to claim a charger. Please wait 15 minutes and try again.")
         )
-    with transaction.atomic():
-        return _claim(site=site, actor=actor, serial=serial, pin=pin, name=name, company=company)
+    try:
+        with transaction.atomic():
+            return _claim(
+                site=site, actor=actor, serial=serial, pin=pin, name=name, company=company
+            )
+    except WrongPin:
+        left = _attempts_left(buckets)
+        if left <= 0:
+            message = _(
+                "Wrong PIN for this serial number. No attempt left: wait 15 minutes before "
+                "trying again."
+            )
+        else:
+            message = ngettext(
+                "Wrong PIN for this serial number. Check the sticker on the charger: "
+                "%(left)d attempt left before a 15-minute pause.",
+                "Wrong PIN for this serial number. Check the sticker on the charger: "
+                "%(left)d attempts left before a 15-minute pause.",
+                left,
+            ) % {"left": left}
+        raise ChargerError(message) from None
+
+
+class WrongPin(ChargerError):
+    pass
+
+
+def _attempts_left(buckets) -> int:
+    """Whole attempts still in the fullest-used of the claim buckets (each token is
+    1/capacity of a bucket)."""
+    left = []
+    for key, capacity in buckets:
+        bucket = TokenBucket.objects.filter(value=key).first()
+        tokens = bucket.tokens if bucket is not None else 1.0
+        left.append(int(tokens * capacity + 1e-9))
+    return min(left)
 
 
 def _claim(*, site, actor, serial, pin, name, company) -> Charger:
@@ -103,7 +140,7 @@ def _claim(*, site, actor, serial, pin, name, company) -> Charger:
             )
         )
     if not check_password(pin.strip(), item.pin_hash):
-        raise ChargerError(_("Wrong PIN for this serial number. Check the sticker on the charger."))
+        raise WrongPin(_("Wrong PIN for this serial number. Check the sticker on the charger."))
     if item.claimed_at is not None or _identity_taken(item.serial):
         raise ChargerError(_("This charger has already been claimed in another installation."))
     charger = Charger.objects.create(

@@ -76,6 +76,7 @@ def test_installer_commissions_and_hands_over(accounts, live_server, browser_pag
     expect(page.get_by_text("Awaiting first connection").first).to_be_visible()
 
     # Invite the owner: the link and its QR code are shown once.
+    page.get_by_role("link", name="Management").click()  # tabs are grouped
     page.get_by_role("link", name="Hand-over").click()
     page.get_by_label("Phone number").fill("06 33 44 55 66")
     page.get_by_role("button", name="Send the invitation").click()
@@ -85,6 +86,7 @@ def test_installer_commissions_and_hands_over(accounts, live_server, browser_pag
     assert any(m.to == OWNER_PHONE and link in m.body for m in sms.outbox)
 
     # The owner (on the installer's screen, after the installer logs out) opens the link.
+    page.locator(".account-menu summary").click()  # Log out lives in the account menu
     page.get_by_role("button", name="Log out").click()
     page.goto(link)
     expect(page).to_have_url(re.compile(r"/accounts/invitation/"))
@@ -95,6 +97,7 @@ def test_installer_commissions_and_hands_over(accounts, live_server, browser_pag
     page.get_by_role("button", name="Accept").click()
     expect(page).to_have_url(re.compile(r"/c/maison-moreau/$"))
     expect(page.get_by_text("You are now the owner of Maison Moreau")).to_be_visible()
+    page.get_by_role("link", name="Settings").click()  # the owner's settings group
     expect(page.get_by_role("link", name="Installer access")).to_be_visible()
 
     membership = Membership.objects.get(user=accounts["owner"])

@@ -80,6 +80,7 @@ def test_manager_journey_login_site_user_charger_live_outlet(
     expect(page).to_have_url(re.compile(r"/c/parc/$"))
 
     # Add a site.
+    page.get_by_role("link", name="Management").click()  # tabs are grouped
     page.get_by_role("link", name="Sites").click()
     page.get_by_role("link", name="Add a site").click()
     page.get_by_label("Name").fill("Parking visiteurs")
@@ -109,6 +110,7 @@ def test_manager_journey_login_site_user_charger_live_outlet(
     expect(page.get_by_text("ws://localhost:9000/ocpp/BROWSER-CP-01").first).to_be_visible()
 
     # The outlet appears and changes state live when the simulated charger connects.
+    page.get_by_role("link", name="Supervision").click()
     page.get_by_role("link", name="Outlets").click()
     table = page.locator("#outlet-table")
     expect(table).to_contain_text("No outlets yet")
