@@ -33,8 +33,20 @@ twilio_http_client = None
 
 
 class ConsoleBackend:
+    """Prints the SMS in a box that stands out among other console lines (the demo's login
+    code is read there)."""
+
     def send(self, to: str, body: str) -> None:
-        sys.stdout.write(f"SMS to {to}: {body}\n")
+        title = f" SMS to {to} "
+        width = max(len(title), len(body)) + 4
+        lines = [
+            "",
+            "┏" + title.center(width, "━") + "┓",
+            "┃  " + body.ljust(width - 2) + "┃",
+            "┗" + "━" * width + "┛",
+            "",
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
         logger.info("SMS to %s: %s", to, body)
 

@@ -139,6 +139,8 @@ LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", _("French")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Europe/Paris"
+# English pages with European dates and the 24-hour clock (sparklin/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["sparklin.formats"]
 USE_I18N = True
 USE_TZ = True
 PHONENUMBER_DEFAULT_REGION = env_str("PHONENUMBER_DEFAULT_REGION", "FR")
@@ -271,6 +273,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "ocpp": {"level": "WARNING"},
+        # 4xx answers (403, 404) log a warning with a traceback; the demo raises this to ERROR.
+        "django.request": {"level": env_str("REQUEST_LOG_LEVEL", "WARNING")},
         "websockets": {"level": "WARNING"},
     },
 }

@@ -30,7 +30,7 @@ def test_seed_demo_is_the_documented_data_and_idempotent():
     demo = Community.objects.get(slug="demo")
     assert demo.expense_email == "finance@demo.example"
     roles = dict(Membership.objects.filter(community=demo).values_list("user__phone", "role"))
-    assert roles == {"+33600000001": Role.MANAGER, "+33600000002": Role.INDIVIDUAL}
+    assert roles == {"+33600000001": Role.OWNER, "+33600000002": Role.INDIVIDUAL}
     assert User.objects.get(phone="+33600000002").email == "driver@demo.example"
     chargers = Charger.objects.filter(community=demo)
     assert sorted(c.identity for c in chargers) == [

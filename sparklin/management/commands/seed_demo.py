@@ -2,7 +2,7 @@
 documented state (idempotent: running it twice changes nothing).
 
 Community `demo` with two sites; chargers DEMO-SPARK1-01 and DEMO-ZAPTEC-01 (OCPP 1.6J) and
-DEMO-VOLTTIME-01 (OCPP 2.0.1), no password; manager +33600000001; driver +33600000002
+DEMO-VOLTTIME-01 (OCPP 2.0.1), no password; owner (and manager) +33600000001; driver +33600000002
 (driver@demo.example) holding card DEMO-CARD-01; 0.2516 EUR/kWh since 2020-01-01; expense-note
 recipient finance@demo.example; and a few completed sessions last month so pages are not empty.
 Installers: company "Demo Électricité" whose admin is +33600000003; it installed DEMO-SPARK1-01
@@ -81,7 +81,9 @@ class Command(BaseCommand):
         ]
         manager = self._person(MANAGER_PHONE, "Camille", "Martin", "manager@demo.example")
         driver = self._person(DRIVER_PHONE, "Lucas", "Bernard", "driver@demo.example")
-        for user, role in [(manager, Role.MANAGER), (driver, Role.INDIVIDUAL)]:
+        # The documented manager is the demo community's owner: every page is reachable with
+        # one login, the owner's pages (installer access, ownership) included.
+        for user, role in [(manager, Role.OWNER), (driver, Role.INDIVIDUAL)]:
             Membership.objects.update_or_create(
                 community=community,
                 user=user,
@@ -114,7 +116,7 @@ class Command(BaseCommand):
         self._installer(community, chargers[0])
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo ready: community 'demo', manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
+                f"Demo ready: community 'demo', owner and manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
                 f"installer {INSTALLER_PHONE}, chargers {', '.join(c[0] for c in CHARGERS)}."
             )
         )

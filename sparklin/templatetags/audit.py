@@ -1,0 +1,55 @@
+"""The audit log as sentences in the reader's language instead of raw codes (`member.add`)."""
+
+from django import template
+from django.utils.translation import gettext_lazy as _
+
+register = template.Library()
+
+# %(target)s is what the entry recorded (a person, a site, a serial number, a price…).
+SENTENCES = {
+    "community.create": _("created the community %(target)s"),
+    "community.update": _("changed the community's settings"),
+    "installation.create": _("created the installation %(target)s"),
+    "member.add": _("added %(target)s"),
+    "member.update": _("changed the details or role of %(target)s"),
+    "member.remove": _("removed %(target)s from the community"),
+    "member.leave": _("left the community"),
+    "site.create": _("added the site %(target)s"),
+    "site.update": _("changed the site %(target)s"),
+    "charger.register": _("registered the charger %(target)s"),
+    "charger.claim": _("added the charger %(target)s by its serial number and PIN"),
+    "charger.update": _("changed the charger %(target)s"),
+    "charger.password": _("generated a new password for the charger %(target)s"),
+    "charger.command": _("sent a command to the charger: %(target)s"),
+    "card.add": _("added the card %(target)s"),
+    "card.deactivate": _("deactivated the card %(target)s"),
+    "price.add": _("added the price %(target)s"),
+    "price.update": _("corrected the price to %(target)s"),
+    "price.delete": _("removed the price %(target)s"),
+    "invitation.handover": _("invited the future owner (%(target)s)"),
+    "invitation.transfer": _("offered the ownership to %(target)s"),
+    "invitation.revoke": _("cancelled the invitation sent to %(target)s"),
+    "ownership.handover": _("became the owner of the installation"),
+    "ownership.transfer": _("accepted the ownership of the installation"),
+    "access.grant": _("gave access to the installer %(target)s"),
+    "access.handover_full": _("started the 14 days of full access of the installer %(target)s"),
+    "access.revoke": _("revoked the access of the installer %(target)s"),
+    "grant.revoke": _("revoked the access of the installer %(target)s"),
+    "access_request.create": _("asked for access"),
+    "access_request.accept": _("accepted the access request of %(target)s"),
+    "access_request.refuse": _("refused the access request of %(target)s"),
+    "expense_notes.generate": _("issued the expense notes of %(target)s"),
+    "expense_notes.send": _("sent the expense notes of %(target)s"),
+    "expense_notes.send_request": _("asked to send the expense notes of %(target)s"),
+    "expense_notes.export": _("exported the expense notes of %(target)s"),
+    "expense_note.resend": _("sent the expense note %(target)s again"),
+}
+
+
+@register.filter
+def audit_sentence(event) -> str:
+    """What `event` did, as a sentence whose subject is its actor (shown next to it)."""
+    sentence = SENTENCES.get(event.action)
+    if sentence is None:
+        return event.action  # a new kind of entry: still shown, untranslated
+    return str(sentence) % {"target": event.target or "—"}
