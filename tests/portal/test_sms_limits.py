@@ -136,3 +136,16 @@ def test_login_codes_count_towards_the_number_limit(client, db, settings):
         LoginCode.objects.update(created_at="2000-01-01T00:00Z")  # past the resend interval
     with pytest.raises(account_services.LoginError, match="last hour"):
         account_services.request_login_code(phone="+33660000001", ip="10.0.0.9")
+
+
+def test_answering_an_access_request_respects_the_limits(community, manager, settings):
+    from communities.models import AccessRequest
+
+    settings.SMS_PER_COMMUNITY_PER_HOUR = 1
+    _add(community, manager, "+33670000001")  # spends the community's hour
+    driver = builders.make_user(phone="+33670000002")
+    request = AccessRequest.objects.create(community=community, user=driver)
+    with pytest.raises(services.CommunityError, match="limit of 1 SMS per hour"):
+        services.decide_access_request(access_request=request, actor=manager, accept=True)
+    request.refresh_from_db()
+    assert request.state == AccessRequest.State.PENDING  # nothing changed
