@@ -48,7 +48,9 @@ def _masked(phone: str) -> str:
 def signup_start(request):
     if request.user.is_authenticated:
         return redirect("home")
-    form = SignupForm(request.POST or None)
+    form = SignupForm(
+        request.POST or None, initial={"country": settings.PHONENUMBER_DEFAULT_REGION}
+    )
     if request.method == "POST" and form.is_valid():
         data = {k: str(v) for k, v in form.cleaned_data.items()}
         try:
