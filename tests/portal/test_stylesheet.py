@@ -74,3 +74,12 @@ def test_linkbutton_only_used_in_the_top_bar():
         if path.name == "base.html":
             continue
         assert "linkbutton" not in path.read_text(), f"{path}: a link-styled button on a white page"
+
+
+def test_every_post_form_is_validated_by_the_server_only():
+    """`novalidate` on every POST form: messages come from the server, in the person's language,
+    never from the browser's bubbles in the browser's language."""
+    for path in TEMPLATES.rglob("*.html"):
+        for tag in re.findall(r"<form\b[^>]*>", path.read_text()):
+            if re.search(r'method="?post', tag, re.I):
+                assert "novalidate" in tag, f"{path}: {tag}"
