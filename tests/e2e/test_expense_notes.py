@@ -120,7 +120,10 @@ def test_month_end_run_mails_finance_and_drivers_once(mail_worker, smtp, last_mo
     # A second month-end run, and the month run forced again: nothing more is sent.
     sends_before = succeeded(mail_worker, "billing.tasks.send_month")
     app.send_task("billing.tasks.check_months")
-    app.send_task("billing.tasks.run_month", args=[community.pk, month.year, month.month, True])
+    app.send_task(
+        "billing.tasks.run_month",
+        kwargs={"community": community.pk, "year": month.year, "month": month.month, "send": True},
+    )
     wait_until(
         lambda: succeeded(mail_worker, "billing.tasks.send_month") > sends_before,
         timeout=60,
