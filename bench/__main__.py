@@ -204,11 +204,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class BenchTimeout(Exception):
+    pass
+
+
 def _wait(predicate, deadline: float, what: str, workers) -> float:
     while not predicate():
         if time.perf_counter() > deadline:
-            tail = "\n".join(line for w in workers for line in list(w.lines)[-20:])
-            raise SystemExit(f"Timed out waiting for {what}.\n--- worker output ---\n{tail}")
+            raise BenchTimeout(what)
         for w in workers:
             if w.proc.poll() is not None:
                 raise SystemExit(f"{w.name} exited.\n" + "\n".join(w.lines))
@@ -294,22 +297,36 @@ def main(argv=None) -> int:
             run_month.delay(community=community.pk, year=YEAR, month=MONTH, send=True)
             issued = _wait(runs.exists, deadline, "the month to be issued", workers)
             total = notes.count()
-            rendered = _wait(
-                lambda: not notes.filter(pdf="").exists(), deadline, "every PDF", workers
-            )
-            driver_mails = _wait(
-                lambda: inbox.count(lambda to: to != community.expense_email) >= total,
-                deadline,
-                "every driver's e-mail",
-                workers,
-            )
-            finance_mail = _wait(
-                lambda: inbox.count(lambda to: to == community.expense_email) >= 1,
-                deadline,
-                "the finance e-mail",
-                workers,
-            )
-            done = _wait(lambda: not unsent.exists(), deadline, "every dispatch marked", workers)
+            try:
+                rendered = _wait(
+                    lambda: not notes.filter(pdf="").exists(), deadline, "every PDF", workers
+                )
+                driver_mails = _wait(
+                    lambda: inbox.count(lambda to: to != community.expense_email) >= total,
+                    deadline,
+                    "every driver's e-mail",
+                    workers,
+                )
+                finance_mail = _wait(
+                    lambda: inbox.count(lambda to: to == community.expense_email) >= 1,
+                    deadline,
+                    "the finance e-mail",
+                    workers,
+                )
+                done = _wait(
+                    lambda: not unsent.exists(), deadline, "every dispatch marked", workers
+                )
+            except BenchTimeout as e:
+                # A machine busy with other work: report how far it got, and what it cost.
+                cpu = sum(_cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+                stored = notes.exclude(pdf="").count()
+                print(
+                    f"TIMED OUT after {time.perf_counter() - start:.0f} s waiting for {e}: "
+                    f"{stored}/{total} PDFs stored, {inbox.count()} e-mails accepted; worker "
+                    f"CPU {cpu:.1f} s ({cpu / max(stored, 1) * 1000:.0f} ms per stored note); "
+                    f"load average {os.getloadavg()[0]:.1f}"
+                )
+                return 1
             elapsed = done - start
             cpu = sum(_cpu_seconds(w.proc.pid) for w in workers) - cpu_before
             load_after = os.getloadavg()[0]
