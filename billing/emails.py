@@ -4,13 +4,21 @@
 import io
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from django.utils.translation import override
 
 from . import formatting as fmt
 from .exports import write_notes_csv
 from .pdf import render_expense_note_pdf
+
+# A send never hangs on a silent mail server: it fails, is recorded and retried, and the
+# dispatch's claim (billing.dispatch.CLAIM_TIMEOUT, much longer) is released with it.
+SMTP_TIMEOUT = 120
+
+
+def _connection():
+    return get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or SMTP_TIMEOUT)
 
 
 def _pdf_of(note, language: str) -> bytes:
@@ -50,7 +58,9 @@ def send_finance_email(*, community, notes, to: str, language: str, year: int, m
         subject = " ".join(render_to_string("emails/expense_finance_subject.txt", context).split())
         text = render_to_string("emails/expense_finance.txt", context)
         html = render_to_string("emails/expense_finance.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message = EmailMultiAlternatives(
+        subject, text, settings.DEFAULT_FROM_EMAIL, [to], connection=_connection()
+    )
     message.attach_alternative(html, "text/html")
     for note in notes:
         message.attach(f"{note.number}.pdf", _pdf_of(note, language), "application/pdf")
@@ -77,7 +87,9 @@ def send_driver_email(*, note, to: str, language: str):
         subject = " ".join(render_to_string("emails/expense_driver_subject.txt", context).split())
         text = render_to_string("emails/expense_driver.txt", context)
         html = render_to_string("emails/expense_driver.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message = EmailMultiAlternatives(
+        subject, text, settings.DEFAULT_FROM_EMAIL, [to], connection=_connection()
+    )
     message.attach_alternative(html, "text/html")
     message.attach(f"{note.number}.pdf", _pdf_of(note, language), "application/pdf")
     message.send()

@@ -91,7 +91,7 @@ def ended_months(community, count: int = 12) -> list[tuple[str, str]]:
 
     from communities.selectors import current_month
 
-    from .services import previous_month
+    from .months import previous_month
 
     year, month = current_month(community)
     choices = []

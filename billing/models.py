@@ -112,6 +112,7 @@ class ExpenseNote(models.Model):
     energy_wh = models.DecimalField(max_digits=16, decimal_places=1, default=0)
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2, default=0)
     fingerprint = models.CharField(max_length=64)
+    # Empty until the note's rendering task has stored it (billing.rendering).
     pdf = models.FileField(upload_to=_note_pdf_path, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -137,10 +138,6 @@ class ExpenseNote(models.Model):
         return self.number
 
     @property
-    def energy_kwh(self):
-        return self.energy_wh / 1000
-
-    @property
     def month_label(self):
         return f"{self.year:04d}-{self.month:02d}"
 
@@ -155,15 +152,12 @@ class ExpenseNote(models.Model):
     def finance_dispatch(self):
         return self.dispatch(NoteDispatch.Kind.FINANCE)
 
-    @property
-    def driver_dispatch(self):
-        return self.dispatch(NoteDispatch.Kind.DRIVER)
-
 
 class NoteDispatch(models.Model):
     """A note sent to one kind of recipient. The row exists before the e-mail leaves and is
-    unique per (note, kind): with the month's run row locked while sending, a note can never be
-    e-mailed twice to the same kind of recipient, whoever runs the month."""
+    unique per (note, kind); a sender claims it (`claimed_at`) in a committed transaction before
+    talking to the mail server, so a note is never e-mailed twice to the same kind of recipient,
+    whoever sends the month (`billing.dispatch`)."""
 
     class Kind(models.TextChoices):
         FINANCE = "finance", _("Finance")
@@ -182,6 +176,8 @@ class NoteDispatch(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Set while a worker is sending it; cleared when it is marked sent or failed.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = scoped_manager()

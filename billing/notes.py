@@ -1,6 +1,6 @@
 """What goes into an expense note, as plain data: a driver's completed sessions of a month, one
 line per session, and the fingerprint that says whether an issued note still matches them.
-Reads only; `services.generate_month` turns them into notes."""
+Reads only, inside the community's scope; `issuing.generate_month` turns them into notes."""
 
 import hashlib
 import json
@@ -24,8 +24,7 @@ def month_sessions(community: Community, year: int, month: int):
     they end, and then version the note of the month they started in."""
     start, end = month_bounds(community, year, month)
     return (
-        ChargingSession.objects.with_scopes_disabled()
-        .filter(
+        ChargingSession.objects.filter(
             community=community,
             started_at__gte=start,
             started_at__lt=end,
@@ -110,9 +109,7 @@ def finance_language(community: Community) -> str:
         language = (
             User.objects.filter(
                 Q(email__iexact=community.expense_email),
-                memberships__in=Membership.objects.with_scopes_disabled().filter(
-                    community=community
-                ),
+                memberships__in=Membership.objects.filter(community=community),
             )
             .values_list("language", flat=True)
             .first()

@@ -1,16 +1,23 @@
-"""Background work of the billing app: ids in, scope entered, one service call. Every task is
-idempotent (re-running a month issues and sends nothing twice) and `acks_late`.
+"""Background work of the billing app: ids in, one service call. Every task but the hourly
+check runs on `CommunityTask` (call it with `community=<id>`; the body gets the instance and runs
+in its scope). Every task is idempotent (re-running issues, renders and sends nothing twice)
+and `acks_late`.
+
+The month-end pipeline: `run_month` issues the month's rows in one short transaction and, after
+commit, queues one `render_note` per new note; each rendering queues its driver's e-mail
+(`send_driver_copy`) and, once the month's last PDF is stored, the finance e-mail
+(`send_finance`). Several workers share a month that way.
 
 `check_months` runs hourly on the schedule in `CELERY_BEAT_SCHEDULE` (sparklin/settings.py)."""
 
 from celery import shared_task
 from django.db import DatabaseError
-from django_scopes import scope, scopes_disabled
 
-from communities.models import Community
+from sparklin.tasks import CommunityTask
 
-from . import services
-from .models import ExportJob
+from . import dispatch, issuing, rendering, scheduling
+from .export_jobs import build_export_zip
+from .models import ExpenseNote, ExportJob, NoteDispatch
 
 _DB_RETRY = {
     "bind": True,
@@ -28,47 +35,88 @@ SEND_RETRY_BASE = 60
 SEND_RETRY_MAX = 3600
 SEND_MAX_RETRIES = 30
 
+_SEND = {
+    "base": CommunityTask,
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": (DatabaseError,),
+    "max_retries": SEND_MAX_RETRIES,
+}
 
-def _community(community_id: int) -> Community:
-    with scopes_disabled():
-        return Community.objects.get(pk=community_id)
+
+def _retry_failed_send(task, result: dispatch.SendResult) -> None:
+    if result.failed and not task.request.is_eager:
+        # In-process (embedded default, tests) there is no broker to come back later: the
+        # failure stays recorded and the hourly check retries it.
+        countdown = min(SEND_RETRY_MAX, SEND_RETRY_BASE * 2**task.request.retries)
+        raise task.retry(countdown=countdown, exc=dispatch.DeliveryError(result.failed[0]))
 
 
 @shared_task(name="billing.tasks.check_months", **_DB_RETRY)
 def check_months(self) -> int:
     """Hourly: start the month-end run where it is due, re-issue months whose sessions changed,
-    retry failed sends."""
-    return len(services.check_months())
+    retry failed sends, re-queue lost renderings."""
+    return len(scheduling.check_months())
 
 
-@shared_task(name="billing.tasks.run_month", **_DB_RETRY)
-def run_month(self, community_id: int, year: int, month: int, send: bool = False) -> dict:
-    """Issue a community's notes of one month (new ones and new versions), then send if asked."""
-    community = _community(community_id)
-    with scope(community=community):
-        result = services.generate_month(community=community, year=year, month=month)
+@shared_task(name="billing.tasks.run_month", base=CommunityTask, **_DB_RETRY)
+def run_month(self, *, community, year: int, month: int, send: bool = False) -> dict:
+    """Issue a community's notes of one month (new ones and new versions); their PDFs and
+    e-mails follow in their own tasks. With `send`, the month is sent, and what is left unsent
+    from before (failures, notes issued before sending was asked) is sent now."""
+    result = issuing.generate_month(community=community, year=year, month=month, send=send)
     if send:
-        send_month_task.delay(community_id, year, month)
+        send_month_task.delay(community=community.pk, year=year, month=month)
     return {"created": len(result.created), "versioned": len(result.versioned)}
 
 
-@shared_task(
-    name="billing.tasks.send_month",
-    bind=True,
-    acks_late=True,
-    autoretry_for=(DatabaseError,),
-    max_retries=SEND_MAX_RETRIES,
-)
-def send_month_task(self, community_id: int, year: int, month: int) -> dict:
-    """E-mail what was not sent yet of a month; retried with backoff while a send fails."""
-    community = _community(community_id)
-    with scope(community=community):
-        result = services.send_month(community=community, year=year, month=month)
-    if result.failed and not self.request.is_eager:
-        # In-process (embedded default, tests) there is no broker to come back later: the
-        # failure stays recorded and the hourly check retries it.
-        countdown = min(SEND_RETRY_MAX, SEND_RETRY_BASE * 2**self.request.retries)
-        raise self.retry(countdown=countdown, exc=services.DeliveryError(result.failed[0]))
+@shared_task(name="billing.tasks.render_note", base=CommunityTask, **_DB_RETRY)
+def render_note(self, *, community, note: int) -> bool:
+    """Render and store one note's PDF (nothing if it has one), then start its e-mails: the
+    driver's copy, and the finance e-mail when it was the month's last PDF."""
+    obj = ExpenseNote.objects.select_related("replaces", "holder").filter(pk=note).first()
+    if obj is None:
+        return False  # the community was deleted since
+    stored = rendering.store_note_pdf(obj)
+    if not obj.is_current:
+        return stored
+    pending = NoteDispatch.objects.filter(note__year=obj.year, note__month=obj.month).exclude(
+        status=NoteDispatch.Status.SENT
+    )
+    if pending.filter(note=obj, kind=NoteDispatch.Kind.DRIVER).exists():
+        send_driver_copy.delay(community=community.pk, note=obj.pk)
+    if pending.filter(kind=NoteDispatch.Kind.FINANCE).exists() and rendering.month_has_all_pdfs(
+        community, obj.year, obj.month
+    ):
+        send_finance.delay(community=community.pk, year=obj.year, month=obj.month)
+    return stored
+
+
+@shared_task(name="billing.tasks.send_driver_copy", **_SEND)
+def send_driver_copy(self, *, community, note: int) -> int:
+    """E-mail a driver their note (once); retried with backoff while the send fails."""
+    obj = ExpenseNote.objects.select_related("replaces", "holder").filter(pk=note).first()
+    if obj is None:
+        return 0
+    result = dispatch.send_driver_copy(note=obj)
+    _retry_failed_send(self, result)
+    return result.driver_sent
+
+
+@shared_task(name="billing.tasks.send_finance", **_SEND)
+def send_finance(self, *, community, year: int, month: int) -> int:
+    """E-mail finance the month's notes not sent to them yet, once all have their PDF."""
+    result = dispatch.send_finance(community=community, year=year, month=month)
+    _retry_failed_send(self, result)
+    return result.finance_sent
+
+
+@shared_task(name="billing.tasks.send_month", **_SEND)
+def send_month_task(self, *, community, year: int, month: int) -> dict:
+    """E-mail what was not sent yet of a month (finance and drivers); retried with backoff
+    while a send fails. The sweeper behind "send now" and the hourly retries."""
+    result = dispatch.send_month(community=community, year=year, month=month)
+    _retry_failed_send(self, result)
     return {
         "finance": result.finance_sent,
         "drivers": result.driver_sent,
@@ -76,11 +124,8 @@ def send_month_task(self, community_id: int, year: int, month: int) -> dict:
     }
 
 
-@shared_task(name="billing.tasks.build_export", bind=True, acks_late=True)
-def build_export(self, job_id: int) -> str:
+@shared_task(name="billing.tasks.build_export", base=CommunityTask, bind=True, acks_late=True)
+def build_export(self, *, community, job: int) -> str:
     """Build the ZIP of an export job (the page polls its progress)."""
-    with scopes_disabled():
-        job = ExportJob.objects.select_related("community", "requested_by").get(pk=job_id)
-    with scope(community=job.community):
-        job = services.build_export_zip(job=job)
-    return job.status
+    obj = ExportJob.objects.select_related("community", "requested_by").get(pk=job)
+    return build_export_zip(job=obj).status

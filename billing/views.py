@@ -17,10 +17,11 @@ from communities.permissions import community_permission, has_permission
 from communities.templatetags.portal import price as price_filter
 from sparklin.confirm import Confirmation, confirm, render_confirmation
 
-from . import prices, services
+from . import dispatch, export_jobs, prices, services
 from .exports import write_sessions_csv
 from .forms import ExportForm, IdForm, NoteResendForm, NotesMonthsForm, PriceForm
 from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch, Price
+from .months import months_q
 from .pdf import render_expense_note_pdf
 
 
@@ -110,7 +111,7 @@ def _month_rows(community, runs):
     (3 queries whatever the number of notes)."""
     runs = list(runs)
     notes = (
-        ExpenseNote.objects.filter(services.months_q([(r.year, r.month) for r in runs]))
+        ExpenseNote.objects.filter(months_q([(r.year, r.month) for r in runs]))
         .filter(is_current=True)
         .select_related("replaces")
         .prefetch_related(Prefetch("dispatches", queryset=NoteDispatch.objects.all()))
@@ -134,7 +135,12 @@ def _month_rows(community, runs):
                     for d in n.dispatches.all()
                     if d.status == NoteDispatch.Status.FAILED
                 ),
-                "unsent": sum(1 for n in month_notes if not n.finance_dispatch),
+                "unsent": sum(
+                    1
+                    for n in month_notes
+                    if getattr(n.finance_dispatch, "status", None)
+                    not in (NoteDispatch.Status.SENT, NoteDispatch.Status.FAILED)
+                ),
             }
         )
     return rows
@@ -147,7 +153,7 @@ def _tools_context(request, *, form=None, notes_form=None, job=None):
         context.update(
             notes_form=notes_form or NotesMonthsForm(community=community),
             month_rows=_month_rows(community, ExpenseRun.objects.order_by("-year", "-month")[:12]),
-            no_recipient=services.no_recipient_message() if not community.expense_email else "",
+            no_recipient=dispatch.no_recipient_message() if not community.expense_email else "",
             job=job,
         )
     return context
@@ -190,10 +196,12 @@ def notes_action(request, community):
     months = form.cleaned_data["months"]
     try:
         if form.cleaned_data["action"] == NotesMonthsForm.SEND:
-            services.request_send(community=request.community, actor=request.user, months=months)
+            dispatch.request_send(community=request.community, actor=request.user, months=months)
             messages.success(request, _("The notes of the chosen months are being sent."))
             return redirect("billing:export-list", community=community)
-        job = services.start_export(community=request.community, actor=request.user, months=months)
+        job = export_jobs.start_export(
+            community=request.community, actor=request.user, months=months
+        )
     except services.BillingError as e:
         messages.error(request, e.message)
         return redirect("billing:export-list", community=community)
@@ -241,7 +249,7 @@ def note_resend(request, community):
         return HttpResponseBadRequest()
     note = get_object_or_404(ExpenseNote, pk=form.cleaned_data["note"])
     try:
-        services.resend_note(note=note, kind=form.cleaned_data["kind"], actor=request.user)
+        dispatch.resend_note(note=note, kind=form.cleaned_data["kind"], actor=request.user)
     except services.BillingError as e:
         messages.error(request, e.message)
     else:
@@ -270,8 +278,9 @@ def note_download(request, community):
     own = note.holder_id == request.user.pk
     if not own and not has_permission(request, "notes:manage"):
         raise Http404
-    if own and request.user.language != note.language:
-        data = render_expense_note_pdf(note, request.user.language)
+    if (own and request.user.language != note.language) or not note.pdf:
+        # Not stored yet (its task is still queued) or wanted in another language: render it.
+        data = render_expense_note_pdf(note, request.user.language if own else None)
     else:
         with note.pdf.open("rb") as f:
             data = f.read()

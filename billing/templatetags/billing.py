@@ -18,7 +18,7 @@ def note_dispatches(note):
 def expense_notes_alert(context):
     """On the dashboard, for managers: why notes were not e-mailed (no recipient, failed
     sends). `{% load billing %}{% expense_notes_alert %}`."""
-    from billing.services import no_recipient_message
+    from billing.dispatch import no_recipient_message
 
     community = context.get("community")
     perms = context.get("community_perms") or ()

@@ -1,9 +1,14 @@
 """Sessions recorded the way chargers report them (chargers.events), for the expense-note tests:
-the price in force at the start and the cost rounded to the cent come from production code."""
+the price in force at the start and the cost rounded to the cent come from production code;
+and billing services called as production calls them (in scope, tasks run after commit)."""
 
 import itertools
 from datetime import datetime, timedelta
 
+from django.test import TestCase
+from django_scopes import scope
+
+from billing import issuing
 from chargers import events as ev
 from chargers.models import ChargingSession
 
@@ -80,4 +85,30 @@ def end(charger, tid, when, energy_wh):
                 },
             }
         ]
+    )
+
+
+def after_commit(fn, *args, **kwargs):
+    """Call `fn`, then run what it queued on commit (PDF renderings, the e-mails they start), as
+    the commit of a real transaction would: the test's own transaction never commits."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return fn(*args, **kwargs)
+
+
+def in_scope(tenant, fn, *args, **kwargs):
+    """Call a billing service the way a request or a task does: inside the community's scope."""
+    with scope(community=tenant):
+        return fn(*args, **kwargs)
+
+
+def issue(community, year, month, **kwargs):
+    """Issue a month and render its PDFs (the tasks queued on commit run here, in-process)."""
+    return after_commit(
+        in_scope,
+        community,
+        issuing.generate_month,
+        community=community,
+        year=year,
+        month=month,
+        **kwargs,
     )

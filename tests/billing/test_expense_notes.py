@@ -13,15 +13,16 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from pypdf import PdfReader
 
-from billing import services
+from billing import dispatch, scheduling
 from billing.models import ExpenseNote, ExpenseRun, NoteDispatch
 from billing.pdf import render_expense_note_pdf
+from billing.services import BillingError
 from chargers.models import ChargingSession
 from communities.models import AuditEvent, Membership, Role
 from tests import builders
 from tests.communities.portal_data import local, make_session
 
-from .notes_data import charge, end, start_only
+from .notes_data import after_commit, charge, end, in_scope, issue, start_only
 
 NOW = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -64,7 +65,15 @@ def fleet(community, charger, individual, manager):
 
 
 def generate(community, year=2025, month=10):
-    return services.generate_month(community=community, year=year, month=month)
+    return issue(community, year, month)
+
+
+def send(community, year=2025, month=10):
+    return in_scope(community, dispatch.send_month, community=community, year=year, month=month)
+
+
+def check():
+    return after_commit(scheduling.check_months)
 
 
 def note_of(user, year=2025, month=10) -> ExpenseNote:
@@ -194,7 +203,7 @@ def test_month_without_sessions_has_no_note(community, fleet):
 
 
 def test_unfinished_month_refused(community, fleet):
-    with pytest.raises(services.BillingError):
+    with pytest.raises(BillingError):
         generate(community, 2025, 11)
 
 
@@ -210,7 +219,7 @@ def test_driver_who_left_keeps_notes(community, fleet):
 
 def test_send_month_sends_one_email_to_finance_and_copies_once(community, fleet):
     generate(community)
-    result = services.send_month(community=community, year=2025, month=10)
+    result = send(community)
     assert (result.finance_sent, result.driver_sent, result.failed) == (2, 2, [])
     finance = [m for m in mail.outbox if m.to == ["finance@tilleuls.example"]]
     assert len(finance) == 1
@@ -229,14 +238,14 @@ def test_send_month_sends_one_email_to_finance_and_copies_once(community, fleet)
     assert "Note de frais" in pdf_text(lucas[0].attachments[0][1])
     assert NoteDispatch.objects.filter(status=NoteDispatch.Status.SENT).count() == 4
 
-    again = services.send_month(community=community, year=2025, month=10)
+    again = send(community)
     assert (again.finance_sent, again.driver_sent) == (0, 0)
     assert len(mail.outbox) == 3
 
 
 def test_new_version_is_sent_alone(community, fleet):
     generate(community)
-    services.send_month(community=community, year=2025, month=10)
+    send(community)
     mail.outbox.clear()
     make_session(
         fleet["charger"],
@@ -247,7 +256,7 @@ def test_new_version_is_sent_alone(community, fleet):
         started_at=local(community, 2025, 10, 22, 9, 0),
     )
     generate(community)
-    services.send_month(community=community, year=2025, month=10)
+    send(community)
     finance = [m for m in mail.outbox if m.to == ["finance@tilleuls.example"]]
     assert len(finance) == 1
     assert [a[0] for a in finance[0].attachments][0] == "TILLEULS-2025-10-0002-V2.pdf"
@@ -258,7 +267,7 @@ def test_no_recipient_creates_notes_and_sends_nothing(community, fleet):
     community.expense_email = ""
     community.save()
     generate(community)
-    result = services.send_month(community=community, year=2025, month=10)
+    result = send(community)
     assert result.finance_sent == 0 and "No expense-note recipient" in result.not_sent_reason
     assert ExpenseNote.objects.count() == 2
     assert not NoteDispatch.objects.filter(kind=NoteDispatch.Kind.FINANCE).exists()
@@ -275,12 +284,12 @@ class FailingBackend:
 def test_failed_send_is_recorded_then_retried(community, fleet, settings):
     generate(community)
     settings.EMAIL_BACKEND = "tests.billing.test_expense_notes.FailingBackend"
-    result = services.send_month(community=community, year=2025, month=10)
+    result = send(community)
     assert result.failed and result.finance_sent == 0
     failed = NoteDispatch.objects.filter(status=NoteDispatch.Status.FAILED)
     assert failed.count() == 4 and "Connection unexpectedly closed" in failed.first().error
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    retry = services.send_month(community=community, year=2025, month=10)
+    retry = send(community)
     assert (retry.finance_sent, retry.driver_sent) == (2, 2)
     assert set(NoteDispatch.objects.values_list("status", flat=True)) == {"sent"}
     assert NoteDispatch.objects.filter(attempts=2).count() == 4
@@ -288,12 +297,16 @@ def test_failed_send_is_recorded_then_retried(community, fleet, settings):
 
 def test_manager_resends_a_note(community, fleet, manager):
     generate(community)
-    services.send_month(community=community, year=2025, month=10)
+    send(community)
     mail.outbox.clear()
-    dispatch = services.resend_note(
-        note=note_of(fleet["a"]), kind=NoteDispatch.Kind.FINANCE, actor=manager
+    resent = in_scope(
+        community,
+        dispatch.resend_note,
+        note=note_of(fleet["a"]),
+        kind=NoteDispatch.Kind.FINANCE,
+        actor=manager,
     )
-    assert dispatch.attempts == 2 and len(mail.outbox) == 1
+    assert resent.attempts == 2 and len(mail.outbox) == 1
     assert [a[0] for a in mail.outbox[0].attachments][0] == "TILLEULS-2025-10-0001.pdf"
     assert AuditEvent.objects.filter(action="expense_note.resend").exists()
 
@@ -303,37 +316,40 @@ def test_manager_resends_a_note(community, fleet, manager):
 
 def test_month_end_is_due_after_the_1st_0600_local(community):
     # 1 November 2025, Paris is UTC+1: 06:00 local is 05:00 UTC.
-    assert services.month_end_due(community, datetime(2025, 11, 1, 4, 59, tzinfo=UTC)) is None
-    assert services.month_end_due(community, datetime(2025, 11, 1, 5, 0, tzinfo=UTC)) == (2025, 10)
+    assert scheduling.month_end_due(community, datetime(2025, 11, 1, 4, 59, tzinfo=UTC)) is None
+    assert scheduling.month_end_due(community, datetime(2025, 11, 1, 5, 0, tzinfo=UTC)) == (
+        2025,
+        10,
+    )
     # 1 April 2025, summer time (UTC+2): 06:00 local is 04:00 UTC.
-    assert services.month_end_due(community, datetime(2025, 4, 1, 3, 59, tzinfo=UTC)) is None
-    assert services.month_end_due(community, datetime(2025, 4, 1, 4, 0, tzinfo=UTC)) == (2025, 3)
-    assert services.month_end_due(community, datetime(2025, 1, 1, 5, 0, tzinfo=UTC)) == (2024, 12)
+    assert scheduling.month_end_due(community, datetime(2025, 4, 1, 3, 59, tzinfo=UTC)) is None
+    assert scheduling.month_end_due(community, datetime(2025, 4, 1, 4, 0, tzinfo=UTC)) == (2025, 3)
+    assert scheduling.month_end_due(community, datetime(2025, 1, 1, 5, 0, tzinfo=UTC)) == (2024, 12)
 
 
 def test_check_months_runs_the_month_once_and_versions_later_changes(community, fleet):
     ChargingSession.objects.update(updated_at=datetime(2025, 10, 31, 23, 0, tzinfo=UTC))
     with time_machine.travel(datetime(2025, 11, 1, 5, 30, tzinfo=UTC), tick=False):
-        queued = services.check_months()
+        queued = check()
     assert (community.pk, 2025, 10, True) in queued
     assert ExpenseNote.objects.filter(year=2025, month=10).count() == 2
     assert len([m for m in mail.outbox if m.to == ["finance@tilleuls.example"]]) == 1
     with time_machine.travel(datetime(2025, 11, 1, 6, 30, tzinfo=UTC), tick=False):
-        assert services.check_months() == []
+        assert check() == []
     # A session of October corrected on the 3rd: next hour, a new version, sent.
     with time_machine.travel(datetime(2025, 11, 3, 9, 0, tzinfo=UTC), tick=False):
         s = fleet["b"].charging_sessions.get()
         s.energy_wh, s.cost = Decimal("21000"), Decimal("6.55")
         s.save()
     with time_machine.travel(datetime(2025, 11, 3, 10, 0, tzinfo=UTC), tick=False):
-        queued = services.check_months()
+        queued = check()
     assert (community.pk, 2025, 10, True) in queued
     assert note_of(fleet["b"]).version == 2
     assert len([m for m in mail.outbox if m.to == ["finance@tilleuls.example"]]) == 2
     with time_machine.travel(datetime(2025, 11, 3, 11, 0, tzinfo=UTC), tick=False):
-        services.check_months()
+        check()
     with time_machine.travel(datetime(2025, 11, 3, 12, 0, tzinfo=UTC), tick=False):
-        assert services.check_months() == []
+        assert check() == []
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -9,11 +9,12 @@ import pytest
 import time_machine
 from django.core import mail
 
-from billing import services
 from billing.models import ExpenseNote, ExportJob, NoteDispatch
 from communities.models import Role
 from tests import builders
 from tests.communities.portal_data import local, make_session
+
+from .notes_data import issue
 
 NOW = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
 TOOLS = "/c/tilleuls/exports/"
@@ -43,7 +44,7 @@ def notes(community, charger, individual):
                 started_at=local(community, 2025, month, 3, 8, 0),
             )
     for month in (9, 10):
-        services.generate_month(community=community, year=2025, month=month)
+        issue(community, 2025, month)
     return {
         "mine": ExpenseNote.objects.get(holder=individual, month=10),
         "theirs": ExpenseNote.objects.get(holder=other, month=10),
@@ -172,7 +173,7 @@ def test_forged_ids_from_another_community_are_404(client, outsider, notes):
     make_session(
         charger, None, outsider, None, energy_wh="1000", started_at=local(other, 2025, 10, 3, 8, 0)
     )
-    services.generate_month(community=other, year=2025, month=10)
+    issue(other, 2025, 10)
     foreign = ExpenseNote.objects.get(community=other)
     client.force_login(outsider)
     assert (

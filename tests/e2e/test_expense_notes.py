@@ -1,9 +1,11 @@
-"""The month-end run end to end: the hourly beat task published to Redis, the real Celery worker
-process issuing the notes in PostgreSQL, rendering the PDFs and e-mailing them over SMTP to a
-local aiosmtpd server started here. A second run sends nothing."""
+"""The month-end run end to end: the hourly beat task published to the broker, real Celery worker
+processes issuing the notes in PostgreSQL, rendering the PDFs and e-mailing them over SMTP to a
+local aiosmtpd server started here. A second run sends nothing; two workers share a month and
+still send each e-mail once."""
 
 import email
 import email.policy
+import sys
 from datetime import timedelta
 
 import pytest
@@ -16,7 +18,7 @@ from sparklin.celery import app
 from tests import builders
 from tests.communities.portal_data import make_session
 
-from .processes import celery_worker, child_env, free_port, wait_until
+from .processes import Process, celery_worker, child_env, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +122,10 @@ def test_month_end_run_mails_finance_and_drivers_once(mail_worker, smtp, last_mo
     # A second month-end run, and the month run forced again: nothing more is sent.
     sends_before = succeeded(mail_worker, "billing.tasks.send_month")
     app.send_task("billing.tasks.check_months")
-    app.send_task("billing.tasks.run_month", args=[community.pk, month.year, month.month, True])
+    app.send_task(
+        "billing.tasks.run_month",
+        kwargs={"community": community.pk, "year": month.year, "month": month.month, "send": True},
+    )
     wait_until(
         lambda: succeeded(mail_worker, "billing.tasks.send_month") > sends_before,
         timeout=60,
@@ -128,3 +133,81 @@ def test_month_end_run_mails_finance_and_drivers_once(mail_worker, smtp, last_mo
     )
     assert len(smtp.messages) == 3
     assert ExpenseNote.objects.filter(community=community).count() == 2
+
+
+def named_worker(env, name):
+    return Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sparklin",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"{name}@%h",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env,
+        ready_text="ready.",
+    )
+
+
+@pytest.fixture
+def two_workers(e2e_env, smtp, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    app.conf.task_always_eager = False
+    env = child_env(EMAIL_HOST="127.0.0.1", EMAIL_PORT=smtp.port, MEDIA_ROOT=settings.MEDIA_ROOT)
+    workers = [named_worker(env, f"notes{n}").start(timeout=60) for n in (1, 2)]
+    yield workers
+    for process in workers:
+        process.stop()
+        print(f"--- {process.name} output ---\n{process.output()}")
+
+
+def test_two_workers_share_a_month_and_send_each_email_once(two_workers, smtp, e2e_env):
+    community = builders.make_community(name="Shared Month", slug="e2e-shared")
+    community.expense_email = RECIPIENT
+    community.save()
+    charger = builders.make_charger(community, identity="E2E-SHARED-01")
+    now = timezone.localtime(timezone.now(), community.tz)
+    last_month = (now.replace(day=1, hour=12) - timedelta(days=1)).replace(day=3)
+    drivers = 12
+    for n in range(drivers):
+        user = builders.make_member(community, Role.INDIVIDUAL).user
+        user.email = f"shared{n}@e2e.example"
+        user.save()
+        make_session(charger, None, user, None, energy_wh=str(1000 + n), started_at=last_month)
+
+    app.send_task(
+        "billing.tasks.run_month",
+        kwargs={
+            "community": community.pk,
+            "year": last_month.year,
+            "month": last_month.month,
+            "send": True,
+        },
+    )
+    wait_until(
+        lambda: len(smtp.messages) >= drivers + 1, timeout=120, what="every e-mail of the month"
+    )
+    wait_until(
+        lambda: NoteDispatch.objects.filter(status="sent").count() == 2 * drivers,
+        what="every dispatch marked sent",
+    )
+    recipients = sorted(to[0] for to, _m in smtp.messages)
+    assert recipients == sorted([RECIPIENT] + [f"shared{n}@e2e.example" for n in range(drivers)])
+    finance = next(m for to, m in smtp.messages if to == [RECIPIENT])
+    pdfs = [p for p in finance.iter_attachments() if p.get_filename().endswith(".pdf")]
+    assert len(pdfs) == drivers
+    # Both workers rendered part of the month.
+    assert all(succeeded(w, "billing.tasks.render_note") >= 1 for w in two_workers)
+    assert sum(succeeded(w, "billing.tasks.render_note") for w in two_workers) == drivers
+    assert not ExpenseNote.objects.filter(community=community, pdf="").exists()

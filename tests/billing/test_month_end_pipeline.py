@@ -1,0 +1,237 @@
+"""The month-end pipeline: rows issued in one short transaction, each PDF rendered once after
+commit (crash-safe, orphans replaced), e-mails claimed before they leave, finance waiting for
+the month's last PDF, the month lock never held while rendering, lost work picked up again."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.files.base import ContentFile
+from django.db import connections, transaction
+from django.utils import timezone
+from django_scopes import scope
+
+from billing import dispatch, issuing, rendering, scheduling
+from billing.models import ExpenseNote, ExpenseRun, NoteDispatch
+from billing.pdf import render_expense_note_pdf
+from communities.models import Role
+from tests import builders
+from tests.communities.portal_data import local, make_session
+
+from .notes_data import after_commit
+
+NOW = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
+FINANCE = "finance@tilleuls.example"
+
+
+@pytest.fixture(autouse=True)
+def _now():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def month(community, charger):
+    """Three drivers with October sessions, two with an e-mail address."""
+    community.expense_email = FINANCE
+    community.save()
+    drivers = []
+    for n, email in enumerate(("a@x.example", "b@x.example", ""), 1):
+        user = builders.make_member(community, Role.INDIVIDUAL).user
+        user.email = email
+        user.save()
+        drivers.append(user)
+        make_session(
+            charger,
+            None,
+            user,
+            None,
+            energy_wh=str(1000 * n),
+            started_at=local(community, 2025, 10, 3 + n, 8, 0),
+        )
+    return drivers
+
+
+def generate(community, **kwargs):
+    """Issue October without running what it queued on commit (the test transaction never
+    commits): the rows alone, as the workers find them."""
+    with scope(community=community):
+        return issuing.generate_month(community=community, year=2025, month=10, **kwargs)
+
+
+def test_issuing_writes_rows_and_dispatches_and_leaves_pdfs_to_tasks(community, month):
+    with mock.patch("billing.rendering.render_expense_note_pdf") as render:
+        result = generate(community, send=True)
+    render.assert_not_called()  # nothing slow inside the month's transaction
+    assert len(result.created) == 3
+    assert not ExpenseNote.objects.exclude(pdf="").exists()
+    assert ExpenseRun.objects.get(year=2025, month=10).auto_send
+    kinds = sorted(NoteDispatch.objects.values_list("kind", "to_email"))
+    assert kinds == [
+        ("driver", "a@x.example"),
+        ("driver", "b@x.example"),
+        ("finance", FINANCE),
+        ("finance", FINANCE),
+        ("finance", FINANCE),
+    ]
+    assert set(NoteDispatch.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_a_month_not_sent_gets_no_dispatch_rows(community, month):
+    generate(community)
+    assert not NoteDispatch.objects.exists()
+
+
+def test_after_commit_each_pdf_is_rendered_then_drivers_and_finance_are_mailed(community, month):
+    after_commit(generate, community, send=True)
+    assert not ExpenseNote.objects.filter(pdf="").exists()
+    assert sorted(m.to[0] for m in mail.outbox) == ["a@x.example", "b@x.example", FINANCE]
+    finance = next(m for m in mail.outbox if m.to == [FINANCE])
+    assert len([a for a in finance.attachments if a[0].endswith(".pdf")]) == 3
+    assert set(NoteDispatch.objects.values_list("status", flat=True)) == {"sent"}
+    assert NoteDispatch.objects.filter(claimed_at__isnull=False).count() == 0
+
+
+def test_finance_waits_for_the_months_last_pdf(community, month):
+    generate(community, send=True)
+    notes = list(ExpenseNote.objects.select_related("replaces").order_by("sequence"))
+    with scope(community=community):
+        for note in notes[:2]:
+            rendering.store_note_pdf(note)
+        assert dispatch.send_finance(community=community, year=2025, month=10).waiting_for_pdfs
+        assert mail.outbox == []
+        rendering.store_note_pdf(notes[2])
+        result = dispatch.send_finance(community=community, year=2025, month=10)
+    assert result.finance_sent == 3 and len(mail.outbox) == 1
+
+
+def test_a_stored_pdf_is_not_rendered_again(community, month):
+    after_commit(generate, community)
+    note = ExpenseNote.objects.first()
+    name = note.pdf.name
+    with mock.patch("billing.rendering.render_expense_note_pdf") as render:
+        assert rendering.store_note_pdf(note) is False
+    render.assert_not_called()
+    assert ExpenseNote.objects.get(pk=note.pk).pdf.name == name
+
+
+def test_a_crash_while_rendering_leaves_no_file_and_no_field(community, month):
+    generate(community)
+    note = ExpenseNote.objects.select_related("replaces").first()
+    with mock.patch("billing.rendering.render_expense_note_pdf", side_effect=MemoryError):
+        with pytest.raises(MemoryError):
+            rendering.store_note_pdf(note)
+    note.refresh_from_db()
+    name = note.pdf.field.generate_filename(note, f"{note.number}.pdf")
+    assert not note.pdf and not note.pdf.storage.exists(name)
+
+
+def test_an_orphan_file_left_by_a_crash_after_writing_is_replaced(community, month):
+    generate(community)
+    note = ExpenseNote.objects.select_related("replaces").first()
+    storage = note.pdf.storage
+    name = note.pdf.field.generate_filename(note, f"{note.number}.pdf")
+    storage.save(name, ContentFile(b"half a PDF"))
+    assert storage.exists(name)
+    assert rendering.store_note_pdf(note) is True
+    note.refresh_from_db()
+    assert note.pdf.name == name  # the fixed name, not name_XXXX
+    assert note.pdf.read().startswith(b"%PDF")
+
+
+def test_of_two_workers_rendering_one_note_the_first_wins(community, month):
+    generate(community)
+    note = ExpenseNote.objects.select_related("replaces").first()
+    twin = ExpenseNote.objects.select_related("replaces").get(pk=note.pk)
+    assert rendering.store_note_pdf(note) is True
+    twin.pdf.name = ""  # it looked before the first one stored it
+    assert rendering.store_note_pdf(twin) is False
+    files = list(note.pdf.storage.listdir(note.pdf.name.rsplit("/", 1)[0])[1])
+    assert files == [note.pdf.name.rsplit("/", 1)[1]]
+
+
+def test_a_claimed_dispatch_is_not_sent_by_another_worker_until_its_claim_is_stale(
+    community, month
+):
+    after_commit(generate, community)
+    note = ExpenseNote.objects.select_related("holder").get(holder=month[0])
+    claimed = NoteDispatch.objects.create(
+        community=community,
+        note=note,
+        kind=NoteDispatch.Kind.DRIVER,
+        to_email="a@x.example",
+        claimed_at=timezone.now(),
+    )
+    assert dispatch.send_driver_copy(note=note).driver_sent == 0
+    assert mail.outbox == []
+    NoteDispatch.objects.filter(pk=claimed.pk).update(
+        claimed_at=timezone.now() - dispatch.CLAIM_TIMEOUT - timedelta(seconds=1)
+    )
+    assert dispatch.send_driver_copy(note=note).driver_sent == 1  # its worker died mid-send
+    assert dispatch.send_driver_copy(note=note).driver_sent == 0
+    assert len(mail.outbox) == 1
+
+
+def test_a_version_replaced_before_it_was_sent_is_not_sent(community, month, charger):
+    generate(community, send=True)
+    first = ExpenseNote.objects.get(holder=month[0])
+    make_session(
+        charger,
+        None,
+        month[0],
+        None,
+        energy_wh="500",
+        started_at=local(community, 2025, 10, 20, 8, 0),
+    )
+    after_commit(generate, community, send=True)
+    assert not NoteDispatch.objects.filter(note=first).exists()
+    to_a = [m for m in mail.outbox if m.to == ["a@x.example"]]
+    assert len(to_a) == 1 and to_a[0].attachments[0][0].endswith("-V2.pdf")
+
+
+def test_the_hourly_check_renders_notes_whose_task_was_lost_and_sends_them(community, month):
+    generate(community, send=True)  # committed rows, tasks lost (a broker restarted empty)
+    with time_machine.travel(NOW + timedelta(minutes=20), tick=False):
+        after_commit(scheduling.check_months)
+    assert not ExpenseNote.objects.filter(pdf="").exists()
+    assert sorted(m.to[0] for m in mail.outbox) == ["a@x.example", "b@x.example", FINANCE]
+
+
+def test_the_download_renders_a_note_whose_pdf_is_not_stored_yet(manager_client, community, month):
+    generate(community)
+    note = ExpenseNote.objects.first()
+    response = manager_client.get("/c/tilleuls/expense-notes/pdf/", {"note": note.pk})
+    assert response.status_code == 200 and response.content.startswith(b"%PDF")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_month_lock_is_not_held_while_pdfs_are_rendered(community, month):
+    """Rendering happens after the issuing transaction committed: another connection can lock
+    the month's run row while a PDF is being rendered."""
+    seen = []
+
+    def render_and_probe(note, language=None):
+        def probe():
+            try:
+                with scope(community=community), transaction.atomic():
+                    ExpenseRun.objects.select_for_update(nowait=True).get(year=2025, month=10)
+                seen.append("free")
+            except Exception as e:  # DatabaseError: could not obtain lock
+                seen.append(type(e).__name__)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=probe)  # its own database connection
+        thread.start()
+        thread.join(10)
+        return render_expense_note_pdf(note, language)
+
+    with mock.patch("billing.rendering.render_expense_note_pdf", side_effect=render_and_probe):
+        with scope(community=community):
+            issuing.generate_month(community=community, year=2025, month=10, send=True)
+    assert seen == ["free", "free", "free"]
+    assert not ExpenseNote.objects.filter(pdf="").exists()
+    assert len(mail.outbox) == 3
