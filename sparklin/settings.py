@@ -190,6 +190,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "chargers.tasks.purge_message_log",
         "schedule": 6 * 3600.0,
     },
+    "chargers-purge-unknown-chargers": {
+        "task": "chargers.tasks.purge_unknown_chargers",
+        "schedule": 3600.0,
+    },
     # Expense notes: hourly, the month-end run where the 1st 06:00 local time has passed,
     # new versions of notes whose sessions changed, retries of failed sends.
     "billing-expense-notes": {
@@ -246,6 +250,18 @@ GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"
 GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
 GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
+# Storms (ocpp_gateway.server): the listen backlog (the kernel caps it at net.core.somaxconn),
+# the time a charger has to finish its opening handshake, and how often the charger directory
+# is refreshed by delta / reloaded whole.
+GATEWAY_BACKLOG = env_int("GATEWAY_BACKLOG", 4096)
+GATEWAY_OPEN_TIMEOUT = float(env_str("GATEWAY_OPEN_TIMEOUT", "60"))
+GATEWAY_DIRECTORY_REFRESH_SECONDS = float(env_str("GATEWAY_DIRECTORY_REFRESH_SECONDS", "5"))
+GATEWAY_DIRECTORY_RELOAD_SECONDS = float(env_str("GATEWAY_DIRECTORY_RELOAD_SECONDS", "300"))
+# Redis connections of one gateway process (registry and takeover notices), whatever the fleet.
+GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 4)
+# Refused identities kept (chargers.tasks.purge_unknown_chargers).
+UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
+UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)
 
 LOGGING = {
     "version": 1,
