@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django_scopes import scope
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidMessage
 from websockets.protocol import State
 
 from .batcher import EventBatcher
@@ -111,6 +111,10 @@ class _CountingConnection(ServerConnection):
             raise
         if self.protocol.state is State.OPEN:
             self.stats.accepted += 1
+        elif isinstance(self.protocol.handshake_exc, InvalidMessage) and isinstance(
+            self.protocol.handshake_exc.__cause__, EOFError
+        ):
+            self.stats.record("reset")  # hung up before sending a whole request
         elif self.protocol.handshake_exc is not None:
             self.stats.record("invalid")
         elif self.response is not None and self.response.status_code != 101:
@@ -358,11 +362,22 @@ class Gateway:
             logger.warning("%s: command %s failed", cp.id, row["action"], exc_info=True)
 
     # --- the upgrade --------------------------------------------------------------------------
-    def refuse(self, connection, identity: str, reason: str, status: HTTPStatus, text: str):
+    def refuse(
+        self,
+        connection,
+        identity: str,
+        reason: str,
+        status: HTTPStatus,
+        text: str,
+        *,
+        throttle: bool = True,
+    ):
         """Refuse the handshake and record it (`UnknownCharger`); each refusal spends one of the
-        source address's tokens, so a scan of identities soon gets 429 without any work."""
+        source address's tokens, so a scan of identities soon gets 429 without any work (wrong
+        passwords have their own buckets: `throttle=False`)."""
         remote = _remote(connection)
-        self.refusals_by_address.take(remote)
+        if throttle:
+            self.refusals_by_address.take(remote)
         self.batcher.emit(
             identity[:100] or "?", "refused", {"reason": reason, "remote_address": remote}
         )
@@ -451,6 +466,7 @@ class Gateway:
             "bad_password",
             HTTPStatus.UNAUTHORIZED,
             "Wrong or missing user name or password",
+            throttle=False,
         )
         response.headers["WWW-Authenticate"] = 'Basic realm="sparklin", charset="UTF-8"'
         return response
