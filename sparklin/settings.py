@@ -254,6 +254,8 @@ OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
 # the time a charger has to finish its opening handshake, and how often the charger directory
 # is refreshed by delta / reloaded whole.
 GATEWAY_BACKLOG = env_int("GATEWAY_BACKLOG", 4096)
+# This gateway process's name (several behind a balancer); default host name + random suffix.
+GATEWAY_INSTANCE_ID = env_str("GATEWAY_INSTANCE_ID")
 GATEWAY_OPEN_TIMEOUT = float(env_str("GATEWAY_OPEN_TIMEOUT", "60"))
 GATEWAY_DIRECTORY_REFRESH_SECONDS = float(env_str("GATEWAY_DIRECTORY_REFRESH_SECONDS", "5"))
 GATEWAY_DIRECTORY_RELOAD_SECONDS = float(env_str("GATEWAY_DIRECTORY_RELOAD_SECONDS", "300"))
