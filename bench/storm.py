@@ -46,6 +46,12 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -220,7 +226,7 @@ class StormCharger:
 
 
 async def _storm(
-    port: int, identities: list[str], gateway_pid: int, deadline: float, visible_count
+    port: int, identities: list[str], pids: dict, deadline: float, visible_count
 ) -> dict:
     import redis.asyncio as redis_asyncio
 
@@ -234,6 +240,7 @@ async def _storm(
         clients = await redis.client_list()
         return sum(1 for c in clients if c.get("name", "").startswith("sparklin-gateway-"))
 
+    cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.time()
     tasks = [asyncio.create_task(c.run(t0, stop)) for c in chargers]
     all_accepted = all_visible = None
@@ -250,7 +257,9 @@ async def _storm(
                 all_visible = time.time() - t0
             if all_visible is not None and all_accepted is not None:
                 break
-        rss = _rss_mb(gateway_pid)
+        rss = _rss_mb(pids["gateway"])
+        cpu = {name: _cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        elapsed = time.time() - t0
         redis_now = await gateway_redis_connections()
     finally:
         stop.set()
@@ -266,6 +275,8 @@ async def _storm(
         "p99": times[int(len(times) * 0.99) - 1] if times else None,
         "stats": stats,
         "rss": rss,
+        "cpu": cpu,
+        "elapsed": elapsed,
         "redis_max": redis_max,
         "redis_now": redis_now,
     }
@@ -361,7 +372,15 @@ def main(argv=None) -> int:
             except OSError:
                 time.sleep(0.2)
         time.sleep(2.0)  # the worker's start-up
-        result = asyncio.run(_storm(port, identities, gateway.pid, args.deadline, visible_count))
+        result = asyncio.run(
+            _storm(
+                port,
+                identities,
+                {"gateway": gateway.pid, "worker": worker.pid, "clients": os.getpid()},
+                args.deadline,
+                visible_count,
+            )
+        )
     finally:
         conn.close()
         for process in (gateway, worker):
@@ -407,6 +426,8 @@ def main(argv=None) -> int:
     print(
         f"redis         : {result['redis_max']} connections held by the gateway at most ({result['redis_now']} at the end)"
     )
+    cpu = ", ".join(f"{name} {value:.0f} s" for name, value in result["cpu"].items())
+    print(f"CPU used      : {cpu} in {result['elapsed']:.0f} s of wall time (2 cores, shared)")
     print(f"logs          : {gateway_log}, {worker_log}")
     return 0 if result["all_visible"] is not None else 1
 
