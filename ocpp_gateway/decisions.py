@@ -34,6 +34,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
+from chargers import hashers
 from chargers.models import Charger, TransactionIdBlock, card_decision, normalize_card_uid
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,16 @@ def load_directory(changed_since=None) -> tuple[list[dict], object]:
                 newest = updated_at
             chargers.append(row)
     return chargers, newest
+
+
+def upgrade_password_hash(charger_id: int, old: str, new: str) -> bool:
+    """Replace a charger's password hash by an equivalent one, unless it changed meanwhile."""
+    with scopes_disabled():
+        return bool(
+            Charger.objects.filter(pk=charger_id, password_hash=old).update(
+                password_hash=new, updated_at=timezone.now()
+            )
+        )
 
 
 def reserve_transaction_ids(size: int, name: str = "ocpp16") -> int:
@@ -264,21 +275,39 @@ class Decisions:
         ).hexdigest()
 
     async def password_ok(self, charger: dict, password: str | None) -> bool:
-        """Check a Basic-auth password against the charger's hash. PBKDF2 is deliberately slow,
-        so it runs on a worker thread (a bounded number at once), and a success is remembered (by
-        a digest, never the password) until the hash changes."""
+        """Check a Basic-auth password against the charger's hash. Generated passwords have a
+        fast salted hash (`chargers.hashers`), checked inline. PBKDF2 is deliberately slow, so it
+        runs on a worker thread (a bounded number at once), a success is remembered (by a digest,
+        never the password) until the hash changes, and a generated-looking password found
+        behind a PBKDF2 hash is upgraded to the fast hash."""
         if not charger["password_hash"]:
             return True
         if password is None:
             return False
         if self.remembered(charger, password):
             return True
+        encoded = charger["password_hash"]
+        if hashers.is_fast(encoded):
+            return hashers.check_fast(password, encoded)
         async with self._hashing:
-            ok = await asyncio.to_thread(check_password, password, charger["password_hash"])
-        if ok:
-            key = (charger["identity"], charger["password_hash"])
-            self.passwords.set(key, self._digest(charger, password))
-        return ok
+            ok = await asyncio.to_thread(check_password, password, encoded)
+        if not ok:
+            return False
+        key = (charger["identity"], encoded)
+        self.passwords.set(key, self._digest(charger, password))
+        if hashers.looks_generated(password):
+            await self._upgrade(charger, password)
+        return True
+
+    async def _upgrade(self, charger: dict, password: str) -> None:
+        old = charger["password_hash"]
+        new = await asyncio.to_thread(hashers.hash_generated_password, password)
+        try:
+            if await db_call(upgrade_password_hash, charger["id"], old, new):
+                charger["password_hash"] = new  # the directory's dict: next checks are fast
+                logger.info("%s: password hash upgraded to the fast hash", charger["identity"])
+        except DatabaseError as exc:
+            logger.warning("%s: password hash not upgraded (%s)", charger["identity"], exc)
 
     async def authorize(self, community_id: int, id_tag: str) -> dict:
         """{"status", "card_id", "holder_id"} for a card presented in this community. While the

@@ -394,3 +394,50 @@ def test_newest_connection_wins_across_two_gateways(charger, settings):
     assert (code, reason) == (1000, "Connected to another gateway")
     assert holder == "gw-b"
     assert connected is True and gateway == "gw-b"
+
+
+# --- password hashes ----------------------------------------------------------------------------
+
+
+def test_generated_passwords_get_the_fast_hash_typed_ones_stay_slow():
+    from chargers import hashers
+
+    generated = "Ab3-xY9_kLm2Qr7sTu4v"
+    assert hashers.looks_generated(generated)
+    assert not hashers.looks_generated("correcthorsebatterystaple")  # a phrase: one class
+    assert not hashers.looks_generated("s3cret")
+    encoded = hashers.hash_generated_password(generated)
+    assert hashers.is_fast(encoded)
+    assert hashers.check_charger_password(generated, encoded)
+    assert not hashers.check_charger_password(generated[:-1] + "w", encoded)
+    assert encoded != hashers.hash_generated_password(generated)  # salted
+    with pytest.raises(ValueError):
+        hashers.hash_generated_password("short")
+
+
+def test_generated_password_accepted_and_old_slow_hash_upgraded(community, site, manager):
+    from django.contrib.auth.hashers import make_password
+
+    from chargers import hashers, services
+
+    fresh = builders.make_charger(community, site=site, identity="CP-GEN")
+    generated = services.generate_charger_password(charger=fresh, actor=manager)
+    assert hashers.is_fast(Charger.objects.get(pk=fresh.pk).password_hash)
+    # A password generated before the fast hash existed: PBKDF2 (MD5 in tests) until used.
+    old_secret = "Zq8-Lm3_Yt6Wp2Rs9Nx4"
+    legacy = builders.make_charger(community, site=site, identity="CP-LEGACY")
+    Charger.objects.filter(pk=legacy.pk).update(password_hash=make_password(old_secret))
+
+    async def scenario(gw):
+        auth = {"Authorization": basic_auth("CP-GEN", generated)}
+        first = (await status_of(gw, "CP-GEN", auth))[0]
+        legacy_auth = {"Authorization": basic_auth("CP-LEGACY", old_secret)}
+        second = (await status_of(gw, "CP-LEGACY", legacy_auth))[0]
+        gw.decisions.passwords.clear()
+        again = (await status_of(gw, "CP-LEGACY", legacy_auth))[0]
+        wrong = {"Authorization": basic_auth("CP-LEGACY", old_secret[:-1] + "5")}
+        refused = (await status_of(gw, "CP-LEGACY", wrong))[0]
+        return first, second, again, refused
+
+    assert run(scenario) == (101, 101, 101, 401)
+    assert hashers.is_fast(Charger.objects.get(pk=legacy.pk).password_hash)
