@@ -159,6 +159,7 @@ class Gateway:
         self.registry = Registry(
             settings.REDIS_URL or None,
             self.instance_id,
+            ttl=settings.GATEWAY_REGISTRY_TTL,
             max_connections=settings.GATEWAY_REDIS_MAX_CONNECTIONS,
             on_takeover=self._taken_over,
         )

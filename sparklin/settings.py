@@ -271,6 +271,8 @@ GATEWAY_DIRECTORY_REFRESH_SECONDS = float(env_str("GATEWAY_DIRECTORY_REFRESH_SEC
 GATEWAY_DIRECTORY_RELOAD_SECONDS = float(env_str("GATEWAY_DIRECTORY_RELOAD_SECONDS", "300"))
 # Redis connections of one gateway process (registry and takeover notices), whatever the fleet.
 GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 4)
+# Lifetime of a registry entry; each gateway re-claims its chargers every third of it.
+GATEWAY_REGISTRY_TTL = env_int("GATEWAY_REGISTRY_TTL", 90)
 # Refused identities kept (chargers.tasks.purge_unknown_chargers).
 UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
 UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)

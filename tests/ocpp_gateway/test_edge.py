@@ -441,3 +441,81 @@ def test_generated_password_accepted_and_old_slow_hash_upgraded(community, site,
 
     assert run(scenario) == (101, 101, 101, 401)
     assert hashers.is_fast(Charger.objects.get(pk=legacy.pk).password_hash)
+
+
+# --- a Redis restart ----------------------------------------------------------------------------
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port (never the shared one), restartable."""
+
+    def __init__(self):
+        import shutil
+
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.skip("no redis-server")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self):
+        import subprocess
+        import time
+
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def test_registry_survives_a_redis_restart(charger, settings, caplog):
+    redis = pytest.importorskip("redis")
+    private = PrivateRedis()
+    private.start()
+    settings.REDIS_URL = private.url
+    settings.GATEWAY_REGISTRY_TTL = 3  # re-claims every second
+    key = f"sparklin:gateway:charger:{charger.identity}"
+
+    def get():
+        try:
+            return redis.Redis.from_url(private.url).get(key)
+        except redis.exceptions.ConnectionError:
+            return None
+
+    async def scenario(gw):
+        assert gw.registry.refresh_every == 1
+        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+            await cp.boot()
+            await until(lambda: get() is not None)
+            await asyncio.to_thread(private.stop)
+            await asyncio.sleep(1.5)  # the registry finds Redis gone
+            await cp.heartbeat()  # the charger is not affected
+            await asyncio.to_thread(private.start)  # back, empty
+            await until(lambda: get() is not None, timeout=8)
+            return charger.identity in gw.connections
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="ocpp_gateway.registry"):
+            assert run(scenario) is True
+    finally:
+        private.stop()
+    assert "registry paused" in caplog.text and "registry resumed" in caplog.text
