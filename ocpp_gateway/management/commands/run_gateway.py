@@ -29,6 +29,23 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def check_somaxconn(backlog: int) -> None:
+    """The kernel caps the listen backlog at net.core.somaxconn: say so when it cuts ours."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            somaxconn = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    if somaxconn < backlog:
+        logger.warning(
+            "Listen backlog %s is capped at net.core.somaxconn=%s: raise it (sysctl -w "
+            "net.core.somaxconn=%s) so a reconnect storm is not dropped by the kernel",
+            backlog,
+            somaxconn,
+            backlog,
+        )
+
+
 class Command(BaseCommand):
     help = "Run the OCPP 1.6J / 2.0.1 gateway (ws://HOST:PORT/ocpp/<identity>)."
 
@@ -50,6 +67,7 @@ class Command(BaseCommand):
                 raise CommandError("--certfile and --keyfile go together")
             context = tls_context(certfile, keyfile)
         limit = raise_open_files_limit()
+        check_somaxconn(settings.GATEWAY_BACKLOG)
         asyncio.run(self.run(host, port, context, limit, instance_id))
 
     async def run(self, host, port, context, limit, instance_id=None):
