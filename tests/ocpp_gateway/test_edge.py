@@ -283,6 +283,20 @@ def test_unknown_chargers_are_aged_out_and_capped(db):
     ]
 
 
+def test_purge_task_is_scheduled_and_applies_the_settings(db, settings):
+    from chargers.tasks import purge_unknown_chargers
+
+    assert any(
+        entry["task"] == "chargers.tasks.purge_unknown_chargers"
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    )
+    settings.UNKNOWN_CHARGER_MAX, settings.UNKNOWN_CHARGER_DAYS = 2, 30
+    for n in range(5):
+        UnknownCharger.objects.create(identity=f"P{n}")
+    assert purge_unknown_chargers.delay().get() == 3
+    assert UnknownCharger.objects.count() == 2
+
+
 # --- handshake failures, counted ----------------------------------------------------------------
 
 
