@@ -82,7 +82,17 @@ def export_user_data(user: User) -> dict:
                 for s in sessions
             ],
             "access_requests": [
-                {"community": r.community.name, "state": r.state, "asked": _iso(r.created_at)}
+                {
+                    # The name only once the managers let the person in: an account that asks
+                    # with a slug must not learn whose installation it is.
+                    "community": (
+                        r.community.name
+                        if r.state == AccessRequest.State.ACCEPTED
+                        else r.community.slug
+                    ),
+                    "state": r.state,
+                    "asked": _iso(r.created_at),
+                }
                 for r in requests
             ],
             "installer_companies": [m.company.name for m in companies],

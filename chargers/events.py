@@ -292,6 +292,7 @@ class _ChargerBatch:
         if c.connection_changed_at is not None and at < c.connection_changed_at:
             return
         self._set(connected=True, connected_since=at, connection_changed_at=at)
+        self._set(gateway=(payload.get("gateway") or "")[:100])
         if payload.get("ocpp_version"):
             self._set(ocpp_version=payload["ocpp_version"])
 

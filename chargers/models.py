@@ -3,6 +3,7 @@ commands sent to them and the OCPP message log. Every row carries its community.
 
 import re
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -57,6 +58,11 @@ class Charger(models.Model):
     configured_at = models.DateTimeField(null=True, blank=True)
     configuration = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by every save(): the gateways refresh their in-memory charger directory by delta on it
+    # (ocpp_gateway.decisions.ChargerDirectory).
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The gateway process holding the connection (its instance id), written with `connected`.
+    gateway = models.CharField(_("gateway"), max_length=100, blank=True)
     # The installer company that commissioned it (it keeps seeing it in its installer area),
     # and whether its serial + PIN were checked against the inventory at the claim.
     installer = models.ForeignKey(
@@ -77,6 +83,33 @@ class Charger(models.Model):
 
     def __str__(self):
         return self.name or self.identity
+
+    # The columns the gateways keep in memory (ocpp_gateway.decisions.CHARGER_FIELDS).
+    GATEWAY_FIELDS = frozenset(
+        {
+            "identity",
+            "community",
+            "community_id",
+            "password_hash",
+            "configured_at",
+            "firmware_version",
+            "heartbeat_interval",
+            "vendor",
+        }
+    )
+
+    def save(self, *args, **kwargs):
+        # `updated_at` moves when a column the gateways hold changes (every full save, a partial
+        # save naming one of them), not with the worker's last_seen/status writes: the
+        # directory's delta stays a handful of rows however busy the fleet is.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None:
+            self.updated_at = timezone.now()
+        elif self.GATEWAY_FIELDS.intersection(update_fields):
+            self.updated_at = timezone.now()
+            if "updated_at" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "updated_at"]
+        super().save(*args, **kwargs)
 
     @property
     def awaiting_first_connection(self) -> bool:
@@ -405,8 +438,24 @@ class OcppMessage(models.Model):
         return f"{self.direction} {self.action or self.message_type} {self.unique_id}"
 
 
+class UnknownChargerQuerySet(models.QuerySet):
+    def purge(self, *, keep: int, days: int) -> int:
+        """Age out refusals not seen for `days` days and keep at most the `keep` most recent:
+        the table stays bounded whatever identities are tried. Returns the rows deleted."""
+        deleted, _ = self.filter(last_seen__lt=timezone.now() - timedelta(days=days)).delete()
+        cutoff = self.order_by("-last_seen", "-pk").values_list("last_seen", "pk")[keep : keep + 1]
+        for last_seen, pk in cutoff:
+            extra, _ = self.filter(
+                models.Q(last_seen__lt=last_seen) | models.Q(last_seen=last_seen, pk__lte=pk)
+            ).delete()
+            deleted += extra
+        return deleted
+
+
 class UnknownCharger(models.Model):
-    """Connections refused at the handshake, counted: not tenant data until someone claims them."""
+    """Connections refused at the handshake, counted: not tenant data until someone claims them.
+    Bounded: the gateway rate-limits refusals per source address and the beat purges old rows
+    (`chargers.tasks.purge_unknown_chargers`)."""
 
     class Reason(models.TextChoices):
         UNKNOWN = "unknown", _("Unknown identity")
@@ -419,6 +468,8 @@ class UnknownCharger(models.Model):
     last_seen = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     remote_address = models.CharField(max_length=64, blank=True)
+
+    objects = UnknownChargerQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_seen"]

@@ -43,3 +43,14 @@ def sweep_offline(self) -> int:
 def purge_message_log(self) -> int:
     """Delete OCPP message log rows older than settings.OCPP_MESSAGE_LOG_DAYS."""
     return event_services.purge_message_log(settings.OCPP_MESSAGE_LOG_DAYS)
+
+
+@shared_task(name="chargers.tasks.purge_unknown_chargers", **_RETRY)
+def purge_unknown_chargers(self) -> int:
+    """Keep the refused-identity table bounded: rows not seen for
+    settings.UNKNOWN_CHARGER_DAYS days go, and at most settings.UNKNOWN_CHARGER_MAX stay."""
+    from .models import UnknownCharger
+
+    return UnknownCharger.objects.purge(
+        keep=settings.UNKNOWN_CHARGER_MAX, days=settings.UNKNOWN_CHARGER_DAYS
+    )

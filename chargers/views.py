@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_scopes import scopes_disabled
 
 from communities import selectors
 from communities.models import Membership, Site
@@ -142,15 +143,24 @@ def charger_edit(request, community, charger):
 
 @community_permission("chargers:view")
 def unknown_charger_list(request, community):
-    """Connections the gateway refused at the handshake. Refusals are not tenant data, so a
-    manager sees those of this community's own chargers (wrong password…) and can look up one
-    exact serial number ("did my new charger try to connect?"); other identities stay hidden so
-    nobody can list the serial numbers of chargers elsewhere."""
+    """Connections the gateway refused at the handshake. A manager (or an installer with
+    access) sees those of this community's own chargers (wrong password…) and can look up one
+    exact serial number that no community has registered ("did my new charger try to
+    connect?"). A serial registered in another community shows nothing: its refusals (reason,
+    times, attempts) are that tenant's business, and nobody can list serial numbers elsewhere."""
     form = RefusedLookupForm(request.GET or None)
     identities = Charger.objects.values_list("identity", flat=True)
     refused = UnknownCharger.objects.filter(identity__in=list(identities))
     if form.is_valid():
-        refused = refused | UnknownCharger.objects.filter(identity=form.cleaned_data["identity"])
+        identity = form.cleaned_data["identity"]
+        with scopes_disabled():
+            registered_elsewhere = (
+                Charger.objects.filter(identity=identity)
+                .exclude(community=request.community)
+                .exists()
+            )
+        if not registered_elsewhere:
+            refused = refused | UnknownCharger.objects.filter(identity=identity)
     page = Paginator(refused.order_by("-last_seen"), 50).get_page(request.GET.get("page"))
     return render(request, "chargers/unknown_charger_list.html", {"refused": page, "form": form})
 

@@ -48,7 +48,13 @@ def installer_home(request):
     installations = [
         (c, company_role(c, company)) for c in installers.company_installations(company)
     ]
-    chargers = Charger.objects.filter(installer=company).select_related("community", "site")
+    # Chargers the company commissioned: it keeps what it needs to support them (serial, model,
+    # firmware, connected or not); the installation's name and site only while a grant is in
+    # force there (`charger.granted`).
+    granted = {c.pk for c, _role in installations}
+    chargers = list(Charger.objects.filter(installer=company).select_related("community", "site"))
+    for charger in chargers:
+        charger.granted = charger.community_id in granted
     return render(
         request,
         "communities/installer_home.html",

@@ -396,7 +396,10 @@ def decide_access_request(*, access_request: AccessRequest, actor: User, accept:
             body = _("You can now charge at %(community)s. Log in: %(url)s")
         else:
             body = _("Your access request to %(community)s was refused.")
-        body = body % {"community": community.name, "url": portal_login_url()}
+        # A refused request names the installation by the short name the person typed: its
+        # name is for members only.
+        name = community.name if accept else community.slug
+        body = body % {"community": name, "url": portal_login_url()}
     phone = str(user.phone)
     authorize_sms(community=community, phone=phone)
     transaction.on_commit(lambda: send_sms_task.delay(phone, body))

@@ -1,24 +1,77 @@
 """What the gateway must answer at once, read from the database without blocking the loop.
 
-Every read goes through `sync_to_async` (one thread, one database connection) and most through a
-small bounded TTL cache, so a reconnect storm or a card presented over and over costs one query
-per `ttl`. Writes never happen here, except reserving 1.6 transaction id blocks.
+Every database call goes through `db_call`: `sync_to_async` (one thread, one database connection)
+with `close_old_connections()` around it, like healthchecks' smtpd command, and one retry on a
+fresh connection when the first attempt finds it dead. So a PostgreSQL restart or fail-over
+(`pg_terminate_backend`) costs the gateway one reconnection, never an outage.
+
+Known chargers are answered from the `ChargerDirectory` (loaded in bulk at start, refreshed by
+delta), so a reconnect storm of the whole fleet costs no per-identity query. Card decisions are
+cached briefly and their *last known* value is kept longer: while the database is unreachable the
+gateway answers from it (with a log line) instead of failing. Writes never happen here, except
+reserving 1.6 transaction id blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict
+from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.hashers import check_password
-from django.db import transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.db.models import F
+from django.utils import timezone
 from django_scopes import scopes_disabled
 
+from chargers import hashers
 from chargers.models import Charger, TransactionIdBlock, card_decision, normalize_card_uid
+
+logger = logging.getLogger(__name__)
+
+# The charger columns the gateway works with (the dict `load_charger` returns).
+CHARGER_FIELDS = (
+    "id",
+    "identity",
+    "community_id",
+    "password_hash",
+    "configured_at",
+    "firmware_version",
+    "heartbeat_interval",
+    "vendor",
+)
+
+
+def _with_fresh_connection(func, *args, **kwargs):
+    close_old_connections()
+    try:
+        return func(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        # The connection died under us (database restarted, backend terminated, fail-over):
+        # drop it and try once more on a new one. Only connection-level errors are retried;
+        # every caller's work is a read or a single atomic statement, safe to run again.
+        logger.warning("Database connection lost; reconnecting", exc_info=True)
+        close_old_connections()
+        return func(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+async def db_call(func, *args, **kwargs):
+    """Run the ORM function `func` off the event loop with `close_old_connections()` around it:
+    the one way the gateway talks to the database (decisions, command bus, id blocks,
+    directory)."""
+    return await sync_to_async(_with_fresh_connection)(func, *args, **kwargs)
 
 
 class TTLCache:
@@ -60,21 +113,33 @@ def load_charger(identity: str) -> dict | None:
     """The registered charger with this identity, as plain values (safe to cache and to use on
     the event loop), or None."""
     with scopes_disabled():
-        row = (
-            Charger.objects.filter(identity=identity)
-            .values(
-                "id",
-                "identity",
-                "community_id",
-                "password_hash",
-                "configured_at",
-                "firmware_version",
-                "heartbeat_interval",
-                "vendor",
+        return Charger.objects.filter(identity=identity).values(*CHARGER_FIELDS).first()
+
+
+def load_directory(changed_since=None) -> tuple[list[dict], object]:
+    """Every charger (or those changed since `changed_since`) as `load_charger` dicts, and the
+    newest `updated_at` seen. One query, streamed in chunks."""
+    with scopes_disabled():
+        rows = Charger.objects.all()
+        if changed_since is not None:
+            rows = rows.filter(updated_at__gte=changed_since)
+        chargers, newest = [], None
+        for row in rows.values(*CHARGER_FIELDS, "updated_at").iterator(chunk_size=2000):
+            updated_at = row.pop("updated_at")
+            if newest is None or updated_at > newest:
+                newest = updated_at
+            chargers.append(row)
+    return chargers, newest
+
+
+def upgrade_password_hash(charger_id: int, old: str, new: str) -> bool:
+    """Replace a charger's password hash by an equivalent one, unless it changed meanwhile."""
+    with scopes_disabled():
+        return bool(
+            Charger.objects.filter(pk=charger_id, password_hash=old).update(
+                password_hash=new, updated_at=timezone.now()
             )
-            .first()
         )
-    return row
 
 
 def reserve_transaction_ids(size: int, name: str = "ocpp16") -> int:
@@ -88,62 +153,193 @@ def reserve_transaction_ids(size: int, name: str = "ocpp16") -> int:
     return end - size
 
 
+class DecisionUnavailable(Exception):
+    """The database cannot be read and nothing is known to answer from."""
+
+
+_MISSING = object()
+
+
+class ChargerDirectory:
+    """identity → charger dict of the whole fleet, in memory (about 1 KB per charger).
+
+    Loaded in one query at start, then refreshed by delta on `Charger.updated_at` (indexed; set by
+    every `save()`) every few seconds, with a margin that covers transactions committed late; a
+    full reload now and then drops deleted chargers and picks up columns written with `update()`
+    (the worker's `configured_at`, `firmware_version`). Lookups never touch the database: a
+    reconnect storm of the whole fleet costs nothing but the handshakes.
+    """
+
+    def __init__(self, margin: float = 60.0):
+        self.by_identity: dict[str, dict] = {}
+        self._identity_of: dict[int, str] = {}
+        self.loaded = False
+        self.margin = timedelta(seconds=margin)
+        self._newest = None
+        self.loaded_at = 0.0
+
+    def get(self, identity: str):
+        """The charger dict, None when the directory is loaded and the identity is not in it,
+        `_MISSING` when it is not loaded (ask the database)."""
+        row = self.by_identity.get(identity)
+        if row is not None:
+            return row
+        return None if self.loaded else _MISSING
+
+    def put(self, row: dict) -> None:
+        old = self._identity_of.get(row["id"])
+        if old is not None and old != row["identity"]:
+            self.by_identity.pop(old, None)  # the serial was corrected in the portal
+        self.by_identity[row["identity"]] = row
+        self._identity_of[row["id"]] = row["identity"]
+
+    async def load(self) -> int:
+        rows, newest = await db_call(load_directory)
+        self.by_identity, self._identity_of = {}, {}
+        for row in rows:
+            self.put(row)
+        self._newest = newest or timezone.now()
+        self.loaded = True
+        self.loaded_at = time.monotonic()
+        return len(rows)
+
+    async def refresh(self) -> int:
+        rows, newest = await db_call(load_directory, self._newest - self.margin)
+        for row in rows:
+            self.put(row)
+        if newest is not None and newest > self._newest:
+            self._newest = newest
+        return len(rows)
+
+    def __len__(self) -> int:
+        return len(self.by_identity)
+
+
 class Decisions:
     """The gateway's cached reads. One instance per gateway process."""
 
-    def __init__(self, ttl: float = 30.0, max_entries: int = 10_000, id_block: int = 50):
+    def __init__(
+        self,
+        ttl: float = 30.0,
+        max_entries: int = 10_000,
+        id_block: int = 50,
+        hash_concurrency: int = 2,
+    ):
         self.cards = TTLCache(ttl, max_entries)
-        # Chargers are cached briefly: a charger registered a moment ago connects at its next
-        # retry; reconnect storms after a gateway restart cost one query per identity.
-        self.chargers = TTLCache(min(ttl, 10.0), max_entries)
+        # The last answer given for each card, kept a day: what the gateway answers while the
+        # database is unreachable.
+        self.last_cards = TTLCache(24 * 3600.0, 10 * max_entries)
+        self.directory = ChargerDirectory()
+        # Identities looked up and not found: the next attempt of the same identity within 10 s
+        # costs nothing (a charger registered a moment ago connects at its next retry).
+        self.unknown = TTLCache(10.0, max_entries)
         self.passwords = TTLCache(3600.0, max_entries)
         self.id_block = id_block
         self._ids_next = 0
         self._ids_end = 0
         self._ids_lock = asyncio.Lock()
+        # PBKDF2 is deliberately slow: at most this many checks run at once, so guesses (already
+        # throttled) and a storm of password-protected chargers cannot take every core.
+        self._hashing = asyncio.Semaphore(hash_concurrency)
 
     async def charger(self, identity: str) -> dict | None:
-        cached = self.chargers.get(identity, default=...)
-        if cached is not ...:
-            return cached
-        row = await sync_to_async(load_charger)(identity)
-        self.chargers.set(identity, row)
+        """The registered charger with this identity (a `load_charger` dict) or None. Raises
+        `DecisionUnavailable` when the database cannot tell."""
+        row = self.directory.get(identity)
+        if row is not _MISSING and row is not None:
+            return row
+        if self.unknown.get(identity):
+            return None
+        try:
+            row = await db_call(load_charger, identity)
+        except DatabaseError as exc:
+            logger.warning("Database unreachable: cannot look up charger %r (%s)", identity, exc)
+            raise DecisionUnavailable from exc
+        if row is None:
+            self.unknown.set(identity, True)
+        else:
+            self.directory.put(row)
         return row
 
+    def remembered(self, charger: dict, password: str | None) -> bool:
+        """True when this exact password was accepted for this hash before (no hashing)."""
+        if not charger["password_hash"] or password is None:
+            return False
+        key = (charger["identity"], charger["password_hash"])
+        return self.passwords.get(key) == self._digest(charger, password)
+
+    @staticmethod
+    def _digest(charger: dict, password: str) -> str:
+        return hashlib.sha256(
+            (charger["password_hash"] + "\0" + password).encode("utf-8", "surrogatepass")
+        ).hexdigest()
+
     async def password_ok(self, charger: dict, password: str | None) -> bool:
-        """Check a Basic-auth password against the charger's hash. PBKDF2 is deliberately slow,
-        so it runs on a worker thread, and a success is remembered (by a digest, never the
-        password) until the hash changes."""
+        """Check a Basic-auth password against the charger's hash. Generated passwords have a
+        fast salted hash (`chargers.hashers`), checked inline. PBKDF2 is deliberately slow, so it
+        runs on a worker thread (a bounded number at once), a success is remembered (by a digest,
+        never the password) until the hash changes, and a generated-looking password found
+        behind a PBKDF2 hash is upgraded to the fast hash."""
         if not charger["password_hash"]:
             return True
         if password is None:
             return False
-        digest = hashlib.sha256(
-            (charger["password_hash"] + "\0" + password).encode("utf-8", "surrogatepass")
-        ).hexdigest()
-        key = (charger["identity"], charger["password_hash"])
-        if self.passwords.get(key) == digest:
+        if self.remembered(charger, password):
             return True
-        ok = await asyncio.to_thread(check_password, password, charger["password_hash"])
-        if ok:
-            self.passwords.set(key, digest)
-        return ok
+        encoded = charger["password_hash"]
+        if hashers.is_fast(encoded):
+            return hashers.check_fast(password, encoded)
+        async with self._hashing:
+            ok = await asyncio.to_thread(check_password, password, encoded)
+        if not ok:
+            return False
+        key = (charger["identity"], encoded)
+        self.passwords.set(key, self._digest(charger, password))
+        if hashers.looks_generated(password):
+            await self._upgrade(charger, password)
+        return True
+
+    async def _upgrade(self, charger: dict, password: str) -> None:
+        old = charger["password_hash"]
+        new = await asyncio.to_thread(hashers.hash_generated_password, password)
+        try:
+            if await db_call(upgrade_password_hash, charger["id"], old, new):
+                charger["password_hash"] = new  # the directory's dict: next checks are fast
+                logger.info("%s: password hash upgraded to the fast hash", charger["identity"])
+        except DatabaseError as exc:
+            logger.warning("%s: password hash not upgraded (%s)", charger["identity"], exc)
 
     async def authorize(self, community_id: int, id_tag: str) -> dict:
-        """{"status", "card_id", "holder_id"} for a card presented in this community."""
+        """{"status", "card_id", "holder_id"} for a card presented in this community. While the
+        database is unreachable: the last known decision for this card, else Invalid."""
         key = (community_id, normalize_card_uid(id_tag))
         cached = self.cards.get(key)
         if cached is not None:
             return cached
-        decision = await sync_to_async(card_decision)(community_id, id_tag)
+        try:
+            decision = await db_call(card_decision, community_id, id_tag)
+        except DatabaseError as exc:
+            last = self.last_cards.get(key)
+            if last is not None:
+                logger.warning(
+                    "Database unreachable (%s): card %s answered from its last known decision",
+                    exc,
+                    key[1],
+                )
+                return last
+            logger.warning(
+                "Database unreachable (%s): card %s never seen, answered Invalid", exc, key[1]
+            )
+            return {"status": "Invalid", "card_id": None, "holder_id": None}
         self.cards.set(key, decision)
+        self.last_cards.set(key, decision)
         return decision
 
     async def next_transaction_id(self) -> int:
         """A 1.6 transaction id unique across gateway processes and restarts."""
         async with self._ids_lock:
             if self._ids_next >= self._ids_end:
-                first = await sync_to_async(reserve_transaction_ids)(self.id_block)
+                first = await db_call(reserve_transaction_ids, self.id_block)
                 self._ids_next, self._ids_end = first, first + self.id_block
             value = self._ids_next
             self._ids_next += 1

@@ -127,6 +127,16 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# Django's defaults, plus the fast salted hash of the charger passwords Sparklin generates
+# (chargers.hashers: 120-bit secrets, never a password a person chose).
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "chargers.hashers.ChargerSecretHasher",
+]
 # Portal users log in with an SMS code (accounts.services); passwords exist only for staff in the admin.
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "accounts:login"
@@ -191,6 +201,10 @@ CELERY_BEAT_SCHEDULE = {
     "chargers-purge-message-log": {
         "task": "chargers.tasks.purge_message_log",
         "schedule": 6 * 3600.0,
+    },
+    "chargers-purge-unknown-chargers": {
+        "task": "chargers.tasks.purge_unknown_chargers",
+        "schedule": 3600.0,
     },
     # Expense notes: hourly, the month-end run where the 1st 06:00 local time has passed,
     # new versions of notes whose sessions changed, retries of failed sends.
@@ -264,6 +278,22 @@ GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"
 GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
 GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
+# Storms (ocpp_gateway.server): the listen backlog (the kernel caps it at net.core.somaxconn),
+# the time a charger has to finish its opening handshake, and how often the charger directory
+# is refreshed by delta / reloaded whole.
+GATEWAY_BACKLOG = env_int("GATEWAY_BACKLOG", 4096)
+# This gateway process's name (several behind a balancer); default host name + random suffix.
+GATEWAY_INSTANCE_ID = env_str("GATEWAY_INSTANCE_ID")
+GATEWAY_OPEN_TIMEOUT = float(env_str("GATEWAY_OPEN_TIMEOUT", "60"))
+GATEWAY_DIRECTORY_REFRESH_SECONDS = float(env_str("GATEWAY_DIRECTORY_REFRESH_SECONDS", "5"))
+GATEWAY_DIRECTORY_RELOAD_SECONDS = float(env_str("GATEWAY_DIRECTORY_RELOAD_SECONDS", "300"))
+# Redis connections of one gateway process (registry and takeover notices), whatever the fleet.
+GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 4)
+# Lifetime of a registry entry; each gateway re-claims its chargers every third of it.
+GATEWAY_REGISTRY_TTL = env_int("GATEWAY_REGISTRY_TTL", 90)
+# Refused identities kept (chargers.tasks.purge_unknown_chargers).
+UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
+UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)
 
 LOGGING = {
     "version": 1,
