@@ -15,9 +15,9 @@ from communities.models import Site
 from communities.permissions import community_permission
 from sparklin.live import fingerprint, render_live
 
-from . import inventory, services
-from .forms import ClaimForm, ConfigurationForm
-from .models import Charger, UnknownCharger
+from .. import inventory, services
+from ..forms import ClaimForm, ConfigurationForm
+from ..models import Charger, UnknownCharger
 
 _SESSION_PASSWORD = "charger_password"
 

@@ -14,9 +14,9 @@ from communities.models import Membership, Site
 from communities.permissions import community_permission
 from sparklin.live import render_live
 
-from . import services
-from .forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
-from .models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
+from .. import services
+from ..forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
+from ..models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
 
 
 @community_permission("outlets:view")

@@ -17,12 +17,12 @@ from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from sparklin.live import fingerprint, render_live
 
-from . import selectors, services
-from .access import user_company
-from .forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
-from .middleware import user_communities
-from .models import Community, Membership, Site
-from .permissions import community_permission, has_permission
+from .. import selectors, services
+from ..access import user_company
+from ..forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
+from ..middleware import user_communities
+from ..models import Community, Membership, Site
+from ..permissions import community_permission, has_permission
 
 
 @login_required
@@ -31,7 +31,7 @@ def home(request):
     if first is None:
         if user_company(request.user) is not None:
             return redirect("installer-home")
-        return redirect("communities:community-create")
+        return redirect("community-create")
     return redirect("communities:dashboard", community=first.slug)
 
 

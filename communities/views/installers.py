@@ -13,12 +13,12 @@ from django_scopes import scopes_disabled
 
 from chargers.models import Charger
 
-from . import installers, invitations
-from .access import company_role
-from .forms import CompanyMemberForm, GrantAccessForm, InstallationForm, OwnerInvitationForm
-from .models import AccessGrant, InstallerCompany, Invitation
-from .permissions import community_permission
-from .services import CommunityError
+from .. import installers, invitations
+from ..access import company_role
+from ..forms import CompanyMemberForm, GrantAccessForm, InstallationForm, OwnerInvitationForm
+from ..models import AccessGrant, InstallerCompany, Invitation
+from ..permissions import community_permission
+from ..services import CommunityError
 
 _SESSION_LINK = "invitation_link"
 

@@ -9,10 +9,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_scopes import scopes_disabled
 
-from . import invitations, services
-from .forms import AccessRequestForm
-from .models import AccessRequest, AuditEvent
-from .permissions import community_permission
+from .. import invitations, services
+from ..forms import AccessRequestForm
+from ..models import AccessRequest, AuditEvent
+from ..permissions import community_permission
 
 
 def invitation_accept(request, token):
