@@ -104,9 +104,7 @@ class SessionFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Current members only: the names of those who left are no longer shown.
         self.fields["user"].queryset = User.objects.filter(
-            memberships__in=Membership.objects.filter(community=community).exclude(
-                state=Membership.State.LEFT
-            )
+            memberships__in=Membership.objects.current().filter(community=community)
         ).order_by("last_name", "first_name")
         self.fields["site"].queryset = Site.objects.all()
 

@@ -212,8 +212,8 @@ class ChargeCard(models.Model):
             return AuthorizationStatus.BLOCKED
         current = (
             Membership.objects.with_scopes_disabled()
+            .current()
             .filter(community_id=self.community_id, user_id=self.holder_id)
-            .exclude(state=Membership.State.LEFT)
             .exists()
         )
         return AuthorizationStatus.ACCEPTED if current else AuthorizationStatus.BLOCKED

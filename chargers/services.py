@@ -122,12 +122,7 @@ def add_card(*, community, actor, holder, uid: str, name: str = "") -> ChargeCar
     uid = normalize_card_uid(uid)
     if not uid:
         raise ChargerError(_("Enter the card UID."))
-    is_member = (
-        Membership.objects.with_scopes_disabled()
-        .filter(community=community, user=holder)
-        .exclude(state=Membership.State.LEFT)
-        .exists()
-    )
+    is_member = Membership.objects.with_scopes_disabled().current().of(community, holder).exists()
     if not is_member:
         raise ChargerError(_("Cards can only be given to members of the community."))
     if ChargeCard.objects.with_scopes_disabled().filter(community=community, uid=uid).exists():
@@ -260,9 +255,9 @@ def _current_membership(community, user) -> Membership:
     """The user's membership, locked: serialises a user's remote starts (one app card)."""
     membership = (
         Membership.objects.with_scopes_disabled()
+        .current()
+        .of(community, user)
         .select_for_update()
-        .filter(community=community, user=user)
-        .exclude(state=Membership.State.LEFT)
         .first()
     )
     if membership is None:

@@ -74,21 +74,3 @@ def user_company(user):
         return None
     member = InstallerMember.objects.filter(user=user).select_related("company").first()
     return member.company if member else None
-
-
-def actor_role(community, user) -> str | None:
-    """The role `user` acts with in `community` for services: their current membership's role,
-    else their installer pseudo-role, else None."""
-    from .models import Membership
-
-    if user is None or not user.is_authenticated:
-        return None
-    membership = (
-        Membership.objects.with_scopes_disabled()
-        .filter(community=community, user=user)
-        .exclude(state=Membership.State.LEFT)
-        .first()
-    )
-    if membership is not None:
-        return membership.role
-    return installer_access(community, user)[0]

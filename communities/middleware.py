@@ -45,9 +45,9 @@ class CommunityScopeMiddleware:
             return redirect_to_login(request.get_full_path())
         membership = (
             Membership.objects.with_scopes_disabled()
+            .current()
             .select_related("community")
             .filter(community__slug=slug, user=request.user)
-            .exclude(state=Membership.State.LEFT)
             .first()
         )
         if membership is not None:
@@ -71,7 +71,5 @@ def user_communities(user):
     """The communities a person can switch between (active and invited memberships)."""
     if not user.is_authenticated:
         return Community.objects.none()
-    return Community.objects.filter(
-        memberships__user=user,
-        memberships__state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
-    ).order_by("name")
+    memberships = Membership.objects.with_scopes_disabled().current().filter(user=user)
+    return Community.objects.filter(pk__in=memberships.values("community")).order_by("name")

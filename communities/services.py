@@ -1,8 +1,9 @@
 """Every write on communities, members and sites. Keyword-only verbs, one transaction each, an
 audit entry, a CommunityError with a translated message when a rule refuses the change.
 
-Services take the community explicitly and work whether or not a scope is active (views run
-inside the community scope, tasks enter it, tests disable scopes)."""
+Services take the community explicitly and enter its scope themselves when it may differ from
+the caller's (a manager adds a member to another community they manage); they ask the same
+permission strings as the views (`communities.permissions.user_can`)."""
 
 from django.conf import settings
 from django.db import transaction
@@ -11,13 +12,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import override
+from django_scopes import scope
 
 from accounts.models import User
 from accounts.tasks import send_sms_task
 
-from .access import actor_role
 from .models import AccessRequest, AuditEvent, Community, Membership, Role, Site
-from .permissions import role_has
+from .permissions import role_has, user_can
 
 
 class CommunityError(Exception):
@@ -87,11 +88,12 @@ def update_community(*, community: Community, actor: User, **fields) -> Communit
 
 def managed_communities(user):
     """Communities where `user` may add members (the "community" choice of the add form)."""
-    return Community.objects.filter(
-        memberships__user=user,
-        memberships__role__in=[r for r in Role.values if role_has(r, "members:write")],
-        memberships__state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
-    ).order_by("name")
+    memberships = (
+        Membership.objects.with_scopes_disabled()
+        .current()
+        .filter(user=user, role__in=[r for r in Role.values if role_has(r, "members:write")])
+    )
+    return Community.objects.filter(pk__in=memberships.values("community")).order_by("name")
 
 
 def portal_login_url() -> str:
@@ -114,8 +116,12 @@ def add_member(
     SMS with the portal link. Their first code login turns the invitation active."""
     if role not in (Role.INDIVIDUAL, Role.MANAGER):
         raise CommunityError(_("A user can be added as individual or manager only."))
-    actor_may = actor_role(community, actor)
-    if actor_may is None or not role_has(actor_may, "members:write"):
+    with scope(community=community):  # may be another community than the request's
+        return _add_member(community, actor, phone, first_name, last_name, role, email)
+
+
+def _add_member(community, actor, phone, first_name, last_name, role, email) -> Membership:
+    if not user_can(community, actor, "members:write"):
         raise CommunityError(_("You cannot add users to this community."))
     phone = str(phone)
     user = User.objects.filter(phone=phone).first()
@@ -133,9 +139,7 @@ def add_member(
             if value and not getattr(user, field):
                 setattr(user, field, value)
         user.save()
-    membership = (
-        Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
-    )
+    membership = Membership.objects.with_scopes_disabled().of(community, user).first()
     if membership and membership.state != Membership.State.LEFT:
         raise CommunityError(
             _("%(name)s is already a member of %(community)s.")
@@ -171,17 +175,16 @@ def _queue_welcome(membership: Membership) -> None:
     phone = str(user.phone)
     transaction.on_commit(lambda: send_sms_task.delay(phone, body))
     if user.email:
-        membership_id = membership.pk
-        transaction.on_commit(lambda: send_welcome_email_task.delay(membership_id))
+        ids = {"community": membership.community_id, "membership_id": membership.pk}
+        transaction.on_commit(lambda: send_welcome_email_task.delay(**ids))
 
 
-def _check_can_change(membership: Membership, actor: User):
-    role = actor_role(membership.community, actor)
-    if role is None or not role_has(role, "members:write"):
+def _check_can_change(membership: Membership, actor: User) -> None:
+    community = membership.community
+    if not user_can(community, actor, "members:write"):
         raise CommunityError(_("You cannot change the users of this community."))
-    if membership.role == Role.OWNER and role != Role.OWNER:
+    if membership.role == Role.OWNER and not user_can(community, actor, "ownership:transfer"):
         raise CommunityError(_("Only an owner can change or remove another owner."))
-    return role
 
 
 @transaction.atomic
@@ -319,13 +322,7 @@ def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest
     community = Community.objects.filter(slug=slug.strip().lower()).first()
     if community is None:
         raise CommunityError(_("No installation has this short name. Check it with its manager."))
-    current = (
-        Membership.objects.with_scopes_disabled()
-        .filter(community=community, user=user)
-        .exclude(state=Membership.State.LEFT)
-        .exists()
-    )
-    if current:
+    if Membership.objects.with_scopes_disabled().current().of(community, user).exists():
         raise CommunityError(
             _("You are already a member of %(community)s.") % {"community": community}
         )
@@ -350,8 +347,7 @@ def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest
 def decide_access_request(*, access_request: AccessRequest, actor: User, accept: bool):
     """A manager accepts (the driver becomes an active individual member) or refuses a request;
     the driver is told by SMS."""
-    role = actor_role(access_request.community, actor)
-    if role is None or not role_has(role, "access_requests:decide"):
+    if not user_can(access_request.community, actor, "access_requests:decide"):
         raise CommunityError(_("You cannot answer access requests here."))
     if access_request.state != AccessRequest.State.PENDING:
         raise CommunityError(_("This request was already answered."))
@@ -360,9 +356,7 @@ def decide_access_request(*, access_request: AccessRequest, actor: User, accept:
     access_request.save(update_fields=["state", "decided_at", "decided_by"])
     community, user = access_request.community, access_request.user
     if accept:
-        membership = (
-            Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
-        )
+        membership = Membership.objects.with_scopes_disabled().of(community, user).first()
         if membership is None:
             Membership.objects.create(community=community, user=user, role=Role.INDIVIDUAL)
         elif membership.state == Membership.State.LEFT:

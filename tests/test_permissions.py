@@ -121,7 +121,7 @@ def installers(community):
 def matrix(community, manager, individual, outsider, owner, installers):
     return {
         "objects": objects_of(community, individual),
-        "foreign": objects_of(outsider.memberships.get().community, outsider),
+        "foreign": objects_of(builders.community_of(outsider), outsider),
     }
 
 

@@ -9,7 +9,6 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django_scopes import scopes_disabled
 
 from billing.forms import PriceForm
 from billing.models import Price
@@ -39,8 +38,7 @@ def home(request):
 def community_create(request):
     form = CommunityForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with scopes_disabled():
-            community = services.create_community(actor=request.user, **form.cleaned_data)
+        community = services.create_community(actor=request.user, **form.cleaned_data)
         messages.success(request, _("Community %(name)s created.") % {"name": community.name})
         return redirect("communities:dashboard", community=community.slug)
     return render(request, "communities/community_create.html", {"form": form})
@@ -72,8 +70,8 @@ def dashboard(request, community):
 def member_list(request, community):
     # People who left are not listed: the remaining members no longer see their details.
     members = (
-        Membership.objects.select_related("user")
-        .exclude(state=Membership.State.LEFT)
+        Membership.objects.current()
+        .select_related("user")
         .order_by("state", "user__last_name", "user__first_name")
     )
     return render(request, "communities/member_list.html", {"members": members})
@@ -81,11 +79,10 @@ def member_list(request, community):
 
 @community_permission("members:write")
 def member_add(request, community):
-    with scopes_disabled():
-        managed = services.managed_communities(request.user).values("pk")
-        communities = Community.objects.filter(
-            Q(pk__in=managed) | Q(pk=request.community.pk)
-        ).order_by("name")
+    managed = services.managed_communities(request.user).values("pk")
+    communities = Community.objects.filter(Q(pk__in=managed) | Q(pk=request.community.pk)).order_by(
+        "name"
+    )
     form = MemberAddForm(
         request.POST or None, communities=communities, initial={"community": request.community.slug}
     )
@@ -93,8 +90,7 @@ def member_add(request, community):
         data = form.cleaned_data
         target = data.pop("community")
         try:
-            with scopes_disabled():
-                membership = services.add_member(community=target, actor=request.user, **data)
+            membership = services.add_member(community=target, actor=request.user, **data)
         except services.CommunityError as e:
             form.add_error(None, e.message)
         else:
@@ -110,9 +106,7 @@ def member_add(request, community):
 @community_permission("members:view")
 def member_detail(request, community, member):
     # Someone who left is no longer shown (name, contact, sessions) to the remaining members.
-    membership = get_object_or_404(
-        Membership.objects.select_related("user").exclude(state=Membership.State.LEFT), pk=member
-    )
+    membership = get_object_or_404(Membership.objects.current().select_related("user"), pk=member)
     sessions = selectors.sessions_for_list().filter(holder=membership.user)
     page = Paginator(sessions, 25).get_page(request.GET.get("page"))
     cards = ChargeCard.objects.filter(holder=membership.user)

@@ -7,7 +7,6 @@ from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_scopes import scopes_disabled
 
 from .. import invitations, services
 from ..forms import AccessRequestForm
@@ -18,9 +17,8 @@ from ..permissions import community_permission
 def invitation_accept(request, token):
     """The link of an owner invitation: log in first (SMS code), then accept. Used, expired,
     cancelled or forged links get a clear page and change nothing."""
-    with scopes_disabled():
-        invitation = invitations.find_invitation(token)
-        problem = invitations.invitation_problem(invitation)
+    invitation = invitations.find_invitation(token)
+    problem = invitations.invitation_problem(invitation)
     if problem:
         return render(
             request, "communities/invitation_invalid.html", {"problem": problem}, status=404
@@ -29,8 +27,7 @@ def invitation_accept(request, token):
         return redirect_to_login(request.get_full_path())
     if request.method == "POST":
         try:
-            with scopes_disabled():
-                membership = invitations.accept_invitation(token=token, user=request.user)
+            membership = invitations.accept_invitation(token=token, user=request.user)
         except services.CommunityError as e:
             return render(
                 request, "communities/invitation_invalid.html", {"problem": e.message}, status=400
@@ -60,12 +57,11 @@ def access_request_create(request):
     form = AccessRequestForm(request.POST or None, initial={"community": request.GET.get("c", "")})
     if request.method == "POST" and form.is_valid():
         try:
-            with scopes_disabled():
-                services.request_access(
-                    user=request.user,
-                    slug=form.cleaned_data["community"],
-                    message=form.cleaned_data["message"],
-                )
+            services.request_access(
+                user=request.user,
+                slug=form.cleaned_data["community"],
+                message=form.cleaned_data["message"],
+            )
         except services.CommunityError as e:
             form.add_error(None, e.message)
         else:
