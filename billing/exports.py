@@ -9,7 +9,8 @@ from django.utils.translation import gettext
 from django_scopes import scopes_disabled
 
 from chargers.models import ChargingSession
-from communities.selectors import holder_left, month_bounds
+from communities.selectors import holder_left
+from sparklin.dates import month_bounds
 
 SESSIONS_HEADER = [
     "charger",

@@ -20,8 +20,8 @@ from django_scopes import scopes_disabled
 
 from chargers.models import ChargingSession
 from communities.models import Community
-from communities.selectors import month_bounds
 from communities.services import audit
+from sparklin.dates import month_bounds
 
 from . import notes as note_data
 from .emails import send_driver_email, send_finance_email

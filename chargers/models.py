@@ -300,10 +300,6 @@ class ChargingSession(models.Model):
     def __str__(self):
         return f"{self.charger} tx {self.transaction_id}"
 
-    @property
-    def energy_kwh(self):
-        return self.energy_wh / 1000
-
 
 class MeterSample(models.Model):
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")

@@ -9,12 +9,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from communities import selectors
 from communities.models import Membership, Site
 from communities.permissions import community_permission
+from sparklin.dates import month_bounds
 from sparklin.live import render_live
 
-from .. import services
+from .. import selectors, services
 from ..forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
 from ..models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
 
@@ -157,7 +157,7 @@ def session_list(request, community):
     if form.is_valid():
         data = form.cleaned_data
         if data["month"]:
-            start, end = selectors.month_bounds(request.community, *data["month"])
+            start, end = month_bounds(request.community, *data["month"])
             sessions = sessions.filter(started_at__gte=start, started_at__lt=end)
         if data["user"]:
             sessions = sessions.filter(holder=data["user"])

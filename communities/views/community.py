@@ -12,11 +12,12 @@ from django.utils.translation import gettext as _
 
 from billing.forms import PriceForm
 from billing.models import Price
+from chargers import selectors
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from sparklin.live import fingerprint, render_live
 
-from .. import selectors, services
+from .. import services
 from ..access import user_company
 from ..forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
 from ..middleware import user_communities
