@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +16,8 @@ from django.db.models import (
     Count,
     Func,
     IntegerField,
+    Max,
     OuterRef,
-    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -30,6 +30,7 @@ from billing.prices import session_cost
 from communities.models import Community, Site
 from communities.selectors import holder_left
 from sparklin.dates import current_month, month_bounds
+from sparklin.live import fingerprint
 
 from .models import Charger, ChargerCommand, ChargingSession, Connector, OutletState
 from .services import REMOTE_ACTIONS
@@ -141,63 +142,99 @@ def _digest(qs: QuerySet[Any], *fields: str) -> Subquery:
     return Subquery(summary, output_field=CharField())
 
 
-def live_token(community: Community) -> str | None:
+def _latest(qs: QuerySet[Any], field: str) -> Subquery:
+    """One scalar subquery: `count:max(field)` over the rows of `qs` (for a write time such as
+    `updated_at`, any change of any row changes it)."""
+    summary = (
+        qs.order_by()
+        .annotate(_one=Value(1, output_field=IntegerField()))
+        .values("_one")
+        .annotate(
+            _latest=Concat(
+                Cast(Count("pk"), CharField()),
+                Value(":"),
+                Coalesce(Cast(Max(field), CharField()), Value("")),
+                output_field=CharField(),
+            )
+        )
+        .values("_latest")
+    )
+    return Subquery(summary, output_field=CharField())
+
+
+def live_token(community: Community, sessions_since: datetime | None = None) -> str | None:
     """A cheap change token of what the live regions of outlets and the dashboard show: one
     query that digests, inside the database, the community's sites, chargers (name, site,
     connection), outlets (status and its time), sessions in progress (energy so far, holder)
-    and the remote commands still shown. A poll compares it first and answers 204 before any
-    list query (healthchecks compares `updated` first). None off PostgreSQL (the SQLite demo):
-    the caller then fingerprints the rows it lists."""
+    and the remote commands still shown; with `sessions_since`, also every session started since
+    then (the dashboard's month totals and latest sessions). A poll compares it first and
+    answers 204 before any list query (healthchecks compares `updated` first). None off
+    PostgreSQL (the SQLite demo): the caller then fingerprints the rows it lists."""
     if connection.vendor != "postgresql":
         return None
     by_community = {"community": OuterRef("pk")}
-    row = (
-        Community.objects.filter(pk=community.pk)
-        .annotate(
-            sites=_digest(Site.objects.with_scopes_disabled().filter(**by_community), "id", "name"),
-            chargers=_digest(
-                Charger.objects.with_scopes_disabled().filter(**by_community),
-                "id",
-                "name",
-                "identity",
-                "site_id",
-                "connected",
-                "connection_changed_at",
+    digests: dict[str, Subquery] = {
+        "t_sites": _digest(
+            Site.objects.with_scopes_disabled().filter(**by_community), "id", "name"
+        ),
+        "t_chargers": _digest(
+            Charger.objects.with_scopes_disabled().filter(**by_community),
+            "id",
+            "name",
+            "identity",
+            "site_id",
+            "connected",
+            "connection_changed_at",
+        ),
+        "t_outlets": _digest(
+            Connector.objects.with_scopes_disabled().filter(**by_community),
+            "id",
+            "charger_id",
+            "evse_id",
+            "connector_id",
+            "status",
+            "error_code",
+            "status_at",
+        ),
+        "t_sessions": _digest(
+            ChargingSession.objects.with_scopes_disabled().filter(
+                state=ChargingSession.State.ACTIVE, **by_community
             ),
-            outlets=_digest(
-                Connector.objects.with_scopes_disabled().filter(**by_community),
-                "id",
-                "charger_id",
-                "evse_id",
-                "connector_id",
-                "status",
-                "error_code",
-                "status_at",
+            "id",
+            "connector_id",
+            "holder_id",
+            "meter_last_wh",
+            "updated_at",
+        ),
+        "t_commands": _digest(
+            ChargerCommand.objects.with_scopes_disabled().filter(
+                action__in=REMOTE_ACTIONS,
+                connector__isnull=False,
+                created_at__gte=timezone.now() - REMOTE_COMMAND_SHOWN,
+                **by_community,
             ),
-            sessions=_digest(
-                ChargingSession.objects.with_scopes_disabled().filter(
-                    state=ChargingSession.State.ACTIVE, **by_community
-                ),
-                "id",
-                "connector_id",
-                "holder_id",
-                "meter_last_wh",
-                "updated_at",
+            "id",
+            "status",
+        ),
+    }
+    if sessions_since is not None:
+        digests["t_month"] = _latest(
+            ChargingSession.objects.with_scopes_disabled().filter(
+                started_at__gte=sessions_since, **by_community
             ),
-            commands=_digest(
-                ChargerCommand.objects.with_scopes_disabled().filter(
-                    Q(action__in=REMOTE_ACTIONS, connector__isnull=False),
-                    created_at__gte=timezone.now() - REMOTE_COMMAND_SHOWN,
-                    **by_community,
-                ),
-                "id",
-                "status",
-            ),
+            "updated_at",
         )
-        .values_list("sites", "chargers", "outlets", "sessions", "commands")
-        .get()
-    )
+    row = Community.objects.filter(pk=community.pk).annotate(**digests).values_list(*digests).get()
     return hashlib.sha256("/".join(map(str, row)).encode()).hexdigest()[:20]
+
+
+def configuration_token(charger: Charger) -> str:
+    """The change token of a charger's configuration page: its stored configuration and one
+    aggregate over its commands (count, latest write) — no list query."""
+    summary = ChargerCommand.objects.filter(charger=charger).aggregate(
+        n=Count("pk"), latest=Max("updated_at")
+    )
+    return fingerprint(summary["n"], summary["latest"], charger.configuration)
 
 
 def state_counts(rows: list[Row]) -> list[tuple[OutletState, str, int]]:

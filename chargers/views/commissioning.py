@@ -2,11 +2,8 @@
 OCPP version, firmware, connectors, gateway address and credentials, what the gateway refused),
 and the charger's configuration (read at connection, changed through commands)."""
 
-import hashlib
-
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -15,7 +12,7 @@ from communities.models import Site
 from communities.permissions import community_permission
 from sparklin.live import fingerprint, render_live
 
-from .. import inventory, services
+from .. import inventory, selectors, services
 from ..forms import ClaimForm, ConfigurationForm
 from ..models import Charger, UnknownCharger
 
@@ -104,21 +101,18 @@ def charger_configuration(request, community, charger):
             return redirect(
                 "chargers:charger-configuration", community=community, charger=charger.pk
             )
-    commands = list(charger.commands.select_related("asked_by")[:15])
-    fingerprint = "|".join(f"{c.pk}:{c.status}" for c in commands) + str(charger.configuration)
-    fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()[:20]
-    if request.htmx and request.GET.get("fp") == fingerprint:
-        return HttpResponse(status=204)
-    context = {
-        "charger": charger,
-        "form": form,
-        "commands": commands,
-        "fingerprint": fingerprint,
-        "configuration": sorted((charger.configuration or {}).items()),
-    }
-    if request.htmx:
-        return render(request, "chargers/charger_configuration.html#configuration-live", context)
-    return render(request, "chargers/charger_configuration.html", context)
+    return render_live(
+        request,
+        "chargers/charger_configuration.html",
+        "configuration-live",
+        lambda: {
+            "charger": charger,
+            "form": form,
+            "commands": list(charger.commands.select_related("asked_by")[:15]),
+            "configuration": sorted((charger.configuration or {}).items()),
+        },
+        selectors.configuration_token(charger),
+    )
 
 
 @community_permission("chargers:configure")

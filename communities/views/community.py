@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
@@ -15,6 +14,7 @@ from billing.models import Price
 from chargers import selectors
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
+from sparklin.dates import current_month, month_bounds
 from sparklin.live import fingerprint, render_live
 
 from .. import services
@@ -47,24 +47,37 @@ def community_create(request):
 
 @community_permission("community:view")
 def dashboard(request, community):
-    rows = selectors.outlet_rows(request.community)
+    """The community's home: outlets, this month's totals, sessions in progress and the latest
+    ones (the person's own for drivers). Live like the outlets page: the change token (one
+    query) comes first, an unchanged poll answers 204 before any list query."""
+    community = request.community
     manager = has_permission(request, "sessions:view_all")
     sessions = selectors.sessions_for_list()
     if not manager:
         sessions = sessions.filter(holder=request.user)
-    totals = selectors.month_totals(request.community, sessions)
-    fp = fingerprint(selectors.outlets_fingerprint(rows), totals["count"], totals["energy_wh"])
-    if request.htmx and request.GET.get("fp") == fp:
-        return HttpResponse(status=204)  # before the session queries below
-    context = {
-        "rows": rows,
-        "counts": selectors.state_counts(rows),
-        "totals": totals,
-        "active_sessions": [s for s in sessions.filter(state=ChargingSession.State.ACTIVE)],
-        "latest_sessions": sessions[:10],
-        "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
-    }
-    return render_live(request, "communities/dashboard.html", "dashboard-live", context, fp)
+
+    def context(rows=None):
+        rows = rows if rows is not None else selectors.outlet_rows(community)
+        return {
+            "rows": rows,
+            "counts": selectors.state_counts(rows),
+            "totals": selectors.month_totals(community, sessions),
+            "active_sessions": list(sessions.filter(state=ChargingSession.State.ACTIVE)),
+            "latest_sessions": sessions[:10],
+            "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
+        }
+
+    page = ("communities/dashboard.html", "dashboard-live")
+    month_start = month_bounds(community, *current_month(community))[0]
+    token = selectors.live_token(community, sessions_since=month_start)
+    if token is None:  # no cheap token (SQLite): fingerprint what is shown
+        data = context(selectors.outlet_rows(community))
+        totals = data["totals"]
+        fp = fingerprint(
+            selectors.outlets_fingerprint(data["rows"]), totals["count"], totals["energy_wh"]
+        )
+        return render_live(request, *page, data, fp)
+    return render_live(request, *page, context, token)
 
 
 @community_permission("members:view")
