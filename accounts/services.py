@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
-from .models import LoginCode, TokenBucket, User
+from .models import LoginCode, TokenBucket, User, salted_digest
 from .tasks import send_sms_task
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class LoginError(Exception):
 
 
 def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:40]
+    return salted_digest(value)
 
 
 def hash_code(phone: str, code: str) -> str:
@@ -139,3 +139,11 @@ def set_user_language(*, user: User, language: str) -> None:
     if user.language != language:
         user.language = language
         user.save(update_fields=["language"])
+
+
+def prune_login_data(now=None) -> dict[str, int]:
+    """Delete login codes nobody can use any more (codes asked for unknown numbers included:
+    their numbers are not kept) and rate-limit buckets idle long enough to be full again."""
+    now = now or timezone.now()
+    codes, _ = LoginCode.objects.stale(now).delete()
+    return {"login_codes": codes, "token_buckets": TokenBucket.prune(now)}

@@ -15,3 +15,11 @@ def send_sms_task(self, to: str, body: str) -> None:
         if self.request.is_eager:
             raise
         raise self.retry(exc=exc)
+
+
+@shared_task
+def prune_login_data() -> dict[str, int]:
+    """Hourly (beat): delete stale login codes and idle rate-limit buckets."""
+    from .services import prune_login_data as prune
+
+    return prune()

@@ -3,7 +3,6 @@ installer claims a charger by the serial and PIN of its sticker. PINs are stored
 PINs are throttled per person and per serial (accounts' TokenBucket); a claim is final."""
 
 import csv
-import hashlib
 import io
 
 from django.contrib.auth.hashers import check_password, make_password
@@ -11,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import TokenBucket
+from accounts.models import TokenBucket, salted_digest
 from communities.services import audit
 
 from .models import Charger, InventoryCharger, UnknownCharger, Vendor
@@ -32,7 +31,7 @@ class InventoryError(Exception):
 
 
 def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:40]
+    return salted_digest(value)
 
 
 def import_inventory(rows) -> dict:

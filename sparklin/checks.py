@@ -29,4 +29,13 @@ def production_settings(app_configs, **kwargs):
                 id="sparklin.E004",
             )
         )
+    if settings.SMS_BACKEND in ("console", "memory"):
+        errors.append(
+            Error(
+                f"SMS_BACKEND={settings.SMS_BACKEND} does not send SMS: login codes would only "
+                "be written to the logs (console) or kept in memory.",
+                hint="Set SMS_BACKEND=twilio and the TWILIO_* variables in production.",
+                id="sparklin.E005",
+            )
+        )
     return errors
