@@ -3,7 +3,8 @@ the proof. Users are global; what they may see is decided by their memberships (
 
 import hashlib
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -14,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, phone, password=None, **extra_fields):
@@ -56,7 +57,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     objects = UserManager()
 
     USERNAME_FIELD = "phone"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         verbose_name = _("user")
@@ -73,7 +74,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 
 class LoginCodeQuerySet(models.QuerySet):
-    def stale(self, now=None):
+    def stale(self, now: datetime | None = None) -> "LoginCodeQuerySet":
         """Codes that can no longer be used by anyone: expired (or spent) for more than
         `LoginCode.KEPT_AFTER_EXPIRY`. A code asked for an unknown number is one of them after
         that: the number is not kept."""
@@ -151,7 +152,7 @@ class TokenBucket(models.Model):
             return True
 
     @staticmethod
-    def prune(now=None) -> int:
+    def prune(now: datetime | None = None) -> int:
         """Delete buckets idle long enough to be full again; returns how many."""
         cutoff = (now or timezone.now()) - TokenBucket.IDLE_FULL_AFTER
         deleted, _ = TokenBucket.objects.filter(updated__lt=cutoff).delete()

@@ -36,6 +36,8 @@ from .models import Charger, ChargerCommand, ChargingSession, Connector, OutletS
 from .services import REMOTE_ACTIONS
 
 if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
+
     from accounts.models import User
 
 # How long the outcome of a remote start/stop stays shown on its outlet.
@@ -237,7 +239,7 @@ def configuration_token(charger: Charger) -> str:
     return fingerprint(summary["n"], summary["latest"], charger.configuration)
 
 
-def state_counts(rows: list[Row]) -> list[tuple[OutletState, str, int]]:
+def state_counts(rows: list[Row]) -> list[tuple[OutletState, StrOrPromise, int]]:
     counts = Counter(connector.state for connector, _ in rows)
     return [(state, state.label, counts.get(state, 0)) for state in OutletState]
 

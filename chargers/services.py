@@ -3,6 +3,7 @@ Keyword-only verbs, one transaction, an audit entry, ChargerError with a transla
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
@@ -217,6 +218,7 @@ def change_configuration(*, charger: Charger, actor, setting: str, value: str) -
     if charger.ocpp_version not in OcppVersion.values:
         raise ChargerError(_("The charger has not connected yet: its OCPP version is unknown."))
     key16, (component, variable) = CONFIGURABLE_SETTINGS[setting]
+    payload: dict[str, Any]
     if charger.ocpp_version == OcppVersion.V16:
         action, payload = "ChangeConfiguration", {"key": key16, "value": value}
     else:
@@ -372,6 +374,7 @@ def request_remote_stop(*, session: ChargingSession, user) -> ChargerCommand:
     _connected(charger)
     if _in_flight(session=session, action__in=REMOTE_STOP_ACTIONS):
         raise ChargerError(_("A stop is already on its way to this charger."))
+    payload: dict[str, Any]
     if charger.ocpp_version == OcppVersion.V16:
         try:
             transaction_id = int(session.transaction_id)

@@ -130,8 +130,8 @@ def accept_invitation(*, token: str, user: User) -> Membership:
             Invitation.objects.with_scopes_disabled().select_for_update().get(pk=invitation.pk)
         )
     problem = invitation_problem(invitation)
-    if problem:
-        raise CommunityError(problem)
+    if problem or invitation is None:
+        raise CommunityError(problem or "")
     if invitation.created_by_id == user.pk:
         raise CommunityError(_("You cannot accept an invitation you sent yourself."))
     community = invitation.community

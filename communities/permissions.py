@@ -24,13 +24,16 @@ from .access import INSTALLER_FULL, INSTALLER_LIMITED, installer_access
 from .models import Membership, Role
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from django.http import HttpRequest
 
-_OWNER = {Role.OWNER}
-_MANAGERS = {Role.OWNER, Role.MANAGER}
-_MEMBERS = {Role.OWNER, Role.MANAGER, Role.INDIVIDUAL}
+    from .access import Person
+    from .models import Community
+
+_OWNER: set[str] = {Role.OWNER}
+_MANAGERS: set[str] = {Role.OWNER, Role.MANAGER}
+_MEMBERS: set[str] = {Role.OWNER, Role.MANAGER, Role.INDIVIDUAL}
 _MANAGERS_AND_INSTALLER = _MANAGERS | {INSTALLER_FULL}
 _MEMBERS_AND_INSTALLER = _MEMBERS | {INSTALLER_FULL}
 _CHARGER_CARE = _MANAGERS | {INSTALLER_FULL, INSTALLER_LIMITED}
@@ -64,8 +67,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "exports:run": _MANAGERS_AND_INSTALLER,
     # Expense notes (billing): every member sees and downloads their own; managers see all,
     # export and send them. Installers do not (names and charging habits of drivers).
-    "notes:view_own": {Role.OWNER, Role.MANAGER, Role.INDIVIDUAL},
-    "notes:manage": {Role.OWNER, Role.MANAGER},
+    "notes:view_own": _MEMBERS,
+    "notes:manage": _MANAGERS,
 }
 
 
@@ -74,13 +77,13 @@ def role_has(role: str | None, permission: str) -> bool:
     return role is not None and role in PERMISSIONS[permission]
 
 
-def role_of(community, user) -> str | None:
+def role_of(community: Community, user: Person | None) -> str | None:
     """The role `user` acts with in `community`: their current membership's role, else their
     installer pseudo-role (grants in force), else None. What the middleware computes for a
     request, for callers without one (services, tasks)."""
     if user is None or not user.is_authenticated:
         return None
-    role = (
+    role: str | None = (
         Membership.objects.with_scopes_disabled()
         .current()
         .of(community, user)
@@ -92,7 +95,7 @@ def role_of(community, user) -> str | None:
     return installer_access(community, user)[0]
 
 
-def user_can(community, user, permission: str) -> bool:
+def user_can(community: Community, user: Person | None, permission: str) -> bool:
     """Whether `user` may do `permission` in `community` — what services ask."""
     _known(permission)
     return role_has(role_of(community, user), permission)
@@ -100,9 +103,9 @@ def user_can(community, user, permission: str) -> bool:
 
 def request_role(request: HttpRequest) -> str | None:
     """The member's role or the installer's pseudo-role, as set by the middleware."""
-    role = getattr(request, "community_role", None)
+    role: str | None = getattr(request, "community_role", None)
     if role is None:
-        membership = getattr(request, "membership", None)
+        membership: Membership | None = getattr(request, "membership", None)
         role = membership.role if membership is not None else None
     return role
 
@@ -124,7 +127,7 @@ class Can:
         _known(permission)
         return role_has(self.role, permission)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(sorted(p for p in PERMISSIONS if role_has(self.role, p)))
 
     def __bool__(self) -> bool:

@@ -5,8 +5,12 @@ Services take the community explicitly and enter its scope themselves when it ma
 the caller's (a manager adds a member to another community they manage); they ask the same
 permission strings as the views (`communities.permissions.user_can`)."""
 
+from decimal import Decimal
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -24,12 +28,14 @@ from .permissions import role_has, user_can
 class CommunityError(Exception):
     """A change refused by a business rule; `message` is shown to the person."""
 
-    def __init__(self, message):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
 
 
-def audit(*, community, actor, action: str, target="", **data) -> AuditEvent:
+def audit(
+    *, community: Community, actor: User | None, action: str, target: object = "", **data: Any
+) -> AuditEvent:
     """Record who did what to what. Called by every service inside its transaction."""
     return AuditEvent.objects.create(
         community=community,
@@ -66,7 +72,7 @@ COMMUNITY_SETTINGS_FIELDS = ("name", "kind", "address", "time_zone", "expense_em
 
 
 @transaction.atomic
-def update_community(*, community: Community, actor: User, **fields) -> Community:
+def update_community(*, community: Community, actor: User, **fields: Any) -> Community:
     """Change a community's name, kind, address, time zone or expense-note recipient."""
     unknown = set(fields) - set(COMMUNITY_SETTINGS_FIELDS)
     if unknown:
@@ -86,7 +92,7 @@ def update_community(*, community: Community, actor: User, **fields) -> Communit
     return community
 
 
-def managed_communities(user):
+def managed_communities(user: User) -> QuerySet[Community]:
     """Communities where `user` may add members (the "community" choice of the add form)."""
     memberships = (
         Membership.objects.with_scopes_disabled()
@@ -105,7 +111,7 @@ def add_member(
     *,
     community: Community,
     actor: User,
-    phone,
+    phone: object,
     first_name: str,
     last_name: str,
     role: str,
@@ -120,7 +126,15 @@ def add_member(
         return _add_member(community, actor, phone, first_name, last_name, role, email)
 
 
-def _add_member(community, actor, phone, first_name, last_name, role, email) -> Membership:
+def _add_member(
+    community: Community,
+    actor: User,
+    phone: object,
+    first_name: str,
+    last_name: str,
+    role: str,
+    email: str,
+) -> Membership:
     if not user_can(community, actor, "members:write"):
         raise CommunityError(_("You cannot add users to this community."))
     phone = str(phone)
@@ -139,7 +153,9 @@ def _add_member(community, actor, phone, first_name, last_name, role, email) -> 
             if value and not getattr(user, field):
                 setattr(user, field, value)
         user.save()
-    membership = Membership.objects.with_scopes_disabled().of(community, user).first()
+    membership: Membership | None = (
+        Membership.objects.with_scopes_disabled().of(community, user).first()
+    )
     if membership and membership.state != Membership.State.LEFT:
         raise CommunityError(
             _("%(name)s is already a member of %(community)s.")
@@ -222,12 +238,13 @@ def update_member(
     return membership
 
 
-def _other_owners(membership):
-    return (
+def _other_owners(membership: Membership) -> QuerySet[Membership]:
+    owners: QuerySet[Membership] = (
         Membership.objects.with_scopes_disabled()
         .filter(community=membership.community, role=Role.OWNER, state=Membership.State.ACTIVE)
         .exclude(pk=membership.pk)
     )
+    return owners
 
 
 @transaction.atomic
@@ -243,7 +260,7 @@ def remove_member(*, membership: Membership, actor: User) -> Membership:
     return membership
 
 
-def _end_membership(membership: Membership, *, actor: User, action: str, target) -> None:
+def _end_membership(membership: Membership, *, actor: User, action: str, target: object) -> None:
     """The one way a membership ends (removed or left): the row stays, so past sessions keep
     their community; `LEFT` is what makes cards answer Blocked and names show as former."""
     membership.state = Membership.State.LEFT
@@ -260,7 +277,12 @@ def _end_membership(membership: Membership, *, actor: User, action: str, target)
 
 @transaction.atomic
 def create_site(
-    *, community: Community, actor: User, name: str, address: str = "", grid_limit_kw=None
+    *,
+    community: Community,
+    actor: User,
+    name: str,
+    address: str = "",
+    grid_limit_kw: Decimal | None = None,
 ) -> Site:
     """Add a site (a location with chargers) to a community; names are unique per community."""
     if Site.objects.with_scopes_disabled().filter(community=community, name=name).exists():
@@ -274,7 +296,7 @@ def create_site(
 
 @transaction.atomic
 def update_site(
-    *, site: Site, actor: User, name: str, address: str = "", grid_limit_kw=None
+    *, site: Site, actor: User, name: str, address: str = "", grid_limit_kw: Decimal | None = None
 ) -> Site:
     """Rename a site, change its address or grid limit."""
     if (
@@ -344,7 +366,9 @@ def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest
 
 
 @transaction.atomic
-def decide_access_request(*, access_request: AccessRequest, actor: User, accept: bool):
+def decide_access_request(
+    *, access_request: AccessRequest, actor: User, accept: bool
+) -> AccessRequest:
     """A manager accepts (the driver becomes an active individual member) or refuses a request;
     the driver is told by SMS."""
     if not user_can(access_request.community, actor, "access_requests:decide"):

@@ -1,12 +1,12 @@
 """System checks that refuse an incomplete production configuration."""
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
 
 @register(Tags.security, deploy=True)
-def production_settings(app_configs, **kwargs):
-    errors = []
+def production_settings(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     if settings.SECRET_KEY.startswith("insecure-"):
         errors.append(Error("SECRET_KEY is not set.", id="sparklin.E001"))
     if not settings.DATABASE_URL:

@@ -4,12 +4,14 @@ and the charger's configuration (read at connection, changed through commands)."
 
 from django.conf import settings
 from django.contrib import messages
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from communities.models import Site
 from communities.permissions import community_permission
+from sparklin.http import CommunityRequest
 from sparklin.live import fingerprint, render_live
 
 from .. import inventory, selectors, services
@@ -88,30 +90,28 @@ def charger_password(request, community, charger):
 
 
 @community_permission("chargers:configure")
-def charger_configuration(request, community, charger):
-    charger = get_object_or_404(Charger, pk=charger)
+def charger_configuration(request: CommunityRequest, community: str, charger: int) -> HttpResponse:
+    obj = get_object_or_404(Charger, pk=charger)
     form = ConfigurationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.change_configuration(charger=charger, actor=request.user, **form.cleaned_data)
+            services.change_configuration(charger=obj, actor=request.user, **form.cleaned_data)
         except services.ChargerError as e:
             form.add_error(None, e.message)
         else:
             messages.success(request, _("Sent to the charger: its answer appears below."))
-            return redirect(
-                "chargers:charger-configuration", community=community, charger=charger.pk
-            )
+            return redirect("chargers:charger-configuration", community=community, charger=obj.pk)
     return render_live(
         request,
         "chargers/charger_configuration.html",
         "configuration-live",
         lambda: {
-            "charger": charger,
+            "charger": obj,
             "form": form,
-            "commands": list(charger.commands.select_related("asked_by")[:15]),
-            "configuration": sorted((charger.configuration or {}).items()),
+            "commands": list(obj.commands.select_related("asked_by")[:15]),
+            "configuration": sorted((obj.configuration or {}).items()),
         },
-        selectors.configuration_token(charger),
+        selectors.configuration_token(obj),
     )
 
 

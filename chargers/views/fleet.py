@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_POST
 from communities.models import Membership, Site
 from communities.permissions import community_permission
 from sparklin.dates import month_bounds
+from sparklin.http import CommunityRequest
 from sparklin.live import render_live
 
 from .. import selectors, services
@@ -20,7 +22,7 @@ from ..models import ChargeCard, Charger, ChargingSession, Connector, UnknownCha
 
 
 @community_permission("outlets:view")
-def outlet_list(request, community):
+def outlet_list(request: CommunityRequest, community: str) -> HttpResponse:
     """Every outlet and its state. The table polls itself every 5 s with the change token of
     what it shows and gets 204 (htmx swaps nothing) until something changes; the token is one
     query, so an unchanged poll lists nothing."""
@@ -185,7 +187,7 @@ def my_session_list(request, community):
 @community_permission("cards:write")
 @require_POST
 def card_add(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     form = CardForm(request.POST)
     if form.is_valid():
         try:
@@ -201,7 +203,7 @@ def card_add(request, community, member):
             messages.success(request, _("Card %(uid)s added.") % {"uid": card.uid})
     else:
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(e) for e in errors))
     return redirect("communities:member-detail", community=community, member=membership.pk)
 
 

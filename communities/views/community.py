@@ -1,11 +1,13 @@
 """Community pages: home, create, dashboard, users (members), sites, company configuration."""
 
 import copy
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
@@ -15,6 +17,7 @@ from chargers import selectors
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from sparklin.dates import current_month, month_bounds
+from sparklin.http import CommunityRequest
 from sparklin.live import fingerprint, render_live
 
 from .. import services
@@ -46,32 +49,32 @@ def community_create(request):
 
 
 @community_permission("community:view")
-def dashboard(request, community):
+def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
     """The community's home: outlets, this month's totals, sessions in progress and the latest
     ones (the person's own for drivers). Live like the outlets page: the change token (one
     query) comes first, an unchanged poll answers 204 before any list query."""
-    community = request.community
+    tenant = request.community
     manager = has_permission(request, "sessions:view_all")
     sessions = selectors.sessions_for_list()
     if not manager:
         sessions = sessions.filter(holder=request.user)
 
-    def context(rows=None):
-        rows = rows if rows is not None else selectors.outlet_rows(community)
+    def context(rows: list[selectors.Row] | None = None) -> dict[str, Any]:
+        rows = rows if rows is not None else selectors.outlet_rows(tenant)
         return {
             "rows": rows,
             "counts": selectors.state_counts(rows),
-            "totals": selectors.month_totals(community, sessions),
+            "totals": selectors.month_totals(tenant, sessions),
             "active_sessions": list(sessions.filter(state=ChargingSession.State.ACTIVE)),
             "latest_sessions": sessions[:10],
             "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
         }
 
     page = ("communities/dashboard.html", "dashboard-live")
-    month_start = month_bounds(community, *current_month(community))[0]
-    token = selectors.live_token(community, sessions_since=month_start)
+    month_start = month_bounds(tenant, *current_month(tenant))[0]
+    token = selectors.live_token(tenant, sessions_since=month_start)
     if token is None:  # no cheap token (SQLite): fingerprint what is shown
-        data = context(selectors.outlet_rows(community))
+        data = context(selectors.outlet_rows(tenant))
         totals = data["totals"]
         fp = fingerprint(
             selectors.outlets_fingerprint(data["rows"]), totals["count"], totals["energy_wh"]
@@ -81,7 +84,7 @@ def dashboard(request, community):
 
 
 @community_permission("members:view")
-def member_list(request, community):
+def member_list(request: CommunityRequest, community: str) -> HttpResponse:
     # People who left are not listed: the remaining members no longer see their details.
     members = (
         Membership.objects.current()
@@ -138,7 +141,7 @@ def member_detail(request, community, member):
 
 @community_permission("members:write")
 def member_edit(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     user = membership.user
     initial = {
         "first_name": user.first_name,
@@ -160,7 +163,7 @@ def member_edit(request, community, member):
 
 @community_permission("members:write")
 def member_remove(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     if request.method != "POST":
         return render(request, "communities/member_remove.html", {"member": membership})
     try:
