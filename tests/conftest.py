@@ -25,11 +25,14 @@ def pytest_fixture_setup(fixturedef, request):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     """`@pytest.mark.community_scope` (or `community_scope("other_fixture")`): run the test body
-    inside the scope of that fixture's community, as the middleware runs a view."""
+    inside the scope of that fixture's community (the fixture is a community, or a mapping with
+    one under "community"), as the middleware runs a view."""
     marker = item.get_closest_marker("community_scope")
     community = (
         item.funcargs.get(marker.args[0] if marker.args else "community") if marker else None
     )
+    if isinstance(community, dict):
+        community = community.get("community")
     if community is None:  # unmarked, or a test of the module that uses no community
         yield
         return
