@@ -7,13 +7,29 @@ force on that community → an installer pseudo-role (`installer_full` / `instal
 scoped querysets filter themselves. Other URLs run with no community in scope: a tenant query
 there raises `ScopeError` unless the code says `scopes_disabled()` on purpose."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.urls import Resolver404, resolve
 from django_scopes import scope, scopes_disabled
+from django_scopes.state import state as _scope_state
 
 from .access import installer_access
 from .models import Community, Membership
+
+
+@contextmanager
+def no_community() -> Iterator[None]:
+    """Scoping on and no community at all, whatever the caller had entered: a URL without a
+    community never inherits one (`scope()` would keep an enclosing scope's community — a test
+    body's, or a view calling another view)."""
+    token = _scope_state.set({"_enabled": True})
+    try:
+        yield
+    finally:
+        _scope_state.reset(token)
 
 
 class CommunityScopeMiddleware:
@@ -28,7 +44,7 @@ class CommunityScopeMiddleware:
         try:
             match = resolve(request.path_info)
         except Resolver404:
-            with scope():
+            with no_community():
                 return self.get_response(request)
 
         if match.app_name == "admin":
@@ -38,7 +54,7 @@ class CommunityScopeMiddleware:
 
         slug = match.kwargs.get("community")
         if slug is None:
-            with scope():
+            with no_community():
                 return self.get_response(request)
 
         if not request.user.is_authenticated:
