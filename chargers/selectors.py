@@ -12,22 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 from django.db.models import (
-    CharField,
     Count,
-    Func,
-    IntegerField,
     Max,
-    OuterRef,
     QuerySet,
-    Subquery,
     Sum,
-    Value,
 )
-from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 
 from billing.prices import session_cost
-from communities.models import Community, Site
+from communities.models import Community
 from communities.selectors import holder_left
 from sparklin.dates import current_month, month_bounds
 from sparklin.live import fingerprint
@@ -114,59 +107,35 @@ def _command_key(connector: Connector) -> str:
     return f"{command.pk}:{command.status}" if command else ""
 
 
-class _HashText(Func):
-    """PostgreSQL's `hashtext(text) -> int4`: a cheap digest of one row's shown fields."""
-
-    function = "hashtext"
-    output_field = IntegerField()
-
-
-def _digest(qs: QuerySet[Any], *fields: str) -> Subquery:
-    """One scalar subquery: `count:sum(hashtext(fields…))` over the rows of `qs`. Any change
-    of a listed field in any row, a row added or removed, changes it."""
-    parts: list[Any] = []
-    for name in fields:
-        parts += [Coalesce(Cast(name, CharField()), Value("")), Value("|")]
-    summary = (
-        qs.order_by()
-        .annotate(_one=Value(1, output_field=IntegerField()))
-        .values("_one")  # one group: the whole queryset
-        .annotate(
-            _digest=Concat(
-                Cast(Count("pk"), CharField()),
-                Value(":"),
-                Cast(Coalesce(Sum(_HashText(Concat(*parts))), 0), CharField()),
-                output_field=CharField(),
-            )
-        )
-        .values("_digest")
-    )
-    return Subquery(summary, output_field=CharField())
-
-
-def _latest(qs: QuerySet[Any], field: str) -> Subquery:
-    """One scalar subquery: `count:max(field)` over the rows of `qs` (for a write time such as
-    `updated_at`, any change of any row changes it)."""
-    summary = (
-        qs.order_by()
-        .annotate(_one=Value(1, output_field=IntegerField()))
-        .values("_one")
-        .annotate(
-            _latest=Concat(
-                Cast(Count("pk"), CharField()),
-                Value(":"),
-                Coalesce(Cast(Max(field), CharField()), Value("")),
-                output_field=CharField(),
-            )
-        )
-        .values("_latest")
-    )
-    return Subquery(summary, output_field=CharField())
+# One statement, written once (no ORM compilation per poll): each subquery digests the rows a
+# live region shows as `count:sum(hashtext(fields…))`, so a change of any listed field in any
+# row, a row added or removed, changes it; the month's sessions by count and latest write.
+_LIVE_TOKEN_SQL = """
+SELECT
+  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, name))), 0)
+     FROM communities_site WHERE community_id = %(community)s),
+  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, name, identity, site_id,
+          connected, connection_changed_at))), 0)
+     FROM chargers_charger WHERE community_id = %(community)s),
+  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, charger_id, evse_id,
+          connector_id, status, error_code, status_at))), 0)
+     FROM chargers_connector WHERE community_id = %(community)s),
+  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, connector_id, holder_id,
+          meter_last_wh, updated_at))), 0)
+     FROM chargers_chargingsession WHERE community_id = %(community)s AND state = %(active)s),
+  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, status))), 0)
+     FROM chargers_chargercommand
+     WHERE community_id = %(community)s AND connector_id IS NOT NULL
+       AND action = ANY(%(actions)s) AND created_at >= %(commands_since)s),
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '')
+     FROM chargers_chargingsession
+     WHERE community_id = %(community)s AND started_at >= %(sessions_since)s)
+"""
 
 
 def live_token(community: Community, sessions_since: datetime | None = None) -> str | None:
     """A cheap change token of what the live regions of outlets and the dashboard show: one
-    query that digests, inside the database, the community's sites, chargers (name, site,
+    statement that digests, inside the database, the community's sites, chargers (name, site,
     connection), outlets (status and its time), sessions in progress (energy so far, holder)
     and the remote commands still shown; with `sessions_since`, also every session started since
     then (the dashboard's month totals and latest sessions). A poll compares it first and
@@ -174,59 +143,16 @@ def live_token(community: Community, sessions_since: datetime | None = None) -> 
     PostgreSQL (the SQLite demo): the caller then fingerprints the rows it lists."""
     if connection.vendor != "postgresql":
         return None
-    by_community = {"community": OuterRef("pk")}
-    digests: dict[str, Subquery] = {
-        "t_sites": _digest(
-            Site.objects.with_scopes_disabled().filter(**by_community), "id", "name"
-        ),
-        "t_chargers": _digest(
-            Charger.objects.with_scopes_disabled().filter(**by_community),
-            "id",
-            "name",
-            "identity",
-            "site_id",
-            "connected",
-            "connection_changed_at",
-        ),
-        "t_outlets": _digest(
-            Connector.objects.with_scopes_disabled().filter(**by_community),
-            "id",
-            "charger_id",
-            "evse_id",
-            "connector_id",
-            "status",
-            "error_code",
-            "status_at",
-        ),
-        "t_sessions": _digest(
-            ChargingSession.objects.with_scopes_disabled().filter(
-                state=ChargingSession.State.ACTIVE, **by_community
-            ),
-            "id",
-            "connector_id",
-            "holder_id",
-            "meter_last_wh",
-            "updated_at",
-        ),
-        "t_commands": _digest(
-            ChargerCommand.objects.with_scopes_disabled().filter(
-                action__in=REMOTE_ACTIONS,
-                connector__isnull=False,
-                created_at__gte=timezone.now() - REMOTE_COMMAND_SHOWN,
-                **by_community,
-            ),
-            "id",
-            "status",
-        ),
+    params = {
+        "community": community.pk,
+        "active": ChargingSession.State.ACTIVE.value,
+        "actions": list(REMOTE_ACTIONS),
+        "commands_since": timezone.now() - REMOTE_COMMAND_SHOWN,
+        "sessions_since": sessions_since,  # NULL: no rows, a constant part
     }
-    if sessions_since is not None:
-        digests["t_month"] = _latest(
-            ChargingSession.objects.with_scopes_disabled().filter(
-                started_at__gte=sessions_since, **by_community
-            ),
-            "updated_at",
-        )
-    row = Community.objects.filter(pk=community.pk).annotate(**digests).values_list(*digests).get()
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_TOKEN_SQL, params)
+        row = cursor.fetchone()
     return hashlib.sha256("/".join(map(str, row)).encode()).hexdigest()[:20]
 
 
