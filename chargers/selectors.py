@@ -143,7 +143,7 @@ def live_token(community: Community, sessions_since: datetime | None = None) -> 
     PostgreSQL (the SQLite demo): the caller then fingerprints the rows it lists."""
     if connection.vendor != "postgresql":
         return None
-    params = {
+    params: dict[str, Any] = {
         "community": community.pk,
         "active": ChargingSession.State.ACTIVE.value,
         "actions": list(REMOTE_ACTIONS),
