@@ -14,6 +14,7 @@ from typing import Any
 
 from babel import Locale
 from babel.numbers import format_currency, format_decimal
+from django.conf import settings
 from django.utils import translation
 
 DASH = "—"
@@ -21,7 +22,7 @@ DASH = "—"
 
 def babel_locale(language: str | None = None) -> Locale:
     """The Babel locale of a Django language code (`fr`, `en-us`), the active one by default."""
-    code = language or translation.get_language() or "en"
+    code = language or translation.get_language() or settings.LANGUAGE_CODE
     return Locale.parse(translation.to_locale(code))
 
 

@@ -22,7 +22,7 @@ _SESSION_PASSWORD = "charger_password"
 
 
 @community_permission("chargers:write")
-def charger_claim(request, community, site):
+def charger_claim(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     form = ClaimForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -63,7 +63,7 @@ def _fingerprint(context) -> str:
 
 
 @community_permission("chargers:configure")
-def charger_commissioning(request, community, charger):
+def charger_commissioning(request: CommunityRequest, community, charger):
     """Live: polls a small partial every 3 s and gets 204 while nothing changed."""
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     context = _commissioning_context(charger)
@@ -82,7 +82,7 @@ def charger_commissioning(request, community, charger):
 
 @community_permission("chargers:write")
 @require_POST
-def charger_password(request, community, charger):
+def charger_password(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger, pk=charger)
     password = services.generate_charger_password(charger=charger, actor=request.user)
     request.session[_SESSION_PASSWORD] = password  # shown once, on the next page
@@ -117,7 +117,7 @@ def charger_configuration(request: CommunityRequest, community: str, charger: in
 
 @community_permission("chargers:configure")
 @require_POST
-def charger_reconfigure(request, community, charger):
+def charger_reconfigure(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger, pk=charger)
     services.reconfigure(charger=charger, actor=request.user)
     messages.success(request, _("The charger will be read and configured again."))

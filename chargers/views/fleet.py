@@ -48,7 +48,7 @@ def _back(request, community) -> str:
 
 @community_permission("charging:remote")
 @require_POST
-def outlet_start(request, community, connector):
+def outlet_start(request: CommunityRequest, community, connector):
     """The "Start charging" button of an outlet: a remote start with the driver's card."""
     connector = get_object_or_404(Connector.objects.select_related("charger"), pk=connector)
     try:
@@ -66,7 +66,7 @@ def outlet_start(request, community, connector):
 
 @community_permission("charging:remote")
 @require_POST
-def session_stop(request, community, session):
+def session_stop(request: CommunityRequest, community, session):
     """The "Stop charging" button of a session in progress (drivers their own, managers any)."""
     session = get_object_or_404(ChargingSession.objects.select_related("charger"), pk=session)
     try:
@@ -79,7 +79,7 @@ def session_stop(request, community, session):
 
 
 @community_permission("chargers:write")
-def charger_add(request, community, site):
+def charger_add(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     form = ChargerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -107,7 +107,7 @@ def charger_add(request, community, site):
 
 
 @community_permission("chargers:view")
-def charger_detail(request, community, charger):
+def charger_detail(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     log = Paginator(charger.messages.all(), 50).get_page(request.GET.get("page"))
     return render(
@@ -124,7 +124,7 @@ def charger_detail(request, community, charger):
 
 
 @community_permission("chargers:write")
-def charger_edit(request, community, charger):
+def charger_edit(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger, pk=charger)
     form = ChargerEditForm(request.POST or None, initial=ChargerEditForm.initial_for(charger))
     if request.method == "POST" and form.is_valid():
@@ -139,7 +139,7 @@ def charger_edit(request, community, charger):
 
 
 @community_permission("chargers:view")
-def unknown_charger_list(request, community):
+def unknown_charger_list(request: CommunityRequest, community):
     """Connections the gateway refused at the handshake. Refusals are not tenant data, so a
     manager sees those of this community's own chargers (wrong password…) and can look up one
     exact serial number ("did my new charger try to connect?"); other identities stay hidden so
@@ -154,7 +154,7 @@ def unknown_charger_list(request, community):
 
 
 @community_permission("sessions:view_all")
-def session_list(request, community):
+def session_list(request: CommunityRequest, community):
     form = SessionFilterForm(request.GET or None, community=request.community)
     sessions = selectors.sessions_for_list()
     if form.is_valid():
@@ -177,7 +177,7 @@ def session_list(request, community):
 
 
 @community_permission("community:view")
-def my_session_list(request, community):
+def my_session_list(request: CommunityRequest, community):
     sessions = selectors.sessions_for_list().filter(holder=request.user)
     page = Paginator(sessions, 50).get_page(request.GET.get("page"))
     cards = ChargeCard.objects.filter(holder=request.user)
@@ -186,7 +186,7 @@ def my_session_list(request, community):
 
 @community_permission("cards:write")
 @require_POST
-def card_add(request, community, member):
+def card_add(request: CommunityRequest, community, member):
     membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     form = CardForm(request.POST)
     if form.is_valid():
@@ -209,7 +209,7 @@ def card_add(request, community, member):
 
 @community_permission("cards:write")
 @require_POST
-def card_deactivate(request, community, card):
+def card_deactivate(request: CommunityRequest, community, card):
     card = get_object_or_404(ChargeCard, pk=card)
     services.deactivate_card(card=card, actor=request.user)
     messages.success(request, _("Card %(uid)s deactivated.") % {"uid": card.uid})

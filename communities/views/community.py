@@ -95,7 +95,7 @@ def member_list(request: CommunityRequest, community: str) -> HttpResponse:
 
 
 @community_permission("members:write")
-def member_add(request, community):
+def member_add(request: CommunityRequest, community):
     managed = services.managed_communities(request.user).values("pk")
     communities = Community.objects.filter(Q(pk__in=managed) | Q(pk=request.community.pk)).order_by(
         "name"
@@ -121,7 +121,7 @@ def member_add(request, community):
 
 
 @community_permission("members:view")
-def member_detail(request, community, member):
+def member_detail(request: CommunityRequest, community, member):
     # Someone who left is no longer shown (name, contact, sessions) to the remaining members.
     membership = get_object_or_404(Membership.objects.current().select_related("user"), pk=member)
     sessions = selectors.sessions_for_list().filter(holder=membership.user)
@@ -140,7 +140,7 @@ def member_detail(request, community, member):
 
 
 @community_permission("members:write")
-def member_edit(request, community, member):
+def member_edit(request: CommunityRequest, community, member):
     membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     user = membership.user
     initial = {
@@ -162,7 +162,7 @@ def member_edit(request, community, member):
 
 
 @community_permission("members:write")
-def member_remove(request, community, member):
+def member_remove(request: CommunityRequest, community, member):
     membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     if request.method != "POST":
         return render(request, "communities/member_remove.html", {"member": membership})
@@ -178,13 +178,13 @@ def member_remove(request, community, member):
 
 
 @community_permission("sites:view")
-def site_list(request, community):
+def site_list(request: CommunityRequest, community):
     sites = Site.objects.all().prefetch_related("chargers")
     return render(request, "communities/site_list.html", {"sites": sites})
 
 
 @community_permission("sites:write")
-def site_add(request, community):
+def site_add(request: CommunityRequest, community):
     form = SiteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -200,14 +200,14 @@ def site_add(request, community):
 
 
 @community_permission("sites:view")
-def site_detail(request, community, site):
+def site_detail(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     chargers = Charger.objects.filter(site=site).prefetch_related("connectors")
     return render(request, "communities/site_detail.html", {"site": site, "chargers": chargers})
 
 
 @community_permission("sites:write")
-def site_edit(request, community, site):
+def site_edit(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     form = SiteForm(request.POST or None, instance=site)
     if request.method == "POST" and form.is_valid():
@@ -222,7 +222,7 @@ def site_edit(request, community, site):
 
 
 @community_permission("community:manage")
-def settings_view(request, community):
+def settings_view(request: CommunityRequest, community):
     # A copy: the form writes cleaned values on its instance, the service decides what changed.
     form = CommunitySettingsForm(request.POST or None, instance=copy.copy(request.community))
     if request.method == "POST" and form.is_valid():

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from django_scopes import scopes_disabled
 
 from chargers.models import Charger
+from sparklin.http import CommunityRequest
 
 from .. import installers, invitations
 from ..access import company_role
@@ -88,7 +89,7 @@ def company_member_add(request):
 
 
 @community_permission("ownership:invite")
-def owner_invite(request, community):
+def owner_invite(request: CommunityRequest, community):
     form = OwnerInvitationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -117,7 +118,7 @@ def owner_invite(request, community):
 
 @community_permission("ownership:invite")
 @require_POST
-def owner_invite_revoke(request, community, invitation):
+def owner_invite_revoke(request: CommunityRequest, community, invitation):
     invitation = get_object_or_404(Invitation, pk=invitation)
     invitations.revoke_invitation(invitation=invitation, actor=request.user)
     messages.success(request, _("Invitation cancelled."))
@@ -125,7 +126,7 @@ def owner_invite_revoke(request, community, invitation):
 
 
 @community_permission("installer_access:manage")
-def installer_access(request, community):
+def installer_access(request: CommunityRequest, community):
     grants = AccessGrant.objects.select_related("company").order_by("-created_at")
     companies = InstallerCompany.objects.filter(grants__community=request.community).distinct()
     form = GrantAccessForm(request.POST or None, companies=companies)
@@ -144,7 +145,7 @@ def installer_access(request, community):
 
 @community_permission("installer_access:manage")
 @require_POST
-def installer_access_revoke(request, community, grant):
+def installer_access_revoke(request: CommunityRequest, community, grant):
     grant = get_object_or_404(AccessGrant.objects.select_related("company"), pk=grant)
     try:
         installers.revoke_grant(grant=grant, actor=request.user)

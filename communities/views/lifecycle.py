@@ -4,9 +4,12 @@ access and answering such requests, and the community's audit log."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+
+from sparklin.http import CommunityRequest
 
 from .. import invitations, services
 from ..forms import AccessRequestForm
@@ -40,9 +43,11 @@ def invitation_accept(request, token):
 
 
 @community_permission("community:leave")
-def leave(request, community):
+def leave(request: CommunityRequest, community):
     if request.method != "POST":
         return render(request, "communities/leave.html", {})
+    if request.membership is None:  # "community:leave" is for members; an installer is none
+        raise PermissionDenied
     try:
         services.leave_community(membership=request.membership, actor=request.user)
     except services.CommunityError as e:
@@ -71,7 +76,7 @@ def access_request_create(request):
 
 
 @community_permission("access_requests:decide")
-def access_request_list(request, community):
+def access_request_list(request: CommunityRequest, community):
     requests = AccessRequest.objects.select_related("user", "decided_by")
     return render(
         request,
@@ -85,7 +90,7 @@ def access_request_list(request, community):
 
 @community_permission("access_requests:decide")
 @require_POST
-def access_request_decide(request, community, access_request):
+def access_request_decide(request: CommunityRequest, community, access_request):
     access_request = get_object_or_404(
         AccessRequest.objects.select_related("user"), pk=access_request
     )
@@ -102,6 +107,6 @@ def access_request_decide(request, community, access_request):
 
 
 @community_permission("audit:view")
-def audit_log(request, community):
+def audit_log(request: CommunityRequest, community):
     events = AuditEvent.objects.select_related("actor")[:200]
     return render(request, "communities/audit_log.html", {"events": events})
