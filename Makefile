@@ -41,6 +41,7 @@ services:
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 migrations-check: setup
 	$(PY) manage.py makemigrations --check --dry-run

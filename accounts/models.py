@@ -1,6 +1,12 @@
 """People and how they prove who they are: the phone number is the login, a code sent by SMS
 the proof. Users are global; what they may see is decided by their memberships (communities)."""
 
+import hashlib
+import hmac
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models, transaction
@@ -11,7 +17,7 @@ from phonenumber_field.modelfields import PhoneNumberField
 from .countries import COUNTRIES
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, phone, password=None, **extra_fields):
@@ -57,7 +63,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     objects = UserManager()
 
     USERNAME_FIELD = "phone"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         verbose_name = _("user")
@@ -71,6 +77,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self):
         return self.first_name or str(self.phone)
+
+
+class LoginCodeQuerySet(models.QuerySet):
+    def stale(self, now: datetime | None = None) -> "LoginCodeQuerySet":
+        """Codes that can no longer be used by anyone: expired (or spent) for more than
+        `LoginCode.KEPT_AFTER_EXPIRY`. A code asked for an unknown number is one of them after
+        that: the number is not kept."""
+        return self.filter(expires_at__lt=(now or timezone.now()) - LoginCode.KEPT_AFTER_EXPIRY)
 
 
 class LoginCode(models.Model):
@@ -93,6 +107,12 @@ class LoginCode(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     used_at = models.DateTimeField(null=True, blank=True)
 
+    # Past its expiry a code only serves the "wait a minute" answer, which reads the latest code
+    # of the last minute: an hour is plenty, then the row and its phone number go.
+    KEPT_AFTER_EXPIRY = timedelta(hours=1)
+
+    objects = LoginCodeQuerySet.as_manager()
+
     class Meta:
         indexes = [models.Index(fields=["phone", "created_at"])]
 
@@ -100,9 +120,22 @@ class LoginCode(models.Model):
         return f"code for {self.phone} ({self.created_at:%Y-%m-%d %H:%M})"
 
 
+def salted_digest(value: str) -> str:
+    """A keyed digest (HMAC-SHA256 with SECRET_KEY) of something a bucket limits (a phone
+    number, an IP address, a serial): the table names no number, and unlike a plain hash the
+    digest of a number cannot be found by hashing the whole numbering plan."""
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"bucket:{value}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
 class TokenBucket(models.Model):
     """Rate limiting shared by every web process (healthchecks' TokenBucket): `value` names the
-    thing limited ("login-phone:+336…", "login-ip:1.2.3.4"), `tokens` refill continuously."""
+    thing limited by a kind and a salted digest ("login-phone:<salted_digest(phone)>"),
+    `tokens` refill continuously. A bucket untouched for longer than its refill time is full,
+    the same as no row: `prune` deletes those rows."""
+
+    # The longest refill time of any bucket (login limits: 1 hour; charger claims: 15 min).
+    IDLE_FULL_AFTER = timedelta(days=1)
 
     value = models.CharField(max_length=80, unique=True)
     tokens = models.FloatField(default=1.0)
@@ -131,3 +164,10 @@ class TokenBucket(models.Model):
             bucket.updated = now
             bucket.save(update_fields=["tokens", "updated"])
             return True
+
+    @staticmethod
+    def prune(now: datetime | None = None) -> int:
+        """Delete buckets idle long enough to be full again; returns how many."""
+        cutoff = (now or timezone.now()) - TokenBucket.IDLE_FULL_AFTER
+        deleted, _ = TokenBucket.objects.filter(updated__lt=cutoff).delete()
+        return deleted

@@ -162,7 +162,7 @@ def delete_account(*, user: User) -> None:
         )
     now = timezone.now()
     with scopes_disabled():
-        Membership.objects.filter(user=user).exclude(state=Membership.State.LEFT).update(
+        Membership.objects.current().filter(user=user).update(
             state=Membership.State.LEFT, left_at=now
         )
         ChargingSession.objects.filter(holder=user).update(holder=None, card=None, id_tag="")

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import override
 
 from . import sms_limits
-from .models import LoginCode, TokenBucket, User
+from .models import LoginCode, TokenBucket, User, salted_digest
 from .tasks import send_sms_task
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,13 @@ CHECKS_PER_IP_PER_HOUR = 30
 class LoginError(Exception):
     """A login step refused, with a message for the person (translated)."""
 
-    def __init__(self, message):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
 
 
 def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:40]
+    return salted_digest(value)
 
 
 def hash_code(phone: str, code: str) -> str:
@@ -48,7 +48,7 @@ def hash_code(phone: str, code: str) -> str:
     ).hexdigest()
 
 
-def request_login_code(*, phone, ip: str) -> None:
+def request_login_code(*, phone: object, ip: str) -> None:
     """Create a login code for `phone` and queue its SMS (only when the number belongs to an
     active user). Raises LoginError when throttled; the answer never depends on whether the
     number is known."""
@@ -99,7 +99,7 @@ def _latest_was_used(phone: str, purpose: str) -> bool:
     return latest is not None and latest.used_at is not None
 
 
-def verify_login_code(*, phone, code: str, ip: str) -> User:
+def verify_login_code(*, phone: object, code: str, ip: str) -> User:
     """Spend the latest code of `phone` if `code` matches; return its user. Raises LoginError
     for an expired, exhausted or wrong code. First success confirms the phone number and turns
     invitations into active memberships."""
@@ -139,7 +139,7 @@ def verify_login_code(*, phone, code: str, ip: str) -> User:
         else:
             login_code.used_at = now
             login_code.save(update_fields=["used_at"])
-            user = login_code.user
+            user: User = login_code.user
             if user.phone_confirmed_at is None:
                 user.phone_confirmed_at = now
                 user.save(update_fields=["phone_confirmed_at"])
@@ -156,3 +156,11 @@ def set_user_language(*, user: User, language: str) -> None:
     if user.language != language:
         user.language = language
         user.save(update_fields=["language"])
+
+
+def prune_login_data(now: datetime | None = None) -> dict[str, int]:
+    """Delete login codes nobody can use any more (codes asked for unknown numbers included:
+    their numbers are not kept) and rate-limit buckets idle long enough to be full again."""
+    now = now or timezone.now()
+    codes, _ = LoginCode.objects.stale(now).delete()
+    return {"login_codes": codes, "token_buckets": TokenBucket.prune(now)}

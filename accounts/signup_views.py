@@ -15,7 +15,6 @@ from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_scopes import scopes_disabled
 
 from . import codes, signup
 from .forms import CodeForm, InvitationPhoneForm, ProfileForm, SignupForm
@@ -142,9 +141,8 @@ def signup_resend(request):
 def _open_invitation(token):
     from communities import invitations
 
-    with scopes_disabled():
-        invitation = invitations.find_invitation(token)
-        return invitation, invitations.invitation_problem(invitation)
+    invitation = invitations.find_invitation(token)
+    return invitation, invitations.invitation_problem(invitation)
 
 
 def _invalid(request, problem):
@@ -253,11 +251,10 @@ def invitation_profile(request, token):
     form = ProfileForm(request.POST or None, initial={"email": invitation.email, "country": "FR"})
     if request.method == "POST" and form.is_valid():
         try:
-            with scopes_disabled():
-                user, _created = signup.complete_signup(
-                    phone=state["phone"], language=_language(), **form.cleaned_data
-                )
-                membership = invitations.accept_invitation(token=token, user=user)
+            user, _created = signup.complete_signup(
+                phone=state["phone"], language=_language(), **form.cleaned_data
+            )
+            membership = invitations.accept_invitation(token=token, user=user)
         except (signup.SignupError, CommunityError) as e:
             form.add_error(None, e.message)
         else:

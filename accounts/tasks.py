@@ -26,3 +26,11 @@ def send_email_confirmation_task(user_id: int) -> None:
     user = User.objects.filter(pk=user_id, is_active=True).exclude(email="").first()
     if user is not None and user.email_confirmed_at is None:
         send_email_confirmation(user)
+
+
+@shared_task
+def prune_login_data() -> dict[str, int]:
+    """Hourly (beat): delete stale login codes and idle rate-limit buckets."""
+    from .services import prune_login_data as prune
+
+    return prune()

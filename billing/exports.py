@@ -8,8 +8,9 @@ from django.utils.translation import gettext
 from django_scopes import scopes_disabled
 
 from chargers.models import ChargingSession
-from communities.selectors import holder_left, month_bounds
+from communities.selectors import holder_left
 from sparklin import csv_safe as safe_csv
+from sparklin.dates import month_bounds
 
 SESSIONS_HEADER = [
     "charger",

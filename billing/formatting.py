@@ -1,39 +1,16 @@
 """Numbers, money, dates and durations written for one language, whatever language the request
 or the worker runs in: expense notes follow their recipient's language (`1 234,56 €` in French,
-`€1,234.56` in English). Django's own locale formats, forced on (grouping included)."""
+`€1,234.56` in English). Numbers, money and kWh come from `sparklin.formatting` (Babel, the one
+home of those rules, shared with the portal's pages); dates and durations are Django's."""
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.utils import formats, translation
 from django.utils.translation import gettext as _
 
-CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF"}
-NBSP = "\u00a0"
+from sparklin.formatting import kwh, money, number
 
-
-def number(value, decimals: int, language: str) -> str:
-    """`value` with `decimals` places and thousands grouping, in `language`."""
-    if value is None:
-        return "—"
-    with translation.override(language):
-        return formats.number_format(Decimal(value), decimals, use_l10n=True, force_grouping=True)
-
-
-def money(value, currency: str, language: str, decimals: int = 2) -> str:
-    """`1 234,56 €` in French, `€1,234.56` in English."""
-    if value is None:
-        return "—"
-    symbol = CURRENCY_SYMBOLS.get(currency, currency)
-    amount = number(value, decimals, language)
-    if language.startswith("en") and len(symbol) == 1:
-        return f"-{symbol}{amount[1:]}" if amount.startswith("-") else f"{symbol}{amount}"
-    return f"{amount}{NBSP}{symbol}"
-
-
-def kwh(wh, language: str) -> str:
-    """Wh → kWh with 3 decimals."""
-    return number(Decimal(wh) / 1000, 3, language)
+__all__ = ["number", "money", "kwh", "date", "time", "month", "duration"]
 
 
 # A day unambiguous to its reader: 03/11/2026 in French, 3 Nov 2026 in English (never the

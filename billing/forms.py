@@ -89,7 +89,7 @@ def ended_months(community, count: int = 12) -> list[tuple[str, str]]:
     from django.utils import timezone
     from django.utils.formats import date_format
 
-    from communities.selectors import current_month
+    from sparklin.dates import current_month
 
     from .months import previous_month
 

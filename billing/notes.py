@@ -13,7 +13,7 @@ from django.db.models import Q
 from accounts.models import User
 from chargers.models import ChargingSession
 from communities.models import Community, Membership
-from communities.selectors import month_bounds
+from sparklin.dates import month_bounds
 
 CENT = Decimal("0.01")
 

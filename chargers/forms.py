@@ -1,4 +1,5 @@
 import re
+from typing import cast
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -37,7 +38,9 @@ class ChargerForm(forms.Form):
 
 
 class ChargerEditForm(forms.Form):
-    site = forms.ModelChoiceField(label=_("Site"), queryset=Site.objects.none(), empty_label=None)
+    site: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("Site"), queryset=Site.objects.none(), empty_label=None
+    )
     vendor = forms.ChoiceField(label=_("Vendor"), choices=Vendor.choices)
     model = forms.CharField(label=_("Model"), max_length=50, required=False)
     name = forms.CharField(label=_("Name"), max_length=100, required=False)
@@ -53,7 +56,7 @@ class ChargerEditForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["site"].queryset = Site.objects.all()
+        cast(forms.ModelChoiceField, self.fields["site"]).queryset = Site.objects.all()
 
     @classmethod
     def initial_for(cls, charger: Charger):
@@ -96,19 +99,17 @@ class SessionFilterForm(forms.Form):
     user = forms.ModelChoiceField(
         label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("All users")
     )
-    site = forms.ModelChoiceField(
+    site: forms.ModelChoiceField = forms.ModelChoiceField(
         label=_("Site"), queryset=Site.objects.none(), required=False, empty_label=_("All sites")
     )
 
     def __init__(self, *args, community, **kwargs):
         super().__init__(*args, **kwargs)
         # Current members only: the names of those who left are no longer shown.
-        self.fields["user"].queryset = User.objects.filter(
-            memberships__in=Membership.objects.filter(community=community).exclude(
-                state=Membership.State.LEFT
-            )
+        cast(forms.ModelChoiceField, self.fields["user"]).queryset = User.objects.filter(
+            memberships__in=Membership.objects.current().filter(community=community)
         ).order_by("last_name", "first_name")
-        self.fields["site"].queryset = Site.objects.all()
+        cast(forms.ModelChoiceField, self.fields["site"]).queryset = Site.objects.all()
 
 
 class RefusedLookupForm(forms.Form):
@@ -152,7 +153,7 @@ class ConfigurationForm(forms.Form):
     )
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         setting, value = data.get("setting"), (data.get("value") or "").strip()
         if setting in _NUMERIC_SETTINGS:
             if not value.isdigit() or not 0 < int(value) <= 86400:

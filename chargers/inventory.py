@@ -3,7 +3,6 @@ installer claims a charger by the serial and PIN of its sticker. PINs are stored
 PINs are throttled per person and per serial (accounts' TokenBucket); a claim is final."""
 
 import csv
-import hashlib
 import io
 
 from django.contrib.auth.hashers import check_password, make_password
@@ -12,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from accounts.models import TokenBucket
+from accounts.models import TokenBucket, salted_digest
 from communities.services import audit
 
 from .models import Charger, InventoryCharger, UnknownCharger, Vendor
@@ -33,7 +32,7 @@ class InventoryError(Exception):
 
 
 def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:40]
+    return salted_digest(value)
 
 
 def import_inventory(rows) -> dict:

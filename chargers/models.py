@@ -245,8 +245,8 @@ class ChargeCard(models.Model):
             return AuthorizationStatus.BLOCKED
         current = (
             Membership.objects.with_scopes_disabled()
+            .current()
             .filter(community_id=self.community_id, user_id=self.holder_id)
-            .exclude(state=Membership.State.LEFT)
             .exists()
         )
         return AuthorizationStatus.ACCEPTED if current else AuthorizationStatus.BLOCKED
@@ -332,10 +332,6 @@ class ChargingSession(models.Model):
 
     def __str__(self):
         return f"{self.charger} tx {self.transaction_id}"
-
-    @property
-    def energy_kwh(self):
-        return self.energy_wh / 1000
 
 
 class MeterSample(models.Model):

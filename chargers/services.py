@@ -3,6 +3,7 @@ Keyword-only verbs, one transaction, an audit entry, ChargerError with a transla
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
@@ -123,12 +124,7 @@ def add_card(*, community, actor, holder, uid: str, name: str = "") -> ChargeCar
     uid = normalize_card_uid(uid)
     if not uid:
         raise ChargerError(_("Enter the card UID."))
-    is_member = (
-        Membership.objects.with_scopes_disabled()
-        .filter(community=community, user=holder)
-        .exclude(state=Membership.State.LEFT)
-        .exists()
-    )
+    is_member = Membership.objects.with_scopes_disabled().current().of(community, holder).exists()
     if not is_member:
         raise ChargerError(_("Cards can only be given to members of the community."))
     if ChargeCard.objects.with_scopes_disabled().filter(community=community, uid=uid).exists():
@@ -224,6 +220,7 @@ def change_configuration(*, charger: Charger, actor, setting: str, value: str) -
     if charger.ocpp_version not in OcppVersion.values:
         raise ChargerError(_("The charger has not connected yet: its OCPP version is unknown."))
     key16, (component, variable) = CONFIGURABLE_SETTINGS[setting]
+    payload: dict[str, Any]
     if charger.ocpp_version == OcppVersion.V16:
         action, payload = "ChangeConfiguration", {"key": key16, "value": value}
     else:
@@ -262,9 +259,9 @@ def _current_membership(community, user) -> Membership:
     """The user's membership, locked: serialises a user's remote starts (one app card)."""
     membership = (
         Membership.objects.with_scopes_disabled()
+        .current()
+        .of(community, user)
         .select_for_update()
-        .filter(community=community, user=user)
-        .exclude(state=Membership.State.LEFT)
         .first()
     )
     if membership is None:
@@ -379,6 +376,7 @@ def request_remote_stop(*, session: ChargingSession, user) -> ChargerCommand:
     _connected(charger)
     if _in_flight(session=session, action__in=REMOTE_STOP_ACTIONS):
         raise ChargerError(_("A stop is already on its way to this charger."))
+    payload: dict[str, Any]
     if charger.ocpp_version == OcppVersion.V16:
         try:
             transaction_id = int(session.transaction_id)

@@ -1,4 +1,5 @@
 from datetime import datetime, time
+from typing import cast
 
 from django import forms
 from django.conf import settings
@@ -54,7 +55,7 @@ class MemberAddForm(forms.Form):
 
     def __init__(self, *args, communities, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["community"].queryset = communities
+        cast(forms.ModelChoiceField, self.fields["community"]).queryset = communities
 
 
 class MemberEditForm(forms.Form):
@@ -66,7 +67,10 @@ class MemberEditForm(forms.Form):
     def __init__(self, *args, membership, **kwargs):
         super().__init__(*args, **kwargs)
         if membership.role == Role.OWNER:
-            self.fields["role"].choices = [(Role.OWNER, Role.OWNER.label), *ADDABLE_ROLES]
+            cast(forms.ChoiceField, self.fields["role"]).choices = [
+                (Role.OWNER, Role.OWNER.label),
+                *ADDABLE_ROLES,
+            ]
 
 
 class SiteForm(forms.ModelForm):
@@ -117,7 +121,7 @@ class OwnerInvitationForm(forms.Form):
     phone = _phone_field(required=False)
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if not data.get("email") and not data.get("phone") and not self.errors:
             raise forms.ValidationError(
                 _("Enter the future owner's e-mail or phone number (or both).")
@@ -138,7 +142,7 @@ class GrantAccessForm(forms.Form):
 
     def __init__(self, *args, companies, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["company"].queryset = companies
+        cast(forms.ModelChoiceField, self.fields["company"]).queryset = companies
 
     def clean_valid_until(self):
         day = self.cleaned_data["valid_until"]

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 
-from .access import FULL_ACCESS_DAYS, actor_role
+from .access import FULL_ACCESS_DAYS
 from .models import (
     AccessGrant,
     Community,
@@ -28,7 +28,7 @@ from .models import (
     Site,
     valid_grant_q,
 )
-from .permissions import role_has
+from .permissions import user_can
 from .services import CommunityError, _unique_slug, audit
 
 
@@ -148,8 +148,7 @@ def start_handover_grants(*, community: Community, actor: User, at=None) -> None
 
 
 def _check_owner(community, actor):
-    role = actor_role(community, actor)
-    if role is None or not role_has(role, "installer_access:manage"):
+    if not user_can(community, actor, "installer_access:manage"):
         raise CommunityError(_("Only an owner can change installer access."))
 
 

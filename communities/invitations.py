@@ -16,10 +16,9 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from accounts.tasks import send_sms_task
 
-from .access import actor_role
 from .installers import start_handover_grants
 from .models import Community, Invitation, Membership, Role
-from .permissions import role_has
+from .permissions import user_can
 from .services import CommunityError, audit, authorize_sms
 
 INVITATION_DAYS = 7
@@ -46,10 +45,10 @@ def invite_owner(
     """Invite someone to become owner: the installer before the hand-over, an owner to transfer
     ownership. Earlier open invitations of the community are revoked (one link at a time).
     Returns the invitation and its token (never stored)."""
-    role = actor_role(community, actor)
-    if role is None or not role_has(role, "ownership:invite"):
+    if not user_can(community, actor, "ownership:invite"):
         raise CommunityError(_("You cannot invite an owner to this installation."))
-    if role != Role.OWNER and _active_owners(community).exists():
+    transfer = user_can(community, actor, "ownership:transfer")
+    if not transfer and _active_owners(community).exists():
         raise CommunityError(
             _("This installation already has an owner: only the owner can transfer it.")
         )
@@ -70,7 +69,7 @@ def invite_owner(
         created_at=now,
         expires_at=now + timedelta(days=INVITATION_DAYS),
     )
-    kind = "transfer" if role == Role.OWNER else "handover"
+    kind = "transfer" if transfer else "handover"
     audit(
         community=community,
         actor=actor,
@@ -94,8 +93,8 @@ def _send(invitation: Invitation, token: str) -> None:
         phone = invitation.phone
         transaction.on_commit(lambda: send_sms_task.delay(phone, body))
     if invitation.email:
-        pk = invitation.pk
-        transaction.on_commit(lambda: send_invitation_email_task.delay(pk, url))
+        ids = {"community": invitation.community_id, "invitation_id": invitation.pk}
+        transaction.on_commit(lambda: send_invitation_email_task.delay(**ids, url=url))
 
 
 def find_invitation(token: str) -> Invitation | None:
@@ -133,16 +132,14 @@ def accept_invitation(*, token: str, user: User) -> Membership:
             Invitation.objects.with_scopes_disabled().select_for_update().get(pk=invitation.pk)
         )
     problem = invitation_problem(invitation)
-    if problem:
-        raise CommunityError(problem)
+    if problem or invitation is None:
+        raise CommunityError(problem or "")
     if invitation.created_by_id == user.pk:
         raise CommunityError(_("You cannot accept an invitation you sent yourself."))
     community = invitation.community
     now = timezone.now()
     previous_owners = list(_active_owners(community).exclude(user=user))
-    membership = (
-        Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
-    )
+    membership = Membership.objects.with_scopes_disabled().of(community, user).first()
     if membership is None:
         membership = Membership.objects.create(
             community=community, user=user, role=invitation.role, state=Membership.State.ACTIVE

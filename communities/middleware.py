@@ -7,13 +7,29 @@ force on that community → an installer pseudo-role (`installer_full` / `instal
 scoped querysets filter themselves. Other URLs run with no community in scope: a tenant query
 there raises `ScopeError` unless the code says `scopes_disabled()` on purpose."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.urls import Resolver404, resolve
 from django_scopes import scope, scopes_disabled
+from django_scopes.state import state as _scope_state
 
 from .access import installer_access
 from .models import Community, Membership
+
+
+@contextmanager
+def no_community() -> Iterator[None]:
+    """Scoping on and no community at all, whatever the caller had entered: a URL without a
+    community never inherits one (`scope()` would keep an enclosing scope's community — a test
+    body's, or a view calling another view)."""
+    token = _scope_state.set({"_enabled": True})
+    try:
+        yield
+    finally:
+        _scope_state.reset(token)
 
 
 class CommunityScopeMiddleware:
@@ -28,7 +44,7 @@ class CommunityScopeMiddleware:
         try:
             match = resolve(request.path_info)
         except Resolver404:
-            with scope():
+            with no_community():
                 return self.get_response(request)
 
         if match.app_name == "admin":
@@ -38,16 +54,16 @@ class CommunityScopeMiddleware:
 
         slug = match.kwargs.get("community")
         if slug is None:
-            with scope():
+            with no_community():
                 return self.get_response(request)
 
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         membership = (
             Membership.objects.with_scopes_disabled()
+            .current()
             .select_related("community")
             .filter(community__slug=slug, user=request.user)
-            .exclude(state=Membership.State.LEFT)
             .first()
         )
         if membership is not None:
@@ -71,7 +87,5 @@ def user_communities(user):
     """The communities a person can switch between (active and invited memberships)."""
     if not user.is_authenticated:
         return Community.objects.none()
-    return Community.objects.filter(
-        memberships__user=user,
-        memberships__state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
-    ).order_by("name")
+    memberships = Membership.objects.with_scopes_disabled().current().filter(user=user)
+    return Community.objects.filter(pk__in=memberships.values("community")).order_by("name")

@@ -12,9 +12,12 @@ from django.utils.translation import gettext_lazy as _
 from django_scopes import ScopedManager
 
 
-def scoped_manager():
-    """The one manager of every tenant-owned model: filters on the active community scope."""
-    return ScopedManager(community="community")
+def scoped_manager(queryset_class=None):
+    """The one manager of every tenant-owned model: filters on the active community scope.
+    `queryset_class` adds the model's reusable reads (`Membership.objects.current()`)."""
+    if queryset_class is None:
+        return ScopedManager(community="community")
+    return ScopedManager(models.Manager.from_queryset(queryset_class), community="community")
 
 
 TIME_ZONE_CHOICES = [(tz, tz) for tz in sorted(zoneinfo.available_timezones()) if "/" in tz]
@@ -67,6 +70,17 @@ class Role(models.TextChoices):
     INDIVIDUAL = "individual", _("Individual")
 
 
+class MembershipQuerySet(models.QuerySet):
+    def current(self):
+        """Memberships in force: invited or active, not ended (the person left or was removed).
+        The one definition of "a current member" (portal access, cards, lists, services)."""
+        return self.exclude(state=Membership.State.LEFT)
+
+    def of(self, community, user):
+        """`user`'s membership rows in `community` (at most one)."""
+        return self.filter(community=community, user=user)
+
+
 class Membership(models.Model):
     class State(models.TextChoices):
         INVITED = "invited", _("Invited")
@@ -82,7 +96,7 @@ class Membership(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     left_at = models.DateTimeField(null=True, blank=True)
 
-    objects = scoped_manager()
+    objects = scoped_manager(MembershipQuerySet)
 
     class Meta:
         verbose_name = _("membership")
@@ -92,10 +106,6 @@ class Membership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.community} ({self.role})"
-
-    @property
-    def is_current(self):
-        return self.state != self.State.LEFT
 
 
 class Site(models.Model):

@@ -1,35 +1,42 @@
 """Every write on communities, members and sites. Keyword-only verbs, one transaction each, an
 audit entry, a CommunityError with a translated message when a rule refuses the change.
 
-Services take the community explicitly and work whether or not a scope is active (views run
-inside the community scope, tasks enter it, tests disable scopes)."""
+Services take the community explicitly and enter its scope themselves when it may differ from
+the caller's (a manager adds a member to another community they manage); they ask the same
+permission strings as the views (`communities.permissions.user_can`)."""
+
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import override
+from django_scopes import scope
 
 from accounts import sms_limits
 from accounts.models import User
 from accounts.tasks import send_sms_task
 
-from .access import actor_role
 from .models import AccessRequest, AuditEvent, Community, Membership, Role, Site
-from .permissions import role_has
+from .permissions import role_has, user_can
 
 
 class CommunityError(Exception):
     """A change refused by a business rule; `message` is shown to the person."""
 
-    def __init__(self, message):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
 
 
-def audit(*, community, actor, action: str, target="", **data) -> AuditEvent:
+def audit(
+    *, community: Community, actor: User | None, action: str, target: object = "", **data: Any
+) -> AuditEvent:
     """Record who did what to what. Called by every service inside its transaction."""
     return AuditEvent.objects.create(
         community=community,
@@ -66,7 +73,7 @@ COMMUNITY_SETTINGS_FIELDS = ("name", "kind", "address", "time_zone", "expense_em
 
 
 @transaction.atomic
-def update_community(*, community: Community, actor: User, **fields) -> Community:
+def update_community(*, community: Community, actor: User, **fields: Any) -> Community:
     """Change a community's name, kind, address, time zone or expense-note recipient."""
     unknown = set(fields) - set(COMMUNITY_SETTINGS_FIELDS)
     if unknown:
@@ -86,13 +93,14 @@ def update_community(*, community: Community, actor: User, **fields) -> Communit
     return community
 
 
-def managed_communities(user):
+def managed_communities(user: User) -> QuerySet[Community]:
     """Communities where `user` may add members (the "community" choice of the add form)."""
-    return Community.objects.filter(
-        memberships__user=user,
-        memberships__role__in=[r for r in Role.values if role_has(r, "members:write")],
-        memberships__state__in=[Membership.State.ACTIVE, Membership.State.INVITED],
-    ).order_by("name")
+    memberships = (
+        Membership.objects.with_scopes_disabled()
+        .current()
+        .filter(user=user, role__in=[r for r in Role.values if role_has(r, "members:write")])
+    )
+    return Community.objects.filter(pk__in=memberships.values("community")).order_by("name")
 
 
 def portal_login_url() -> str:
@@ -104,7 +112,7 @@ def add_member(
     *,
     community: Community,
     actor: User,
-    phone,
+    phone: object,
     first_name: str,
     last_name: str,
     role: str,
@@ -115,8 +123,20 @@ def add_member(
     SMS with the portal link. Their first code login turns the invitation active."""
     if role not in (Role.INDIVIDUAL, Role.MANAGER):
         raise CommunityError(_("A user can be added as individual or manager only."))
-    actor_may = actor_role(community, actor)
-    if actor_may is None or not role_has(actor_may, "members:write"):
+    with scope(community=community):  # may be another community than the request's
+        return _add_member(community, actor, phone, first_name, last_name, role, email)
+
+
+def _add_member(
+    community: Community,
+    actor: User,
+    phone: object,
+    first_name: str,
+    last_name: str,
+    role: str,
+    email: str,
+) -> Membership:
+    if not user_can(community, actor, "members:write"):
         raise CommunityError(_("You cannot add users to this community."))
     phone = str(phone)
     authorize_sms(community=community, phone=phone)
@@ -135,8 +155,8 @@ def add_member(
             if value and not getattr(user, field):
                 setattr(user, field, value)
         user.save()
-    membership = (
-        Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
+    membership: Membership | None = (
+        Membership.objects.with_scopes_disabled().of(community, user).first()
     )
     if membership and membership.state != Membership.State.LEFT:
         raise CommunityError(
@@ -182,17 +202,16 @@ def _queue_welcome(membership: Membership) -> None:
     phone = str(user.phone)
     transaction.on_commit(lambda: send_sms_task.delay(phone, body))
     if user.email:
-        membership_id = membership.pk
-        transaction.on_commit(lambda: send_welcome_email_task.delay(membership_id))
+        ids = {"community": membership.community_id, "membership_id": membership.pk}
+        transaction.on_commit(lambda: send_welcome_email_task.delay(**ids))
 
 
-def _check_can_change(membership: Membership, actor: User):
-    role = actor_role(membership.community, actor)
-    if role is None or not role_has(role, "members:write"):
+def _check_can_change(membership: Membership, actor: User) -> None:
+    community = membership.community
+    if not user_can(community, actor, "members:write"):
         raise CommunityError(_("You cannot change the users of this community."))
-    if membership.role == Role.OWNER and role != Role.OWNER:
+    if membership.role == Role.OWNER and not user_can(community, actor, "ownership:transfer"):
         raise CommunityError(_("Only an owner can change or remove another owner."))
-    return role
 
 
 @transaction.atomic
@@ -230,12 +249,13 @@ def update_member(
     return membership
 
 
-def _other_owners(membership):
-    return (
+def _other_owners(membership: Membership) -> QuerySet[Membership]:
+    owners: QuerySet[Membership] = (
         Membership.objects.with_scopes_disabled()
         .filter(community=membership.community, role=Role.OWNER, state=Membership.State.ACTIVE)
         .exclude(pk=membership.pk)
     )
+    return owners
 
 
 @transaction.atomic
@@ -251,7 +271,7 @@ def remove_member(*, membership: Membership, actor: User) -> Membership:
     return membership
 
 
-def _end_membership(membership: Membership, *, actor: User, action: str, target) -> None:
+def _end_membership(membership: Membership, *, actor: User, action: str, target: object) -> None:
     """The one way a membership ends (removed or left): the row stays, so past sessions keep
     their community; `LEFT` is what makes cards answer Blocked and names show as former."""
     membership.state = Membership.State.LEFT
@@ -268,7 +288,12 @@ def _end_membership(membership: Membership, *, actor: User, action: str, target)
 
 @transaction.atomic
 def create_site(
-    *, community: Community, actor: User, name: str, address: str = "", grid_limit_kw=None
+    *,
+    community: Community,
+    actor: User,
+    name: str,
+    address: str = "",
+    grid_limit_kw: Decimal | None = None,
 ) -> Site:
     """Add a site (a location with chargers) to a community; names are unique per community."""
     if Site.objects.with_scopes_disabled().filter(community=community, name=name).exists():
@@ -282,7 +307,7 @@ def create_site(
 
 @transaction.atomic
 def update_site(
-    *, site: Site, actor: User, name: str, address: str = "", grid_limit_kw=None
+    *, site: Site, actor: User, name: str, address: str = "", grid_limit_kw: Decimal | None = None
 ) -> Site:
     """Rename a site, change its address or grid limit."""
     if (
@@ -330,13 +355,7 @@ def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest
     community = Community.objects.filter(slug=slug.strip().lower()).first()
     if community is None:
         raise CommunityError(_("No installation has this short name. Check it with its manager."))
-    current = (
-        Membership.objects.with_scopes_disabled()
-        .filter(community=community, user=user)
-        .exclude(state=Membership.State.LEFT)
-        .exists()
-    )
-    if current:
+    if Membership.objects.with_scopes_disabled().current().of(community, user).exists():
         raise CommunityError(
             _("You are already a member of %(community)s.") % {"community": community}
         )
@@ -358,11 +377,12 @@ def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest
 
 
 @transaction.atomic
-def decide_access_request(*, access_request: AccessRequest, actor: User, accept: bool):
+def decide_access_request(
+    *, access_request: AccessRequest, actor: User, accept: bool
+) -> AccessRequest:
     """A manager accepts (the driver becomes an active individual member) or refuses a request;
     the driver is told by SMS."""
-    role = actor_role(access_request.community, actor)
-    if role is None or not role_has(role, "access_requests:decide"):
+    if not user_can(access_request.community, actor, "access_requests:decide"):
         raise CommunityError(_("You cannot answer access requests here."))
     if access_request.state != AccessRequest.State.PENDING:
         raise CommunityError(_("This request was already answered."))
@@ -371,9 +391,7 @@ def decide_access_request(*, access_request: AccessRequest, actor: User, accept:
     access_request.save(update_fields=["state", "decided_at", "decided_by"])
     community, user = access_request.community, access_request.user
     if accept:
-        membership = (
-            Membership.objects.with_scopes_disabled().filter(community=community, user=user).first()
-        )
+        membership = Membership.objects.with_scopes_disabled().of(community, user).first()
         if membership is None:
             Membership.objects.create(community=community, user=user, role=Role.INDIVIDUAL)
         elif membership.state == Membership.State.LEFT:

@@ -1,42 +1,41 @@
+"""Community pages, relative to `c/<slug:community>/` (see `sparklin/urls.py`)."""
+
 from django.urls import path
 
-from . import installer_views, lifecycle_views, views
+from .views import community, installers, lifecycle
 
 app_name = "communities"
 
-C = "c/<slug:community>/"
-
 urlpatterns = [
-    path("communities/new/", views.community_create, name="community-create"),
-    path(C, views.dashboard, name="dashboard"),
-    path(C + "users/", views.member_list, name="member-list"),
-    path(C + "users/add/", views.member_add, name="member-add"),
-    path(C + "users/<int:member>/", views.member_detail, name="member-detail"),
-    path(C + "users/<int:member>/edit/", views.member_edit, name="member-edit"),
-    path(C + "users/<int:member>/remove/", views.member_remove, name="member-remove"),
-    path(C + "sites/", views.site_list, name="site-list"),
-    path(C + "sites/add/", views.site_add, name="site-add"),
-    path(C + "sites/<int:site>/", views.site_detail, name="site-detail"),
-    path(C + "sites/<int:site>/edit/", views.site_edit, name="site-edit"),
-    path(C + "settings/", views.settings_view, name="settings"),
-    path(C + "owner/invite/", installer_views.owner_invite, name="owner-invite"),
+    path("", community.dashboard, name="dashboard"),
+    path("users/", community.member_list, name="member-list"),
+    path("users/add/", community.member_add, name="member-add"),
+    path("users/<int:member>/", community.member_detail, name="member-detail"),
+    path("users/<int:member>/edit/", community.member_edit, name="member-edit"),
+    path("users/<int:member>/remove/", community.member_remove, name="member-remove"),
+    path("sites/", community.site_list, name="site-list"),
+    path("sites/add/", community.site_add, name="site-add"),
+    path("sites/<int:site>/", community.site_detail, name="site-detail"),
+    path("sites/<int:site>/edit/", community.site_edit, name="site-edit"),
+    path("settings/", community.settings_view, name="settings"),
+    path("owner/invite/", installers.owner_invite, name="owner-invite"),
     path(
-        C + "owner/invite/<int:invitation>/cancel/",
-        installer_views.owner_invite_revoke,
+        "owner/invite/<int:invitation>/cancel/",
+        installers.owner_invite_revoke,
         name="owner-invite-revoke",
     ),
-    path(C + "installer-access/", installer_views.installer_access, name="installer-access"),
+    path("installer-access/", installers.installer_access, name="installer-access"),
     path(
-        C + "installer-access/<int:grant>/revoke/",
-        installer_views.installer_access_revoke,
+        "installer-access/<int:grant>/revoke/",
+        installers.installer_access_revoke,
         name="installer-access-revoke",
     ),
-    path(C + "leave/", lifecycle_views.leave, name="leave"),
-    path(C + "access-requests/", lifecycle_views.access_request_list, name="access-request-list"),
+    path("leave/", lifecycle.leave, name="leave"),
+    path("access-requests/", lifecycle.access_request_list, name="access-request-list"),
     path(
-        C + "access-requests/<int:access_request>/decide/",
-        lifecycle_views.access_request_decide,
+        "access-requests/<int:access_request>/decide/",
+        lifecycle.access_request_decide,
         name="access-request-decide",
     ),
-    path(C + "audit/", lifecycle_views.audit_log, name="audit-log"),
+    path("audit/", lifecycle.audit_log, name="audit-log"),
 ]

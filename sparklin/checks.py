@@ -1,12 +1,12 @@
 """System checks that refuse an incomplete production configuration."""
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
 
 @register(Tags.security, deploy=True)
-def production_settings(app_configs, **kwargs):
-    errors = []
+def production_settings(app_configs: object, **kwargs: object) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     if settings.SECRET_KEY.startswith("insecure-"):
         errors.append(Error("SECRET_KEY is not set.", id="sparklin.E001"))
     if not settings.DATABASE_URL:
@@ -27,6 +27,15 @@ def production_settings(app_configs, **kwargs):
                 "SMS_BACKEND=twilio needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
                 "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID.",
                 id="sparklin.E004",
+            )
+        )
+    if settings.SMS_BACKEND in ("console", "memory"):
+        errors.append(
+            Error(
+                f"SMS_BACKEND={settings.SMS_BACKEND} does not send SMS: login codes would only "
+                "be written to the logs (console) or kept in memory.",
+                hint="Set SMS_BACKEND=twilio and the TWILIO_* variables in production.",
+                id="sparklin.E005",
             )
         )
     return errors

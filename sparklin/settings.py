@@ -208,6 +208,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Expense notes: hourly, the month-end run where the 1st 06:00 local time has passed,
     # new versions of notes whose sessions changed, retries of failed sends.
+    # Login codes nobody can use any more (their phone numbers with them), idle rate limits.
+    "accounts-prune-login-data": {
+        "task": "accounts.tasks.prune_login_data",
+        "schedule": 3600.0,
+    },
     "billing-expense-notes": {
         "task": "billing.tasks.check_months",
         "schedule": 3600.0,

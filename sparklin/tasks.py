@@ -8,14 +8,21 @@ Nothing in a community task needs `scopes_disabled()`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from celery import Task
 from django_scopes import scope, scopes_disabled
 
+if TYPE_CHECKING:
+    _Task = Task[Any, Any]
+else:
+    _Task = Task
 
-class CommunityTask(Task):
+
+class CommunityTask(_Task):
     abstract = True
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from communities.models import Community
 
         given = kwargs.pop("community")

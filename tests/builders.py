@@ -97,3 +97,8 @@ def make_grant(community, company, scope="full", **overrides):
     return AccessGrant.objects.create(
         community=community, company=company, scope=scope, **overrides
     )
+
+
+def community_of(user) -> Community:
+    """The community of a person with one membership (e.g. the `outsider` fixture's)."""
+    return Community.objects.get(memberships__user=user)

@@ -1,20 +1,42 @@
 """Shared fixtures. Unit tests run tasks in-process (eager); the e2e tests start real processes.
 
-Every test runs with django-scopes disabled so fixtures and assertions can read any tenant; the
-request path still enters the community scope itself (the middleware), so views are tested
-with the real scoping."""
+django-scopes is disabled while fixtures are built (pretix's `pytest_fixture_setup` hook), never
+for a test body: a service or a task called from a test meets the scoping it meets in production.
+A test that reads tenant data enters the community's scope (`with scope(community=c):`), or is
+marked `community_scope`: its body then runs inside the scope of its `community` fixture, as a
+portal request or a community task does (never for the gateway's or the worker's entry points,
+which run with no community in scope)."""
 
 import pytest
-from django_scopes import scopes_disabled
+from django_scopes import scope, scopes_disabled
 
 from communities.models import Role
 
 from . import builders
 
 
-@pytest.fixture(autouse=True)
-def _scopes_disabled():
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Fixtures build data across communities; the test body then runs with scoping on."""
     with scopes_disabled():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """`@pytest.mark.community_scope` (or `community_scope("other_fixture")`): run the test body
+    inside the scope of that fixture's community (the fixture is a community, or a mapping with
+    one under "community"), as the middleware runs a view."""
+    marker = item.get_closest_marker("community_scope")
+    community = (
+        item.funcargs.get(marker.args[0] if marker.args else "community") if marker else None
+    )
+    if isinstance(community, dict):
+        community = community.get("community")
+    if community is None:  # unmarked, or a test of the module that uses no community
+        yield
+        return
+    with scope(community=community):
         yield
 
 

@@ -5,6 +5,8 @@ pseudo-role, installers whose grant expired or was revoked → 404; forged ids f
 community → 404; and every model with a `community` field is scoped (querying it outside a scope
 raises)."""
 
+import inspect
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django_scopes import ScopeError, scope
 
+from billing.models import ExpenseNote, ExportJob
 from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
@@ -91,6 +94,23 @@ def objects_of(community, holder):
             community=community, user=builders.make_user()
         ).pk,
         "price": builders.make_price(community, valid_from="2099-01-01").pk,
+        # Ids that travel as query or form parameters (`?note=`, `?job=`).
+        "note": ExpenseNote.objects.create(
+            community=community,
+            holder=holder,
+            holder_name=str(holder),
+            year=2025,
+            month=10,
+            sequence=1,
+            number=f"{community.slug.upper()}-2025-10-0001",
+            language="en",
+            time_zone=community.time_zone,
+            community_name=community.name,
+            fingerprint="f",
+        ).pk,
+        "job": ExportJob.objects.create(
+            community=community, months=["2025-10"], status=ExportJob.Status.DONE
+        ).pk,
     }
 
 
@@ -122,7 +142,7 @@ def installers(community):
 def matrix(community, manager, individual, outsider, owner, installers):
     return {
         "objects": objects_of(community, individual),
-        "foreign": objects_of(outsider.memberships.get().community, outsider),
+        "foreign": objects_of(builders.community_of(outsider), outsider),
     }
 
 
@@ -208,6 +228,74 @@ def test_forged_ids_from_another_community_are_404(client, route, pattern, matri
     url = fill(route, matrix["foreign"], "tilleuls")
     assert client.get(url).status_code in (404, 405)  # 405: a POST-only action
     assert client.post(url).status_code == 404
+
+
+# Views that take object ids as query or form parameters: URL name → (method, parameter, other
+# parameters). A forged id of another community must answer 404, never its data.
+QUERY_ID_VIEWS = {
+    "note-download": ("get", "note", {}),
+    "export-resend": ("post", "note", {"kind": "finance"}),
+    "export-job": ("get", "job", {}),
+    "export-download": ("get", "job", {}),
+}
+# Views that only show an object named by a parameter when it is theirs (no 404 needed).
+QUERY_ID_OPTIONAL = {"export-list": {"job"}, "session-list": {"site", "user"}}
+ID_PARAMETERS = {"note", "job", "session", "charger", "connector", "card", "member", "site", "user"}
+_READS = re.compile(
+    r"""(?:request\.(?:GET|POST)(?:\.get\(|\[)|_object_id\(request,\s*|cleaned_data\[)\s*["'](\w+)["']"""
+)
+
+
+def parameters_read(view) -> set[str]:
+    """The query/form parameter names a view reads (its source, and the forms it builds)."""
+    view = inspect.unwrap(view)
+    source = inspect.getsource(view)
+    names = set(_READS.findall(source))
+    for name, value in inspect.getmodule(view).__dict__.items():
+        if name in source and hasattr(value, "base_fields"):  # a form the view uses
+            names |= set(value.base_fields)
+    return names & ID_PARAMETERS
+
+
+def test_every_view_reading_an_id_parameter_is_in_the_matrix():
+    found = {}
+    for route, pattern in COMMUNITY_ROUTES:
+        if "<int:" in route:
+            continue  # ids in the path: test_forged_ids_from_another_community_are_404
+        names = parameters_read(pattern.callback)
+        if names:
+            found[pattern.name] = names
+    covered = {name: {param} for name, (_, param, _) in QUERY_ID_VIEWS.items()}
+    covered |= QUERY_ID_OPTIONAL
+    assert found == covered
+
+
+@pytest.mark.parametrize("name", sorted(QUERY_ID_VIEWS))
+def test_forged_query_ids_from_another_community_are_404(client, name, matrix, manager):
+    method, param, extra = QUERY_ID_VIEWS[name]
+    route = next(r for r, p in COMMUNITY_ROUTES if p.name == name)
+    url = fill(route, {}, "tilleuls")
+    client.force_login(manager)
+    call = getattr(client, method)
+    headers = {"HTTP_HX_REQUEST": "true"}
+    assert call(url, {param: matrix["foreign"][param], **extra}, **headers).status_code == 404
+    if name == "export-job":  # the community's own id answers: not a blanket 404
+        assert call(url, {param: matrix["objects"][param]}, **headers).status_code == 286
+
+
+def test_a_foreign_job_id_on_the_export_page_shows_nothing(client, matrix, manager):
+    client.force_login(manager)
+    response = client.get("/c/tilleuls/exports/", {"job": matrix["foreign"]["job"]})
+    assert response.status_code == 200 and response.context["job"] is None
+    response = client.get("/c/tilleuls/exports/", {"job": matrix["objects"]["job"]})
+    assert response.context["job"].pk == matrix["objects"]["job"]
+
+
+def test_foreign_ids_do_not_filter_the_sessions(client, matrix, manager, outsider):
+    client.force_login(manager)
+    for param, value in (("site", matrix["foreign"]["site"]), ("user", outsider.pk)):
+        response = client.get("/c/tilleuls/sessions/", {param: value})
+        assert response.status_code == 200 and param in response.context["form"].errors
 
 
 def test_unknown_permission_fails_at_import():

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django_scopes import scope
 
 from accounts.models import User
 from billing.models import Price
@@ -18,7 +19,11 @@ def counts():
         User, Community, Membership, Charger, ChargeCard, ChargingSession, Price,
         InventoryCharger, AccessGrant, InstallerMember,
     ]  # fmt: skip
-    return {m.__name__: m.objects.count() for m in models}
+    # A global command: count every community's rows (the scoped models' managers say so).
+    return {
+        m.__name__: getattr(m.objects, "with_scopes_disabled", lambda m=m: m.objects)().count()
+        for m in models
+    }
 
 
 def test_seed_demo_is_the_documented_data_and_idempotent():
@@ -28,23 +33,24 @@ def test_seed_demo_is_the_documented_data_and_idempotent():
     assert counts() == first
 
     demo = Community.objects.get(slug="demo")
-    assert demo.expense_email == "finance@demo.example"
-    roles = dict(Membership.objects.filter(community=demo).values_list("user__phone", "role"))
-    assert roles == {"+33600000001": Role.OWNER, "+33600000002": Role.INDIVIDUAL}
-    assert User.objects.get(phone="+33600000002").email == "driver@demo.example"
-    chargers = Charger.objects.filter(community=demo)
-    assert sorted(c.identity for c in chargers) == [
-        "DEMO-SPARK1-01",
-        "DEMO-VOLTTIME-01",
-        "DEMO-ZAPTEC-01",
-    ]
-    assert all(c.password_hash == "" for c in chargers)
-    assert chargers.values("site").distinct().count() == 2
-    price = Price.objects.get(community=demo)
-    assert (price.price_per_kwh, str(price.valid_from)) == (Decimal("0.2516"), "2020-01-01")
-    # The driver's card is accepted by the gateway's decision.
-    assert card_decision(demo.pk, "DEMO-CARD-01")["status"] == "Accepted"
-    # The installer side: a company with limited access and two unclaimed inventory chargers.
-    assert AccessGrant.objects.get(community=demo).scope == AccessGrant.Scope.LIMITED
-    assert InstallerMember.objects.get(user__phone="+33600000003").is_admin
-    assert InventoryCharger.objects.filter(claimed_at__isnull=True).count() == 2
+    with scope(community=demo):
+        assert demo.expense_email == "finance@demo.example"
+        roles = dict(Membership.objects.filter(community=demo).values_list("user__phone", "role"))
+        assert roles == {"+33600000001": Role.OWNER, "+33600000002": Role.INDIVIDUAL}
+        assert User.objects.get(phone="+33600000002").email == "driver@demo.example"
+        chargers = Charger.objects.filter(community=demo)
+        assert sorted(c.identity for c in chargers) == [
+            "DEMO-SPARK1-01",
+            "DEMO-VOLTTIME-01",
+            "DEMO-ZAPTEC-01",
+        ]
+        assert all(c.password_hash == "" for c in chargers)
+        assert chargers.values("site").distinct().count() == 2
+        price = Price.objects.get(community=demo)
+        assert (price.price_per_kwh, str(price.valid_from)) == (Decimal("0.2516"), "2020-01-01")
+        # The driver's card is accepted by the gateway's decision.
+        assert card_decision(demo.pk, "DEMO-CARD-01")["status"] == "Accepted"
+        # The installer side: a company with limited access and two unclaimed inventory chargers.
+        assert AccessGrant.objects.get(community=demo).scope == AccessGrant.Scope.LIMITED
+        assert InstallerMember.objects.get(user__phone="+33600000003").is_admin
+        assert InventoryCharger.objects.filter(claimed_at__isnull=True).count() == 2

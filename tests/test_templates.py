@@ -9,6 +9,9 @@ from communities.models import Role
 from tests import builders
 from tests.communities.portal_data import make_message, make_session
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 
 @pytest.fixture
 def demo(community, manager, individual, site):

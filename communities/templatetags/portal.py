@@ -1,10 +1,12 @@
-"""Small template helpers of the portal: current tab, energy and money formatting, live energy."""
-
-from decimal import ROUND_HALF_UP, Decimal
+"""Small template helpers of the portal: current tab, energy and money written in the
+request's language (`sparklin.formatting`, Babel), a session's energy and cost so far
+(`chargers.selectors`, `billing.prices.session_cost`)."""
 
 from django import template
-from django.utils.formats import number_format
 from django.utils.safestring import mark_safe
+
+from chargers.selectors import live_cost, live_energy_wh
+from sparklin import formatting
 
 register = template.Library()
 
@@ -20,18 +22,6 @@ def current(context, *url_names):
     return ""
 
 
-def live_energy_wh(session) -> Decimal:
-    """Energy of a session: final for completed ones, last meter reading minus start while it
-    runs (the gateway updates meter_last_wh from MeterValues)."""
-    if (
-        session.state == "active"
-        and session.meter_last_wh is not None
-        and session.meter_start_wh is not None
-    ):
-        return max(session.meter_last_wh - session.meter_start_wh, Decimal(0))
-    return session.energy_wh or Decimal(0)
-
-
 @register.filter
 def session_kwh(session):
     return kwh(live_energy_wh(session))
@@ -40,34 +30,20 @@ def session_kwh(session):
 @register.filter
 def session_cost(session):
     """Final cost, or the cost so far for a session in progress."""
-    if session.state == "active":
-        if session.price_per_kwh is None:
-            return None
-        return (live_energy_wh(session) / 1000 * session.price_per_kwh).quantize(
-            Decimal("0.01"), ROUND_HALF_UP
-        )
-    return session.cost
+    return live_cost(session)
 
 
 @register.filter
 def kwh(wh):
-    """Wh → kWh with 3 decimals, localised."""
-    if wh is None:
-        return ""
-    return number_format(Decimal(wh) / 1000, 3)
+    """Wh → kWh with 3 decimals, in the request's language."""
+    return formatting.kwh(wh)
 
 
 @register.filter
 def money(value, currency="EUR"):
-    if value is None or value == "":
-        return "—"
-    symbol = {"EUR": "€"}.get(currency, currency)
-    return f"{number_format(Decimal(value), 2)} {symbol}"
+    return formatting.money(value, currency or "EUR")
 
 
 @register.filter
 def price(value, currency="EUR"):
-    if value is None or value == "":
-        return "—"
-    symbol = {"EUR": "€"}.get(currency, currency)
-    return f"{number_format(Decimal(value), 4)} {symbol}/kWh"
+    return formatting.price_per_kwh(value, currency or "EUR")

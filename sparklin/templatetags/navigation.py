@@ -132,7 +132,6 @@ def community_tabs(context) -> list[Group]:
     if community is None:
         return []
     perms = context.get("community_perms") or set()
-    role = context.get("community_role")
     match = getattr(context.get("request"), "resolver_match", None)
     name = match.url_name if match else ""
     groups = {key: Group(key, label) for key, label in _GROUPS.items()}
@@ -140,7 +139,7 @@ def community_tabs(context) -> list[Group]:
         if not _allowed(test, perms):
             continue
         if label == "ownership":
-            label = _("Ownership") if role == "owner" else _("Hand-over")
+            label = _("Ownership") if "ownership:transfer" in perms else _("Hand-over")
         tab = Tab(
             label=label,
             url=reverse(url_name, kwargs={"community": community.slug}),

@@ -24,6 +24,9 @@ from tests.communities.portal_data import local, make_session
 
 from .notes_data import after_commit, charge, end, in_scope, issue, start_only
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 NOW = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
 
 

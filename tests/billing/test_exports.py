@@ -8,6 +8,9 @@ from billing.exports import SESSIONS_HEADER
 from tests import builders
 from tests.communities.portal_data import local, make_session
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 HEADER = (
     "charger,connector,transaction_id,user,card,started_at,stopped_at,energy_kwh,price_per_kwh,cost"
 )
@@ -43,7 +46,7 @@ def sessions(community, charger, individual, outsider):
         energy_wh="1000",
         started_at=local(community, 2025, 2, 1, 0, 0),
     )
-    other = outsider.memberships.get().community
+    other = builders.community_of(outsider)
     make_session(
         builders.make_charger(other), energy_wh="5", started_at=local(community, 2025, 1, 10)
     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 from django.core import mail
+from django_scopes import scope
 
 from billing.models import ExpenseNote, ExportJob, NoteDispatch
 from communities.models import Role
@@ -15,6 +16,9 @@ from tests import builders
 from tests.communities.portal_data import local, make_session
 
 from .notes_data import issue
+
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
 
 NOW = datetime(2025, 11, 21, 10, 0, tzinfo=UTC)
 TOOLS = "/c/tilleuls/exports/"
@@ -168,13 +172,14 @@ def test_manager_downloads_any_note_of_the_community(manager_client, notes):
 
 
 def test_forged_ids_from_another_community_are_404(client, outsider, notes):
-    other = outsider.memberships.get().community
+    other = builders.community_of(outsider)
     charger = builders.make_charger(other)
     make_session(
         charger, None, outsider, None, energy_wh="1000", started_at=local(other, 2025, 10, 3, 8, 0)
     )
-    issue(other, 2025, 10)
-    foreign = ExpenseNote.objects.get(community=other)
+    with scope(community=other):
+        issue(other, 2025, 10)
+        foreign = ExpenseNote.objects.get(community=other)
     client.force_login(outsider)
     assert (
         client.get(f"/c/{other.slug}/expense-notes/pdf/", {"note": notes["mine"].pk}).status_code

@@ -8,6 +8,9 @@ from billing.models import Price
 from communities.models import AuditEvent
 from tests.communities.portal_data import local, make_session
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 
 def test_add_price_from_settings_page(manager_client, community):
     response = manager_client.post(

@@ -24,6 +24,10 @@ from communities.models import Membership
 
 from .. import builders
 
+# The gateway and the worker enter their own scopes (scopes_disabled for cross-tenant lookups,
+# the charger's community for its writes); the test body reads inside the community's scope.
+pytestmark = pytest.mark.community_scope
+
 T0 = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)
 
 

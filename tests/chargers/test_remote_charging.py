@@ -12,6 +12,9 @@ from communities.models import AuditEvent, Membership, Role
 from tests import builders
 from tests.communities.portal_data import make_session
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 
 @pytest.fixture(autouse=True)
 def _english(settings):
@@ -239,7 +242,7 @@ def test_post_stop_redirects_with_a_message(client, individual, outlet):
 
 
 def test_forged_ids_from_another_community_are_404(client, individual, outsider):
-    other = outsider.memberships.get().community
+    other = builders.community_of(outsider)
     charger = online(builders.make_charger(other))
     connector = builders.make_connector(charger, 1, status="Available")
     session = make_session(charger, connector, holder=outsider, active=True)

@@ -1,10 +1,14 @@
 """Portal-side charger and card services."""
 
 import pytest
+from django_scopes import scope
 
 from chargers import services
 from chargers.models import ChargeCard
 from tests import builders
+
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
 
 
 def test_add_card_normalises_uid(community, individual, manager):
@@ -26,15 +30,17 @@ def test_add_card_to_member_who_left_refused(community, manager):
 
 
 def test_same_uid_in_two_communities_is_allowed(community, manager, individual, outsider):
-    other = outsider.memberships.get().community
+    other = builders.community_of(outsider)
     services.add_card(community=community, actor=manager, holder=individual, uid="CAFE")
-    services.add_card(community=other, actor=outsider, holder=outsider, uid="CAFE")
-    assert ChargeCard.objects.filter(uid="CAFE").count() == 2
+    assert ChargeCard.objects.filter(uid="CAFE").count() == 1
+    with scope(community=other):
+        services.add_card(community=other, actor=outsider, holder=outsider, uid="CAFE")
+        assert ChargeCard.objects.filter(uid="CAFE").count() == 1
 
 
 def test_update_charger_refuses_foreign_site(community, manager, outsider):
     charger = builders.make_charger(community)
-    foreign_site = builders.make_site(outsider.memberships.get().community)
+    foreign_site = builders.make_site(builders.community_of(outsider))
     with pytest.raises(services.ChargerError):
         services.update_charger(charger=charger, actor=manager, site=foreign_site, vendor="other")
 

@@ -13,6 +13,9 @@ from communities.models import AuditEvent
 from tests import builders
 from tests.communities.portal_data import local, make_message, make_session
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 
 @pytest.fixture(autouse=True)
 def _english(settings):
@@ -146,7 +149,7 @@ def test_register_charger(manager_client, site, community):
 
 
 def test_register_charger_identity_is_global(manager_client, site, outsider):
-    other = outsider.memberships.get().community
+    other = builders.community_of(outsider)
     builders.make_charger(other, identity="TAKEN-1")
     data = {"identity": "TAKEN-1", "vendor": "other", "model": "", "name": "", "password": ""}
     response = manager_client.post(f"/c/tilleuls/sites/{site.pk}/chargers/add/", data)

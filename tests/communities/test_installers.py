@@ -9,10 +9,14 @@ import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
+from django_scopes import scope
 
 from accounts import sms
 from communities.models import AccessGrant, AuditEvent, Community, Invitation, Membership, Role
 from tests import builders
+
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
 
 
 @pytest.fixture
@@ -39,7 +43,8 @@ def create_installation(client, installer):
         {"name": "Maison Moreau", "kind": "home", "address": "3 rue Haute", "site_name": "Garage"},
     )
     community = Community.objects.get(name="Maison Moreau")
-    site = community.sites.get()
+    with scope(community=community):
+        site = community.sites.get()
     assert response["Location"] == f"/c/{community.slug}/sites/{site.pk}/chargers/claim/"
     return community
 
@@ -65,49 +70,53 @@ def test_only_installer_company_members_have_an_installer_area(client, manager):
 
 def test_installer_creates_installation_with_full_access_and_no_owner(client, installer, company):
     community = create_installation(client, installer)
-    grant = AccessGrant.objects.get(community=community)
-    assert grant.company == company and grant.scope == "full" and grant.valid_until is None
-    assert not Membership.objects.filter(community=community).exists()
-    assert community.installer == company
-    assert client.get(f"/c/{community.slug}/sites/").status_code == 200
-    assert client.get("/installer/").content.decode().count("Maison Moreau") == 1
-    assert AuditEvent.objects.filter(community=community, action="installation.create").exists()
+    with scope(community=community):  # the reads of the new installation
+        grant = AccessGrant.objects.get(community=community)
+        assert grant.company == company and grant.scope == "full" and grant.valid_until is None
+        assert not Membership.objects.filter(community=community).exists()
+        assert community.installer == company
+        assert client.get(f"/c/{community.slug}/sites/").status_code == 200
+        assert client.get("/installer/").content.decode().count("Maison Moreau") == 1
+        assert AuditEvent.objects.filter(community=community, action="installation.create").exists()
 
 
 def test_handover_invite_accept_makes_owner_and_starts_14_days(
     client, installer, outbox, django_capture_on_commit_callbacks
 ):
     community = create_installation(client, installer)
-    path = invite_owner(
-        client,
-        community,
-        django_capture_on_commit_callbacks,
-        email="alice@example.org",
-        phone="0612345678",
-    )
-    assert outbox and outbox[-1].to == "+33612345678" and path in outbox[-1].body
-    assert mail.outbox and path in mail.outbox[-1].body
-    invitation = Invitation.objects.get(community=community)
-    assert path.split("/")[-2] not in invitation.token_hash  # only a hash is stored
+    with scope(community=community):  # the reads of the new installation
+        path = invite_owner(
+            client,
+            community,
+            django_capture_on_commit_callbacks,
+            email="alice@example.org",
+            phone="0612345678",
+        )
+        assert outbox and outbox[-1].to == "+33612345678" and path in outbox[-1].body
+        assert mail.outbox and path in mail.outbox[-1].body
+        invitation = Invitation.objects.get(community=community)
+        assert path.split("/")[-2] not in invitation.token_hash  # only a hash is stored
 
-    owner = builders.make_user(phone="+33612345678")
-    client.logout()
-    # Not logged in: the invitation journey (code to the invited number, account if needed).
-    assert client.get(path)["Location"].startswith("/accounts/invitation/")
-    client.force_login(owner)
-    assert "Become the owner" in client.get(path).content.decode()
-    response = client.post(path)
-    assert response["Location"] == f"/c/{community.slug}/"
-    membership = Membership.objects.get(community=community, user=owner)
-    assert membership.role == Role.OWNER and membership.state == "active"
+        owner = builders.make_user(phone="+33612345678")
+        client.logout()
+        # Not logged in: the invitation journey (code to the invited number, account if needed).
+        assert client.get(path)["Location"].startswith("/accounts/invitation/")
+        client.force_login(owner)
+        assert "Become the owner" in client.get(path).content.decode()
+        response = client.post(path)
+        assert response["Location"] == f"/c/{community.slug}/"
+        membership = Membership.objects.get(community=community, user=owner)
+        assert membership.role == Role.OWNER and membership.state == "active"
 
-    community.refresh_from_db()
-    assert community.handed_over_at is not None
-    full = AccessGrant.objects.get(community=community, scope="full")
-    assert full.valid_until == community.handed_over_at + timedelta(days=14)
-    assert AccessGrant.objects.get(community=community, scope="limited").valid_until is None
-    actions = set(AuditEvent.objects.filter(community=community).values_list("action", flat=True))
-    assert {"invitation.handover", "ownership.handover", "access.handover_full"} <= actions
+        community.refresh_from_db()
+        assert community.handed_over_at is not None
+        full = AccessGrant.objects.get(community=community, scope="full")
+        assert full.valid_until == community.handed_over_at + timedelta(days=14)
+        assert AccessGrant.objects.get(community=community, scope="limited").valid_until is None
+        actions = set(
+            AuditEvent.objects.filter(community=community).values_list("action", flat=True)
+        )
+        assert {"invitation.handover", "ownership.handover", "access.handover_full"} <= actions
 
 
 def test_installer_full_for_14_days_then_limited(client, installer, community, owner, company):
@@ -187,10 +196,13 @@ def test_revoking_every_grant_puts_the_installer_outside(client, installer, owne
 
 
 def test_installer_outside_their_grants_gets_404(client, installer, company, outsider):
-    other = outsider.memberships.get().community
+    other = builders.community_of(outsider)
     client.force_login(installer)
     assert client.get(f"/c/{other.slug}/sites/").status_code == 404
-    builders.make_grant(other, company, "full", valid_until=timezone.now() - timedelta(minutes=1))
+    with scope(community=other):
+        builders.make_grant(
+            other, company, "full", valid_until=timezone.now() - timedelta(minutes=1)
+        )
     assert client.get(f"/c/{other.slug}/sites/").status_code == 404
 
 

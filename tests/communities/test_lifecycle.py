@@ -19,6 +19,9 @@ from communities.models import AccessRequest, AuditEvent, Membership, Role
 from tests import builders
 from tests.communities.portal_data import make_session
 
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
+
 
 @pytest.fixture
 def invitation_path(community, owner):

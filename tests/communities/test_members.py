@@ -1,5 +1,6 @@
 import pytest
 from django.core import mail
+from django_scopes import scope
 
 from accounts import sms
 from accounts.models import User
@@ -8,6 +9,9 @@ from communities import services
 from communities.models import AuditEvent, Community, Membership, Role
 from tests import builders
 from tests.communities.portal_data import make_session
+
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +68,8 @@ def test_add_reuses_existing_user_and_other_managed_community(
     assert response["Location"] == "/c/second/users/"
     existing.refresh_from_db()
     assert existing.first_name == "Known"  # not overwritten
-    assert Membership.objects.get(user=existing, community=other).role == Role.MANAGER
+    with scope(community=other):
+        assert Membership.objects.get(user=existing, community=other).role == Role.MANAGER
     assert not mail.outbox  # no e-mail address, no e-mail
 
 
@@ -197,7 +202,8 @@ def test_create_community_makes_owner_and_unique_slug(client, manager):
     created = Community.objects.exclude(slug="tilleuls").get(name="Résidence Les Tilleuls")
     assert created.slug == "residence-les-tilleuls"
     assert response["Location"] == f"/c/{created.slug}/"
-    assert Membership.objects.get(community=created, user=manager).role == Role.OWNER
+    with scope(community=created):
+        assert Membership.objects.get(community=created, user=manager).role == Role.OWNER
     client.post("/communities/new/", data)
     assert Community.objects.filter(slug="residence-les-tilleuls-2").exists()
 

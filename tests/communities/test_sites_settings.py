@@ -1,7 +1,12 @@
 from decimal import Decimal
 
+import pytest
+
 from communities.models import AuditEvent, Site
 from tests import builders
+
+# The bodies run as a portal request or a community task does: inside the community scope.
+pytestmark = pytest.mark.community_scope
 
 
 def test_add_site(manager_client, community):

@@ -8,11 +8,12 @@ Runs in its own pytest process (`make test-browser`, `-m browser`)."""
 import re
 
 import pytest
+from django_scopes import scope
 from playwright.sync_api import expect
 
 from accounts import sms
 from chargers.inventory import import_inventory_csv
-from communities.models import AccessGrant, Membership, Role
+from communities.models import AccessGrant, Community, Membership, Role
 from tests import builders
 
 pytestmark = pytest.mark.browser
@@ -100,11 +101,13 @@ def test_installer_commissions_and_hands_over(accounts, live_server, browser_pag
     page.get_by_role("link", name="Settings").click()  # the owner's settings group
     expect(page.get_by_role("link", name="Installer access")).to_be_visible()
 
-    membership = Membership.objects.get(user=accounts["owner"])
-    assert membership.role == Role.OWNER and membership.community.handed_over_at is not None
-    scopes = set(
-        AccessGrant.objects.filter(community=membership.community).values_list("scope", flat=True)
-    )
+    community = Community.objects.get(slug="maison-moreau")
+    with scope(community=community):
+        membership = Membership.objects.get(user=accounts["owner"])
+        scopes = set(
+            AccessGrant.objects.filter(community=community).values_list("scope", flat=True)
+        )
+    assert membership.role == Role.OWNER and community.handed_over_at is not None
     assert scopes == {"full", "limited"}
 
     # The link is spent: opening it again explains it and changes nothing.

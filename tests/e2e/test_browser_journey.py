@@ -17,7 +17,9 @@ from communities.models import Membership, Role, Site
 from ocpp_gateway.simulator import connect_charger
 from tests import builders
 
-pytestmark = pytest.mark.browser
+# The test body reads the community inside its scope (the live server runs views in its own
+# thread, which starts with no scope: the middleware enters it there).
+pytestmark = [pytest.mark.browser, pytest.mark.community_scope("manager_account")]
 
 MANAGER_PHONE = "+33611223344"
 

@@ -20,7 +20,8 @@ from tests.communities.portal_data import make_session
 
 from .processes import Process, celery_worker, child_env, free_port, wait_until
 
-pytestmark = pytest.mark.e2e
+# The test body reads the community's notes inside its scope (the worker is another process).
+pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("last_month_sessions")]
 
 RECIPIENT = "finance@e2e.example"
 

@@ -17,7 +17,9 @@ from tests import builders
 
 from .processes import wait_until
 
-pytestmark = pytest.mark.e2e
+# The test body reads the fleet's community inside its scope (the worker and the gateway are
+# other processes, with their own scoping).
+pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("fleet")]
 
 CARD = "E2E-CARD-01"
 

@@ -17,7 +17,9 @@ from ocpp_gateway.simulator import basic_auth
 
 from .. import builders
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The gateway and the worker enter their own scopes (scopes_disabled for cross-tenant lookups,
+# the charger's community for its writes); the test body reads inside the community's scope.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.community_scope]
 
 
 @pytest.fixture

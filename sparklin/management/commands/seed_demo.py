@@ -11,7 +11,7 @@ DEMO-INV-0002 (PIN 1234), unclaimed, to try commissioning by serial number and P
 """
 
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -19,7 +19,7 @@ from django_scopes import scopes_disabled
 
 from accounts.models import User
 from billing.models import Price
-from billing.prices import price_at
+from billing.prices import price_at, session_cost
 from chargers.inventory import import_inventory
 from chargers.models import (
     ChargeCard,
@@ -179,7 +179,7 @@ class Command(BaseCommand):
             started = datetime.combine(last_month.replace(day=day), time(hour), community.tz)
             energy_wh = Decimal(kwh) * 1000
             price = price_at(community, started)
-            cost = (energy_wh / 1000 * price).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            cost = session_cost(energy_wh, price)
             meter_start = Decimal(100000 * n)
             ChargingSession.objects.update_or_create(
                 charger=charger,

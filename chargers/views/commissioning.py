@@ -2,8 +2,6 @@
 OCPP version, firmware, connectors, gateway address and credentials, what the gateway refused),
 and the charger's configuration (read at connection, changed through commands)."""
 
-import hashlib
-
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
@@ -13,17 +11,18 @@ from django.views.decorators.http import require_POST
 
 from communities.models import Site
 from communities.permissions import community_permission
+from sparklin.http import CommunityRequest
 from sparklin.live import fingerprint, render_live
 
-from . import inventory, services
-from .forms import ClaimForm, ConfigurationForm
-from .models import Charger, UnknownCharger
+from .. import inventory, selectors, services
+from ..forms import ClaimForm, ConfigurationForm
+from ..models import Charger, UnknownCharger
 
 _SESSION_PASSWORD = "charger_password"
 
 
 @community_permission("chargers:write")
-def charger_claim(request, community, site):
+def charger_claim(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     form = ClaimForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -64,7 +63,7 @@ def _fingerprint(context) -> str:
 
 
 @community_permission("chargers:configure")
-def charger_commissioning(request, community, charger):
+def charger_commissioning(request: CommunityRequest, community, charger):
     """Live: polls a small partial every 3 s and gets 204 while nothing changed."""
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     context = _commissioning_context(charger)
@@ -83,7 +82,7 @@ def charger_commissioning(request, community, charger):
 
 @community_permission("chargers:write")
 @require_POST
-def charger_password(request, community, charger):
+def charger_password(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger, pk=charger)
     password = services.generate_charger_password(charger=charger, actor=request.user)
     request.session[_SESSION_PASSWORD] = password  # shown once, on the next page
@@ -91,39 +90,34 @@ def charger_password(request, community, charger):
 
 
 @community_permission("chargers:configure")
-def charger_configuration(request, community, charger):
-    charger = get_object_or_404(Charger, pk=charger)
+def charger_configuration(request: CommunityRequest, community: str, charger: int) -> HttpResponse:
+    obj = get_object_or_404(Charger, pk=charger)
     form = ConfigurationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.change_configuration(charger=charger, actor=request.user, **form.cleaned_data)
+            services.change_configuration(charger=obj, actor=request.user, **form.cleaned_data)
         except services.ChargerError as e:
             form.add_error(None, e.message)
         else:
             messages.success(request, _("Sent to the charger: its answer appears below."))
-            return redirect(
-                "chargers:charger-configuration", community=community, charger=charger.pk
-            )
-    commands = list(charger.commands.select_related("asked_by")[:15])
-    fingerprint = "|".join(f"{c.pk}:{c.status}" for c in commands) + str(charger.configuration)
-    fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()[:20]
-    if request.htmx and request.GET.get("fp") == fingerprint:
-        return HttpResponse(status=204)
-    context = {
-        "charger": charger,
-        "form": form,
-        "commands": commands,
-        "fingerprint": fingerprint,
-        "configuration": sorted((charger.configuration or {}).items()),
-    }
-    if request.htmx:
-        return render(request, "chargers/charger_configuration.html#configuration-live", context)
-    return render(request, "chargers/charger_configuration.html", context)
+            return redirect("chargers:charger-configuration", community=community, charger=obj.pk)
+    return render_live(
+        request,
+        "chargers/charger_configuration.html",
+        "configuration-live",
+        lambda: {
+            "charger": obj,
+            "form": form,
+            "commands": list(obj.commands.select_related("asked_by")[:15]),
+            "configuration": sorted((obj.configuration or {}).items()),
+        },
+        selectors.configuration_token(obj),
+    )
 
 
 @community_permission("chargers:configure")
 @require_POST
-def charger_reconfigure(request, community, charger):
+def charger_reconfigure(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger, pk=charger)
     services.reconfigure(charger=charger, actor=request.user)
     messages.success(request, _("The charger will be read and configured again."))

@@ -14,13 +14,14 @@ from django_scopes import scopes_disabled
 
 from chargers.models import Charger
 from sparklin.confirm import PHRASE, Confirmation, confirm, render_confirmation
+from sparklin.http import CommunityRequest
 
-from . import installers, invitations
-from .access import company_role
-from .forms import CompanyMemberForm, GrantAccessForm, InstallationForm, OwnerInvitationForm
-from .models import AccessGrant, InstallerCompany, Invitation
-from .permissions import community_permission
-from .services import CommunityError
+from .. import installers, invitations
+from ..access import company_role
+from ..forms import CompanyMemberForm, GrantAccessForm, InstallationForm, OwnerInvitationForm
+from ..models import AccessGrant, InstallerCompany, Invitation
+from ..permissions import community_permission, has_permission
+from ..services import CommunityError
 
 _SESSION_LINK = "invitation_link"
 
@@ -96,11 +97,9 @@ def company_member_add(request):
 
 
 @community_permission("ownership:invite")
-def owner_invite(request, community):
+def owner_invite(request: CommunityRequest, community):
     form = OwnerInvitationForm(request.POST or None)
-    transfer = getattr(request, "community_role", None) == "owner" or (
-        getattr(request, "membership", None) is not None and request.membership.role == "owner"
-    )
+    transfer = has_permission(request, "ownership:transfer")
     confirmed, confirm_form = True, None
     if transfer:
         # Giving one's installation away: the owner types its name (sparklin/confirm.py).
@@ -143,7 +142,7 @@ def owner_invite(request, community):
 
 @community_permission("ownership:invite")
 @require_POST
-def owner_invite_revoke(request, community, invitation):
+def owner_invite_revoke(request: CommunityRequest, community, invitation):
     invitation = get_object_or_404(Invitation, pk=invitation)
     invitations.revoke_invitation(invitation=invitation, actor=request.user)
     messages.success(request, _("Invitation cancelled."))
@@ -151,7 +150,7 @@ def owner_invite_revoke(request, community, invitation):
 
 
 @community_permission("installer_access:manage")
-def installer_access(request, community):
+def installer_access(request: CommunityRequest, community):
     grants = AccessGrant.objects.select_related("company").order_by("-created_at")
     companies = InstallerCompany.objects.filter(grants__community=request.community).distinct()
     form = GrantAccessForm(request.POST or None, companies=companies)
@@ -169,7 +168,7 @@ def installer_access(request, community):
 
 
 @community_permission("installer_access:manage")
-def installer_access_revoke(request, community, grant):
+def installer_access_revoke(request: CommunityRequest, community, grant):
     grant = get_object_or_404(AccessGrant.objects.select_related("company"), pk=grant)
     confirmation = Confirmation(
         title=_("Revoke the access of %(company)s?") % {"company": grant.company.name},

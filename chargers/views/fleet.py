@@ -3,35 +3,37 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_scopes import scopes_disabled
 
-from communities import selectors
 from communities.models import Membership, Site
 from communities.permissions import community_permission, has_permission
+from sparklin.dates import month_bounds
+from sparklin.http import CommunityRequest
 from sparklin.live import render_live
 
-from . import services
-from .forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
-from .models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
-from .redaction import redact_payload
+from .. import selectors, services
+from ..forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
+from ..models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
+from ..redaction import redact_payload
 
 
 @community_permission("outlets:view")
-def outlet_list(request, community):
-    """Every outlet and its state. The table polls itself every 5 s with the fingerprint of what
-    it shows and gets 204 (htmx swaps nothing) until something changes."""
-    rows = selectors.outlet_rows(request.community)
+def outlet_list(request: CommunityRequest, community: str) -> HttpResponse:
+    """Every outlet and its state. The table polls itself every 5 s with the change token of
+    what it shows and gets 204 (htmx swaps nothing) until something changes; the token is one
+    query, so an unchanged poll lists nothing."""
+    page = ("chargers/outlet_list.html", "outlet-table")
+    token = selectors.live_token(request.community)
+    if token is None:  # no cheap token (SQLite): fingerprint the rows listed
+        rows = selectors.outlet_rows(request.community)
+        return render_live(request, *page, {"rows": rows}, selectors.outlets_fingerprint(rows))
     return render_live(
-        request,
-        "chargers/outlet_list.html",
-        "outlet-table",
-        {"rows": rows},
-        selectors.outlets_fingerprint(rows),
+        request, *page, lambda: {"rows": selectors.outlet_rows(request.community)}, token
     )
 
 
@@ -47,7 +49,7 @@ def _back(request, community) -> str:
 
 @community_permission("charging:remote")
 @require_POST
-def outlet_start(request, community, connector):
+def outlet_start(request: CommunityRequest, community, connector):
     """The "Start charging" button of an outlet: a remote start with the driver's card."""
     connector = get_object_or_404(Connector.objects.select_related("charger"), pk=connector)
     try:
@@ -65,7 +67,7 @@ def outlet_start(request, community, connector):
 
 @community_permission("charging:remote")
 @require_POST
-def session_stop(request, community, session):
+def session_stop(request: CommunityRequest, community, session):
     """The "Stop charging" button of a session in progress (drivers their own, managers any)."""
     session = get_object_or_404(ChargingSession.objects.select_related("charger"), pk=session)
     try:
@@ -78,7 +80,7 @@ def session_stop(request, community, session):
 
 
 @community_permission("chargers:write")
-def charger_add(request, community, site):
+def charger_add(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     form = ChargerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -106,7 +108,7 @@ def charger_add(request, community, site):
 
 
 @community_permission("chargers:view")
-def charger_detail(request, community, charger):
+def charger_detail(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     log = Paginator(charger.messages.all(), 50).get_page(request.GET.get("page"))
     if not has_permission(request, "sessions:view_all"):
@@ -127,7 +129,7 @@ def charger_detail(request, community, charger):
 
 
 @community_permission("chargers:write")
-def charger_edit(request, community, charger):
+def charger_edit(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger, pk=charger)
     form = ChargerEditForm(request.POST or None, initial=ChargerEditForm.initial_for(charger))
     if request.method == "POST" and form.is_valid():
@@ -142,7 +144,7 @@ def charger_edit(request, community, charger):
 
 
 @community_permission("chargers:view")
-def unknown_charger_list(request, community):
+def unknown_charger_list(request: CommunityRequest, community):
     """Connections the gateway refused at the handshake. A manager (or an installer with
     access) sees those of this community's own chargers (wrong password…) and can look up one
     exact serial number that no community has registered ("did my new charger try to
@@ -153,12 +155,12 @@ def unknown_charger_list(request, community):
     refused = UnknownCharger.objects.filter(identity__in=list(identities))
     if form.is_valid():
         identity = form.cleaned_data["identity"]
-        with scopes_disabled():
-            registered_elsewhere = (
-                Charger.objects.filter(identity=identity)
-                .exclude(community=request.community)
-                .exists()
-            )
+        registered_elsewhere = (
+            Charger.objects.with_scopes_disabled()
+            .filter(identity=identity)
+            .exclude(community=request.community)
+            .exists()
+        )
         if not registered_elsewhere:
             refused = refused | UnknownCharger.objects.filter(identity=identity)
     page = Paginator(refused.order_by("-last_seen"), 50).get_page(request.GET.get("page"))
@@ -166,13 +168,13 @@ def unknown_charger_list(request, community):
 
 
 @community_permission("sessions:view_all")
-def session_list(request, community):
+def session_list(request: CommunityRequest, community):
     form = SessionFilterForm(request.GET or None, community=request.community)
     sessions = selectors.sessions_for_list()
     if form.is_valid():
         data = form.cleaned_data
         if data["month"]:
-            start, end = selectors.month_bounds(request.community, *data["month"])
+            start, end = month_bounds(request.community, *data["month"])
             sessions = sessions.filter(started_at__gte=start, started_at__lt=end)
         if data["user"]:
             sessions = sessions.filter(holder=data["user"])
@@ -189,7 +191,7 @@ def session_list(request, community):
 
 
 @community_permission("community:view")
-def my_session_list(request, community):
+def my_session_list(request: CommunityRequest, community):
     sessions = selectors.sessions_for_list().filter(holder=request.user)
     page = Paginator(sessions, 50).get_page(request.GET.get("page"))
     cards = ChargeCard.objects.filter(holder=request.user)
@@ -198,8 +200,8 @@ def my_session_list(request, community):
 
 @community_permission("cards:write")
 @require_POST
-def card_add(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+def card_add(request: CommunityRequest, community, member):
+    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     form = CardForm(request.POST)
     if form.is_valid():
         try:
@@ -215,13 +217,13 @@ def card_add(request, community, member):
             messages.success(request, _("Card %(uid)s added.") % {"uid": card.uid})
     else:
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(e) for e in errors))
     return redirect("communities:member-detail", community=community, member=membership.pk)
 
 
 @community_permission("cards:write")
 @require_POST
-def card_deactivate(request, community, card):
+def card_deactivate(request: CommunityRequest, community, card):
     card = get_object_or_404(ChargeCard, pk=card)
     services.deactivate_card(card=card, actor=request.user)
     messages.success(request, _("Card %(uid)s deactivated.") % {"uid": card.uid})

@@ -1,6 +1,7 @@
 """Community pages: home, create, dashboard, users (members), sites, company configuration."""
 
 import copy
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,21 +11,23 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django_scopes import scopes_disabled
 
 from billing.forms import PriceForm
 from billing.prices import price_history
+from chargers import selectors
 from chargers.forms import CardForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from sparklin.confirm import Confirmation, confirm, render_confirmation
+from sparklin.dates import current_month, month_bounds
+from sparklin.http import CommunityRequest
 from sparklin.live import fingerprint, render_live
 
-from . import selectors, services
-from .access import user_company
-from .forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
-from .middleware import user_communities
-from .models import Community, Membership, Site
-from .permissions import community_permission, has_permission
+from .. import services
+from ..access import user_company
+from ..forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
+from ..middleware import user_communities
+from ..models import Community, Membership, Site
+from ..permissions import community_permission, has_permission
 
 
 @login_required
@@ -33,7 +36,7 @@ def home(request):
     if first is None:
         if user_company(request.user) is not None:
             return redirect("installer-home")
-        return redirect("communities:community-create")
+        return redirect("community-create")
     return redirect("communities:dashboard", community=first.slug)
 
 
@@ -41,53 +44,64 @@ def home(request):
 def community_create(request):
     form = CommunityForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with scopes_disabled():
-            community = services.create_community(actor=request.user, **form.cleaned_data)
+        community = services.create_community(actor=request.user, **form.cleaned_data)
         messages.success(request, _("Community %(name)s created.") % {"name": community.name})
         return redirect("communities:dashboard", community=community.slug)
     return render(request, "communities/community_create.html", {"form": form})
 
 
 @community_permission("community:view")
-def dashboard(request, community):
-    rows = selectors.outlet_rows(request.community)
+def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
+    """The community's home: outlets, this month's totals, sessions in progress and the latest
+    ones (the person's own for drivers). Live like the outlets page: the change token (one
+    query) comes first, an unchanged poll answers 204 before any list query."""
+    tenant = request.community
     manager = has_permission(request, "sessions:view_all")
     sessions = selectors.sessions_for_list()
     if not manager:
         sessions = sessions.filter(holder=request.user)
-    totals = selectors.month_totals(request.community, sessions)
-    fp = fingerprint(selectors.outlets_fingerprint(rows), totals["count"], totals["energy_wh"])
-    if request.htmx and request.GET.get("fp") == fp:
-        return HttpResponse(status=204)  # before the session queries below
-    context = {
-        "rows": rows,
-        "counts": selectors.state_counts(rows),
-        "totals": totals,
-        "active_sessions": [s for s in sessions.filter(state=ChargingSession.State.ACTIVE)],
-        "latest_sessions": sessions[:10],
-        "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
-    }
-    return render_live(request, "communities/dashboard.html", "dashboard-live", context, fp)
+
+    def context(rows: list[selectors.Row] | None = None) -> dict[str, Any]:
+        rows = rows if rows is not None else selectors.outlet_rows(tenant)
+        return {
+            "rows": rows,
+            "counts": selectors.state_counts(rows),
+            "totals": selectors.month_totals(tenant, sessions),
+            "active_sessions": list(sessions.filter(state=ChargingSession.State.ACTIVE)),
+            "latest_sessions": sessions[:10],
+            "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
+        }
+
+    page = ("communities/dashboard.html", "dashboard-live")
+    month_start = month_bounds(tenant, *current_month(tenant))[0]
+    token = selectors.live_token(tenant, sessions_since=month_start)
+    if token is None:  # no cheap token (SQLite): fingerprint what is shown
+        data = context(selectors.outlet_rows(tenant))
+        totals = data["totals"]
+        fp = fingerprint(
+            selectors.outlets_fingerprint(data["rows"]), totals["count"], totals["energy_wh"]
+        )
+        return render_live(request, *page, data, fp)
+    return render_live(request, *page, context, token)
 
 
 @community_permission("members:view")
-def member_list(request, community):
+def member_list(request: CommunityRequest, community: str) -> HttpResponse:
     # People who left are not listed: the remaining members no longer see their details.
     members = (
-        Membership.objects.select_related("user")
-        .exclude(state=Membership.State.LEFT)
+        Membership.objects.current()
+        .select_related("user")
         .order_by("state", "user__last_name", "user__first_name")
     )
     return render(request, "communities/member_list.html", {"members": members})
 
 
 @community_permission("members:write")
-def member_add(request, community):
-    with scopes_disabled():
-        managed = services.managed_communities(request.user).values("pk")
-        communities = Community.objects.filter(
-            Q(pk__in=managed) | Q(pk=request.community.pk)
-        ).order_by("name")
+def member_add(request: CommunityRequest, community):
+    managed = services.managed_communities(request.user).values("pk")
+    communities = Community.objects.filter(Q(pk__in=managed) | Q(pk=request.community.pk)).order_by(
+        "name"
+    )
     form = MemberAddForm(
         request.POST or None, communities=communities, initial={"community": request.community.slug}
     )
@@ -95,8 +109,7 @@ def member_add(request, community):
         data = form.cleaned_data
         target = data.pop("community")
         try:
-            with scopes_disabled():
-                membership = services.add_member(community=target, actor=request.user, **data)
+            membership = services.add_member(community=target, actor=request.user, **data)
         except services.CommunityError as e:
             form.add_error(None, e.message)
         else:
@@ -110,11 +123,9 @@ def member_add(request, community):
 
 
 @community_permission("members:view")
-def member_detail(request, community, member):
+def member_detail(request: CommunityRequest, community, member):
     # Someone who left is no longer shown (name, contact, sessions) to the remaining members.
-    membership = get_object_or_404(
-        Membership.objects.select_related("user").exclude(state=Membership.State.LEFT), pk=member
-    )
+    membership = get_object_or_404(Membership.objects.current().select_related("user"), pk=member)
     sessions = selectors.sessions_for_list().filter(holder=membership.user)
     page = Paginator(sessions, 25).get_page(request.GET.get("page"))
     cards = ChargeCard.objects.filter(holder=membership.user)
@@ -131,8 +142,8 @@ def member_detail(request, community, member):
 
 
 @community_permission("members:write")
-def member_edit(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+def member_edit(request: CommunityRequest, community, member):
+    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     user = membership.user
     initial = {
         "first_name": user.first_name,
@@ -153,8 +164,8 @@ def member_edit(request, community, member):
 
 
 @community_permission("members:write")
-def member_remove(request, community, member):
-    membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
+def member_remove(request: CommunityRequest, community, member):
+    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
     confirmation = Confirmation(
         title=_("Remove %(name)s from the community?") % {"name": membership.user},
         consequences=[
@@ -183,13 +194,13 @@ def member_remove(request, community, member):
 
 
 @community_permission("sites:view")
-def site_list(request, community):
+def site_list(request: CommunityRequest, community):
     sites = Site.objects.all().prefetch_related("chargers")
     return render(request, "communities/site_list.html", {"sites": sites})
 
 
 @community_permission("sites:write")
-def site_add(request, community):
+def site_add(request: CommunityRequest, community):
     form = SiteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -205,14 +216,14 @@ def site_add(request, community):
 
 
 @community_permission("sites:view")
-def site_detail(request, community, site):
+def site_detail(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     chargers = Charger.objects.filter(site=site).prefetch_related("connectors")
     return render(request, "communities/site_detail.html", {"site": site, "chargers": chargers})
 
 
 @community_permission("sites:write")
-def site_edit(request, community, site):
+def site_edit(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     form = SiteForm(request.POST or None, instance=site)
     if request.method == "POST" and form.is_valid():
@@ -227,7 +238,7 @@ def site_edit(request, community, site):
 
 
 @community_permission("community:manage")
-def settings_view(request, community):
+def settings_view(request: CommunityRequest, community):
     # A copy: the form writes cleaned values on its instance, the service decides what changed.
     form = CommunitySettingsForm(request.POST or None, instance=copy.copy(request.community))
     if request.method == "POST" and form.is_valid():

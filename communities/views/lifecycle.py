@@ -3,26 +3,26 @@ access and answering such requests, and the community's audit log."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_scopes import scopes_disabled
 
 from sparklin.confirm import Confirmation, confirm, render_confirmation
+from sparklin.http import CommunityRequest
 
-from . import invitations, services
-from .forms import AccessRequestForm
-from .models import AccessRequest, AuditEvent
-from .permissions import community_permission
+from .. import invitations, services
+from ..forms import AccessRequestForm
+from ..models import AccessRequest, AuditEvent
+from ..permissions import community_permission
 
 
 def invitation_accept(request, token):
     """The link of an owner invitation: log in first (SMS code), then accept. Used, expired,
     cancelled or forged links get a clear page and change nothing."""
-    with scopes_disabled():
-        invitation = invitations.find_invitation(token)
-        problem = invitations.invitation_problem(invitation)
+    invitation = invitations.find_invitation(token)
+    problem = invitations.invitation_problem(invitation)
     if problem:
         return render(
             request, "communities/invitation_invalid.html", {"problem": problem}, status=404
@@ -32,8 +32,7 @@ def invitation_accept(request, token):
         return redirect("accounts:invitation-start", token=token)
     if request.method == "POST":
         try:
-            with scopes_disabled():
-                membership = invitations.accept_invitation(token=token, user=request.user)
+            membership = invitations.accept_invitation(token=token, user=request.user)
         except services.CommunityError as e:
             return render(
                 request, "communities/invitation_invalid.html", {"problem": e.message}, status=400
@@ -46,7 +45,10 @@ def invitation_accept(request, token):
 
 
 @community_permission("community:leave")
-def leave(request, community):
+def leave(request: CommunityRequest, community):
+    membership = request.membership
+    if membership is None:  # "community:leave" is for members; an installer is none
+        raise PermissionDenied
     confirmation = Confirmation(
         title=_("Leave %(name)s?") % {"name": request.community.name},
         consequences=[
@@ -61,7 +63,6 @@ def leave(request, community):
         cancel_url=reverse("communities:dashboard", kwargs={"community": community}),
         scope="community.leave",
     )
-    membership = request.membership
     if membership.role == "owner" and not services._other_owners(membership).exists():
         confirmation.consequences.insert(
             0,
@@ -85,12 +86,11 @@ def access_request_create(request):
     form = AccessRequestForm(request.POST or None, initial={"community": request.GET.get("c", "")})
     if request.method == "POST" and form.is_valid():
         try:
-            with scopes_disabled():
-                services.request_access(
-                    user=request.user,
-                    slug=form.cleaned_data["community"],
-                    message=form.cleaned_data["message"],
-                )
+            services.request_access(
+                user=request.user,
+                slug=form.cleaned_data["community"],
+                message=form.cleaned_data["message"],
+            )
         except services.CommunityError as e:
             form.add_error(None, e.message)
         else:
@@ -100,7 +100,7 @@ def access_request_create(request):
 
 
 @community_permission("access_requests:decide")
-def access_request_list(request, community):
+def access_request_list(request: CommunityRequest, community):
     requests = AccessRequest.objects.select_related("user", "decided_by")
     return render(
         request,
@@ -114,7 +114,7 @@ def access_request_list(request, community):
 
 @community_permission("access_requests:decide")
 @require_POST
-def access_request_decide(request, community, access_request):
+def access_request_decide(request: CommunityRequest, community, access_request):
     access_request = get_object_or_404(
         AccessRequest.objects.select_related("user"), pk=access_request
     )
@@ -131,6 +131,6 @@ def access_request_decide(request, community, access_request):
 
 
 @community_permission("audit:view")
-def audit_log(request, community):
+def audit_log(request: CommunityRequest, community):
     events = AuditEvent.objects.select_related("actor")[:200]
     return render(request, "communities/audit_log.html", {"events": events})
