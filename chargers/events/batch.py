@@ -17,6 +17,7 @@ same state.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from billing.prices import price_at, session_cost
+from billing.models import Price
+from billing.prices import session_cost
 
 from ..contract import Event, outlet_key
 from ..models import (
@@ -39,6 +41,7 @@ from ..models import (
     card_uid_spellings,
     normalize_card_uid,
 )
+from .sql import insert_rows, update_rows
 from .values import (
     ENERGY_REGISTER,
     Rejected,
@@ -79,6 +82,26 @@ SESSION_FIELDS = [
     "updated_at",
 ]
 CONNECTOR_FIELDS = ["status", "error_code", "status_at"]
+SAMPLE_COLUMNS = [
+    "community_id",
+    "session_id",
+    "timestamp",
+    "measurand",
+    "phase",
+    "context",
+    "value",
+    "unit",
+]
+MESSAGE_COLUMNS = [
+    "community_id",
+    "charger_id",
+    "direction",
+    "message_type",
+    "unique_id",
+    "action",
+    "payload",
+    "at",
+]
 COMMAND_FIELDS = ["status", "response", "updated_at"]
 
 
@@ -94,13 +117,16 @@ class ChargerState:
         self.events = events
         self.fields: set[str] = set()
         self.connectors: dict[tuple[int, int], Connector] = {}
+        self.connectors_loaded = False
         self.new_connectors: list[Connector] = []
         self.dirty_connectors: dict[int, Connector] = {}
         self.sessions: dict[str, ChargingSession] = {}
         self.new_sessions: list[ChargingSession] = []
         self.dirty_sessions: dict[str, ChargingSession] = {}
-        self.samples: list[MeterSample] = []
-        self.messages: list[OcppMessage] = []
+        # Rows inserted in bulk, as tuples in the order of SAMPLE_COLUMNS / MESSAGE_COLUMNS
+        # (model instances would cost more than the database does).
+        self.samples: list[tuple] = []
+        self.messages: list[tuple] = []
         self.new_commands: list[ChargerCommand] = []
         self.dirty_commands: dict[int, ChargerCommand] = {}
         self.rejected: list[tuple[Event, str]] = []
@@ -130,6 +156,8 @@ class ChargerState:
         key = outlet_key(evse_id, connector_id)
         if key is None:
             return None
+        if not self.connectors_loaded:  # not foreseen by Batch.load: one more query
+            Batch._load_connectors([self])
         found = self.connectors.get(key)
         if found is None:
             found = Connector(
@@ -193,15 +221,15 @@ class ChargerState:
             name = clean_text(measurand(s), 60)
             phase = clean_text(s.get("phase"), 10)
             self.samples.append(
-                MeterSample(
-                    community_id=self.charger.community_id,
-                    session=session,
-                    timestamp=ts,
-                    measurand=name,
-                    phase=phase,
-                    context=clean_text(s.get("context"), 30),
-                    value=value.quantize(_Q3),
-                    unit=clean_text(sample_unit(s), 10),
+                (
+                    self.charger.community_id,
+                    session,
+                    ts,
+                    name,
+                    phase,
+                    clean_text(s.get("context"), 30),
+                    value.quantize(_Q3),
+                    clean_text(sample_unit(s), 10),
                 )
             )
             if name == ENERGY_REGISTER and not phase and (latest is None or ts >= latest[0]):
@@ -248,7 +276,7 @@ class Batch:
         self.states: list[ChargerState] = []
         self.cards: dict[int, dict[str, ChargeCard]] = {}
         self.commands: dict[str, ChargerCommand] = {}
-        self._prices: dict[tuple[int, Any], Decimal | None] = {}
+        self._prices: dict[int, list[tuple[Any, Decimal]]] | None = None
         self.unknown_events = 0
 
     # --- reads --------------------------------------------------------------------------------
@@ -271,35 +299,56 @@ class Batch:
             return self
         by_pk = {st.charger.pk: st for st in self.states}
 
-        for connector in Connector.objects.filter(charger_id__in=list(by_pk)):
-            by_pk[connector.charger_id].connectors[(connector.evse_id, connector.connector_id)] = (
-                connector
-            )
-
         tids: set[str] = set()
         id_tags: set[str] = set()
         uids: set[str] = set()
+        # Chargers whose events need their sessions in progress: a start (stale sessions on
+        # the outlet), a boot (sessions it never ended), meter values without a transaction.
+        need_open: set[int] = set()
         for st in self.states:
             for e in st.events:
                 p = e.get("payload") or {}
-                if e["kind"] in ("transaction", "meter_values"):
+                kind = e.get("kind")
+                if not isinstance(p, dict):
+                    continue
+                if kind in ("transaction", "meter_values"):
                     tid = p.get("transaction_id")
                     if tid is not None and tid != "":
                         tids.add(str(tid)[:64])
+                    else:
+                        need_open.add(st.charger.pk)
                     if p.get("id_tag"):
                         id_tags.add(str(p["id_tag"])[:64])
-                elif e["kind"] == "command" and p.get("uid"):
+                    if p.get("event") == "started":
+                        need_open.add(st.charger.pk)
+                elif kind == "boot":
+                    need_open.add(st.charger.pk)
+                elif kind == "command" and p.get("uid"):
                     uids.add(str(p["uid"]))
-        session_filter = Q(state=ChargingSession.State.ACTIVE)
+        session_filter = Q(charger_id__in=sorted(need_open), state=ChargingSession.State.ACTIVE)
         if tids:
-            session_filter |= Q(transaction_id__in=sorted(tids))
-        for session in ChargingSession.objects.filter(session_filter, charger_id__in=list(by_pk)):
-            st = by_pk[session.charger_id]
-            st.sessions[session.transaction_id] = session
-            if session.connector_id is not None:
-                for c in st.connectors.values():
-                    if c.pk == session.connector_id:
-                        session.connector = c  # the same object the handlers change
+            session_filter |= Q(charger_id__in=list(by_pk), transaction_id__in=sorted(tids))
+        for session in ChargingSession.objects.filter(session_filter) if need_open or tids else ():
+            by_pk[session.charger_id].sessions[session.transaction_id] = session
+        # Outlets, for the chargers whose events name one that no loaded session already
+        # carries: a status, a start, a new session, meter values without a transaction.
+        need_outlets: set[int] = set(need_open)
+        for st in self.states:
+            if st.charger.pk in need_outlets:
+                continue
+            for e in st.events:
+                p = e.get("payload") or {}
+                kind = e.get("kind")
+                if kind == "status":
+                    need_outlets.add(st.charger.pk)
+                    break
+                if kind in ("transaction", "meter_values") and isinstance(p, dict):
+                    found = st.sessions.get(str(p.get("transaction_id"))[:64])
+                    if found is None or found.connector_id is None:
+                        need_outlets.add(st.charger.pk)
+                        break
+        if need_outlets:
+            self._load_connectors([by_pk[pk] for pk in sorted(need_outlets)])
         if id_tags:
             spellings = sorted({u for tag in id_tags for u in card_uid_spellings(tag)})
             communities = {st.charger.community_id for st in self.states}
@@ -311,12 +360,37 @@ class Batch:
             self.commands = {str(c.uid): c for c in ChargerCommand.objects.filter(uid__in=valid)}
         return self
 
+    @staticmethod
+    def _load_connectors(states: list[ChargerState]) -> None:
+        by_pk = {st.charger.pk: st for st in states}
+        for connector in Connector.objects.filter(charger_id__in=list(by_pk)):
+            key = (connector.evse_id, connector.connector_id)
+            by_pk[connector.charger_id].connectors[key] = connector
+        for st in states:
+            st.connectors_loaded = True
+            by_id = {c.pk: c for c in st.connectors.values()}
+            for session in st.sessions.values():
+                if session.connector_id in by_id:
+                    session.connector = by_id[session.connector_id]  # the object handlers change
+
     def price(self, charger: Charger, when: datetime) -> Decimal | None:
+        """`billing.prices.price_at`, answered from the community's price list read once per
+        batch (the same rule: the latest price valid from the community's local date)."""
         community = charger.community
-        key = (community.pk, timezone.localtime(when, community.tz).date())
-        if key not in self._prices:
-            self._prices[key] = price_at(community, when)
-        return self._prices[key]
+        if self._prices is None:
+            self._prices = defaultdict(list)
+            communities = {st.charger.community_id for st in self.states}
+            for valid_from, price, community_id in (
+                Price.objects.filter(community_id__in=communities)
+                .order_by("-valid_from")
+                .values_list("valid_from", "price_per_kwh", "community_id")
+            ):
+                self._prices[community_id].append((valid_from, price))
+        local_date = timezone.localtime(when, community.tz).date()
+        for valid_from, price in self._prices[community.pk]:
+            if valid_from <= local_date:
+                return price
+        return None
 
     # --- in memory ----------------------------------------------------------------------------
     def apply(self, handlers: dict[str, Handler], validate, alive_kinds: Iterable[str]) -> Batch:
@@ -368,20 +442,18 @@ class Batch:
         if new_sessions:
             ChargingSession.objects.bulk_create(new_sessions)
 
-        samples = [m for st in good for m in st.samples]
-        if samples:
-            MeterSample.objects.bulk_create(samples, ignore_conflicts=True, batch_size=2000)
+        samples = [(m[0], m[1].pk, *m[2:]) for st in good for m in st.samples]
+        insert_rows(MeterSample, SAMPLE_COLUMNS, samples)
 
         dirty = [s for st in good for s in st.dirty_sessions.values()]
         self._recompute(dirty)
         for s in dirty:
             s.updated_at = now
         if dirty:
-            ChargingSession.objects.bulk_update(dirty, SESSION_FIELDS, batch_size=500)
+            update_rows(ChargingSession, dirty, SESSION_FIELDS)
 
         messages = [m for st in good for m in st.messages]
-        if messages:
-            OcppMessage.objects.bulk_create(messages, ignore_conflicts=True, batch_size=2000)
+        insert_rows(OcppMessage, MESSAGE_COLUMNS, messages)
 
         new_commands = [c for st in good for c in st.new_commands]
         if new_commands:
@@ -390,17 +462,22 @@ class Batch:
         for c in dirty_commands:
             c.updated_at = now
         if dirty_commands:
-            ChargerCommand.objects.bulk_update(dirty_commands, COMMAND_FIELDS)
+            update_rows(ChargerCommand, dirty_commands, COMMAND_FIELDS)
 
         dirty_connectors = [c for st in good for c in st.dirty_connectors.values()]
         if dirty_connectors:
-            Connector.objects.bulk_update(dirty_connectors, CONNECTOR_FIELDS)
+            update_rows(Connector, dirty_connectors, CONNECTOR_FIELDS)
         # Outlets created in this batch were inserted with their status already.
 
-        changed = [st for st in good if st.fields]
-        if changed:
-            fields = sorted({f for st in changed for f in st.fields})
-            Charger.objects.bulk_update([st.charger for st in changed], fields)
+        # Chargers grouped by the fields their events changed: most batches change only
+        # `last_seen` for most chargers, and a configuration (JSON) is written only where it
+        # changed.
+        groups: dict[tuple[str, ...], list[Charger]] = defaultdict(list)
+        for st in good:
+            if st.fields:
+                groups[tuple(sorted(st.fields))].append(st.charger)
+        for fields, chargers in groups.items():
+            update_rows(Charger, chargers, list(fields))
 
         return {
             "chargers": len(good),

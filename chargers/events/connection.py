@@ -110,15 +110,15 @@ def apply_message(st: ChargerState, p: MessagePayload, at: datetime) -> None:
         body = bounded_json(legacy) if legacy is not None else {}
     direction = p.get("direction")
     st.messages.append(
-        OcppMessage(
-            community_id=st.charger.community_id,
-            charger=st.charger,
-            direction=direction if direction in ("in", "out") else OcppMessage.Direction.IN,
-            message_type=message_type,
-            unique_id=clean_text(p.get("unique_id"), 64),
-            action=clean_text(p.get("action"), 60),
-            payload=body,
-            at=at,
+        (  # batch.MESSAGE_COLUMNS
+            st.charger.community_id,
+            st.charger.pk,
+            direction if direction in ("in", "out") else OcppMessage.Direction.IN,
+            message_type,
+            clean_text(p.get("unique_id"), 64),
+            clean_text(p.get("action"), 60),
+            body,
+            at,
         )
     )
 

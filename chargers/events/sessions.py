@@ -43,15 +43,31 @@ def close_by_sparklin(session: ChargingSession, anomaly: Anomaly, at: datetime) 
         session.meter_stop_wh = session.meter_last_wh
 
 
-def _same_outlet(a: Connector | None, b: Connector | None) -> bool:
-    return a is not None and b is not None and a is b
+_CONNECTOR = ChargingSession._meta.get_field("connector")
+
+
+def _outlet_of(thing: ChargingSession | Connector | None) -> tuple | None:
+    """Which outlet a session (or connector) is, without a query: its connector's primary key,
+    or the identity of a connector created in this batch and not saved yet."""
+    if thing is None:
+        return None
+    if isinstance(thing, Connector):
+        return ("pk", thing.pk) if thing.pk is not None else ("new", id(thing))
+    if _CONNECTOR.is_cached(thing):
+        return _outlet_of(_CONNECTOR.get_cached_value(thing))
+    return ("pk", thing.connector_id) if thing.connector_id is not None else None
+
+
+def _same_outlet(a, b) -> bool:
+    key = _outlet_of(a)
+    return key is not None and key == _outlet_of(b)
 
 
 def _close_stale_on_outlet(st: ChargerState, session: ChargingSession, started: datetime) -> None:
     """A new transaction on an outlet ends any older one still in progress there; and if a
     newer one is already in progress there (batches out of order), this one is the stale one."""
     for other in st.open_sessions():
-        if other is session or not _same_outlet(other.connector, session.connector):
+        if other is session or not _same_outlet(other, session):
             continue
         known = _latest_known(other)
         if known is None or known < started:
@@ -106,7 +122,7 @@ def apply_transaction(st: ChargerState, p: TransactionPayload, at: datetime) -> 
         session.last_seq_no = max(seq_no, session.last_seq_no if session.last_seq_no else seq_no)
     if p.get("offline"):
         session.offline = True
-    if session.connector is None:
+    if _outlet_of(session) is None:
         session.connector = st.connector(p.get("evse_id"), p.get("connector_id"))
     _attach_card(st, session, p.get("id_tag"))
 
@@ -124,7 +140,7 @@ def apply_transaction(st: ChargerState, p: TransactionPayload, at: datetime) -> 
             session.price_per_kwh = st.price(session.started_at)
         if session.anomaly == Anomaly.STOP_WITHOUT_START:
             session.anomaly = ""
-        if session.connector is not None and session.started_at is not None:
+        if _outlet_of(session) is not None and session.started_at is not None:
             _close_stale_on_outlet(st, session, session.started_at)
 
     # Late samples of a session the charger ended are kept but cannot change its figures.
@@ -156,7 +172,7 @@ def apply_meter_values(st: ChargerState, p: MeterValuesPayload, at: datetime) ->
         connector = st.connector(p.get("evse_id"), p.get("connector_id"))
         if connector is None:
             return
-        running = [s for s in st.open_sessions() if _same_outlet(s.connector, connector)]
+        running = [s for s in st.open_sessions() if _same_outlet(s, connector)]
         if not running:
             return
         session = max(running, key=lambda s: s.started_at or at)
