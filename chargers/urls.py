@@ -27,6 +27,11 @@ urlpatterns = [
         "c/<slug:community>/chargers/<int:charger>/edit/", views.charger_edit, name="charger-edit"
     ),
     path(
+        "c/<slug:community>/chargers/<int:charger>/events/retry/",
+        views.charger_events_retry,
+        name="charger-events-retry",
+    ),
+    path(
         "c/<slug:community>/sites/<int:site>/chargers/claim/",
         commissioning_views.charger_claim,
         name="charger-claim",
