@@ -14,6 +14,7 @@ import math
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from django.utils import timezone
@@ -65,22 +66,31 @@ def parse_time(value: Any, default: datetime | None = None) -> datetime | None:
     """An aware datetime from an OCPP/ISO 8601 string; naive times are UTC (what chargers
     mean); unparseable or impossible values (before 2000, after 2100) give `default` rather
     than failing the whole batch."""
+    if isinstance(value, str):
+        parsed = _parse_text(value) if value and len(value) <= 64 else None
+        return default if parsed is None else parsed
     if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str) and value and len(value) <= 64:
-        try:
-            dt = datetime.fromisoformat(value.strip())
-        except ValueError:
-            return default
-    else:
-        return default
+        return _checked(value) or default
+    return default
+
+
+@lru_cache(maxsize=8192)
+def _parse_text(value: str) -> datetime | None:
+    # A batch repeats the same few times (received_at, sample timestamps): parsed once each.
+    try:
+        return _checked(datetime.fromisoformat(value.strip()))
+    except ValueError:
+        return None
+
+
+def _checked(dt: datetime) -> datetime | None:
     if timezone.is_naive(dt):
         dt = dt.replace(tzinfo=UTC)
     try:
         if not EARLIEST <= dt < LATEST:
-            return default
+            return None
     except OverflowError:
-        return default
+        return None
     return dt
 
 
