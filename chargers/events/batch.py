@@ -17,6 +17,7 @@ same state.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -323,7 +324,7 @@ class Batch:
                         need_open.add(st.charger.pk)
                 elif kind == "boot":
                     need_open.add(st.charger.pk)
-                elif kind == "command" and p.get("uid"):
+                elif kind == "command" and p.get("uid"):  # canonical spelling below
                     uids.add(str(p["uid"]))
         session_filter = Q(charger_id__in=sorted(need_open), state=ChargingSession.State.ACTIVE)
         if tids:
@@ -356,7 +357,7 @@ class Batch:
                 self.cards.setdefault(card.community_id, {})[card.uid] = card
                 self.cards[card.community_id].setdefault(normalize_card_uid(card.uid), card)
         if uids:
-            valid = [u for u in uids if _is_uuid(u)]
+            valid = [u for u in (canonical_uuid(u) for u in uids) if u]
             self.commands = {str(c.uid): c for c in ChargerCommand.objects.filter(uid__in=valid)}
         return self
 
@@ -524,11 +525,9 @@ class Batch:
                     s.cost = cost
 
 
-def _is_uuid(value: str) -> bool:
-    import uuid
-
+def canonical_uuid(value: str):
+    """The command uid as the database spells it (lower case, dashes), or None if not a UUID."""
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
-        return False
-    return True
+        return None

@@ -15,7 +15,7 @@ from ..contract import (
     MessagePayload,
 )
 from ..models import ChargerCommand, OcppMessage
-from .batch import ChargerState, _is_uuid
+from .batch import ChargerState, canonical_uuid
 from .sessions import close_sessions_at_reboot
 from .values import Rejected, bounded_json, clean_text, frame_payload, small_int
 
@@ -124,13 +124,13 @@ def apply_message(st: ChargerState, p: MessagePayload, at: datetime) -> None:
 
 
 def validate_command(p: CommandPayload) -> None:
-    if not _is_uuid(str(p.get("uid") or "")):
+    if canonical_uuid(str(p.get("uid") or "")) is None:
         raise Rejected(f"command uid is not a UUID: {str(p.get('uid'))[:80]!r}")
 
 
 def apply_command(st: ChargerState, p: CommandPayload, at: datetime) -> None:
     """A command's progress, by uid; its status only moves forward (pending → sent → answer)."""
-    uid = str(p["uid"])
+    uid = canonical_uuid(str(p["uid"])) or ""  # checked by validate_command
     status = p.get("status") or ChargerCommand.Status.PENDING
     if status not in _COMMAND_RANK:
         status = ChargerCommand.Status.FAILED

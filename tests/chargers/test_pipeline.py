@@ -453,3 +453,33 @@ def test_limited_installer_and_driver_cannot_retry(client, charger, individual):
     )
     assert client.post(url).status_code == 403
     assert QuarantinedEvents.objects.get().attempts == 0
+
+
+@pytest.mark.django_db
+def test_command_progress_matches_its_row_whatever_the_uid_spelling(charger):
+    from chargers.models import ChargerCommand
+
+    command = ChargerCommand.objects.create(
+        community=charger.community, charger=charger, action="Reset", from_portal=True
+    )
+    spelled = str(command.uid).upper()
+    ev.process_events(
+        [
+            event(
+                charger,
+                "command",
+                {
+                    "uid": spelled,
+                    "action": "Reset",
+                    "payload": {},
+                    "status": "accepted",
+                    "response": {"status": "Accepted"},
+                },
+            ),
+            event(charger, "command", {"uid": "not-a-uuid", "action": "Reset", "status": "sent"}),
+        ]
+    )
+    command.refresh_from_db()
+    assert command.status == "accepted" and command.response == {"status": "Accepted"}
+    assert ChargerCommand.objects.count() == 1
+    assert QuarantinedEvents.objects.get(charger=charger).cause == "invalid"
