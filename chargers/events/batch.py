@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
@@ -278,6 +279,7 @@ class Batch:
         self.cards: dict[int, dict[str, ChargeCard]] = {}
         self.commands: dict[str, ChargerCommand] = {}
         self._prices: dict[int, list[tuple[Any, Decimal]]] | None = None
+        self._zones: dict[int, str] = {}
         self.unknown_events = 0
 
     # --- reads --------------------------------------------------------------------------------
@@ -287,7 +289,6 @@ class Batch:
             # Rows locked in primary-key order: two workers lock overlapping batches in the same
             # order, so they wait for each other and cannot deadlock.
             chargers = chargers.select_for_update(of=("self",))
-        chargers = chargers.select_related("community")
         found = {c.identity: c for c in chargers}
         for identity, events in self.by_identity.items():
             charger = found.get(identity)
@@ -377,18 +378,21 @@ class Batch:
     def price(self, charger: Charger, when: datetime) -> Decimal | None:
         """`billing.prices.price_at`, answered from the community's price list read once per
         batch (the same rule: the latest price valid from the community's local date)."""
-        community = charger.community
         if self._prices is None:
             self._prices = defaultdict(list)
             communities = {st.charger.community_id for st in self.states}
-            for valid_from, price, community_id in (
+            for valid_from, price, community_id, time_zone in (
                 Price.objects.filter(community_id__in=communities)
                 .order_by("-valid_from")
-                .values_list("valid_from", "price_per_kwh", "community_id")
+                .values_list("valid_from", "price_per_kwh", "community_id", "community__time_zone")
             ):
                 self._prices[community_id].append((valid_from, price))
-        local_date = timezone.localtime(when, community.tz).date()
-        for valid_from, price in self._prices[community.pk]:
+                self._zones[community_id] = time_zone
+        prices = self._prices[charger.community_id]
+        if not prices:
+            return None
+        local_date = timezone.localtime(when, ZoneInfo(self._zones[charger.community_id])).date()
+        for valid_from, price in prices:
             if valid_from <= local_date:
                 return price
         return None

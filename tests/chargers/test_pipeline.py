@@ -483,3 +483,24 @@ def test_command_progress_matches_its_row_whatever_the_uid_spelling(charger):
     assert command.status == "accepted" and command.response == {"status": "Accepted"}
     assert ChargerCommand.objects.count() == 1
     assert QuarantinedEvents.objects.get(charger=charger).cause == "invalid"
+
+
+@pytest.mark.django_db
+def test_the_batch_price_list_answers_like_price_at(community, charger):
+    """The worker reads a batch's prices once; its answer must be `billing.prices.price_at`'s,
+    local date included (a session starting at 23:30 UTC on the 14th is on the 15th in Paris)."""
+    from datetime import UTC, datetime
+
+    from billing.prices import price_at
+
+    community.time_zone = "Europe/Paris"
+    community.save()
+    builders.make_price(community, price="0.3000", valid_from="2025-10-15")
+    batch = batch_module.Batch({charger.identity: []}).load()
+    for when in [
+        datetime(2025, 10, 14, 21, 30, tzinfo=UTC),
+        datetime(2025, 10, 14, 22, 30, tzinfo=UTC),
+        datetime(2025, 10, 15, 12, 0, tzinfo=UTC),
+        datetime(2019, 1, 1, tzinfo=UTC),
+    ]:
+        assert batch.price(charger, when) == price_at(community, when), when
