@@ -1,9 +1,9 @@
 """Bulk writes in one statement each, whatever the number of rows.
 
-On PostgreSQL rows travel as one array per column and are expanded with `unnest`: the statement
-has a handful of parameters instead of one per value, so neither Django nor psycopg spends time
-compiling it (Django's `bulk_update` builds a CASE WHEN per field and row: seconds for a few
-hundred rows). Elsewhere (SQLite, the embedded default, small batches) Django's own bulk methods.
+On PostgreSQL all rows travel as one JSON parameter expanded with `json_array_elements` and cast
+to the columns' types: the statement has one parameter instead of one per value, so neither
+Django nor psycopg spends time compiling it (Django's `bulk_update` builds a CASE WHEN per field
+and row: seconds for a few hundred rows; psycopg quotes list items one by one in Python). Elsewhere (SQLite, the embedded default, small batches) Django's own bulk methods.
 """
 
 from __future__ import annotations
@@ -11,40 +11,46 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import DecimalField, Field, JSONField, Model
+from django.db.models import Field, JSONField, Model
 
 
 def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _array_type(field: Field) -> str:
+def _db_type(field: Field) -> str:
     db_type = field.db_type(connection)
     if db_type is None:  # a relation: its target's column type
         db_type = field.target_field.rel_db_type(connection)  # type: ignore[attr-defined]
-    if db_type.endswith("serial"):
-        db_type = {"bigserial": "bigint", "serial": "integer", "smallserial": "smallint"}[db_type]
-    return f"{db_type}[]"
+    return {"bigserial": "bigint", "serial": "integer", "smallserial": "smallint"}.get(
+        db_type, db_type
+    )
 
 
-_PLAIN = (str, int, Decimal, datetime, date)  # bool is an int
+def _json_default(value: Any) -> str:
+    # Decimal and datetime: their text form, which PostgreSQL reads back exactly.
+    return value.isoformat() if isinstance(value, (datetime, date)) else str(value)
 
 
-def _db_value(field: Field, value: Any) -> Any:
-    if isinstance(field, JSONField):
-        return None if value is None else json.dumps(value, ensure_ascii=False)
-    if isinstance(field, DecimalField) and isinstance(value, (int, float)):
-        return Decimal(str(value))  # one type per array (a default of 0 is an int)
-    if value is None or type(value) in _PLAIN or isinstance(value, _PLAIN):
-        # What psycopg adapts itself: Django's per-value preparation (number formatting,
-        # time-zone checks) is most of the cost of a bulk write otherwise. Times here are
-        # always aware (chargers.events.values.parse_time).
-        return value
-    return field.get_db_prep_save(value, connection)
+def _rows_sql(columns: Sequence[Field]) -> str:
+    """SELECT expressions reading column i of each JSON row `r`, cast to its column's type."""
+    parts = []
+    for i, c in enumerate(columns):
+        if isinstance(c, JSONField):
+            parts.append(f"(r->{i})::jsonb")
+        else:
+            parts.append(f"(r->>{i})::{_db_type(c)}")
+    return ", ".join(parts)
+
+
+def _rows_param(rows: Sequence[Sequence[Any]]) -> str:
+    """All rows as one JSON text: a single parameter, serialised by the json module (C), that
+    PostgreSQL expands with json_array_elements. Quoting thousands of values one by one in
+    Python (psycopg's client-side binding of lists) would cost more than the database does."""
+    return json.dumps(rows, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -61,17 +67,18 @@ def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
         )
         return
     qn = connection.ops.quote_name
-    arrays = [[_db_value(c, row[i]) for row in rows] for i, c in enumerate(columns)]
     names = ", ".join(qn(c.column) for c in columns)  # type: ignore[attr-defined]
-    unnest = ", ".join(f"%s::{_array_type(c)}" for c in columns)
+    # Names come from the model's metadata, values travel as one parameter.
+    sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT {_rows_sql(columns)}"  # noqa: S608
     with connection.cursor() as cursor:
-        # Names come from the model's metadata, values travel as parameters.
-        sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT * FROM unnest({unnest})"  # noqa: S608
-        cursor.execute(sql + " ON CONFLICT DO NOTHING", arrays)
+        cursor.execute(
+            sql + " FROM json_array_elements(%s::json) AS r ON CONFLICT DO NOTHING",
+            [_rows_param(rows)],
+        )
 
 
 def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]) -> None:
-    """Write `fields` of `objs` (saved instances) in one UPDATE … FROM unnest(…)."""
+    """Write `fields` of `objs` (saved instances) in one UPDATE … FROM (rows of one JSON)."""
     if not objs:
         return
     if not _is_postgres():
@@ -81,17 +88,19 @@ def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]
     pk = meta.pk
     assert pk is not None
     columns = [meta.get_field(f) for f in fields]
-    qn = connection.ops.quote_name
-    arrays: list[list[Any]] = [[] for _ in range(len(columns) + 1)]
+    attnames = [c.attname for c in columns]  # type: ignore[attr-defined]
+    rows = []
     for obj in objs:
         obj._prepare_related_fields_for_save(operation_name="update_rows")
-        arrays[0].append(obj.pk)
-        for i, c in enumerate(columns, start=1):
-            arrays[i].append(_db_value(c, getattr(obj, c.attname)))  # type: ignore[attr-defined]
+        rows.append([obj.pk, *(getattr(obj, a) for a in attnames)])
+    qn = connection.ops.quote_name
     names = ", ".join(qn(c.column) for c in [pk, *columns])  # type: ignore[attr-defined]
-    unnest = ", ".join(f"%s::{_array_type(c)}" for c in [pk, *columns])
     assignments = ", ".join(f"{qn(c.column)} = v.{qn(c.column)}" for c in columns)  # type: ignore[attr-defined]
+    values = f"SELECT {_rows_sql([pk, *columns])} FROM json_array_elements(%s::json) AS r"  # noqa: S608
+    # Names come from the model's metadata, values travel as one parameter.
+    sql = f"UPDATE {qn(meta.db_table)} AS t SET {assignments} FROM ({values})"  # noqa: S608
     with connection.cursor() as cursor:
-        # Names come from the model's metadata, values travel as parameters.
-        sql = f"UPDATE {qn(meta.db_table)} AS t SET {assignments} FROM unnest({unnest})"  # noqa: S608
-        cursor.execute(f"{sql} AS v({names}) WHERE t.{qn(pk.column)} = v.{qn(pk.column)}", arrays)
+        cursor.execute(
+            f"{sql} AS v({names}) WHERE t.{qn(pk.column)} = v.{qn(pk.column)}",
+            [_rows_param(rows)],
+        )
