@@ -42,7 +42,7 @@ def _run(task, func, *args):
     if not connection.in_atomic_block:
         close_old_connections()
     try:
-        return func(*args)
+        result = func(*args)
     except Exception as exc:
         if not event_services.is_transient(exc):
             raise
@@ -60,6 +60,9 @@ def _run(task, func, *args):
             exc,
         )
         raise task.retry(exc=exc, countdown=countdown) from exc
+    if task.request.retries:
+        logger.warning("%s: database back, done after %d retries", task.name, task.request.retries)
+    return result
 
 
 _TASK = {"bind": True, "acks_late": True, "max_retries": None}

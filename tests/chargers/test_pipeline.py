@@ -504,3 +504,28 @@ def test_the_batch_price_list_answers_like_price_at(community, charger):
         datetime(2019, 1, 1, tzinfo=UTC),
     ]:
         assert batch.price(charger, when) == price_at(community, when), when
+
+
+@pytest.mark.django_db
+def test_staff_see_and_retry_quarantined_events_in_the_admin(
+    admin_client, charger, django_capture_on_commit_callbacks
+):
+    ev.process_events([tx(charger, "started", "p", 0, meter_wh=10**15)])
+    entry = QuarantinedEvents.objects.get()
+    changelist = admin_client.get(reverse("admin:chargers_quarantinedevents_changelist"))
+    assert changelist.status_code == 200 and charger.identity in changelist.content.decode()
+    detail = admin_client.get(reverse("admin:chargers_quarantinedevents_change", args=[entry.pk]))
+    assert detail.status_code == 200 and "absurd energy register" in detail.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:chargers_quarantinedevents_changelist"),
+            {"action": "retry", "_selected_action": [entry.pk]},
+        )
+    entry.refresh_from_db()
+    assert entry.attempts == 1 and entry.state == QuarantinedEvents.State.OPEN  # still absurd
+    admin_client.post(
+        reverse("admin:chargers_quarantinedevents_changelist"),
+        {"action": "mark_resolved", "_selected_action": [entry.pk]},
+    )
+    entry.refresh_from_db()
+    assert entry.state == QuarantinedEvents.State.RESOLVED
