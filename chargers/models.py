@@ -316,7 +316,14 @@ class ChargingSession(models.Model):
                 fields=["charger", "transaction_id"], name="session_unique_transaction"
             )
         ]
-        indexes = [models.Index(fields=["community", "started_at"])]
+        indexes = [
+            models.Index(fields=["community", "started_at"]),
+            # The worker reads the sessions in progress of a batch's chargers at every start,
+            # boot or meter value without a transaction: without scanning years of history.
+            models.Index(
+                fields=["charger"], condition=models.Q(state="active"), name="session_open"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.charger} tx {self.transaction_id}"
