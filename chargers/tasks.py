@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django_scopes import scopes_disabled
@@ -28,6 +30,7 @@ from .models import QuarantinedEvents
 logger = logging.getLogger(__name__)
 
 BACKOFF_MAX = 300
+T = TypeVar("T")
 
 
 def _backoff(retries: int) -> float:
@@ -35,7 +38,7 @@ def _backoff(retries: int) -> float:
     return random.uniform(1, min(BACKOFF_MAX, 2 ** (retries + 1)))
 
 
-def _run(task, func, *args):
+def _run(task: Task, func: Callable[..., T], *args: Any) -> T:
     """Run `func`; retry the task later on a transient database error, fail on anything else."""
     # A long-lived worker: a connection the database dropped since the last task is replaced
     # (not when called inside a transaction, as eager tasks in tests are).
@@ -69,7 +72,7 @@ _TASK = {"bind": True, "acks_late": True, "max_retries": None}
 
 
 @shared_task(name="chargers.tasks.process_events", **_TASK)
-def process_events(self, events: list[dict]) -> dict:
+def process_events(self: Task, events: list[dict]) -> dict:
     """Persist one batch of gateway events (`chargers.contract` for their shape).
 
     Published by the gateway once per flush; processing the same batch twice changes nothing,
@@ -78,7 +81,7 @@ def process_events(self, events: list[dict]) -> dict:
 
 
 @shared_task(name="chargers.tasks.retry_quarantined", **_TASK)
-def retry_quarantined(self, entry_id: int) -> bool:
+def retry_quarantined(self: Task, entry_id: int) -> bool:
     """Apply a quarantined entry's events again (asked from the admin or the charger page)."""
 
     def retry() -> bool:
@@ -96,12 +99,12 @@ def retry_quarantined(self, entry_id: int) -> bool:
 
 
 @shared_task(name="chargers.tasks.sweep_offline", **{**_TASK, "max_retries": 5})
-def sweep_offline(self) -> int:
+def sweep_offline(self: Task) -> int:
     """Mark not connected the chargers whose heartbeats stopped (beat, every minute)."""
     return _run(self, event_services.sweep_offline, None, settings.OFFLINE_SWEEP_SECONDS)
 
 
 @shared_task(name="chargers.tasks.purge_message_log", **{**_TASK, "max_retries": 5})
-def purge_message_log(self) -> int:
+def purge_message_log(self: Task) -> int:
     """Delete OCPP message log rows older than settings.OCPP_MESSAGE_LOG_DAYS."""
     return _run(self, event_services.purge_message_log, settings.OCPP_MESSAGE_LOG_DAYS)

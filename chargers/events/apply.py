@@ -15,7 +15,9 @@ from __future__ import annotations
 import gc
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
@@ -56,7 +58,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 @contextmanager
-def _gc_paused():
+def _gc_paused() -> Iterator[None]:
     """A batch allocates tens of thousands of short-lived objects; the cyclic collector's full
     passes over the whole process then cost more than the batch's own work. Paused for the
     batch, the collector catches up at its end."""
@@ -157,7 +159,7 @@ def retry_quarantined(entry: QuarantinedEvents) -> bool:
     """Apply an entry's events again (after a fix, or a value now accepted). Resolved when they
     apply cleanly; open again, with the new error, when they do not. Returns True if resolved.
     Transient errors propagate (the task retries)."""
-    events = [e for e in entry.events if isinstance(e, dict)]
+    events = cast(list[Event], [e for e in entry.events if isinstance(e, dict)])
     identity = entry.charger.identity
     for e in events:
         e["identity"] = identity  # the charger's identity now (it may have been renamed)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from django.utils import timezone
 from billing.models import Price
 from billing.prices import session_cost
 
-from ..contract import Event, outlet_key
+from ..contract import Event, Kind, outlet_key
 from ..models import (
     ChargeCard,
     Charger,
@@ -208,7 +208,7 @@ class ChargerState:
     def add_samples(
         self,
         session: ChargingSession,
-        samples: list[dict],
+        samples: Sequence[Mapping[str, Any]],
         at: datetime,
         track_last: bool = True,
     ) -> None:
@@ -251,7 +251,9 @@ class ChargerState:
         self.rejected.append((event, reason))
 
 
-def register_wh(samples: list[dict], prefer_context: str | None = None):
+def register_wh(
+    samples: Sequence[Mapping[str, Any]], prefer_context: str | None = None
+) -> tuple[datetime, Decimal] | None:
     """(time, Wh) of the total energy register in `samples`: the one in `prefer_context`
     (e.g. Transaction.Begin/End) if present, else the latest one."""
     candidates = []
@@ -345,8 +347,8 @@ class Batch:
                     need_outlets.add(st.charger.pk)
                     break
                 if kind in ("transaction", "meter_values") and isinstance(p, dict):
-                    found = st.sessions.get(str(p.get("transaction_id"))[:64])
-                    if found is None or found.connector_id is None:
+                    named = st.sessions.get(str(p.get("transaction_id"))[:64])
+                    if named is None or named.connector_id is None:
                         need_outlets.add(st.charger.pk)
                         break
         if need_outlets:
@@ -398,7 +400,12 @@ class Batch:
         return None
 
     # --- in memory ----------------------------------------------------------------------------
-    def apply(self, handlers: dict[str, Handler], validate, alive_kinds: Iterable[str]) -> Batch:
+    def apply(
+        self,
+        handlers: Mapping[Kind, Handler],
+        validate: Callable[[Any, Any], None],
+        alive_kinds: Iterable[str],
+    ) -> Batch:
         alive = set(alive_kinds)
         for st in self.states:
             try:
@@ -529,7 +536,7 @@ class Batch:
                     s.cost = cost
 
 
-def canonical_uuid(value: str):
+def canonical_uuid(value: str) -> str | None:
     """The command uid as the database spells it (lower case, dashes), or None if not a UUID."""
     try:
         return str(uuid.UUID(value))

@@ -19,7 +19,7 @@ from .batch import ChargerState, canonical_uuid
 from .sessions import close_sessions_at_reboot
 from .values import Rejected, bounded_json, clean_text, frame_payload, small_int
 
-_COMMAND_RANK = {
+_COMMAND_RANK: dict[str, int] = {
     ChargerCommand.Status.PENDING: 0,
     ChargerCommand.Status.SENT: 1,
     ChargerCommand.Status.ACCEPTED: 2,

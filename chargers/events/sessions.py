@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from ..contract import MeterValuesPayload, TransactionPayload
 from ..models import AUTO_CLOSED, Anomaly, ChargingSession, Connector, normalize_card_uid
@@ -54,11 +55,13 @@ def _outlet_of(thing: ChargingSession | Connector | None) -> tuple | None:
     if isinstance(thing, Connector):
         return ("pk", thing.pk) if thing.pk is not None else ("new", id(thing))
     if _CONNECTOR.is_cached(thing):
-        return _outlet_of(_CONNECTOR.get_cached_value(thing))
+        return _outlet_of(cast(Connector | None, _CONNECTOR.get_cached_value(thing)))
     return ("pk", thing.connector_id) if thing.connector_id is not None else None
 
 
-def _same_outlet(a, b) -> bool:
+def _same_outlet(
+    a: ChargingSession | Connector | None, b: ChargingSession | Connector | None
+) -> bool:
     key = _outlet_of(a)
     return key is not None and key == _outlet_of(b)
 

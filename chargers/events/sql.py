@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Field, JSONField, Model
@@ -58,16 +58,16 @@ def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
     if not rows:
         return
     meta = model._meta
-    columns = [meta.get_field(f) for f in fields]
+    columns = [cast(Field, meta.get_field(f)) for f in fields]
     if not _is_postgres():
-        model._default_manager.bulk_create(  # type: ignore[attr-defined]
+        model._default_manager.bulk_create(
             [model(**{c.attname: v for c, v in zip(columns, row, strict=True)}) for row in rows],
             ignore_conflicts=True,
             batch_size=500,
         )
         return
     qn = connection.ops.quote_name
-    names = ", ".join(qn(c.column) for c in columns)  # type: ignore[attr-defined]
+    names = ", ".join(qn(str(c.column)) for c in columns)
     # Names come from the model's metadata, values travel as one parameter.
     sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT {_rows_sql(columns)}"  # noqa: S608
     with connection.cursor() as cursor:
@@ -82,25 +82,25 @@ def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]
     if not objs:
         return
     if not _is_postgres():
-        model._default_manager.bulk_update(objs, fields)  # type: ignore[attr-defined]
+        model._default_manager.bulk_update(objs, fields)
         return
     meta = model._meta
     pk = meta.pk
     assert pk is not None
-    columns = [meta.get_field(f) for f in fields]
-    attnames = [c.attname for c in columns]  # type: ignore[attr-defined]
+    columns = [cast(Field, meta.get_field(f)) for f in fields]
+    attnames = [c.attname for c in columns]
     rows = []
     for obj in objs:
-        obj._prepare_related_fields_for_save(operation_name="update_rows")
+        obj._prepare_related_fields_for_save(operation_name="update_rows")  # type: ignore[attr-defined]
         rows.append([obj.pk, *(getattr(obj, a) for a in attnames)])
     qn = connection.ops.quote_name
-    names = ", ".join(qn(c.column) for c in [pk, *columns])  # type: ignore[attr-defined]
-    assignments = ", ".join(f"{qn(c.column)} = v.{qn(c.column)}" for c in columns)  # type: ignore[attr-defined]
+    names = ", ".join(qn(str(c.column)) for c in [pk, *columns])
+    assignments = ", ".join(f"{qn(str(c.column))} = v.{qn(str(c.column))}" for c in columns)
     values = f"SELECT {_rows_sql([pk, *columns])} FROM json_array_elements(%s::json) AS r"  # noqa: S608
     # Names come from the model's metadata, values travel as one parameter.
     sql = f"UPDATE {qn(meta.db_table)} AS t SET {assignments} FROM ({values})"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(
-            f"{sql} AS v({names}) WHERE t.{qn(pk.column)} = v.{qn(pk.column)}",
+            f"{sql} AS v({names}) WHERE t.{qn(str(pk.column))} = v.{qn(str(pk.column))}",
             [_rows_param(rows)],
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -106,7 +107,7 @@ def to_decimal(value: Any) -> Decimal | None:
     return d if d.is_finite() else None
 
 
-def sample_value(sample: dict) -> Decimal | None:
+def sample_value(sample: Mapping[str, Any]) -> Decimal | None:
     """The sample's value in the unit we store: energy in Wh (chargers may report kWh)."""
     value = to_decimal(sample.get("value"))
     if value is None:
@@ -117,7 +118,7 @@ def sample_value(sample: dict) -> Decimal | None:
     return value
 
 
-def sample_unit(sample: dict) -> str:
+def sample_unit(sample: Mapping[str, Any]) -> str:
     unit = str(sample.get("unit") or "").strip()
     if unit.lower().startswith("k") and len(unit) > 1:
         return unit[1:]
@@ -126,7 +127,7 @@ def sample_unit(sample: dict) -> str:
     return unit
 
 
-def measurand(sample: dict) -> str:
+def measurand(sample: Mapping[str, Any]) -> str:
     return str(sample.get("measurand") or ENERGY_REGISTER)
 
 
