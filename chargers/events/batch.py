@@ -414,7 +414,10 @@ class Batch:
                     at = parse_time(event.get("received_at")) or timezone.now()
                     kind = event.get("kind")
                     payload = event.get("payload") or {}
-                    handler = handlers.get(kind)  # type: ignore[arg-type]
+                    if not isinstance(kind, str):
+                        st.reject(event, f"event kind is not text: {str(kind)[:60]}")
+                        continue
+                    handler = handlers.get(kind)  # type: ignore[call-overload]
                     if handler is None:
                         logger.warning("Unknown event kind %r from %s", kind, st.charger.identity)
                         continue

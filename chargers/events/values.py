@@ -177,6 +177,8 @@ def check_outlet(evse_id: Any, connector_id: Any) -> None:
 def check_transaction_id(value: Any) -> str:
     if value is None or value == "":
         raise Rejected("no transaction id")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Rejected(f"transaction id is not text: {str(value)[:60]}")
     text = str(value)
     if len(text) > MAX_TRANSACTION_ID:
         raise Rejected(f"transaction id longer than {MAX_TRANSACTION_ID} characters")

@@ -529,3 +529,30 @@ def test_staff_see_and_retry_quarantined_events_in_the_admin(
     )
     entry.refresh_from_db()
     assert entry.state == QuarantinedEvents.State.RESOLVED
+
+
+@pytest.mark.django_db
+def test_no_event_shape_makes_a_batch_fail(charger):
+    """Whatever reaches the worker, the batch completes: odd events are ignored or quarantined,
+    the honest ones recorded."""
+    hostile = [
+        "not an event",
+        {"kind": "status"},  # no identity
+        event(charger, "status", ["not", "an", "object"]),
+        event(charger, ["unhashable"], {}),
+        event(charger, "no_such_kind", {}),
+        event(charger, "transaction", {"event": "started", "transaction_id": {"a": 1}}),
+        event(charger, "configuration", {"values": {"K": "\x00\ud800" * 3}}),
+        event(charger, "boot", {"vendor": 5, "heartbeat_interval": 10**20}),
+        {**event(charger, "heartbeat"), "received_at": "yesterday"},
+        tx(charger, "started", "ok-1", 0, meter_wh=10),
+    ]
+    result = ev.process_events(hostile)
+    assert result["ignored"] == 2
+    assert session_of(charger, "ok-1").meter_start_wh == Decimal("10.0")
+    charger.refresh_from_db()
+    assert charger.configuration == {"K": "?" * 3}
+    assert charger.reported_vendor == "5" and charger.heartbeat_interval == 300
+    errors = " ".join(QuarantinedEvents.objects.values_list("error", flat=True))
+    assert "payload is not an object" in errors and "kind is not text" in errors
+    assert "transaction id is not text" in errors
