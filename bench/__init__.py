@@ -1,4 +1,5 @@
-"""Benchmarks: `python -m bench` (expense notes), `python -m bench.gateway` (the OCPP gateway).
+"""Benchmarks: `python -m bench` (expense notes), `python -m bench.gateway` (the OCPP gateway),
+`python -m bench.worker` (gateway events applied per second by one worker process).
 Not timed tests: they print numbers for the README and docs/architecture.md."""
 
 import os

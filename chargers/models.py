@@ -278,6 +278,19 @@ def card_decision(community_id: int, uid: str) -> dict:
     }
 
 
+class Anomaly(models.TextChoices):
+    STOP_WITHOUT_START = "stop_without_start", _("Stop received for a start never recorded")
+    CLOSED_NEW_TRANSACTION = (
+        "closed_new_transaction",
+        _("Closed by Sparklin: a new session started on this outlet"),
+    )
+    CLOSED_REBOOT = "closed_reboot", _("Closed by Sparklin: the charger restarted")
+
+
+# Anomalies of sessions Sparklin closed itself: the charger's own stop still completes them.
+AUTO_CLOSED = frozenset({Anomaly.CLOSED_NEW_TRANSACTION, Anomaly.CLOSED_REBOOT})
+
+
 class ChargingSession(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active", _("In progress")
@@ -315,8 +328,16 @@ class ChargingSession(models.Model):
     cost = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     stop_reason = models.CharField(max_length=40, blank=True)
     offline = models.BooleanField(default=False)
-    # 2.0.1 TransactionEvent seqNo seen, to ignore replays.
+    # The highest 2.0.1 TransactionEvent seqNo seen (informative: samples are kept whatever
+    # their seqNo, some chargers send 0 every time).
     last_seq_no = models.IntegerField(null=True, blank=True)
+    # Something about this session did not come from the charger as OCPP intends, shown to
+    # managers on the session: a stop for a transaction never seen starting, or a session
+    # Sparklin closed itself (the charger started another one on the outlet, or rebooted).
+    # A real stop arriving later for a session Sparklin closed still completes it.
+    anomaly = models.CharField(
+        _("anomaly"), max_length=30, choices=Anomaly.choices, blank=True, default=""
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = scoped_manager()
@@ -328,7 +349,14 @@ class ChargingSession(models.Model):
                 fields=["charger", "transaction_id"], name="session_unique_transaction"
             )
         ]
-        indexes = [models.Index(fields=["community", "started_at"])]
+        indexes = [
+            models.Index(fields=["community", "started_at"]),
+            # The worker reads the sessions in progress of a batch's chargers at every start,
+            # boot or meter value without a transaction: without scanning years of history.
+            models.Index(
+                fields=["charger"], condition=models.Q(state="active"), name="session_open"
+            ),
+        ]
 
     def __str__(self):
         return f"{self.charger} tx {self.transaction_id}"
@@ -446,6 +474,52 @@ class UnknownChargerQuerySet(models.QuerySet):
             ).delete()
             deleted += extra
         return deleted
+
+
+class QuarantinedEvents(models.Model):
+    """Events of one charger the worker could not apply: a value refused before the database
+    (an absurd meter register, an impossible time) or a permanent error (a DataError, an
+    IntegrityError, a bug). The rest of their batch was recorded; these wait here, with the
+    error and the events as the gateway sent them, until someone retries them (after a fix) or
+    marks them resolved. Applying events is idempotent, so a retry is always safe."""
+
+    class State(models.TextChoices):
+        OPEN = "open", _("Open")
+        RETRIED = "retried", _("Retry asked")
+        RESOLVED = "resolved", _("Resolved")
+
+    class Cause(models.TextChoices):
+        INVALID = "invalid", _("Value refused")
+        ERROR = "error", _("Recording failed")
+
+    # Events kept per entry; later ones are counted, not kept (a charger repeating a bad value
+    # every minute must not grow a row without bound).
+    MAX_EVENTS = 200
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="quarantine")
+    cause = models.CharField(max_length=10, choices=Cause.choices)
+    error = models.TextField(_("error"))
+    events = models.JSONField(default=list)
+    count = models.PositiveIntegerField(_("events"), default=0)
+    first_at = models.DateTimeField(_("first"))
+    last_at = models.DateTimeField(_("last"))
+    state = models.CharField(
+        _("state"), max_length=10, choices=State.choices, default=State.OPEN, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        verbose_name = _("quarantined events")
+        verbose_name_plural = _("quarantined events")
+        ordering = ["-last_at"]
+        indexes = [models.Index(fields=["charger", "state"])]
+
+    def __str__(self):
+        return f"{self.charger_id}: {self.count} × {self.error[:60]}"
 
 
 class UnknownCharger(models.Model):

@@ -393,3 +393,36 @@ def request_remote_stop(*, session: ChargingSession, user) -> ChargerCommand:
         connector=session.connector,
         session=session,
     )
+
+
+# --- events the worker could not record -------------------------------------------------------
+def retry_quarantined_events(*, charger: Charger, actor, entries=None) -> int:
+    """Apply again the quarantined events of `charger` (all its open entries, or `entries`):
+    each entry is marked "retry asked" and a task re-applies it after commit — resolved when
+    its events now apply, open again with the new error when they do not. Applying events is
+    idempotent, so retrying what was partly recorded changes nothing twice. Returns how many
+    entries were queued."""
+    from .models import QuarantinedEvents
+    from .tasks import retry_quarantined
+
+    with transaction.atomic():
+        qs = QuarantinedEvents.objects.select_for_update().filter(
+            charger=charger, state=QuarantinedEvents.State.OPEN
+        )
+        if entries is not None:
+            qs = qs.filter(pk__in=[e.pk for e in entries])
+        ids = list(qs.values_list("pk", flat=True))
+        if not ids:
+            raise ChargerError(_("There are no events to retry for this charger."))
+        QuarantinedEvents.objects.filter(pk__in=ids).update(state=QuarantinedEvents.State.RETRIED)
+        audit(
+            community=charger.community,
+            actor=actor,
+            action="charger.events_retry",
+            target=charger.identity,
+            charger_id=charger.pk,
+            entries=ids,
+        )
+        for pk in ids:
+            transaction.on_commit(lambda pk=pk: retry_quarantined.delay(pk))
+    return len(ids)

@@ -15,6 +15,11 @@ urlpatterns = [
     path("chargers/refused/", fleet.unknown_charger_list, name="unknown-charger-list"),
     path("chargers/<int:charger>/", fleet.charger_detail, name="charger-detail"),
     path("chargers/<int:charger>/edit/", fleet.charger_edit, name="charger-edit"),
+    path(
+        "chargers/<int:charger>/events/retry/",
+        fleet.charger_events_retry,
+        name="charger-events-retry",
+    ),
     path("sites/<int:site>/chargers/claim/", commissioning.charger_claim, name="charger-claim"),
     path(
         "chargers/<int:charger>/commissioning/",

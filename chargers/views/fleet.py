@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from communities.models import Membership, Site
@@ -18,7 +19,14 @@ from sparklin.live import render_live
 
 from .. import selectors, services
 from ..forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
-from ..models import ChargeCard, Charger, ChargingSession, Connector, UnknownCharger
+from ..models import (
+    ChargeCard,
+    Charger,
+    ChargingSession,
+    Connector,
+    QuarantinedEvents,
+    UnknownCharger,
+)
 from ..redaction import redact_payload
 
 
@@ -115,6 +123,7 @@ def charger_detail(request: CommunityRequest, community, charger):
         # Limited installer access: the frames without card identifiers or personal data.
         for message in log:
             message.payload = redact_payload(message.payload, action=message.action)
+    quarantine = list(charger.quarantine.exclude(state=QuarantinedEvents.State.RESOLVED)[:5])
     return render(
         request,
         "chargers/charger_detail.html",
@@ -124,8 +133,33 @@ def charger_detail(request: CommunityRequest, community, charger):
             "log": log,
             "commands": charger.commands.select_related("asked_by")[:20],
             "gateway_url": settings.GATEWAY_PUBLIC_URL,
+            # Events the worker kept aside (chargers.events.quarantine): a notice.
+            "quarantine": quarantine,
+            "quarantine_count": sum(q.count for q in quarantine),
         },
     )
+
+
+@community_permission("chargers:write")
+@require_POST
+def charger_events_retry(request: CommunityRequest, community, charger):
+    """The "Retry" button of the notice about events the worker could not record."""
+    charger = get_object_or_404(Charger, pk=charger)
+    try:
+        count = services.retry_quarantined_events(charger=charger, actor=request.user)
+    except services.ChargerError as e:
+        messages.error(request, e.message)
+    else:
+        messages.success(
+            request,
+            ngettext(
+                "Retry asked for %(count)d group of events: the notice goes away once recorded.",
+                "Retry asked for %(count)d groups of events: the notice goes away once recorded.",
+                count,
+            )
+            % {"count": count},
+        )
+    return redirect("chargers:charger-detail", community=community, charger=charger.pk)
 
 
 @community_permission("chargers:write")

@@ -1,0 +1,322 @@
+"""`python -m bench.worker [--chargers N] [--batches B] [--batch-size S] [--keep]`: how many
+gateway events one worker process applies per second.
+
+Seeds N chargers in 20 communities (with prices and cards), starts a session on every outlet,
+then applies B batches of S events of a realistic mix through `chargers.events.process_events`,
+the function the Celery task calls, in this one process:
+- ~45 % MeterValues with 2–10 samples each (energy register, power, current, voltage, SoC),
+- ~25 % message-log rows (every frame is logged),
+- ~12 % heartbeats, ~10 % StatusNotification,
+- ~8 % transactions (2.0.1 Updated events with samples, Ended + a new Started on the outlet).
+It prints events/s, samples/s and the database round trips per batch (counted with a query
+wrapper). Not a timed test: numbers for the README and docs/architecture.md.
+
+With DATABASE_URL (PostgreSQL) it creates its own database `sparklin_bench_worker` next to the
+one named there, migrates it and drops it afterwards (`--keep` keeps it); without, a temporary
+SQLite file."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from bench import prepare_database
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _seed(n_chargers: int):
+    from django_scopes import scopes_disabled
+
+    from billing.models import Price
+    from chargers.models import ChargeCard, Charger, Connector
+    from communities.models import Community, Site
+
+    with scopes_disabled():
+        communities = [
+            Community.objects.create(name=f"Bench {i}", slug=f"bench-{i}") for i in range(20)
+        ]
+        for c in communities:
+            Price.objects.create(community=c, valid_from="2020-01-01", price_per_kwh="0.2516")
+        sites = [Site.objects.create(community=c, name="Parking") for c in communities]
+        chargers = Charger.objects.bulk_create(
+            [
+                Charger(
+                    community=communities[i % 20],
+                    site=sites[i % 20],
+                    identity=f"BW-{i:05d}",
+                    connected=True,
+                    ocpp_version="2.0.1" if i % 2 else "1.6",
+                )
+                for i in range(n_chargers)
+            ]
+        )
+        Connector.objects.bulk_create(
+            [
+                Connector(community_id=c.community_id, charger=c, evse_id=e, connector_id=e)
+                for c in chargers
+                for e in (1, 2)
+            ]
+        )
+        ChargeCard.objects.bulk_create(
+            [
+                ChargeCard(community=communities[i % 20], uid=f"CARD{i:06d}")
+                for i in range(n_chargers)
+            ]
+        )
+    return [c.identity for c in chargers]
+
+
+class Fleet:
+    """The chargers' side: what each outlet is doing, and the events it sends."""
+
+    def __init__(self, identities: list[str], seed: int = 7):
+        self.rng = random.Random(seed)
+        self.identities = identities
+        self.clock = T0
+        self.tid = itertools.count(1)
+        self.meter: dict[tuple[str, int], int] = {}
+        self.session: dict[tuple[str, int], str] = {}
+        self.seq: dict[str, int] = {}
+        self.msg = itertools.count(1)
+
+    def _event(self, identity, kind, payload):
+        return {
+            "identity": identity,
+            "kind": kind,
+            "payload": payload,
+            "received_at": self.clock.isoformat(),
+        }
+
+    def _samples(self, identity, evse, n):
+        key = (identity, evse)
+        self.meter[key] = self.meter.get(key, 100_000) + self.rng.randint(50, 400)
+        ts = self.clock.isoformat()
+        names = [
+            ("Energy.Active.Import.Register", "", str(self.meter[key]), "Wh"),
+            ("Power.Active.Import", "", str(self.rng.randint(3000, 11000)), "W"),
+            ("Current.Import", "L1", f"{self.rng.uniform(6, 16):.1f}", "A"),
+            ("Current.Import", "L2", f"{self.rng.uniform(6, 16):.1f}", "A"),
+            ("Current.Import", "L3", f"{self.rng.uniform(6, 16):.1f}", "A"),
+            ("Voltage", "L1-N", f"{self.rng.uniform(225, 235):.1f}", "V"),
+            ("Voltage", "L2-N", f"{self.rng.uniform(225, 235):.1f}", "V"),
+            ("Voltage", "L3-N", f"{self.rng.uniform(225, 235):.1f}", "V"),
+            ("SoC", "", str(self.rng.randint(10, 90)), "Percent"),
+            ("Temperature", "", str(self.rng.randint(20, 40)), "Celsius"),
+        ]
+        return [
+            {
+                "timestamp": ts,
+                "measurand": m,
+                "phase": phase,
+                "context": "Sample.Periodic",
+                "value": value,
+                "unit": unit,
+            }
+            for m, phase, value, unit in names[:n]
+        ]
+
+    def _tx(self, identity, evse, kind, tid, samples=(), reason=""):
+        return self._event(
+            identity,
+            "transaction",
+            {
+                "event": kind,
+                "transaction_id": tid,
+                "evse_id": evse,
+                "connector_id": 1,
+                "id_tag": f"CARD{int(identity[3:]):06d}",
+                "timestamp": self.clock.isoformat(),
+                "meter_wh": self.meter.get((identity, evse), 100_000),
+                "reason": reason,
+                "seq_no": self.seq.setdefault(tid, 0),
+                "offline": False,
+                "samples": list(samples),
+            },
+        )
+
+    def start_all(self) -> list[dict]:
+        events = []
+        for identity in self.identities:
+            for evse in (1, 2):
+                tid = f"T{next(self.tid)}"
+                self.session[(identity, evse)] = tid
+                events.append(self._tx(identity, evse, "started", tid))
+        return events
+
+    def batch(self, size: int) -> list[dict]:
+        events = []
+        rng = self.rng
+        while len(events) < size:
+            self.clock += timedelta(milliseconds=20)
+            identity = rng.choice(self.identities)
+            evse = rng.choice((1, 2))
+            key = (identity, evse)
+            tid = self.session[key]
+            r = rng.random()
+            if r < 0.45:
+                samples = self._samples(identity, evse, rng.randint(2, 10))
+                if identity.endswith(("1", "3", "5", "7", "9")):  # 2.0.1: TransactionEvent
+                    self.seq[tid] = self.seq.get(tid, 0) + 1
+                    events.append(self._tx(identity, evse, "updated", tid, samples))
+                else:
+                    events.append(
+                        self._event(
+                            identity,
+                            "meter_values",
+                            {
+                                "transaction_id": tid,
+                                "evse_id": evse,
+                                "connector_id": 1,
+                                "samples": samples,
+                            },
+                        )
+                    )
+            elif r < 0.70:
+                uid = f"m{next(self.msg)}"
+                frame = f'[2,"{uid}","MeterValues",{{"connectorId":{evse},"meterValue":[]}}]'
+                events.append(
+                    self._event(
+                        identity,
+                        "message",
+                        {
+                            "direction": "in",
+                            "message_type": 2,
+                            "unique_id": uid,
+                            "action": "MeterValues",
+                            "frame": frame,
+                        },
+                    )
+                )
+            elif r < 0.82:
+                events.append(self._event(identity, "heartbeat", {}))
+            elif r < 0.92:
+                events.append(
+                    self._event(
+                        identity,
+                        "status",
+                        {
+                            "evse_id": evse,
+                            "connector_id": 1,
+                            "status": rng.choice(("Charging", "SuspendedEV", "Charging")),
+                            "error_code": "NoError",
+                            "timestamp": self.clock.isoformat(),
+                        },
+                    )
+                )
+            else:
+                # A session ends and the next one starts on the outlet.
+                events.append(self._tx(identity, evse, "ended", tid, reason="EVDisconnected"))
+                new = f"T{next(self.tid)}"
+                self.session[key] = new
+                self.clock += timedelta(milliseconds=20)
+                events.append(self._tx(identity, evse, "started", new))
+        return events
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chargers", type=int, default=2000)
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+
+    where, cleanup = prepare_database("sparklin_bench_worker", keep=args.keep)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("chargers.events").setLevel(logging.ERROR)
+    from django.core.management import call_command
+    from django.db import connection
+    from django_scopes import scopes_disabled
+
+    from chargers.events import process_events
+    from chargers.models import ChargingSession, MeterSample, OcppMessage, QuarantinedEvents
+
+    try:
+        call_command("migrate", verbosity=0)
+        identities = _seed(args.chargers)
+        fleet = Fleet(identities)
+        start = fleet.start_all()
+        for i in range(0, len(start), args.batch_size):
+            process_events(start[i : i + args.batch_size])
+        for _ in range(3):  # warm-up
+            process_events(fleet.batch(args.batch_size))
+
+        queries = [0]
+
+        def count(execute, sql, params, many, context):
+            queries[0] += 1
+            return execute(sql, params, many, context)
+
+        batches = [fleet.batch(args.batch_size) for _ in range(args.batches)]
+        n_samples = sum(
+            len(e["payload"].get("samples") or ())
+            for b in batches
+            for e in b
+            if e["kind"] in ("meter_values", "transaction")
+        )
+        round_trips, durations = [], []
+        cpu0 = time.process_time()
+        with connection.execute_wrapper(count):
+            for b in batches:
+                queries[0] = 0
+                t = time.perf_counter()
+                result = process_events(b)
+                durations.append(time.perf_counter() - t)
+                round_trips.append(queries[0] + 2)  # + BEGIN and COMMIT
+                assert result["quarantined"] == 0, result
+        cpu = time.process_time() - cpu0
+        total = sum(durations)
+        events = args.batches * args.batch_size
+        with scopes_disabled():
+            rows = (
+                MeterSample.objects.count(),
+                OcppMessage.objects.count(),
+                ChargingSession.objects.count(),
+                QuarantinedEvents.objects.count(),
+            )
+        print(f"Worker benchmark — {platform.python_implementation()} {platform.python_version()}")
+        print(f"database: {where}; {args.chargers} chargers × 2 outlets")
+        print(
+            f"{args.batches} batches × {args.batch_size} events ({n_samples} samples) "
+            f"in {total:.2f} s, one process"
+        )
+        print(f"  events/s:            {events / total:,.0f}")
+        print(f"  samples/s:           {n_samples / total:,.0f}")
+        print(
+            f"  worker CPU:          {cpu / events * 1e6:.0f} µs per event "
+            f"({events / cpu:,.0f} events per CPU-second; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
+        print(
+            f"  batch time:          median {statistics.median(durations) * 1000:.0f} ms, "
+            f"max {max(durations) * 1000:.0f} ms"
+        )
+        print(
+            f"  round trips / batch: median {statistics.median(round_trips):.0f}, "
+            f"max {max(round_trips)}"
+        )
+        print(
+            f"  rows now: {rows[0]} samples, {rows[1]} log rows, {rows[2]} sessions, "
+            f"{rows[3]} quarantined"
+        )
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

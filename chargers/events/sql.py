@@ -1,0 +1,106 @@
+"""Bulk writes in one statement each, whatever the number of rows.
+
+On PostgreSQL all rows travel as one JSON parameter expanded with `json_array_elements` and cast
+to the columns' types: the statement has one parameter instead of one per value, so neither
+Django nor psycopg spends time compiling it (Django's `bulk_update` builds a CASE WHEN per field
+and row: seconds for a few hundred rows; psycopg quotes list items one by one in Python). Elsewhere (SQLite, the embedded default, small batches) Django's own bulk methods.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any, cast
+
+from django.db import connection
+from django.db.models import Field, JSONField, Model
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _db_type(field: Field) -> str:
+    db_type = field.db_type(connection)
+    if db_type is None:  # a relation: its target's column type
+        db_type = field.target_field.rel_db_type(connection)  # type: ignore[attr-defined]
+    return {"bigserial": "bigint", "serial": "integer", "smallserial": "smallint"}.get(
+        db_type, db_type
+    )
+
+
+def _json_default(value: Any) -> str:
+    # Decimal and datetime: their text form, which PostgreSQL reads back exactly.
+    return value.isoformat() if isinstance(value, (datetime, date)) else str(value)
+
+
+def _rows_sql(columns: Sequence[Field]) -> str:
+    """SELECT expressions reading column i of each JSON row `r`, cast to its column's type."""
+    parts = []
+    for i, c in enumerate(columns):
+        if isinstance(c, JSONField):
+            parts.append(f"(r->{i})::jsonb")
+        else:
+            parts.append(f"(r->>{i})::{_db_type(c)}")
+    return ", ".join(parts)
+
+
+def _rows_param(rows: Sequence[Sequence[Any]]) -> str:
+    """All rows as one JSON text: a single parameter, serialised by the json module (C), that
+    PostgreSQL expands with json_array_elements. Quoting thousands of values one by one in
+    Python (psycopg's client-side binding of lists) would cost more than the database does."""
+    return json.dumps(rows, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT rows (tuples in the order of `fields`, Python values) ON CONFLICT DO NOTHING."""
+    if not rows:
+        return
+    meta = model._meta
+    columns = [cast(Field, meta.get_field(f)) for f in fields]
+    if not _is_postgres():
+        model._default_manager.bulk_create(
+            [model(**{c.attname: v for c, v in zip(columns, row, strict=True)}) for row in rows],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        return
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(str(c.column)) for c in columns)
+    # Names come from the model's metadata, values travel as one parameter.
+    sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT {_rows_sql(columns)}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql + " FROM json_array_elements(%s::json) AS r ON CONFLICT DO NOTHING",
+            [_rows_param(rows)],
+        )
+
+
+def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]) -> None:
+    """Write `fields` of `objs` (saved instances) in one UPDATE … FROM (rows of one JSON)."""
+    if not objs:
+        return
+    if not _is_postgres():
+        model._default_manager.bulk_update(objs, fields)
+        return
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    columns = [cast(Field, meta.get_field(f)) for f in fields]
+    attnames = [c.attname for c in columns]
+    rows = []
+    for obj in objs:
+        obj._prepare_related_fields_for_save(operation_name="update_rows")  # type: ignore[attr-defined]
+        rows.append([obj.pk, *(getattr(obj, a) for a in attnames)])
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(str(c.column)) for c in [pk, *columns])
+    assignments = ", ".join(f"{qn(str(c.column))} = v.{qn(str(c.column))}" for c in columns)
+    values = f"SELECT {_rows_sql([pk, *columns])} FROM json_array_elements(%s::json) AS r"  # noqa: S608
+    # Names come from the model's metadata, values travel as one parameter.
+    sql = f"UPDATE {qn(meta.db_table)} AS t SET {assignments} FROM ({values})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{sql} AS v({names}) WHERE t.{qn(str(pk.column))} = v.{qn(str(pk.column))}",
+            [_rows_param(rows)],
+        )
