@@ -278,15 +278,9 @@ class Gateway:
                 },
             )
             await self.registry.register(identity)
-            configurator = asyncio.create_task(
-                cp.configure_when_booted(), name=f"configure-{identity}"
-            )
             try:
-                await cp.serve()
+                await cp.serve()  # configures after each accepted boot, in a task it owns
             finally:
-                configurator.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await configurator
                 if self.connections.get(identity) is cp:
                     del self.connections[identity]
                 if not cp.superseded:
