@@ -219,8 +219,14 @@ class GatewayChargePoint:
         """Read frames until the charger hangs up; then stop this connection's configuration
         and fail the call waiting for an answer."""
         try:
+            frames = 0
             async for message in self._connection:
                 await self.on_frame(message)
+                frames += 1
+                if frames % 64 == 0:
+                    # A flood of frames that need no answer never suspends the reader: let the
+                    # other chargers and the event flusher run.
+                    await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:
