@@ -536,6 +536,9 @@ class GatewayChargePoint:
             raise
         except Exception:
             logger.exception("%s: configuration failed", self.id)
+        finally:
+            if self._config_task is asyncio.current_task():
+                self._config_task = None  # an idle connection keeps no finished task
 
     async def configure(self) -> None:  # pragma: no cover - versioned classes implement it
         raise NotImplementedError
