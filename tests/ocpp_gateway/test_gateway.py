@@ -70,6 +70,13 @@ async def until(predicate, timeout=5.0, step=0.02):
             await asyncio.sleep(step)
 
 
+async def configured_and_recorded(gw, identity, timeout=10.0):
+    """Wait until the connection's configuration task has finished (its last answer handled,
+    its events emitted) and every event emitted so far is recorded."""
+    await until(lambda: gw.connections[identity]._config_task is None, timeout=timeout)
+    await gw.batcher.sync()
+
+
 async def raw_client(url, identity, protocols=("ocpp1.6",), headers=None):
     return await connect(
         url + identity, subprotocols=list(protocols), additional_headers=headers, open_timeout=5
@@ -401,7 +408,7 @@ def test_configuration_read_in_full_at_first_connection_checked_at_later_boots(c
         async with connect_charger(gw.url, charger.identity, "1.6") as cp:
             await cp.boot()
             await until(lambda: cp.count("ChangeConfiguration") == 4)
-            await until(lambda: gw.batcher.published > 0 and gw.batcher.pending == 0)
+            await configured_and_recorded(gw, charger.identity)
             return dict(cp.configuration), cp.received[0]
 
     configuration, read = run(first)
@@ -452,8 +459,7 @@ def test_factory_reset_charger_is_reconfigured_at_its_next_boot(charger, version
             await cp.boot(firmware="1.0.0")
             setter = "ChangeConfiguration" if version == "1.6" else "SetVariables"
             await until(lambda: cp.count(setter) == (4 if version == "1.6" else 1))
-            await until(lambda: gw.batcher.pending == 0)
-            await asyncio.sleep(0.1)
+            await configured_and_recorded(gw, charger.identity)
             return dict(cp.configuration), [action for action, _ in cp.received]
 
     configuration, actions = run(scenario)
@@ -478,6 +484,7 @@ def test_201_configuration_reads_report_and_sets_variables(charger):
             await cp.boot()
             await until(lambda: cp.count("SetVariables") == 1)
             await cp.wait_owned()  # the NotifyReport parts the charger sends
+            await configured_and_recorded(gw, charger.identity)
             return dict(cp.configuration), cp.count("GetBaseReport")
 
     configuration, reports = run(scenario)

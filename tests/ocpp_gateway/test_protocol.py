@@ -29,7 +29,7 @@ def _fast(settings):
     settings.GATEWAY_METER_SAMPLE_INTERVAL = 30
 
 
-def run(scenario, batcher=None, decisions=None, **options):
+def run(scenario, batcher=None, decisions=None, timeout=TIMEOUT * 4, **options):
     """Like test_gateway.run, with a batcher (a factory, built inside the loop) and decisions
     of the test's choosing."""
 
@@ -44,7 +44,7 @@ def run(scenario, batcher=None, decisions=None, **options):
         async with gateway:
             return await scenario(gateway)
 
-    return asyncio.run(asyncio.wait_for(main(), TIMEOUT * 4))
+    return asyncio.run(asyncio.wait_for(main(), timeout))
 
 
 def nested(depth: int) -> str:
@@ -146,8 +146,8 @@ def test_100000_unsolicited_answers_leave_memory_flat_and_calls_working(charger)
             for n in range(answers):
                 await ws.send(f'[3,"nobody-{n}",{{"status":"Accepted","n":{n}}}]')
                 if n % 10_000 == 9_999:
-                    await exchange(ws, [2, f"h{n}", "Heartbeat", {}])  # all read by now
-            await until(lambda: gw.batcher.pending == 0, timeout=20)
+                    await exchange(ws, [2, f"h{n}", "Heartbeat", {}], timeout=60)  # all read
+            await until(lambda: gw.batcher.pending == 0, timeout=60)
             await asyncio.sleep(0.2)
             retained = tracemalloc.get_traced_memory()[0] - baseline
         finally:
@@ -166,7 +166,7 @@ def test_100000_unsolicited_answers_leave_memory_flat_and_calls_working(charger)
         pass
 
     retained, pending, result = run(
-        scenario, batcher=lambda: EventBatcher(publish=discard, flush_seconds=0.05)
+        scenario, batcher=lambda: EventBatcher(publish=discard, flush_seconds=0.05), timeout=300
     )
     assert base.STATS["unsolicited_answers"] - before == answers
     assert pending is None
