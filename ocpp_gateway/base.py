@@ -383,7 +383,10 @@ class GatewayChargePoint:
                 return
             future.set_result(frame[2])
         else:
-            future.set_exception(CallErrorAnswer(str(frame[2])[:50], str(frame[3])[:500], frame[4]))
+            details = frame[4] if isinstance(frame[4], dict) else {}
+            if len(raw) > 2000:  # the details travel in a command event: keep them small
+                details = {"truncated": json.dumps(details)[:1000]}
+            future.set_exception(CallErrorAnswer(str(frame[2])[:50], str(frame[3])[:500], details))
 
     # --- sending ------------------------------------------------------------------------------
     async def _send(self, message_type: int, unique_id: str, action: str, text: str) -> None:
