@@ -386,3 +386,26 @@ def test_retried_start_on_a_new_connection_and_another_gateway_gets_one_id(charg
     assert ChargingSession.objects.filter(charger=charger).count() == 2
     assert ChargingSession.objects.filter(transaction_id=str(ids[0])).count() == 1
     assert TransactionStart.objects.count() == 2
+
+
+def test_hanging_up_during_configuration_records_the_disconnection_cleanly(charger, caplog):
+    published: list[dict] = []
+
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity)
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        await exchange(ws, [2, "b1", "BootNotification", boot])
+        asked = json.loads(await asyncio.wait_for(ws.recv(), 5))  # configuration has begun
+        await ws.close()
+        await until(lambda: charger.identity not in gw.connections)
+        return asked
+
+    asked = run(
+        scenario, batcher=lambda: EventBatcher(publish=published.extend, flush_seconds=0.05)
+    )
+    assert asked[2] == "GetConfiguration"
+    assert [e["kind"] for e in published if e["kind"] in ("connected", "disconnected")] == [
+        "connected",
+        "disconnected",
+    ]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
