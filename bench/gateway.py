@@ -1,36 +1,336 @@
-"""`python -m bench.gateway [--chargers N] [--messages M]`: the OCPP gateway under load.
+"""`python -m bench.gateway [--cpu-chargers N] [--messages M] [--idle N] [--parts cpu,memory]`:
+the OCPP gateway's CPU per message and memory per idle connection, side by side with two
+reference servers the bench starts itself on the same machine in the same run:
 
-Starts `manage.py run_gateway` as its own process (events published to Redis as Celery tasks,
-as in production; no worker runs, so the queue is dropped afterwards), connects N chargers over
-real websockets on 127.0.0.1, and measures:
-- memory: the gateway's resident memory per idle, booted connection;
-- throughput: M MeterValues per charger, each charger waiting for every answer (as chargers
-  do), all chargers at once; messages answered per second and the answer latency.
-Not a timed test: numbers for the README and docs/architecture.md. Needs PostgreSQL and Redis
-(DATABASE_URL, REDIS_URL); it creates and drops its own database `sparklin_bench_gw`."""
+- **sparklin**: `manage.py run_gateway`, doing all its production work — schema validation,
+  events and the message log published as Celery tasks to the broker, durable before answered;
+- **library**: a bare `ocpp`-library server (its `ChargePoint` with minimal `@on` handlers, the
+  library's own jsonschema validation), as an integrator would write it;
+- **plain**: `websockets` + `json`, answering every CALL with an empty CALLRESULT (the floor).
+
+CPU per message = the server process's CPU time (user + system, all its threads, from
+/proc/PID/stat) during the message phase / messages answered: `--cpu-chargers` chargers each send
+`--messages` messages, one at a time, waiting for each answer (as chargers do) — 1.6 MeterValues,
+then 2.0.1 TransactionEvent (Updated, with meter values). Memory per idle connection = the
+server's RSS delta / connections after `--idle` booted chargers connected (the open-files limit
+is raised to the hard limit; the bench says when it had to connect fewer).
+
+Needs PostgreSQL (DATABASE_URL; the bench creates and drops its own database
+`sparklin_bench_gateway`). Events go to CELERY_BROKER_URL when set, else to a private
+`redis-server` the bench starts on a free port (never the shared one: 19,000 connections'
+registry traffic must not touch other users' Redis). No worker runs: the published tasks are
+dropped with the private broker. Not a timed test: numbers for the README and
+docs/architecture.md.
+"""
+
+from __future__ import annotations
 
 import argparse
 import asyncio
 import json
 import os
 import platform
+import resource
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from bench import prepare_database
+from websockets.exceptions import InvalidHandshake
 
 ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = "bench-1"
+SUBPROTOCOLS = ["ocpp2.0.1", "ocpp1.6"]
 
 
-def _rss_mb(pid: int) -> float:
+# --- the reference servers (run as `python -m bench.gateway --serve KIND --port P`) ------------
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def _serve_library(port: int) -> None:
+    from ocpp.routing import on
+    from ocpp.v16 import ChargePoint as ChargePoint16
+    from ocpp.v16 import call_result as result16
+    from ocpp.v16.enums import Action as Action16
+    from ocpp.v201 import ChargePoint as ChargePoint201
+    from ocpp.v201 import call_result as result201
+    from ocpp.v201.enums import Action as Action201
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+
+    class Library16(ChargePoint16):
+        @on(Action16.boot_notification)
+        def on_boot(self, charge_point_vendor, charge_point_model, **kwargs):
+            return result16.BootNotification(current_time=_now(), interval=300, status="Accepted")
+
+        @on(Action16.heartbeat)
+        def on_heartbeat(self, **kwargs):
+            return result16.Heartbeat(current_time=_now())
+
+        @on(Action16.status_notification)
+        def on_status(self, connector_id, error_code, status, **kwargs):
+            return result16.StatusNotification()
+
+        @on(Action16.meter_values)
+        def on_meter_values(self, connector_id, meter_value, **kwargs):
+            return result16.MeterValues()
+
+    class Library201(ChargePoint201):
+        @on(Action201.boot_notification)
+        def on_boot(self, charging_station, reason, **kwargs):
+            return result201.BootNotification(current_time=_now(), interval=300, status="Accepted")
+
+        @on(Action201.heartbeat)
+        def on_heartbeat(self, **kwargs):
+            return result201.Heartbeat(current_time=_now())
+
+        @on(Action201.status_notification)
+        def on_status(self, timestamp, connector_status, evse_id, connector_id, **kwargs):
+            return result201.StatusNotification()
+
+        @on(Action201.transaction_event)
+        def on_transaction_event(
+            self, event_type, timestamp, trigger_reason, seq_no, transaction_info, **kwargs
+        ):
+            return result201.TransactionEvent()
+
+    async def handler(ws):
+        cls = Library201 if ws.subprotocol == "ocpp2.0.1" else Library16
+        cp = cls(ws.request.path.rsplit("/", 1)[-1], ws)
+        try:
+            await cp.start()
+        except ConnectionClosed:
+            pass
+
+    async with serve(handler, "127.0.0.1", port, subprotocols=SUBPROTOCOLS, compression=None):
+        await asyncio.Future()
+
+
+async def _serve_plain(port: int) -> None:
+    from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def handler(ws):
+        try:
+            async for message in ws:
+                frame = json.loads(message)
+                if frame[0] == 2:
+                    answer = {}
+                    if frame[2] == "BootNotification":
+                        answer = {"currentTime": _now(), "interval": 300, "status": "Accepted"}
+                    await ws.send(json.dumps([3, frame[1], answer]))
+        except ConnectionClosed:
+            pass
+
+    async with serve(handler, "127.0.0.1", port, subprotocols=SUBPROTOCOLS, compression=None):
+        await asyncio.Future()
+
+
+# --- the chargers -------------------------------------------------------------------------------
+
+
+def meter_values_16(n: int) -> dict:
+    return {
+        "connectorId": 1,
+        "transactionId": 1000 + n % 7,
+        "meterValue": [
+            {
+                "timestamp": _now(),
+                "sampledValue": [
+                    {
+                        "value": str(100_000 + n),
+                        "context": "Sample.Periodic",
+                        "measurand": "Energy.Active.Import.Register",
+                        "location": "Outlet",
+                        "unit": "Wh",
+                    },
+                    {"value": "7360", "measurand": "Power.Active.Import", "unit": "W"},
+                    *(
+                        {
+                            "value": "32.0",
+                            "measurand": "Current.Import",
+                            "phase": phase,
+                            "unit": "A",
+                        }
+                        for phase in ("L1", "L2", "L3")
+                    ),
+                ],
+            }
+        ],
+    }
+
+
+def transaction_event_201(n: int) -> dict:
+    return {
+        "eventType": "Updated",
+        "timestamp": _now(),
+        "triggerReason": "MeterValuePeriodic",
+        "seqNo": n + 1,
+        "transactionInfo": {"transactionId": "TX-BENCH-1", "chargingState": "Charging"},
+        "evse": {"id": 1, "connectorId": 1},
+        "meterValue": [
+            {
+                "timestamp": _now(),
+                "sampledValue": [
+                    {
+                        "value": 100_000 + n,
+                        "context": "Sample.Periodic",
+                        "measurand": "Energy.Active.Import.Register",
+                        "unitOfMeasure": {"unit": "Wh"},
+                    },
+                    {
+                        "value": 7360,
+                        "measurand": "Power.Active.Import",
+                        "unitOfMeasure": {"unit": "W"},
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def _boot(version: str) -> tuple[str, dict]:
+    if version == "1.6":
+        return "BootNotification", {
+            "chargePointVendor": "Bench",
+            "chargePointModel": "B1",
+            "firmwareVersion": FIRMWARE,
+        }
+    return "BootNotification", {
+        "reason": "PowerUp",
+        "chargingStation": {"vendorName": "Bench", "model": "B1", "firmwareVersion": FIRMWARE},
+    }
+
+
+class Charger:
+    """One websocket client: sends CALLs one at a time, answers what the server asks (the
+    configuration check at boot) with the values Sparklin's profile wants."""
+
+    __slots__ = ("ws", "version", "waiting", "reader", "n", "profile")
+
+    def __init__(self, ws, version: str, profile: dict):
+        self.ws, self.version, self.profile = ws, version, profile
+        self.waiting: asyncio.Future | None = None
+        self.n = 0
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self):
+        try:
+            async for message in self.ws:
+                frame = json.loads(message)
+                if frame[0] == 2:
+                    await self.ws.send(json.dumps([3, frame[1], self._answer(frame[2], frame[3])]))
+                elif self.waiting is not None and not self.waiting.done():
+                    self.waiting.set_result(frame)
+        except Exception:
+            pass
+
+    def _answer(self, action: str, payload: dict) -> dict:
+        if action == "GetConfiguration":
+            keys = payload.get("key") or list(self.profile)
+            return {
+                "configurationKey": [
+                    {"key": k, "readonly": False, "value": self.profile[k]}
+                    for k in keys
+                    if k in self.profile
+                ]
+            }
+        if action == "GetVariables":
+            return {
+                "getVariableResult": [
+                    {
+                        "attributeStatus": "Accepted",
+                        "attributeValue": self.profile.get(
+                            f"{i['component']['name']}/{i['variable']['name']}", ""
+                        ),
+                        "component": i["component"],
+                        "variable": i["variable"],
+                    }
+                    for i in payload["getVariableData"]
+                ]
+            }
+        if action == "SetVariables":
+            return {
+                "setVariableResult": [
+                    {
+                        "attributeStatus": "Accepted",
+                        "component": i["component"],
+                        "variable": i["variable"],
+                    }
+                    for i in payload["setVariableData"]
+                ]
+            }
+        return {"status": "Accepted"}
+
+    async def call(self, action: str, payload: dict, timeout: float = 60) -> list:
+        self.n += 1
+        self.waiting = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps([2, f"m{self.n}", action, payload]))
+        return await asyncio.wait_for(self.waiting, timeout)
+
+    async def close(self):
+        await self.ws.close()
+        self.reader.cancel()
+
+
+RETRIES = {"count": 0}
+
+
+async def _connect(url: str, identity: str, version: str, profile: dict) -> Charger:
+    """Connect and boot; a refused or reset handshake is retried, as a charger would."""
+    from websockets.asyncio.client import connect
+
+    for attempt in range(8):
+        try:
+            ws = await connect(
+                url + identity,
+                subprotocols=[f"ocpp{version}"],
+                compression=None,
+                open_timeout=120,
+                ping_interval=None,
+            )
+            break
+        except (OSError, TimeoutError, InvalidHandshake):
+            if attempt == 7:
+                raise
+            RETRIES["count"] += 1
+            await asyncio.sleep(0.5 * 2**attempt)
+    charger = Charger(ws, version, profile)
+    answer = await charger.call(*_boot(version))
+    assert answer[0] == 3, answer
+    return charger
+
+
+async def _connect_all(url, identities, version, profile, wave=100) -> list[Charger]:
+    chargers: list[Charger] = []
+    for start in range(0, len(identities), wave):
+        chargers += await asyncio.gather(
+            *(_connect(url, i, version, profile) for i in identities[start : start + wave])
+        )
+    return chargers
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+            return int(line.split()[1])
+    return 0
 
 
 def _free_port() -> int:
@@ -39,175 +339,274 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def _settle(pid: int, seconds: float = 2.0) -> None:
+    """Wait until the server is idle (the configuration checks and event flushes are done)."""
+    last = _cpu_seconds(pid)
+    for _ in range(60):
+        await asyncio.sleep(seconds)
+        now = _cpu_seconds(pid)
+        if now - last < 0.05 * seconds:
+            return
+        last = now
+
+
+async def _cpu_part(url, pid, identities, version, messages, profile) -> dict:
+    action, build = (
+        ("MeterValues", meter_values_16)
+        if version == "1.6"
+        else ("TransactionEvent", transaction_event_201)
+    )
+    chargers = await _connect_all(url, identities, version, profile)
+    await _settle(pid, 1.0)
+    errors = 0
+
+    async def run(charger):
+        nonlocal errors
+        for n in range(messages):
+            answer = await charger.call(action, build(n))
+            errors += answer[0] != 3
+
+    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    await asyncio.gather(*(run(c) for c in chargers))
+    cpu1, elapsed = _cpu_seconds(pid), time.perf_counter() - t0
+    await asyncio.gather(*(c.close() for c in chargers))
+    total = messages * len(chargers)
+    return {"us": (cpu1 - cpu0) / total * 1e6, "rate": total / elapsed, "errors": errors}
+
+
+async def _memory_part(url, pid, identities, profile) -> dict:
+    warm = await _connect_all(url, identities[:1], "1.6", profile)
+    await _settle(pid, 1.0)
+    rss0 = _rss_kb(pid)
+    t0 = time.perf_counter()
+    chargers = warm + await _connect_all(url, identities[1:], "1.6", profile)
+    connected_in = time.perf_counter() - t0
+    await _settle(pid, 2.0)
+    rss1 = _rss_kb(pid)
+    await asyncio.gather(*(c.close() for c in chargers))
+    return {
+        "kb": (rss1 - rss0) / max(1, len(chargers) - 1),
+        "rss0": rss0 / 1024,
+        "rss1": rss1 / 1024,
+        "seconds": connected_in,
+    }
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
 def _register(count: int) -> list[str]:
+    from django.utils import timezone
     from django_scopes import scopes_disabled
 
-    from chargers.models import Charger
+    from chargers.models import Charger as ChargerRow
     from communities.models import Community, Site
 
     with scopes_disabled():
         community = Community.objects.create(name="Gateway bench", slug="gw-bench")
         site = Site.objects.create(community=community, name="Parking")
-        Charger.objects.bulk_create(
-            [Charger(community=community, site=site, identity=f"GWB-{n:05d}") for n in range(count)]
+        ChargerRow.objects.bulk_create(
+            [
+                ChargerRow(
+                    community=community,
+                    site=site,
+                    identity=f"GWB-{n:05d}",
+                    configured_at=timezone.now(),
+                    firmware_version=FIRMWARE,
+                )
+                for n in range(count)
+            ],
+            batch_size=2000,
         )
     return [f"GWB-{n:05d}" for n in range(count)]
 
 
-def _frame(unique_id: str, action: str, payload: dict) -> str:
-    return json.dumps([2, unique_id, action, payload])
+def _profile() -> dict:
+    from ocpp_gateway.profiles import profile_16, profile_201
+
+    values = dict(profile_16(None))
+    values.update({f"{c}/{v}": value for c, v, value in profile_201(None)})
+    return values
 
 
-def _meter_values(n: int) -> dict:
-    return {
-        "connectorId": 1,
-        "meterValue": [
-            {
-                "timestamp": "2026-01-01T00:00:00Z",
-                "sampledValue": [
-                    {
-                        "value": str(1000 + n),
-                        "measurand": "Energy.Active.Import.Register",
-                        "unit": "Wh",
-                    }
-                ],
-            }
-        ],
-    }
-
-
-async def _connect(url: str, identity: str):
-    from websockets.asyncio.client import connect
-
-    ws = await connect(url + identity, subprotocols=["ocpp1.6"], compression=None, open_timeout=30)
-    await ws.send(
-        _frame("boot", "BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "B"})
+def _start_server(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    if kind == "sparklin":
+        command = [
+            sys.executable,
+            "manage.py",
+            "run_gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+    else:
+        command = [sys.executable, "-m", "bench.gateway", "--serve", kind, "--port", str(port)]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    await ws.recv()
-    await ws.send(
-        _frame(
-            "st",
-            "StatusNotification",
-            {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
-        )
-    )
-    await ws.recv()
-    return ws
+    _wait_port(port)
+    return server, f"ws://127.0.0.1:{port}/ocpp/"
 
 
-async def _drain(ws):
-    """Answer what the gateway asks at first connection (GetConfiguration, ChangeConfiguration)
-    so it does not wait for us; returns when a CALLRESULT for one of our calls arrives."""
-    while True:
-        message = json.loads(await ws.recv())
-        if message[0] == 2:  # a call from the gateway
-            answer = (
-                {"configurationKey": []}
-                if message[2] == "GetConfiguration"
-                else {"status": "Accepted"}
-            )
-            await ws.send(json.dumps([3, message[1], answer]))
-            continue
-        return message
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(10)
 
 
-async def _load(url: str, identities: list[str], messages: int, gateway_pid: int) -> dict:
-    rss_start = _rss_mb(gateway_pid)
-    connections = []
-    for start in range(0, len(identities), 100):  # open in waves, as a fleet reconnecting would
-        connections += await asyncio.gather(
-            *(_connect(url, i) for i in identities[start : start + 100])
-        )
-    await asyncio.sleep(2)
-    rss_connected = _rss_mb(gateway_pid)
-    latencies: list[float] = []
-
-    async def run(ws):
-        for n in range(messages):
-            sent = time.perf_counter()
-            await ws.send(_frame(f"mv{n}", "MeterValues", _meter_values(n)))
-            await _drain(ws)
-            latencies.append(time.perf_counter() - sent)
-
-    t0 = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(run(ws) for ws in connections)), 600)
-    elapsed = time.perf_counter() - t0
-    await asyncio.gather(*(ws.close() for ws in connections))
-    latencies.sort()
-    return {
-        "rss_start": rss_start,
-        "rss_connected": rss_connected,
-        "elapsed": elapsed,
-        "answered": len(latencies),
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    }
+def _private_redis() -> tuple[subprocess.Popen, str, str]:
+    folder = tempfile.mkdtemp(prefix="sparklin-bench-redis-")
+    port = _free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--maxclients", "50000", "--dir", folder],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_port(port)
+    return server, f"redis://127.0.0.1:{port}/0", folder
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.gateway", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--chargers", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=20, help="MeterValues per charger")
+    parser.add_argument("--serve", choices=["library", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cpu-chargers", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=100, help="messages per charger")
+    parser.add_argument("--idle", type=int, default=19_000, help="idle connections for memory")
+    parser.add_argument("--parts", default="cpu,memory")
+    parser.add_argument("--servers", default="sparklin,library,plain")
     args = parser.parse_args(argv)
-    if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL", "").startswith(
-        "postgres"
-    ):
-        print("bench.gateway needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
+    if args.serve:
+        asyncio.run(
+            _serve_library(args.port) if args.serve == "library" else _serve_plain(args.port)
+        )
+        return 0
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        print("bench.gateway needs DATABASE_URL (PostgreSQL)", file=sys.stderr)
         return 2
 
-    database, cleanup = prepare_database("sparklin_bench_gw")
+    # One socket per charger on each side: lift the soft open-files limit (inherited by the
+    # servers) to the hard one, and keep a margin for everything else.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    idle = min(args.idle, hard - 500)
+    parts, servers = args.parts.split(","), args.servers.split(",")
+
+    redis = None
+    if not os.environ.get("CELERY_BROKER_URL"):
+        redis, redis_url, redis_dir = _private_redis()
+        os.environ["REDIS_URL"] = redis_url
+    from bench import prepare_database
+
+    database, cleanup = prepare_database("sparklin_bench_gateway")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
     django.setup()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    identities = _register(args.chargers)
-    port = _free_port()
+    identities = _register(max(idle, args.cpu_chargers * 2))
+    profile = _profile()
     env = dict(os.environ, CELERY_TASK_ALWAYS_EAGER="false", LOG_LEVEL="WARNING")
-    gateway = subprocess.Popen(
-        [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    results: dict[str, dict] = {}
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        result = asyncio.run(
-            _load(f"ws://127.0.0.1:{port}/ocpp/", identities, args.messages, gateway.pid)
-        )
+        for kind in servers:
+            result = results[kind] = {}
+            if "cpu" in parts:
+                server, url = _start_server(kind, env)
+                try:
+                    n = args.cpu_chargers
+                    result["1.6"] = asyncio.run(
+                        _cpu_part(url, server.pid, identities[:n], "1.6", args.messages, profile)
+                    )
+                    result["2.0.1"] = asyncio.run(
+                        _cpu_part(
+                            url, server.pid, identities[n : 2 * n], "2.0.1", args.messages, profile
+                        )
+                    )
+                finally:
+                    _stop(server)
+            if "memory" in parts:
+                server, url = _start_server(kind, env)
+                try:
+                    result["memory"] = asyncio.run(
+                        _memory_part(url, server.pid, identities[:idle], profile)
+                    )
+                finally:
+                    _stop(server)
+            print(f"  {kind}: {result}", file=sys.stderr)
     finally:
-        gateway.terminate()
-        gateway.wait(30)
-        import redis
-
-        redis.Redis.from_url(os.environ["REDIS_URL"]).delete("celery")  # the unconsumed tasks
         cleanup()
+        if redis is not None:
+            _stop(redis)
+            shutil.rmtree(redis_dir, ignore_errors=True)
 
-    per_conn_kb = (result["rss_connected"] - result["rss_start"]) * 1024 / args.chargers
-    rate = result["answered"] / result["elapsed"]
     print(
-        f"machine       : {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
-    )
-    print(f"database      : {database}; events published to Redis as Celery tasks")
-    print(f"connections   : {args.chargers} booted 1.6J chargers")
-    print(
-        f"memory        : {result['rss_start']:.0f} MB → {result['rss_connected']:.0f} MB, ~{per_conn_kb:.0f} KB per connection"
+        f"machine   : {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
     )
     print(
-        f"throughput    : {result['answered']} MeterValues in {result['elapsed']:.1f} s = {rate:.0f} msg/s"
+        f"database  : {database}; broker: {'CELERY_BROKER_URL' if redis is None else 'private redis-server'}"
     )
-    print(
-        f"answer latency: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms (all chargers sending at once)"
-    )
+    if "cpu" in parts:
+        print(
+            f"CPU       : {args.cpu_chargers} chargers per version × {args.messages} messages, "
+            "one at a time each (server process CPU time / messages)"
+        )
+        print(f"{'':28}" + "".join(f"{k:>14}" for k in servers))
+        for version, label in (
+            ("1.6", "1.6 MeterValues µs/msg"),
+            ("2.0.1", "2.0.1 TransactionEvent µs/msg"),
+        ):
+            print(f"{label:28}" + "".join(f"{results[k][version]['us']:>14.0f}" for k in servers))
+            print(
+                f"{'  answered msg/s':28}"
+                + "".join(f"{results[k][version]['rate']:>14.0f}" for k in servers)
+            )
+        if "sparklin" in servers and "library" in servers:
+            for version in ("1.6", "2.0.1"):
+                ratio = results["sparklin"][version]["us"] / results["library"][version]["us"]
+                print(f"sparklin / library, {version}: {ratio:.2f}")
+    if "memory" in parts:
+        note = (
+            ""
+            if idle == args.idle
+            else f" (asked {args.idle}; the hard open-files limit is {hard})"
+        )
+        print(f"memory    : {idle} idle booted 1.6 chargers{note}; RSS delta / connections")
+        print(
+            f"{'KB per idle connection':28}"
+            + "".join(f"{results[k]['memory']['kb']:>14.1f}" for k in servers)
+        )
+        print(
+            f"{'RSS MB before → after':28}"
+            + "".join(
+                f"{results[k]['memory']['rss0']:>6.0f} → {results[k]['memory']['rss1']:<5.0f}"
+                for k in servers
+            )
+        )
+        print(
+            f"{'connect + boot all, s':28}"
+            + "".join(f"{results[k]['memory']['seconds']:>14.1f}" for k in servers)
+        )
     return 0
 
 

@@ -585,3 +585,17 @@ class InventoryCharger(models.Model):
 
     def __str__(self):
         return self.serial
+
+
+class TransactionStart(models.Model):
+    """A 1.6 StartTransaction the gateway gave a transaction id: a retried start (same charger,
+    connector, idTag, meterStart and timestamp — the charger lost the answer) gets the same id on
+    any connection and any gateway. `start_key` is a digest of those fields. Written only by the
+    gateway (`ocpp_gateway/starts.py`), which purges rows older than a few days."""
+
+    start_key = models.CharField(max_length=64, unique=True)
+    transaction_id = models.BigIntegerField()
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.start_key[:12]}… → {self.transaction_id}"

@@ -2,10 +2,15 @@
 "Reconfigure"), per vendor and OCPP version. Every profile starts from what the product needs
 (heartbeat, energy register in transactions); vendors add what makes their chargers behave.
 
+At every other boot the gateway reads just these settings back and re-applies those that differ
+(`same_value`), so a factory-reset or replaced charger is reconfigured.
+
 1.6 entries are (key, value) for ChangeConfiguration; 2.0.1 entries are (component, variable,
 value) for SetVariables. Values are read from settings at call time (tests change them)."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -69,3 +74,16 @@ def profile_201(vendor: str | None) -> list[tuple[str, str, str]]:
     if vendor == "volttime":
         wanted += [("TxCtrlr", "StopTxOnEVSideDisconnect", "true")]
     return wanted
+
+
+def same_value(current, wanted: str) -> bool:
+    """Whether a value the charger reports equals the profile's: lists compared item by item,
+    numbers by value ("60" == "60.0"), anything else as stripped text."""
+    if current is None:
+        return False
+    if "," in wanted or "," in str(current):
+        return [v.strip() for v in str(current).split(",")] == wanted.split(",")
+    try:
+        return Decimal(str(current)) == Decimal(wanted)
+    except ArithmeticError:
+        return str(current).strip().lower() == wanted.lower()  # "True" == "true"

@@ -315,7 +315,7 @@ class Gateway:
 
     def _close_stale(self, cp, reason: str) -> None:
         cp.superseded = True
-        task = asyncio.create_task(cp.websocket.close(1000, reason), name=f"close-{cp.id}")
+        task = asyncio.create_task(cp.close(1000, reason), name=f"close-{cp.id}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -486,8 +486,6 @@ class Gateway:
             cp = cls(
                 identity, ws, gateway=self, charger=charger, response_timeout=self.response_timeout
             )
-            cp.superseded = False
-            cp.websocket = ws
             cp.connected_at = time.time()
             previous = self.connections.get(identity)
             self.connections[identity] = cp
@@ -505,21 +503,11 @@ class Gateway:
                 },
             )
             self.registry.register(identity, cp.connected_at)
-            configurator = asyncio.create_task(
-                cp.configure_when_booted(), name=f"configure-{identity}"
-            )
             try:
-                await cp.serve()
+                await cp.serve()  # configures after each accepted boot, in a task it owns
             except ConnectionClosed:
                 pass
             finally:
-                configurator.cancel()
-                try:
-                    await configurator
-                except (asyncio.CancelledError, ConnectionClosed):
-                    pass  # the charger hung up during its configuration: nothing to report
-                except Exception:
-                    logger.exception("%s: configuration task failed", identity)
                 if self.connections.get(identity) is cp:
                     del self.connections[identity]
                 if not cp.superseded:

@@ -336,6 +336,23 @@ class SimulatedCharger201(_Simulated, ChargePoint201):
                 )
             )
 
+    @on(Action201.get_variables)
+    def on_get_variables(self, get_variable_data, **kwargs):
+        self.received.append(("GetVariables", {"get_variable_data": get_variable_data}))
+        results = []
+        for item in get_variable_data:
+            key = f"{item['component']['name']}/{item['variable']['name']}"
+            known = key in self.configuration
+            results.append(
+                {
+                    "attribute_status": "Accepted" if known else "UnknownVariable",
+                    "attribute_value": self.configuration.get(key),
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+            )
+        return result201.GetVariables(get_variable_result=results)
+
     @on(Action201.set_variables)
     def on_set_variables(self, set_variable_data, **kwargs):
         self.received.append(("SetVariables", {"set_variable_data": set_variable_data}))
@@ -573,9 +590,11 @@ async def connect_charger(
     register_wh: int | None = None,
     response_timeout: float = 10,
     open_timeout: float = 5,
+    configuration: dict[str, str] | None = None,
 ):
     """Connect a simulated charger and run its reader; yields the charger object. On exit the
-    connection is closed and the reader and owned tasks are awaited."""
+    connection is closed and the reader and owned tasks are awaited. `configuration` overrides
+    the charger's factory settings (e.g. a charger Sparklin already configured)."""
     cls = SimulatedCharger201 if version.startswith("2") else SimulatedCharger16
     headers = {"Authorization": basic_auth(identity, password)} if password else None
     async with connect(
@@ -586,6 +605,7 @@ async def connect_charger(
         open_timeout=open_timeout,
     ) as ws:
         charger = cls(identity, ws, register_wh=register_wh, response_timeout=response_timeout)
+        charger.configuration.update(configuration or {})
         reader = asyncio.create_task(charger.start())
         try:
             yield charger

@@ -1,51 +1,213 @@
-"""OCPP 1.6J: handlers for what chargers send, and the configuration applied at first connection.
+"""OCPP 1.6J: handlers for what chargers send, and the configuration the gateway keeps applied.
 
-Each handler translates the payload into an event for `chargers.events` and, where the charger
-waits for a decision (Boot, Authorize, StartTransaction), answers from the gateway's cached reads.
-Handlers take `**kwargs` so vendor extensions and optional fields never break them.
+Each handler takes the payload as the charger sent it (camelCase, already validated against the
+schema) and returns the answer dict. It translates the payload into an event for
+`chargers.events` (shapes in `chargers.contract`) and, where the charger waits for a decision
+(Boot, Authorize, StartTransaction), answers from the gateway's cached reads. Transaction and
+meter messages are durable before they are answered (`await cp.sync()`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from decimal import Decimal
+import logging
 
 from django.conf import settings
-from ocpp.charge_point import camel_to_snake_case
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint as ChargePoint16Base
-from ocpp.v16 import call, call_result
-from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from .base import GatewayChargePoint, iso_now
-from .profiles import ENERGY, profile_16
+from .ocpplib import request
+from .profiles import ENERGY, profile_16, same_value
+from .starts import start_ids
+
+logger = logging.getLogger(__name__)
 
 
 def samples_16(meter_values) -> list[dict]:
-    """1.6 MeterValue list (snake_case keys) → the events' sample dicts. Signed values are
-    skipped (their value is an opaque blob, not a number)."""
+    """1.6 MeterValue list → the events' sample dicts. Signed values are skipped (their value is
+    an opaque blob, not a number)."""
     samples = []
     for mv in meter_values or ():
         timestamp = mv.get("timestamp")
-        for sv in mv.get("sampled_value") or ():
+        for sv in mv.get("sampledValue") or ():
             if sv.get("format") == "SignedData":
                 continue
+            measurand = sv.get("measurand") or ENERGY
             samples.append(
                 {
                     "timestamp": timestamp,
-                    "measurand": sv.get("measurand") or ENERGY,
+                    "measurand": measurand,
                     "phase": sv.get("phase") or "",
                     "context": sv.get("context") or "Sample.Periodic",
                     "value": str(sv.get("value")),
-                    "unit": sv.get("unit")
-                    or ("Wh" if (sv.get("measurand") or ENERGY).startswith("Energy") else ""),
+                    "unit": sv.get("unit") or ("Wh" if measurand.startswith("Energy") else ""),
                 }
             )
     return samples
 
 
-class ChargePoint16(GatewayChargePoint, ChargePoint16Base):
+# --- handlers: async (cp, payload) -> answer ---------------------------------------------------
+
+
+async def boot_notification(cp: ChargePoint16, p: dict) -> dict:
+    """Always Accepted (the identity was checked at the upgrade), with our heartbeat interval;
+    what it reports is recorded on the charger. Configuration follows the answer."""
+    interval = settings.GATEWAY_HEARTBEAT_INTERVAL
+    firmware = p.get("firmwareVersion") or ""
+    cp.emit(
+        "boot",
+        {
+            "vendor": p["chargePointVendor"],
+            "model": p["chargePointModel"],
+            "serial": p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber") or "",
+            "firmware": firmware,
+            "ocpp_version": "1.6",
+            "heartbeat_interval": interval,
+        },
+    )
+    cp.accept_boot(firmware)
+    return {"currentTime": iso_now(), "interval": interval, "status": "Accepted"}
+
+
+async def heartbeat(cp: ChargePoint16, p: dict) -> dict:
+    """Proof of life: updates `last_seen`."""
+    cp.emit("heartbeat")
+    return {"currentTime": iso_now()}
+
+
+async def status_notification(cp: ChargePoint16, p: dict) -> dict:
+    """Outlet status; connector 0 is the charger itself (kept in the log only)."""
+    connector_id = p["connectorId"]
+    cp.emit(
+        "status",
+        {
+            "evse_id": connector_id,
+            "connector_id": connector_id,
+            "status": p["status"],
+            "error_code": p["errorCode"],
+            "timestamp": p.get("timestamp"),
+        },
+    )
+    return {}
+
+
+async def authorize(cp: ChargePoint16, p: dict) -> dict:
+    """Accepted / Invalid / Blocked from the charger's community cards."""
+    decision = await cp.gateway.decisions.authorize(cp.community_id, p["idTag"])
+    return {"idTagInfo": {"status": decision["status"]}}
+
+
+async def start_transaction(cp: ChargePoint16, p: dict) -> dict:
+    """Allocates the transaction id — the same one for a retried start (same charger,
+    connector, idTag, meterStart, timestamp) on any connection or gateway — and answers the
+    card's status once the start is durable. Nothing is emitted before the id and the decision
+    are known, so a failure there is a CALLERROR the charger retries, never a half-recorded
+    start."""
+    connector_id, id_tag = p["connectorId"], p["idTag"]
+    transaction_id = await start_ids(cp.gateway).transaction_id(
+        cp.id, (connector_id, id_tag, p["meterStart"], p["timestamp"])
+    )
+    decision = await cp.gateway.decisions.authorize(cp.community_id, id_tag)
+    cp.emit(
+        "transaction",
+        {
+            "event": "started",
+            "transaction_id": str(transaction_id),
+            "evse_id": connector_id,
+            "connector_id": connector_id,
+            "id_tag": id_tag,
+            "timestamp": p["timestamp"],
+            "meter_wh": p["meterStart"],
+            "reason": "",
+            "seq_no": None,
+            "offline": False,
+            "samples": [],
+        },
+    )
+    await cp.sync()
+    return {"transactionId": transaction_id, "idTagInfo": {"status": decision["status"]}}
+
+
+async def meter_values(cp: ChargePoint16, p: dict) -> dict:
+    """Live energy of a session (and other measurands, kept as samples); durable before
+    answered."""
+    transaction_id = p.get("transactionId")
+    connector_id = p["connectorId"]
+    cp.emit(
+        "meter_values",
+        {
+            "transaction_id": str(transaction_id) if transaction_id is not None else None,
+            "evse_id": connector_id,
+            "connector_id": connector_id,
+            "samples": samples_16(p["meterValue"]),
+        },
+    )
+    await cp.sync()
+    return {}
+
+
+async def stop_transaction(cp: ChargePoint16, p: dict) -> dict:
+    """Ends the session (a replayed stop changes nothing in the worker); transactionData
+    samples are kept. Durable before answered; then the card's status from what is known: the
+    decision (served from cache when the database is away) or, when even that fails, no
+    idTagInfo (optional in StopTransaction.conf) — never a CALLERROR for a recorded stop."""
+    id_tag = p.get("idTag")
+    cp.emit(
+        "transaction",
+        {
+            "event": "ended",
+            "transaction_id": str(p["transactionId"]),
+            "evse_id": None,
+            "connector_id": None,
+            "id_tag": id_tag,
+            "timestamp": p["timestamp"],
+            "meter_wh": p["meterStop"],
+            "reason": p.get("reason") or "",
+            "seq_no": None,
+            "offline": False,
+            "samples": samples_16(p.get("transactionData")),
+        },
+    )
+    await cp.sync()
+    if id_tag:
+        try:
+            decision = await cp.gateway.decisions.authorize(cp.community_id, id_tag)
+        except Exception:
+            logger.warning("%s: StopTransaction answered without idTagInfo", cp.id, exc_info=True)
+            return {}
+        return {"idTagInfo": {"status": decision["status"]}}
+    return {}
+
+
+async def data_transfer(cp: ChargePoint16, p: dict) -> dict:
+    """No vendor extension is understood yet: the spec's answer is UnknownVendorId (the frame
+    stays in the message log)."""
+    return {"status": "UnknownVendorId"}
+
+
+async def firmware_status_notification(cp: ChargePoint16, p: dict) -> dict:
+    cp.emit("firmware_status", {"status": p["status"]})
+    return {}
+
+
+async def diagnostics_status_notification(cp: ChargePoint16, p: dict) -> dict:
+    """Recorded in the message log only."""
+    return {}
+
+
+class ChargePoint16(GatewayChargePoint):
     version = "1.6"
+    __slots__ = ()
+    HANDLERS = {
+        "BootNotification": boot_notification,
+        "Heartbeat": heartbeat,
+        "StatusNotification": status_notification,
+        "Authorize": authorize,
+        "StartTransaction": start_transaction,
+        "MeterValues": meter_values,
+        "StopTransaction": stop_transaction,
+        "DataTransfer": data_transfer,
+        "FirmwareStatusNotification": firmware_status_notification,
+        "DiagnosticsStatusNotification": diagnostics_status_notification,
+    }
     PORTAL_ACTIONS = frozenset(
         {
             "ChangeConfiguration",
@@ -56,196 +218,59 @@ class ChargePoint16(GatewayChargePoint, ChargePoint16Base):
         }
     )
 
-    @staticmethod
-    def build_call(action: str, payload: dict):
-        """A portal command's request object."""
-        return getattr(call, action)(**camel_to_snake_case(payload))
-
     def applied_configuration(self, action: str, payload: dict) -> dict:
         if action == "ChangeConfiguration" and payload.get("key"):
             return {payload["key"]: payload.get("value")}
         return {}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Chargers repeat a StartTransaction whose answer they missed; the same start must get
-        # the same transaction id (kept per connection, bounded).
-        self._recent_starts: OrderedDict[tuple, int] = OrderedDict()
-
-    # --- core profile -------------------------------------------------------------------------
-    @on(Action.boot_notification, skip_schema_validation=True)
-    async def on_boot_notification(self, charge_point_vendor, charge_point_model, **kwargs):
-        """Always Accepted (the identity was checked at the upgrade), with our heartbeat
-        interval; what it reports is recorded on the charger."""
-        interval = settings.GATEWAY_HEARTBEAT_INTERVAL
-        firmware = kwargs.get("firmware_version") or ""
-        self.emit(
-            "boot",
-            {
-                "vendor": charge_point_vendor,
-                "model": charge_point_model,
-                "serial": kwargs.get("charge_point_serial_number")
-                or kwargs.get("charge_box_serial_number")
-                or "",
-                "firmware": firmware,
-                "ocpp_version": "1.6",
-                "heartbeat_interval": interval,
-            },
-        )
-        self.accept_boot(firmware)
-        return call_result.BootNotification(
-            current_time=iso_now(), interval=interval, status=RegistrationStatus.accepted
-        )
-
-    @on(Action.heartbeat, skip_schema_validation=True)
-    async def on_heartbeat(self, **kwargs):
-        """Proof of life: updates `last_seen`."""
-        self.emit("heartbeat")
-        return call_result.Heartbeat(current_time=iso_now())
-
-    @on(Action.status_notification, skip_schema_validation=True)
-    async def on_status_notification(self, connector_id, error_code, status, **kwargs):
-        """Outlet status; connector 0 is the charger itself (kept in the log only)."""
-        self.emit(
-            "status",
-            {
-                "evse_id": connector_id,
-                "connector_id": connector_id,
-                "status": status,
-                "error_code": error_code,
-                "timestamp": kwargs.get("timestamp"),
-            },
-        )
-        return call_result.StatusNotification()
-
-    @on(Action.authorize, skip_schema_validation=True)
-    async def on_authorize(self, id_tag, **kwargs):
-        """Accepted / Invalid / Blocked from the charger's community cards."""
-        decision = await self.gateway.decisions.authorize(self.community_id, id_tag)
-        return call_result.Authorize(id_tag_info={"status": decision["status"]})
-
-    @on(Action.start_transaction, skip_schema_validation=True)
-    async def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, **kwargs):
-        """Allocates the transaction id (unique across gateways) and answers the card's
-        status; the session is created by the worker from the event."""
-        key = (connector_id, id_tag, timestamp, meter_start)
-        transaction_id = self._recent_starts.get(key)
-        if transaction_id is None:
-            transaction_id = await self.gateway.decisions.next_transaction_id()
-            self._recent_starts[key] = transaction_id
-            while len(self._recent_starts) > 32:
-                self._recent_starts.popitem(last=False)
-        decision = await self.gateway.decisions.authorize(self.community_id, id_tag)
-        self.emit(
-            "transaction",
-            {
-                "event": "started",
-                "transaction_id": str(transaction_id),
-                "evse_id": connector_id,
-                "connector_id": connector_id,
-                "id_tag": id_tag,
-                "timestamp": timestamp,
-                "meter_wh": meter_start,
-                "reason": "",
-                "seq_no": None,
-                "offline": False,
-                "samples": [],
-            },
-        )
-        return call_result.StartTransaction(
-            transaction_id=transaction_id, id_tag_info={"status": decision["status"]}
-        )
-
-    @on(Action.meter_values, skip_schema_validation=True)
-    async def on_meter_values(self, connector_id, meter_value, **kwargs):
-        """Live energy of a session (and other measurands, kept as samples)."""
-        transaction_id = kwargs.get("transaction_id")
-        self.emit(
-            "meter_values",
-            {
-                "transaction_id": str(transaction_id) if transaction_id is not None else None,
-                "evse_id": connector_id,
-                "connector_id": connector_id,
-                "samples": samples_16(meter_value),
-            },
-        )
-        return call_result.MeterValues()
-
-    @on(Action.stop_transaction, skip_schema_validation=True)
-    async def on_stop_transaction(self, meter_stop, timestamp, transaction_id, **kwargs):
-        """Ends the session (a replayed stop changes nothing in the worker); transactionData
-        samples are kept."""
-        id_tag = kwargs.get("id_tag")
-        self.emit(
-            "transaction",
-            {
-                "event": "ended",
-                "transaction_id": str(transaction_id),
-                "evse_id": None,
-                "connector_id": None,
-                "id_tag": id_tag,
-                "timestamp": timestamp,
-                "meter_wh": meter_stop,
-                "reason": kwargs.get("reason") or "",
-                "seq_no": None,
-                "offline": False,
-                "samples": samples_16(kwargs.get("transaction_data")),
-            },
-        )
-        if id_tag:
-            decision = await self.gateway.decisions.authorize(self.community_id, id_tag)
-            return call_result.StopTransaction(id_tag_info={"status": decision["status"]})
-        return call_result.StopTransaction()
-
-    @on(Action.data_transfer, skip_schema_validation=True)
-    async def on_data_transfer(self, vendor_id, **kwargs):
-        """No vendor extension is understood yet: the spec's answer is UnknownVendorId (the
-        frame stays in the message log)."""
-        return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
-
-    @on(Action.firmware_status_notification, skip_schema_validation=True)
-    async def on_firmware_status_notification(self, status, **kwargs):
-        self.emit("firmware_status", {"status": status})
-        return call_result.FirmwareStatusNotification()
-
-    @on(Action.diagnostics_status_notification, skip_schema_validation=True)
-    async def on_diagnostics_status_notification(self, status, **kwargs):
-        """Recorded in the message log only."""
-        return call_result.DiagnosticsStatusNotification()
-
     # --- configuration ------------------------------------------------------------------------
     async def configure(self) -> None:
-        """Read the configuration, then set what differs from the vendor profile."""
-        status, result = await self.command(call.GetConfiguration())
+        """Full configuration (first connection, firmware change, "Reconfigure"): read the whole
+        configuration, then set what differs from the vendor profile."""
+        _, result = await self.command("GetConfiguration", request("1.6", "GetConfiguration"))
         current = {}
         if result is not None:
-            for item in result.configuration_key or ():
+            for item in result.get("configurationKey") or ():
                 current[item["key"]] = item.get("value")
             if current:
                 self.emit("configuration", {"values": current})
+        await self._apply(profile_16(self.charger.get("vendor")), current, set())
+
+    async def check_configuration(self) -> None:
+        """At every other boot: read only the profile's keys and set those that differ (a
+        factory reset or a replaced unit loses them without any firmware change). The read is
+        kept in the message log, not as a command row."""
         wanted = profile_16(self.charger.get("vendor"))
+        status, result = await self.command(
+            "GetConfiguration",
+            request("1.6", "GetConfiguration", key=[key for key, _ in wanted]),
+            record=False,
+        )
+        if result is None:
+            return  # no usable answer: nothing to compare; the next boot tries again
+        current = {item["key"]: item.get("value") for item in result.get("configurationKey") or ()}
+        unknown = set(result.get("unknownKey") or ())
+        if any(not same_value(current.get(k), v) for k, v in wanted if k not in unknown):
+            logger.info("%s: configuration differs from its profile, re-applying", self.id)
+            await self._apply(wanted, current, unknown)
+
+    async def _apply(self, wanted, current: dict, unknown: set) -> None:
         applied = {}
         for key, value in wanted:
-            if _same(current.get(key), value):
+            if key in unknown or same_value(current.get(key), value):
                 continue
-            status, _ = await self.command(call.ChangeConfiguration(key=key, value=value))
+            status, _ = await self.command(
+                "ChangeConfiguration", request("1.6", "ChangeConfiguration", key=key, value=value)
+            )
             if status == "rejected" and key == "MeterValuesSampledData" and value != ENERGY:
                 # Some meters cannot report power: energy alone is what billing needs.
                 value = ENERGY
-                status, _ = await self.command(call.ChangeConfiguration(key=key, value=value))
+                status, _ = await self.command(
+                    "ChangeConfiguration",
+                    request("1.6", "ChangeConfiguration", key=key, value=value),
+                )
             if status == "accepted":
                 applied[key] = value
         if applied:
             self.emit("configuration", {"values": applied})
         self.emit("configured", {})
-
-
-def _same(current, wanted: str) -> bool:
-    if current is None:
-        return False
-    if "," in wanted or "," in str(current):
-        return [v.strip() for v in str(current).split(",")] == wanted.split(",")
-    try:
-        return Decimal(str(current)) == Decimal(wanted)
-    except ArithmeticError:
-        return str(current).strip() == wanted

@@ -1,38 +1,40 @@
-"""OCPP 2.0.1: handlers for what charging stations send, and the configuration applied at first
-connection (GetBaseReport, then SetVariables on SampledDataCtrlr and OCPPCommCtrlr).
+"""OCPP 2.0.1: handlers for what charging stations send, and the configuration the gateway keeps
+applied (GetBaseReport then SetVariables at first connection; GetVariables of the profile's
+variables, and SetVariables of those that differ, at every other boot).
 
-As in 1.6, handlers translate payloads into events and answer decisions from cached reads; they
-take `**kwargs` so optional fields and customData never break them.
+As in 1.6, handlers take the camelCase payload and return the answer dict; TransactionEvent and
+MeterValues are durable before they are answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import logging
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from ocpp.charge_point import camel_to_snake_case
-from ocpp.routing import on
-from ocpp.v201 import ChargePoint as ChargePoint201Base
-from ocpp.v201 import call, call_result
-from ocpp.v201.enums import Action, RegistrationStatusEnumType, ReportBaseEnumType
 
+from chargers.contract import outlet_key
+
+from . import base
 from .base import GatewayChargePoint, iso_now
-from .profiles import ENERGY, profile_201
+from .ocpplib import request
+from .profiles import ENERGY, profile_201, same_value
 
-_request_ids = itertools.count(1)
+logger = logging.getLogger(__name__)
+
+_EVENTS = {"Started": "started", "Updated": "updated", "Ended": "ended"}
 
 
 def samples_201(meter_values) -> list[dict]:
-    """2.0.1 MeterValueType list (snake_case keys) → the events' sample dicts; the unit's
-    power-of-ten multiplier is applied here so every sample is in its plain unit."""
+    """2.0.1 MeterValueType list → the events' sample dicts; the unit's power-of-ten multiplier
+    is applied here so every sample is in its plain unit."""
     samples = []
     for mv in meter_values or ():
         timestamp = mv.get("timestamp")
-        for sv in mv.get("sampled_value") or ():
-            unit_of_measure = sv.get("unit_of_measure") or {}
+        for sv in mv.get("sampledValue") or ():
+            unit_of_measure = sv.get("unitOfMeasure") or {}
             measurand = sv.get("measurand") or ENERGY
             try:
                 value = Decimal(str(sv.get("value")))
@@ -64,8 +66,8 @@ def variable_key(component: dict, variable: dict, attribute_type: str | None = N
     evse = component.get("evse") or {}
     if evse.get("id") is not None:
         key += f"@{evse['id']}"
-        if evse.get("connector_id") is not None:
-            key += f".{evse['connector_id']}"
+        if evse.get("connectorId") is not None:
+            key += f".{evse['connectorId']}"
     key += "/" + variable.get("name", "")
     if variable.get("instance"):
         key += f"[{variable['instance']}]"
@@ -74,8 +76,160 @@ def variable_key(component: dict, variable: dict, attribute_type: str | None = N
     return key
 
 
-class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
+# --- handlers: async (cp, payload) -> answer ---------------------------------------------------
+
+
+async def boot_notification(cp: ChargePoint201, p: dict) -> dict:
+    """Always Accepted (the identity was checked at the upgrade), with our heartbeat interval;
+    what it reports is recorded on the charger. Configuration follows the answer."""
+    interval = settings.GATEWAY_HEARTBEAT_INTERVAL
+    station = p["chargingStation"]
+    firmware = station.get("firmwareVersion") or ""
+    cp.emit(
+        "boot",
+        {
+            "vendor": station.get("vendorName") or "",
+            "model": station.get("model") or "",
+            "serial": station.get("serialNumber") or "",
+            "firmware": firmware,
+            "ocpp_version": "2.0.1",
+            "heartbeat_interval": interval,
+        },
+    )
+    cp.accept_boot(firmware)
+    return {"currentTime": iso_now(), "interval": interval, "status": "Accepted"}
+
+
+async def heartbeat(cp: ChargePoint201, p: dict) -> dict:
+    """Proof of life: updates `last_seen`."""
+    cp.emit("heartbeat")
+    return {"currentTime": iso_now()}
+
+
+async def status_notification(cp: ChargePoint201, p: dict) -> dict:
+    """Connector status of (EVSE, connector)."""
+    cp.emit(
+        "status",
+        {
+            "evse_id": p["evseId"],
+            "connector_id": p["connectorId"],
+            "status": p["connectorStatus"],
+            "error_code": "",
+            "timestamp": p["timestamp"],
+        },
+    )
+    return {}
+
+
+async def authorize(cp: ChargePoint201, p: dict) -> dict:
+    """Accepted / Invalid / Blocked; the token type (ISO14443, Local…) does not matter: the
+    same UID is the same card."""
+    decision = await cp.gateway.decisions.authorize(cp.community_id, p["idToken"]["idToken"])
+    return {"idTokenInfo": {"status": decision["status"]}}
+
+
+async def transaction_event(cp: ChargePoint201, p: dict) -> dict:
+    """Started / Updated / Ended, in any order and possibly replayed (offline queue): the worker
+    upserts by transaction id. Durable before answered; then an idToken gets its status from
+    what is known — the decision (served from cache when the database is away) or, when even
+    that fails, no idTokenInfo (optional in the response) — never a CALLERROR for a recorded
+    event."""
+    evse = p.get("evse") or {}
+    outlet = outlet_key(evse.get("id"), evse.get("connectorId"))
+    id_token = (p.get("idToken") or {}).get("idToken")
+    info = p["transactionInfo"]
+    cp.emit(
+        "transaction",
+        {
+            "event": _EVENTS[p["eventType"]],
+            "transaction_id": info["transactionId"],
+            "evse_id": outlet[0] if outlet else evse.get("id"),
+            "connector_id": outlet[1] if outlet else None,
+            "id_tag": id_token,
+            "timestamp": p["timestamp"],
+            "meter_wh": None,
+            "reason": info.get("stoppedReason") or "",
+            "seq_no": p["seqNo"],
+            "offline": bool(p.get("offline")),
+            "samples": samples_201(p.get("meterValue")),
+        },
+    )
+    await cp.sync()
+    if id_token:
+        try:
+            decision = await cp.gateway.decisions.authorize(cp.community_id, id_token)
+        except Exception:
+            logger.warning(
+                "%s: TransactionEvent answered without idTokenInfo", cp.id, exc_info=True
+            )
+            return {}
+        return {"idTokenInfo": {"status": decision["status"]}}
+    return {}
+
+
+async def meter_values(cp: ChargePoint201, p: dict) -> dict:
+    """Samples outside TransactionEvent: attached to the session in progress on the EVSE;
+    durable before answered."""
+    outlet = outlet_key(p["evseId"], None)
+    cp.emit(
+        "meter_values",
+        {
+            "transaction_id": None,
+            "evse_id": p["evseId"],
+            "connector_id": outlet[1] if outlet else None,
+            "samples": samples_201(p["meterValue"]),
+        },
+    )
+    await cp.sync()
+    return {}
+
+
+async def notify_report(cp: ChargePoint201, p: dict) -> dict:
+    """A part of the report asked by GetBaseReport: merged into `Charger.configuration`."""
+    values = {}
+    for item in p.get("reportData") or ():
+        for attribute in item.get("variableAttribute") or ():
+            key = variable_key(
+                item.get("component") or {}, item.get("variable") or {}, attribute.get("type")
+            )
+            values[key] = attribute.get("value")
+    if values:
+        cp.emit("configuration", {"values": values})
+    if not p.get("tbc"):
+        cp.report_done(p["requestId"])
+    return {}
+
+
+async def notify_event(cp: ChargePoint201, p: dict) -> dict:
+    """Monitoring events: kept in the message log."""
+    return {}
+
+
+async def security_event_notification(cp: ChargePoint201, p: dict) -> dict:
+    """Security events: kept in the message log."""
+    return {}
+
+
+async def firmware_status_notification(cp: ChargePoint201, p: dict) -> dict:
+    cp.emit("firmware_status", {"status": p["status"]})
+    return {}
+
+
+class ChargePoint201(GatewayChargePoint):
     version = "2.0.1"
+    __slots__ = ("_reports",)
+    HANDLERS = {
+        "BootNotification": boot_notification,
+        "Heartbeat": heartbeat,
+        "StatusNotification": status_notification,
+        "Authorize": authorize,
+        "TransactionEvent": transaction_event,
+        "MeterValues": meter_values,
+        "NotifyReport": notify_report,
+        "NotifyEvent": notify_event,
+        "SecurityEventNotification": security_event_notification,
+        "FirmwareStatusNotification": firmware_status_notification,
+    }
     PORTAL_ACTIONS = frozenset(
         {
             "SetVariables",
@@ -87,10 +241,13 @@ class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
         }
     )
 
-    @staticmethod
-    def build_call(action: str, payload: dict):
-        """A portal command's request object."""
-        return getattr(call, action)(**camel_to_snake_case(payload))
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._reports: dict[int, asyncio.Event] | None = None  # GetBaseReport ids awaited
+
+    def report_done(self, request_id) -> None:
+        if self._reports and request_id in self._reports:
+            self._reports[request_id].set()
 
     def applied_configuration(self, action: str, payload: dict) -> dict:
         if action != "SetVariables":
@@ -102,162 +259,77 @@ class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
             for item in payload.get("setVariableData") or ()
         }
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._reports_done: dict[int, asyncio.Event] = {}
-
-    @on(Action.boot_notification, skip_schema_validation=True)
-    async def on_boot_notification(self, charging_station, reason, **kwargs):
-        """Always Accepted (the identity was checked at the upgrade), with our heartbeat
-        interval; what it reports is recorded on the charger."""
-        interval = settings.GATEWAY_HEARTBEAT_INTERVAL
-        firmware = charging_station.get("firmware_version") or ""
-        self.emit(
-            "boot",
-            {
-                "vendor": charging_station.get("vendor_name") or "",
-                "model": charging_station.get("model") or "",
-                "serial": charging_station.get("serial_number") or "",
-                "firmware": firmware,
-                "ocpp_version": "2.0.1",
-                "heartbeat_interval": interval,
-            },
-        )
-        self.accept_boot(firmware)
-        return call_result.BootNotification(
-            current_time=iso_now(), interval=interval, status=RegistrationStatusEnumType.accepted
-        )
-
-    @on(Action.heartbeat, skip_schema_validation=True)
-    async def on_heartbeat(self, **kwargs):
-        """Proof of life: updates `last_seen`."""
-        self.emit("heartbeat")
-        return call_result.Heartbeat(current_time=iso_now())
-
-    @on(Action.status_notification, skip_schema_validation=True)
-    async def on_status_notification(
-        self, timestamp, connector_status, evse_id, connector_id, **kwargs
-    ):
-        """Connector status of (EVSE, connector)."""
-        self.emit(
-            "status",
-            {
-                "evse_id": evse_id,
-                "connector_id": connector_id,
-                "status": connector_status,
-                "error_code": "",
-                "timestamp": timestamp,
-            },
-        )
-        return call_result.StatusNotification()
-
-    @on(Action.authorize, skip_schema_validation=True)
-    async def on_authorize(self, id_token, **kwargs):
-        """Accepted / Invalid / Blocked; the token type (ISO14443, Local…) does not matter: the
-        same UID is the same card."""
-        decision = await self.gateway.decisions.authorize(
-            self.community_id, id_token.get("id_token", "")
-        )
-        return call_result.Authorize(id_token_info={"status": decision["status"]})
-
-    @on(Action.transaction_event, skip_schema_validation=True)
-    async def on_transaction_event(
-        self, event_type, timestamp, trigger_reason, seq_no, transaction_info, **kwargs
-    ):
-        """Started / Updated / Ended, in any order and possibly replayed (offline queue): the
-        worker upserts by transaction id and ignores seqNos already seen. An idToken gets its
-        status in the answer."""
-        evse = kwargs.get("evse") or {}
-        id_token = (kwargs.get("id_token") or {}).get("id_token")
-        event = {"Started": "started", "Updated": "updated", "Ended": "ended"}[event_type]
-        samples = samples_201(kwargs.get("meter_value"))
-        self.emit(
-            "transaction",
-            {
-                "event": event,
-                "transaction_id": transaction_info["transaction_id"],
-                "evse_id": evse.get("id"),
-                "connector_id": evse.get("connector_id", 1 if evse.get("id") else None),
-                "id_tag": id_token,
-                "timestamp": timestamp,
-                "meter_wh": None,
-                "reason": transaction_info.get("stopped_reason") or "",
-                "seq_no": seq_no,
-                "offline": bool(kwargs.get("offline")),
-                "samples": samples,
-            },
-        )
-        if id_token:
-            decision = await self.gateway.decisions.authorize(self.community_id, id_token)
-            return call_result.TransactionEvent(id_token_info={"status": decision["status"]})
-        return call_result.TransactionEvent()
-
-    @on(Action.meter_values, skip_schema_validation=True)
-    async def on_meter_values(self, evse_id, meter_value, **kwargs):
-        """Samples outside TransactionEvent: attached to the session in progress on the EVSE."""
-        self.emit(
-            "meter_values",
-            {
-                "transaction_id": None,
-                "evse_id": evse_id,
-                "connector_id": 1 if evse_id else None,
-                "samples": samples_201(meter_value),
-            },
-        )
-        return call_result.MeterValues()
-
-    @on(Action.notify_report, skip_schema_validation=True)
-    async def on_notify_report(self, request_id, generated_at, seq_no, **kwargs):
-        """A part of the report asked by GetBaseReport: merged into `Charger.configuration`."""
-        values = {}
-        for item in kwargs.get("report_data") or ():
-            for attribute in item.get("variable_attribute") or ():
-                key = variable_key(
-                    item.get("component") or {}, item.get("variable") or {}, attribute.get("type")
-                )
-                values[key] = attribute.get("value")
-        if values:
-            self.emit("configuration", {"values": values})
-        if not kwargs.get("tbc") and request_id in self._reports_done:
-            self._reports_done[request_id].set()
-        return call_result.NotifyReport()
-
-    @on(Action.notify_event, skip_schema_validation=True)
-    async def on_notify_event(self, generated_at, seq_no, event_data, **kwargs):
-        """Monitoring events: kept in the message log."""
-        return call_result.NotifyEvent()
-
-    @on(Action.security_event_notification, skip_schema_validation=True)
-    async def on_security_event_notification(self, type, timestamp, **kwargs):  # noqa: A002
-        """Security events: kept in the message log."""
-        return call_result.SecurityEventNotification()
-
-    @on(Action.firmware_status_notification, skip_schema_validation=True)
-    async def on_firmware_status_notification(self, status, **kwargs):
-        self.emit("firmware_status", {"status": status})
-        return call_result.FirmwareStatusNotification()
-
     # --- configuration ------------------------------------------------------------------------
     async def configure(self) -> None:
-        """Ask for the configuration inventory (it arrives as NotifyReport parts), then set the
-        heartbeat and transaction energy reporting in one SetVariables."""
-        request_id = next(_request_ids)
-        done = self._reports_done[request_id] = asyncio.Event()
-        status, _ = await self.command(
-            call.GetBaseReport(
-                request_id=request_id,
-                report_base=ReportBaseEnumType.configuration_inventory,
+        """Full configuration (first connection, firmware change, "Reconfigure"): ask for the
+        configuration inventory (it arrives as NotifyReport parts), then set the profile in one
+        SetVariables."""
+        request_id = next(base._request_ids)
+        if self._reports is None:
+            self._reports = {}
+        done = self._reports[request_id] = asyncio.Event()
+        try:
+            status, _ = await self.command(
+                "GetBaseReport",
+                request(
+                    "2.0.1",
+                    "GetBaseReport",
+                    request_id=request_id,
+                    report_base="ConfigurationInventory",
+                ),
             )
-        )
-        if status == "accepted":
-            # Let the report finish first, so what it says is stored before what we set (its
-            # parts are merged in arrival order). Not a wait on call(): no reply to shift.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), self._response_timeout)
-        self._reports_done.pop(request_id, None)
+            if status == "accepted":
+                # Let the report finish first, so what it says is stored before what we set
+                # (its parts are merged in arrival order).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), self._timeout)
+        finally:
+            self._reports.pop(request_id, None)
+            if not self._reports:
+                self._reports = None
+        await self._set(profile_201(self.charger.get("vendor")))
+
+    async def check_configuration(self) -> None:
+        """At every other boot: read the profile's variables (GetVariables) and set those that
+        differ (a factory reset or a replaced unit loses them without any firmware change).
+        Variables the station does not know are left alone. The read is kept in the message log,
+        not as a command row."""
         wanted = profile_201(self.charger.get("vendor"))
         status, result = await self.command(
-            call.SetVariables(
+            "GetVariables",
+            request(
+                "2.0.1",
+                "GetVariables",
+                get_variable_data=[
+                    {"component": {"name": c}, "variable": {"name": v}} for c, v, _ in wanted
+                ],
+            ),
+            record=False,
+        )
+        if result is None:
+            return  # no usable answer: nothing to compare; the next boot tries again
+        current, unknown = {}, set()
+        for item in result.get("getVariableResult") or ():
+            key = variable_key(item.get("component") or {}, item.get("variable") or {})
+            if item.get("attributeStatus") == "Accepted":
+                current[key] = item.get("attributeValue")
+            elif item.get("attributeStatus") in ("UnknownComponent", "UnknownVariable"):
+                unknown.add(key)
+        differing = [
+            (c, v, value)
+            for c, v, value in wanted
+            if f"{c}/{v}" not in unknown and not same_value(current.get(f"{c}/{v}"), value)
+        ]
+        if differing:
+            logger.info("%s: configuration differs from its profile, re-applying", self.id)
+            await self._set(differing)
+
+    async def _set(self, wanted) -> None:
+        status, result = await self.command(
+            "SetVariables",
+            request(
+                "2.0.1",
+                "SetVariables",
                 set_variable_data=[
                     {
                         "attribute_value": value,
@@ -265,13 +337,13 @@ class ChargePoint201(GatewayChargePoint, ChargePoint201Base):
                         "variable": {"name": variable},
                     }
                     for component, variable, value in wanted
-                ]
-            )
+                ],
+            ),
         )
         if result is not None:
             applied = {}
-            for item in result.set_variable_result or ():
-                if item.get("attribute_status") in ("Accepted", "RebootRequired"):
+            for item in result.get("setVariableResult") or ():
+                if item.get("attributeStatus") in ("Accepted", "RebootRequired"):
                     key = variable_key(item.get("component") or {}, item.get("variable") or {})
                     match = [v for c, n, v in wanted if key == f"{c}/{n}"]
                     if match:

@@ -2,7 +2,7 @@
 
 The `ocpp` library validates every payload with `jsonschema` on a thread pool (~350 µs per 1.6
 message, ~900 µs per 2.0.1 one, measured). We validate with `fastjsonschema` validators compiled
-once from the very schemas the library ships (`ocpp/v16/schemas`, `ocpp/v201/schemas`), on the
+once from the very schemas the library ships (`ocpp/v16/schemas`, `ocpp/v201/schemas`, found through `ocpplib`), on the
 event loop (a few µs), and register our handlers with `skip_schema_validation=True`.
 
 Errors map to the CALLERROR codes the library would send for the same violation, except that
@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import fastjsonschema
-import ocpp
-from ocpp.exceptions import (
+
+from .ocpplib import (
     FormationViolationError,
     FormatViolationError,
     OCPPError,
     PropertyConstraintViolationError,
     ProtocolError,
     TypeConstraintViolationError,
+    schema_path,
 )
-from ocpp.exceptions import (
-    NotImplementedError as OcppNotImplementedError,
-)
-
-_SCHEMAS = Path(ocpp.__file__).resolve().parent
+from .ocpplib import NotImplementedError as OcppNotImplementedError
 
 # Chargers send timestamps without a time zone or with odd fractions; the library does not check
 # formats either (jsonschema ignores `format` unless asked), so neither do we.
@@ -45,8 +41,7 @@ def schema_name(version: str, action: str, response: bool) -> str:
 
 @cache
 def _validator(version: str, name: str):
-    folder = "v16" if version == "1.6" else "v201"
-    path = _SCHEMAS / folder / "schemas" / f"{name}.json"
+    path = schema_path(version, name)
     try:
         # 2.0.1 schemas start with a byte order mark.
         schema = json.loads(path.read_text(encoding="utf-8-sig"))

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from chargers.models import Charger, ChargerCommand
 from ocpp_gateway.commands import PENDING_TTL, claim_pending
+from ocpp_gateway.profiles import profile_16, profile_201
 from ocpp_gateway.simulator import connect_charger
 
 from .. import builders
@@ -31,11 +32,17 @@ def _fast(settings):
     settings.LANGUAGE_CODE = "en"
 
 
-def configured(charger, version):
-    """As after a first connection: configured, firmware known (nothing re-applied at boot)."""
+def configured(charger, version) -> dict[str, str]:
+    """As after a first connection: configured, firmware known. Returns the settings such a
+    charger holds (its vendor profile), for `connect_charger(configuration=…)`: the check at
+    boot then finds nothing to re-apply."""
     Charger.objects.filter(pk=charger.pk).update(
         ocpp_version=version, configured_at=timezone.now(), firmware_version="1.0.0"
     )
+    vendor = Charger.objects.get(pk=charger.pk).vendor
+    if version == "1.6":
+        return dict(profile_16(vendor))
+    return {f"{c}/{v}": value for c, v, value in profile_201(vendor)}
 
 
 async def command_answered(charger, timeout=10.0):
@@ -62,12 +69,12 @@ def command_status(uid_filter):
 
 
 def test_16_change_configuration_from_the_portal_reaches_the_charger(client, manager, charger):
-    configured(charger, "1.6")
+    settled = configured(charger, "1.6")
     client.force_login(manager)
     url = f"/c/tilleuls/chargers/{charger.pk}/configuration/"
 
     async def scenario(gw):
-        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+        async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled) as cp:
             await cp.boot()
             await sync_to_async(client.post)(url, {"setting": "heartbeat_interval", "value": "77"})
             await until(
@@ -92,12 +99,12 @@ def test_16_change_configuration_from_the_portal_reaches_the_charger(client, man
 
 
 def test_201_set_variables_from_the_portal_reaches_the_station(client, manager, charger):
-    configured(charger, "2.0.1")
+    settled = configured(charger, "2.0.1")
     client.force_login(manager)
     url = f"/c/tilleuls/chargers/{charger.pk}/configuration/"
 
     async def scenario(gw):
-        async with connect_charger(gw.url, charger.identity, "2.0.1") as cp:
+        async with connect_charger(gw.url, charger.identity, "2.0.1", configuration=settled) as cp:
             await cp.boot()
             await sync_to_async(client.post)(
                 url, {"setting": "meter_sample_interval", "value": "15"}
@@ -116,21 +123,28 @@ def test_201_set_variables_from_the_portal_reaches_the_station(client, manager, 
 
 
 def test_reconfigure_reads_and_applies_the_vendor_profile_again(client, manager, charger):
-    configured(charger, "1.6")
     Charger.objects.filter(pk=charger.pk).update(vendor="spark1")
+    settled = configured(charger, "1.6")
     client.force_login(manager)
 
     async def scenario(gw):
-        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+        async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled) as cp:
             await cp.boot()
+            await until(lambda: cp.count("GetConfiguration") == 1)  # the check at boot
+            await asyncio.sleep(0.1)
+            changed_at_boot = cp.count("ChangeConfiguration")
+            cp.configuration["ClockAlignedDataInterval"] = "0"  # changed on the charger
             await sync_to_async(client.post)(f"/c/tilleuls/chargers/{charger.pk}/reconfigure/")
-            await until(lambda: cp.count("GetConfiguration") == 1)
-            await until(lambda: cp.count("ChangeConfiguration") == 7)
+            await until(lambda: cp.count("GetConfiguration") == 2)
+            await until(lambda: cp.count("ChangeConfiguration") == 1)
             await until(lambda: gw.batcher.pending == 0)
             await asyncio.sleep(0.1)
-            return dict(cp.configuration)
+            full_read = cp.received[[a for a, _ in cp.received].index("GetConfiguration", 1)]
+            return dict(cp.configuration), changed_at_boot, full_read
 
-    configuration = run(scenario, command_poll_seconds=0.05)
+    configuration, changed_at_boot, full_read = run(scenario, command_poll_seconds=0.05)
+    assert changed_at_boot == 0  # in its profile: nothing re-applied at boot
+    assert not full_read[1].get("key")  # "Reconfigure" reads the whole configuration
     # The Spark 1 profile: the product's settings plus clock-aligned energy readings.
     assert configuration["ClockAlignedDataInterval"] == "900"
     assert configuration["HeartbeatInterval"] == "120"

@@ -11,6 +11,7 @@ import os
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -85,6 +86,13 @@ async def until(predicate, timeout=5.0, step=0.02):
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(step)
+
+
+async def configured_and_recorded(gw, identity, timeout=10.0):
+    """Wait until the connection's configuration task has finished (its last answer handled,
+    its events emitted) and every event emitted so far is recorded."""
+    await until(lambda: gw.connections[identity]._config_task is None, timeout=timeout)
+    await gw.batcher.sync()
 
 
 async def raw_client(url, identity, protocols=("ocpp1.6",), headers=None):
@@ -260,7 +268,7 @@ def test_repeated_start_transaction_gets_the_same_id(charger):
     "version,code,unknown_type",
     [
         ("1.6", "FormationViolation", "FormationViolation"),
-        ("2.0.1", "FormatViolation", "MessageTypeNotSupported"),
+        ("2.0.1", "RpcFrameworkError", "MessageTypeNotSupported"),
     ],
 )
 def test_malformed_frame_gets_callerror_and_connection_stays_up(
@@ -328,7 +336,7 @@ def test_schema_violation_gets_callerror_and_connection_stays_up(
     assert not Connector.objects.filter(charger=charger).exists()
 
 
-def test_unknown_action_gets_not_implemented_or_not_supported(charger):
+def test_unknown_action_gets_not_implemented_unsupported_one_not_supported(charger):
     async def scenario(gw):
         ws = await raw_client(gw.url, charger.identity)
         not_handled = await exchange(ws, [2, "a-1", "Reset", {"type": "Hard"}])
@@ -337,7 +345,9 @@ def test_unknown_action_gets_not_implemented_or_not_supported(charger):
         return not_handled, unknown
 
     not_handled, unknown = run(scenario)
-    assert not_handled[2] == "NotImplemented" and unknown[2] == "NotSupported"
+    # OCPP-J 1.6 §4.2.3 and 2.0.1 §4.3: NotImplemented = "Requested Action is not known by
+    # receiver", NotSupported = "Requested Action is recognized but not supported".
+    assert not_handled[2] == "NotSupported" and unknown[2] == "NotImplemented"
 
 
 # --- transaction ids, configuration -------------------------------------------------------------
@@ -348,10 +358,10 @@ def test_16_transaction_ids_unique_across_two_gateways(community, site):
         builders.make_charger(community, site=site, identity=f"CP-TX-{i}") for i in range(2)
     ]
 
-    async def starts(url, identity, n):
+    async def starts(url, identity, n, first=0):
         ws = await raw_client(url, identity)
         ids = []
-        for i in range(n):
+        for i in range(first, first + n):
             answer = await exchange(
                 ws,
                 [
@@ -401,7 +411,7 @@ def test_16_transaction_ids_unique_across_two_gateways(community, site):
             decisions=Decisions(id_block=5),
         )
         async with restarted:
-            results.append(await starts(restarted.url, chargers[0].identity, 2))
+            results.append(await starts(restarted.url, chargers[0].identity, 2, first=20))
         return results
 
     a, b, after_restart = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
@@ -411,16 +421,16 @@ def test_16_transaction_ids_unique_across_two_gateways(community, site):
     assert ChargingSession.objects.count() == 26
 
 
-def test_configuration_applied_at_first_connection_only(charger):
+def test_configuration_read_in_full_at_first_connection_checked_at_later_boots(charger):
     async def first(gw):
         async with connect_charger(gw.url, charger.identity, "1.6") as cp:
             await cp.boot()
             await until(lambda: cp.count("ChangeConfiguration") == 4)
-            await until(lambda: gw.batcher.published > 0 and gw.batcher.pending == 0)
-            return dict(cp.configuration), cp.count("GetConfiguration")
+            await configured_and_recorded(gw, charger.identity)
+            return dict(cp.configuration), cp.received[0]
 
-    configuration, reads = run(first)
-    assert reads == 1
+    configuration, read = run(first)
+    assert read == ("GetConfiguration", {})  # the whole configuration, at first connection
     assert configuration == {
         "HeartbeatInterval": "120",
         "MeterValueSampleInterval": "30",
@@ -435,15 +445,55 @@ def test_configuration_applied_at_first_connection_only(charger):
     assert set(commands.values_list("status", flat=True)) == {"accepted"}
 
     async def second(gw):
-        async with connect_charger(gw.url, charger.identity, "1.6") as cp:
+        async with connect_charger(
+            gw.url, charger.identity, "1.6", configuration=configuration
+        ) as cp:
             await cp.boot(firmware="1.0.0")
+            await until(lambda: cp.count("GetConfiguration") == 1)
             await cp.heartbeat()
             await asyncio.sleep(0.2)
-            return cp.count("GetConfiguration")
+            return cp.received
 
-    # Configured, firmware known since the first boot: nothing is sent again.
+    # Configured, firmware known since the first boot, settings kept: only the profile's keys
+    # are read back, nothing is set, and the read is no command row.
     Charger.objects.filter(pk=charger.pk).update(firmware_version="1.0.0")
-    assert run(second) == 0
+    received = run(second)
+    assert received == [
+        ("GetConfiguration", {"key": [key for key in configuration]}),
+    ]
+    assert ChargerCommand.objects.filter(charger=c).count() == 5
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_factory_reset_charger_is_reconfigured_at_its_next_boot(charger, version):
+    """Same firmware, configuration lost (factory reset, replaced unit): the check at boot
+    finds the profile's settings changed and sets them again."""
+    Charger.objects.filter(pk=charger.pk).update(
+        ocpp_version=version, configured_at=timezone.now(), firmware_version="1.0.0"
+    )
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, version) as cp:  # factory settings
+            await cp.boot(firmware="1.0.0")
+            setter = "ChangeConfiguration" if version == "1.6" else "SetVariables"
+            await until(lambda: cp.count(setter) == (4 if version == "1.6" else 1))
+            await configured_and_recorded(gw, charger.identity)
+            return dict(cp.configuration), [action for action, _ in cp.received]
+
+    configuration, actions = run(scenario)
+    if version == "1.6":
+        assert actions[0] == "GetConfiguration" and actions.count("GetConfiguration") == 1
+        assert configuration["MeterValueSampleInterval"] == "30"
+        assert configuration["HeartbeatInterval"] == "120"
+    else:
+        assert actions == ["GetVariables", "SetVariables"]  # no full report again
+        assert configuration["SampledDataCtrlr/TxUpdatedInterval"] == "30"
+        assert configuration["OCPPCommCtrlr/HeartbeatInterval"] == "120"
+    stored = Charger.objects.get(pk=charger.pk).configuration
+    assert stored  # what was set is recorded on the charger
+    assert set(ChargerCommand.objects.filter(charger=charger).values_list("status", flat=True)) == {
+        "accepted"
+    }
 
 
 def test_201_configuration_reads_report_and_sets_variables(charger):
@@ -452,6 +502,7 @@ def test_201_configuration_reads_report_and_sets_variables(charger):
             await cp.boot()
             await until(lambda: cp.count("SetVariables") == 1)
             await cp.wait_owned()  # the NotifyReport parts the charger sends
+            await configured_and_recorded(gw, charger.identity)
             return dict(cp.configuration), cp.count("GetBaseReport")
 
     configuration, reports = run(scenario)

@@ -63,11 +63,11 @@ def command_status(action):
 def test_remote_start_then_stop_from_the_portal(
     client, community, individual, charger, version, start, stop
 ):
-    configured(charger, version)
+    settled = configured(charger, version)
     client.force_login(individual)
 
     async def scenario(gw):
-        async with connect_charger(gw.url, charger.identity, version) as cp:
+        async with connect_charger(gw.url, charger.identity, version, configuration=settled) as cp:
             await cp.boot()
             await cp.status(1, "Available")
             connector = await until_db(

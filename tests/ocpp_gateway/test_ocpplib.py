@@ -1,0 +1,135 @@
+"""The adapter over the `ocpp` library fails loudly when an upgrade changes what we rely on:
+the pinned version, the schemas of every action we handle or send, the action names, the error
+codes, and the call dataclasses we build requests with. And nothing else in the gateway imports
+the library."""
+
+import ast
+import json
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from ocpp_gateway import ocpplib, validation
+from ocpp_gateway.v16 import ChargePoint16
+from ocpp_gateway.v201 import ChargePoint201
+
+GATEWAY = Path(__file__).resolve().parents[2] / "ocpp_gateway"
+PYPROJECT = GATEWAY.parent / "pyproject.toml"
+CLASSES = {"1.6": ChargePoint16, "2.0.1": ChargePoint201}
+# What the gateway sends by itself (configuration) besides the portal's actions.
+SENT = {
+    "1.6": {"GetConfiguration", "ChangeConfiguration"},
+    "2.0.1": {"GetBaseReport", "GetVariables", "SetVariables"},
+}
+
+
+def test_installed_library_is_the_pinned_minor_version():
+    pin = re.search(r'"ocpp>=(\d+)\.(\d+),<(\d+)\.(\d+)"', PYPROJECT.read_text())
+    assert pin, "pyproject.toml must pin ocpp to one minor version"
+    low, high = (int(pin[1]), int(pin[2])), (int(pin[3]), int(pin[4]))
+    installed = tuple(int(part) for part in version("ocpp").split(".")[:2])
+    assert low <= installed < high, f"ocpp {version('ocpp')} is not the tested {low}"
+
+
+@pytest.mark.parametrize("ocpp_version", ["1.6", "2.0.1"])
+def test_every_action_we_handle_or_send_has_its_schemas_and_is_a_known_action(ocpp_version):
+    cls = CLASSES[ocpp_version]
+    known = ocpplib.known_actions(ocpp_version)
+    for action in cls.HANDLERS:
+        assert action in known
+        for response in (False, True):
+            name = validation.schema_name(ocpp_version, action, response)
+            assert ocpplib.schema_path(ocpp_version, name).is_file(), name
+            assert validation._validator(ocpp_version, name) is not None
+    for action in cls.PORTAL_ACTIONS | SENT[ocpp_version]:
+        assert action in known
+        for response in (False, True):
+            name = validation.schema_name(ocpp_version, action, response)
+            assert ocpplib.schema_path(ocpp_version, name).is_file(), name
+
+
+def test_schemas_still_forbid_what_they_forbade():
+    schema = json.loads(ocpplib.schema_path("1.6", "Heartbeat").read_text("utf-8-sig"))
+    assert schema.get("additionalProperties") is False
+    with pytest.raises(ocpplib.OCPPError) as error:
+        validation.validate("1.6", "StatusNotification", {"connectorId": 1, "status": "Available"})
+    assert error.value.code == "ProtocolError"
+
+
+def test_error_classes_carry_the_specification_codes():
+    assert {
+        cls.code
+        for cls in (
+            ocpplib.FormationViolationError,
+            ocpplib.FormatViolationError,
+            ocpplib.InternalError,
+            ocpplib.NotImplementedError,
+            ocpplib.NotSupportedError,
+            ocpplib.PropertyConstraintViolationError,
+            ocpplib.ProtocolError,
+            ocpplib.TypeConstraintViolationError,
+            ocpplib.RpcFrameworkError,
+        )
+    } == {
+        "FormationViolation",
+        "FormatViolation",
+        "InternalError",
+        "NotImplemented",
+        "NotSupported",
+        "PropertyConstraintViolation",
+        "ProtocolError",
+        "TypeConstraintViolation",
+        "RpcFrameworkError",
+    }
+    error = ocpplib.InternalError(details={"cause": "x"})
+    assert error.details == {"cause": "x"} and isinstance(error.description, str)
+
+
+def test_requests_built_through_the_call_dataclasses():
+    assert ocpplib.request("1.6", "GetConfiguration") == {}
+    assert ocpplib.request("1.6", "GetConfiguration", key=["A", "B"]) == {"key": ["A", "B"]}
+    assert ocpplib.request("1.6", "ChangeConfiguration", key="K", value="1") == {
+        "key": "K",
+        "value": "1",
+    }
+    assert ocpplib.request(
+        "2.0.1", "GetBaseReport", request_id=3, report_base="ConfigurationInventory"
+    ) == {"requestId": 3, "reportBase": "ConfigurationInventory"}
+    assert ocpplib.request(
+        "2.0.1",
+        "SetVariables",
+        set_variable_data=[
+            {"attribute_value": "30", "component": {"name": "C"}, "variable": {"name": "V"}}
+        ],
+    ) == {
+        "setVariableData": [
+            {"attributeValue": "30", "component": {"name": "C"}, "variable": {"name": "V"}}
+        ]
+    }
+    built = ocpplib.request(
+        "2.0.1",
+        "GetVariables",
+        get_variable_data=[{"component": {"name": "C"}, "variable": {"name": "V"}}],
+    )
+    validation.validate("2.0.1", "GetVariables", built)  # what we build passes the schema
+    with pytest.raises(TypeError):
+        ocpplib.request("1.6", "ChangeConfiguration", key="K")  # value is required
+
+
+def test_only_the_adapter_imports_the_library():
+    offenders = []
+    for path in GATEWAY.glob("*.py"):
+        if path.name in ("ocpplib.py", "simulator.py"):  # the simulator is a client tool
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            offenders += [
+                f"{path.name}: {n}" for n in names if n == "ocpp" or n.startswith("ocpp.")
+            ]
+    assert offenders == []
