@@ -16,7 +16,8 @@ from communities import services as community_services
 from communities.models import AccessRequest, Role
 from tests import builders
 
-pytestmark = pytest.mark.django_db
+# Test bodies read tenant data in the community fixture's scope (tests/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.community_scope]
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,9 @@ from communities.models import AuditEvent, Role
 from .. import builders
 from .test_events import T0, at, event, sample, tx
 
+# Test bodies read tenant data in the community fixture's scope (tests/conftest.py).
+pytestmark = pytest.mark.community_scope
+
 
 def samples_of(charger, tid):
     return MeterSample.objects.filter(session__charger=charger, session__transaction_id=tid)

@@ -15,15 +15,24 @@ from chargers.models import ChargingSession, MeterSample
 from .. import builders
 from .test_events import sample, tx
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Test bodies read tenant data in the community fixture's scope (tests/conftest.py).
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.community_scope("fleet_community"),
+]
 
 
 @pytest.fixture
-def fleet(db):
+def fleet_community(db):
     community = builders.make_community(slug="concurrency")
     builders.make_price(community)
-    site = builders.make_site(community)
-    return [builders.make_charger(community, site=site) for _ in range(12)]
+    return community
+
+
+@pytest.fixture
+def fleet(fleet_community):
+    site = builders.make_site(fleet_community)
+    return [builders.make_charger(fleet_community, site=site) for _ in range(12)]
 
 
 def session_batch(chargers, minute, reverse=False):

@@ -23,7 +23,8 @@ from ocpp_gateway.throttle import TokenBucket
 from .. import builders
 from .test_gateway import TIMEOUT, exchange, raw_client, redis_client, run, until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Test bodies read tenant data in the community fixture's scope (tests/conftest.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.community_scope]
 
 
 @pytest.fixture(autouse=True)

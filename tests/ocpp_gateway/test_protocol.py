@@ -19,7 +19,8 @@ from ocpp_gateway.server import Gateway
 
 from .test_gateway import TIMEOUT, exchange, raw_client, until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Test bodies read tenant data in the community fixture's scope (tests/conftest.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.community_scope]
 
 
 @pytest.fixture(autouse=True)
