@@ -72,6 +72,8 @@ check: test
 bench: setup services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench.gateway
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(PY) -m bench.lag
 
 messages: setup
 	$(PY) manage.py makemessages -l fr --ignore=.venv --ignore=tests
