@@ -251,24 +251,23 @@ class LeanCharger:
         self.latencies.append(time.monotonic() - started)
         return result
 
-    async def start(self, card: str, *, tx_key: str | None = None) -> str:
-        """Start a transaction; returns its id once answered. `tx_key` replays a start that
-        was not answered (2.0.1: the same transaction id; 1.6: the same timestamp)."""
-        sent = now_ms()
+    async def start(self, card: str, *, sent: float | None = None, tx: str | None = None) -> str:
+        """Start a transaction; returns its id once answered. A retry passes the first
+        attempt's `sent` time (and, 2.0.1, its transaction id `tx`): the same message again."""
+        sent = sent if sent is not None else now_ms()
         if self.version == "1.6":
-            timestamp = tx_key or iso(sent)
             result = await self._durable(
                 "StartTransaction",
                 {
                     "connectorId": 1,
                     "idTag": card,
                     "meterStart": self.register_wh,
-                    "timestamp": timestamp,
+                    "timestamp": iso(sent),
                 },
             )
             tx = str(result["transactionId"])
         else:
-            tx = tx_key or uuid.uuid4().hex[:20]
+            tx = tx or uuid.uuid4().hex[:20]
             self._seq = 0
             await self._durable(
                 "TransactionEvent",
@@ -290,11 +289,11 @@ class LeanCharger:
         self._seq += 1
         return self._seq - 1
 
-    async def meter(self, tx: str, add_wh: int = 0) -> None:
+    async def meter(self, tx: str, add_wh: int = 0, *, sent: float | None = None) -> None:
         """One periodic energy sample of transaction `tx`; the register grows by `add_wh`
-        first (a retried sample keeps its value: call with add_wh=0)."""
+        first. A retry passes add_wh=0 and the first attempt's `sent`: the same sample."""
         self.register_wh += add_wh
-        sent = now_ms()
+        sent = sent if sent is not None else now_ms()
         if self.version == "1.6":
             await self._durable(
                 "MeterValues",
@@ -319,8 +318,8 @@ class LeanCharger:
             )
         self.answered.samples.append((tx, sent, self.register_wh))
 
-    async def stop(self, tx: str, card: str) -> None:
-        sent = now_ms()
+    async def stop(self, tx: str, card: str, *, sent: float | None = None) -> None:
+        sent = sent if sent is not None else now_ms()
         if self.version == "1.6":
             await self._durable(
                 "StopTransaction",

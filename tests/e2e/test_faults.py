@@ -1,0 +1,194 @@
+"""Fault tests with real processes (issue 7): the gateway, a Celery worker, RabbitMQ and
+PostgreSQL under simulated traffic while one piece fails. Each ends with every message the
+chargers got an answer for recorded once: sessions with their start, price and energy, every
+answered meter sample a row.
+
+Servers that a test restarts are private to it (a RabbitMQ node, a redis-server, on free ports);
+the database fault is `pg_terminate_backend` on the test database's own backends."""
+
+import time
+
+import pytest
+
+from . import processes
+from .faults import Traffic, assert_all_recorded, make_fleet, terminate_backends
+from .processes import PrivateRabbitMQ, PrivateRedis, celery_worker, free_port, gateway
+
+pytestmark = pytest.mark.e2e
+
+
+class Stack:
+    """A gateway and a worker started with one environment, stopped (output printed, so a
+    failing test shows it) at the end."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/ocpp/"
+        self.worker = celery_worker(env)
+        self.gateway = gateway(env, self.port)
+
+    def start(self) -> "Stack":
+        self.worker.start(timeout=60)
+        self.start_gateway()
+        return self
+
+    def start_gateway(self) -> None:
+        self.gateway.start()
+        processes.wait_for_port(self.port)
+
+    def stop(self) -> None:
+        for process in (self.gateway, self.worker):
+            process.stop()
+        print(f"--- gateway output ---\n{self.gateway.output()}")
+        print(f"--- worker output ---\n{self.worker.output()}")
+
+
+@pytest.fixture
+def stack_for(e2e_env):
+    started = []
+
+    def make(**extra):
+        stack = Stack({**e2e_env, **{k: str(v) for k, v in extra.items()}}).start()
+        started.append(stack)
+        return stack
+
+    yield make
+    for stack in started:
+        stack.stop()
+
+
+@pytest.fixture
+def rabbitmq():
+    node = PrivateRabbitMQ()
+    try:
+        node.start()
+    except RuntimeError as exc:
+        node.cleanup()
+        pytest.fail(f"a private RabbitMQ node could not be started: {exc}")
+    yield node
+    print(f"--- private RabbitMQ ---\n{node.log_tail()[-1500:]}")
+    node.cleanup()
+
+
+@pytest.fixture
+def private_redis():
+    server = PrivateRedis().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="needs the edge branch (the gateway's ORM reconnects: close_old_connections) and the "
+    "worker branch (a retried batch applied after newer ones: 2.0.1 Updated samples with an "
+    "older seqNo are kept, not dropped)",
+)
+def test_database_backends_terminated_under_traffic(stack_for):
+    stack = stack_for()
+    fleet = make_fleet(10, "PGT")
+    traffic = Traffic(stack.url, fleet, duration=10).start()
+    terminated = 0
+    for _ in range(3):
+        time.sleep(2.5)
+        terminated += terminate_backends()
+    chargers = traffic.join()
+    assert terminated >= 3  # the worker's and the gateway's connections were cut each time
+    assert_all_recorded(chargers)
+    # The worker stayed up: the same process applies new work after the faults.
+    assert stack.worker.proc.poll() is None and stack.gateway.proc.poll() is None
+
+
+def test_broker_restarted_with_work_queued_and_under_traffic(stack_for, rabbitmq):
+    """First with the worker stopped, so that tasks wait in the queue across the restart
+    (durable queue, persistent messages); then with the worker running, which reconnects."""
+    stack = stack_for(CELERY_BROKER_URL=rabbitmq.url)
+    fleet = make_fleet(10, "MQR")
+    traffic = Traffic(stack.url, fleet, duration=24, interval=0.4).start()
+    time.sleep(2)
+    stack.worker.stop()
+    time.sleep(2)
+    rabbitmq.restart()  # the gateway keeps its events meanwhile and publishes them after
+    stack.worker.start(timeout=60)
+    time.sleep(2)
+    rabbitmq.restart()  # now the running worker loses its connection
+    chargers = traffic.join()
+    assert_all_recorded(chargers)
+    assert stack.gateway.proc.poll() is None and stack.worker.proc.poll() is None
+    assert "Publishing gateway events works again" in stack.gateway.output()
+    worker_log = stack.worker.output()
+    assert "Connection to broker lost" in worker_log or "Cannot connect" in worker_log
+
+
+def test_redis_restarted_empty_under_traffic(stack_for, private_redis):
+    stack = stack_for(REDIS_URL=private_redis.url)
+    fleet = make_fleet(10, "RDR")
+    traffic = Traffic(stack.url, fleet, duration=8).start()
+    time.sleep(2)
+    private_redis.restart()
+    time.sleep(3)
+    private_redis.restart()
+    chargers = traffic.join()
+    assert_all_recorded(chargers)
+    assert stack.gateway.proc.poll() is None and stack.worker.proc.poll() is None
+
+
+def test_worker_killed_under_load(stack_for):
+    stack = stack_for()
+    fleet = make_fleet(16, "WKL")
+    traffic = Traffic(stack.url, fleet, duration=8, interval=0.2).start()
+    time.sleep(3)
+    stack.worker.kill()  # kill -9 mid-task: its unacknowledged tasks go back to the queue
+    stack.worker.start(timeout=60)
+    chargers = traffic.join()
+    assert_all_recorded(chargers)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="needs the engine branch: transaction handlers await batcher.sync() before answering",
+)
+def test_gateway_killed_right_after_answering_starts(stack_for):
+    """25 chargers start a transaction at once; the gateway is killed -9 the moment the last
+    answer arrives. Each answered start must be a session with its start time and price; after
+    a new gateway starts, the chargers finish their sessions and the energy is right."""
+    import asyncio
+
+    from bench.lag import LeanCharger, now_ms
+
+    from .faults import CARD, assert_all_recorded
+
+    stack = stack_for()
+    fleet = make_fleet(25, "GWK")
+    chargers = [LeanCharger(stack.url, identity, version, timeout=8) for identity, version in fleet]
+
+    async def start_all():
+        for charger in chargers:
+            await charger.connect()
+        await asyncio.gather(*(c.boot() for c in chargers))
+        await asyncio.sleep(1)  # boots settled; now the burst the gateway must not lose
+        return await asyncio.gather(*(c.start(CARD, sent=now_ms()) for c in chargers))
+
+    loop = asyncio.new_event_loop()
+    try:
+        transactions = loop.run_until_complete(start_all())
+        stack.gateway.kill()  # right after the answers: nothing of the process may be needed
+        loop.run_until_complete(asyncio.gather(*(c.close() for c in chargers)))
+    finally:
+        loop.close()
+    assert len(transactions) == 25
+
+    stack.start_gateway()
+
+    async def finish_all():
+        for charger, tx in zip(chargers, transactions, strict=True):
+            await charger.connect()
+            await charger.boot()
+            charger.register_wh += 1500
+            await charger.meter(tx, sent=now_ms())
+            charger.register_wh += 1500
+            await charger.stop(tx, CARD, sent=now_ms())
+            await charger.close()
+
+    asyncio.run(finish_all())
+    assert_all_recorded(chargers, timeout=60)
