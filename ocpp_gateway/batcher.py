@@ -34,6 +34,23 @@ class NotDurable(Exception):
     down); the handler must not answer as if they were recorded."""
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a dependency being away, as opposed to bugs."""
+    from amqp.exceptions import AMQPError, MessageNacked
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+
+    return (
+        OSError,
+        TimeoutError,
+        BrokerError,
+        AMQPError,
+        MessageNacked,
+        OperationalError,
+        InterfaceError,
+    )
+
+
 class Publisher:
     """Publishes one batch as one `chargers.tasks.process_events` task; runs in the batcher's
     single thread, which owns its broker connection.
@@ -49,9 +66,7 @@ class Publisher:
 
     def __init__(self, timeout: float | None = None, url: str | None = None):
         self.url = url  # the broker; default CELERY_BROKER_URL
-        self.timeout = (
-            timeout if timeout is not None else settings.GATEWAY_PUBLISH_TIMEOUT_SECONDS
-        )
+        self.timeout = timeout if timeout is not None else settings.GATEWAY_PUBLISH_TIMEOUT_SECONDS
         self._connection = None
         self._producer = None
 
@@ -275,16 +290,20 @@ class EventBatcher:
         return True
 
     def _log_failure(self, exc: Exception) -> None:
-        """The first failure of an outage with its traceback, then one line every 10 s: an
-        outage is visible in the log without flooding it."""
+        """The first failure of an outage, then one line every 10 s: an outage is visible in
+        the log without flooding it. A traceback only for what is not an expected outage (a
+        broker or database away, SQLite busy in the embedded mode): that would be a bug."""
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = self._last_failure_log = now
             self._failed_attempts = 1
+            expected = isinstance(exc, _transient_errors())
             logger.error(
-                "Publishing %d gateway events failed; keeping them and retrying",
+                "Publishing %d gateway events failed (%s: %s); keeping them and retrying",
                 len(self._events),
-                exc_info=exc,
+                type(exc).__name__,
+                exc,
+                exc_info=None if expected else exc,
             )
             return
         self._failed_attempts += 1
