@@ -58,8 +58,9 @@ class Traffic:
         duration: float,
         interval: float = 0.3,
         samples: tuple[int, int] = (3, 6),
+        card: str = CARD,
     ):
-        self.url, self.fleet, self.duration = url, fleet, duration
+        self.url, self.fleet, self.duration, self.card = url, fleet, duration, card
         self.interval, self.samples = interval, samples
         self.chargers = [LeanCharger(url, i, v, timeout=8) for i, v in fleet]
         self.error: BaseException | None = None
@@ -92,7 +93,7 @@ class Traffic:
         await asyncio.gather(*(self._charge(c, until) for c in self.chargers))
 
     async def _charge(self, charger: LeanCharger, until: float) -> None:
-        card = CARD
+        card = self.card
         try:
             await retrying(charger, charger.boot)
             await retrying(charger, lambda: charger.status("Available"))

@@ -90,3 +90,38 @@ def test_a_silent_broker_makes_the_publish_raise_after_its_timeout_not_hang(brok
         listener.close()
         for sock in accepted:
             sock.close()
+
+
+def _queued() -> int:
+    with app.connection_for_write() as conn:
+        _, count, _ = conn.default_channel.queue_declare(
+            app.conf.task_default_queue, durable=True, passive=True
+        )
+    return count
+
+
+def test_sync_returns_only_once_the_broker_confirmed_the_events(broker):
+    """The engine's contract (handler: emit, `await batcher.sync()`, answer) with the real
+    publisher: when sync() returns, the batch is already a confirmed message on the queue, and
+    the events of several chargers waiting together share one message."""
+    import asyncio
+
+    from ocpp_gateway.batcher import EventBatcher
+
+    async def scenario():
+        batcher = EventBatcher(flush_seconds=1.0, durable_window=0.02, durable_timeout=10)
+        flusher = asyncio.create_task(batcher.run())
+
+        async def handler(identity):
+            batcher.emit(identity, "transaction", {"event": "started"})
+            await batcher.sync()
+            return _queued()  # what the broker holds at the moment the handler would answer
+
+        seen = await asyncio.gather(*(handler(f"CP-{n}") for n in range(5)))
+        flusher.cancel()
+        await batcher.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert all(count >= 1 for count in seen)
+    assert _queued() == 1  # one persistent message for the five chargers
