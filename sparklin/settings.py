@@ -190,6 +190,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # worker busy between round trips; with acks_late they are redelivered if the worker dies.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
 CELERY_TASK_SERIALIZER = "json"
+# Keep the worker's database connection across tasks (Celery's Django fixup would open one per
+# task); sparklin/celery.py drops broken or expired ones around each task instead.
+CELERY_DB_REUSE_MAX = 1000
 # The queue every task goes to (and the worker reads); benchmarks use a queue of their own.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_ACCEPT_CONTENT = ["json"]

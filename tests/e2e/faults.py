@@ -24,8 +24,6 @@ from billing.prices import session_cost
 from chargers.models import ChargingSession, MeterSample
 from tests import builders
 
-from .processes import wait_until
-
 CARD = "FAULT-CARD"
 PRICE = Decimal("0.2500")
 
@@ -174,23 +172,25 @@ def problems(chargers: list[LeanCharger]) -> list[str]:
     return found
 
 
-def assert_all_recorded(chargers: list[LeanCharger], timeout: float = 120) -> None:
-    """Wait (bounded) until every answered start, stop and sample is in PostgreSQL, once."""
+def assert_all_recorded(chargers: list[LeanCharger], timeout: float = 120, stall: float = 20):
+    """Wait until every answered start, stop and sample is in PostgreSQL, once: at most
+    `timeout` s, and no longer than `stall` s without progress (a lost message never comes)."""
     starts = sum(len(c.answered.starts) for c in chargers)
     samples = sum(len(c.answered.samples) for c in chargers)
     assert starts and samples, "the fleet got no answers at all"
-    last: list[str] = []
-
-    def settled():
-        nonlocal last
-        last = problems(chargers)
-        return not last
-
-    try:
-        wait_until(settled, timeout=timeout, interval=1, what="every answered message recorded")
-    except AssertionError:
-        shown = "\n".join(last[:30])
-        raise AssertionError(
-            f"{len(last)} problems out of {starts} answered starts and {samples} answered "
-            f"samples:\n{shown}"
-        ) from None
+    deadline = time.monotonic() + timeout
+    best, progress_at = None, time.monotonic()
+    while True:
+        found = problems(chargers)
+        if not found:
+            return
+        now = time.monotonic()
+        if best is None or len(found) < best:
+            best, progress_at = len(found), now
+        if now >= deadline or now - progress_at >= stall:
+            shown = "\n".join(found[:30])
+            raise AssertionError(
+                f"{len(found)} problems out of {starts} answered starts and {samples} answered "
+                f"samples:\n{shown}"
+            )
+        time.sleep(1)

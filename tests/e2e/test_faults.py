@@ -192,3 +192,63 @@ def test_gateway_killed_right_after_answering_starts(stack_for):
 
     asyncio.run(finish_all())
     assert_all_recorded(chargers, timeout=60)
+
+
+def test_worker_reconnects_after_its_database_backend_is_terminated(e2e_env, worker):
+    """The worker's half of 'reconnect everywhere', without the gateway: tasks published
+    straight to the broker; the worker's backend is terminated between and during them."""
+    from django.utils import timezone
+
+    from chargers.models import Charger
+    from ocpp_gateway.batcher import Publisher
+    from sparklin.celery import app
+
+    from .processes import wait_until
+
+    community = builders_community()
+    charger = Charger.objects.get(identity=community)
+    app.conf.task_always_eager = False
+    publisher = Publisher(timeout=5)
+
+    def boot(firmware):
+        publisher(
+            [
+                {
+                    "identity": charger.identity,
+                    "kind": "boot",
+                    "payload": {
+                        "vendor": "Sparklin",
+                        "model": "Lean",
+                        "serial": "",
+                        "firmware": firmware,
+                        "ocpp_version": "1.6",
+                        "heartbeat_interval": 300,
+                    },
+                    "received_at": timezone.now().isoformat(),
+                }
+            ]
+        )
+
+    def firmware_is(value):
+        return lambda: Charger.objects.get(pk=charger.pk).firmware_version == value
+
+    try:
+        boot("1.0")
+        wait_until(firmware_is("1.0"), timeout=30, what="first task applied")
+        for n in range(3):
+            assert terminate_backends() >= 1  # the worker's idle, reused connection
+            boot(f"2.{n}")
+            wait_until(firmware_is(f"2.{n}"), timeout=30, what="task after the termination")
+    finally:
+        publisher.close()
+        app.conf.task_always_eager = True
+    assert worker.proc.poll() is None
+    assert "Database connection 'default' was lost" in worker.output()
+
+
+def builders_community() -> str:
+    from tests import builders
+
+    community = builders.make_community(name="Worker DB", slug="worker-db")
+    site = builders.make_site(community)
+    return builders.make_charger(community, site=site, identity="WDB-1").identity
