@@ -162,25 +162,18 @@ def test_gateway_killed_right_after_answering_starts(stack_for):
     fleet = make_fleet(25, "GWK")
     chargers = [LeanCharger(stack.url, identity, version, timeout=8) for identity, version in fleet]
 
-    async def start_all():
+    async def scenario():
         for charger in chargers:
             await charger.connect()
         await asyncio.gather(*(c.boot() for c in chargers))
         await asyncio.sleep(1)  # boots settled; now the burst the gateway must not lose
-        return await asyncio.gather(*(c.start(CARD, sent=now_ms()) for c in chargers))
-
-    loop = asyncio.new_event_loop()
-    try:
-        transactions = loop.run_until_complete(start_all())
+        transactions = await asyncio.gather(*(c.start(CARD, sent=now_ms()) for c in chargers))
         stack.gateway.kill()  # right after the answers: nothing of the process may be needed
-        loop.run_until_complete(asyncio.gather(*(c.close() for c in chargers)))
-    finally:
-        loop.close()
-    assert len(transactions) == 25
+        for charger in chargers:
+            await charger.close()
+        assert len(transactions) == 25
 
-    stack.start_gateway()
-
-    async def finish_all():
+        await asyncio.to_thread(stack.start_gateway)
         for charger, tx in zip(chargers, transactions, strict=True):
             await charger.connect()
             await charger.boot()
@@ -190,7 +183,7 @@ def test_gateway_killed_right_after_answering_starts(stack_for):
             await charger.stop(tx, CARD, sent=now_ms())
             await charger.close()
 
-    asyncio.run(finish_all())
+    asyncio.run(scenario())
     assert_all_recorded(chargers, timeout=60)
 
 
