@@ -245,3 +245,22 @@ def builders_community() -> str:
     community = builders.make_community(name="Worker DB", slug="worker-db")
     site = builders.make_site(community)
     return builders.make_charger(community, site=site, identity="WDB-1").identity
+
+
+@pytest.mark.slow
+def test_soak_sixty_chargers_through_worker_kills_and_broker_restarts(stack_for, rabbitmq):
+    """`make test-slow`: two minutes of a larger fleet while the worker is killed -9 twice and
+    the broker restarted twice, interleaved."""
+    stack = stack_for(CELERY_BROKER_URL=rabbitmq.url)
+    fleet = make_fleet(60, "SOAK")
+    traffic = Traffic(stack.url, fleet, duration=120, interval=1.0).start()
+    for fault in ("worker", "broker", "worker", "broker"):
+        time.sleep(20)
+        if fault == "worker":
+            stack.worker.kill()
+            stack.worker.start(timeout=60)
+        else:
+            rabbitmq.restart()
+    chargers = traffic.join(timeout=400)
+    assert_all_recorded(chargers, timeout=300, stall=60)
+    assert traffic.answered_samples > 1000
