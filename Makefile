@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed
 # The test suite runs against real servers; these are the machine's defaults.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/sparklin
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+# RabbitMQ, the production broker, for the runs that start a worker (e2e, browser, bench).
+TEST_BROKER_URL ?= amqp://guest:guest@127.0.0.1:5672//
 
 .PHONY: help setup demo run-demo test check lint migrations-check test-unit test-e2e test-browser \
-        system-deps services bench messages clean
+        test-slow system-deps services bench messages clean
 
 help:
 	@echo "make demo    set up and run Sparklin with demo data (web :8000, gateway :9000)"
@@ -50,14 +52,19 @@ test-unit: setup
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	  $(VENV)/bin/pytest -m "not e2e and not browser" -p no:cacheprovider
 
+# Bounded fault tests included (a few minutes); the long ones are marked `slow` (test-slow).
 test-e2e: setup
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-	  $(VENV)/bin/pytest -m e2e -p no:cacheprovider
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(VENV)/bin/pytest -m "e2e and not slow" -p no:cacheprovider
+
+test-slow: setup
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(VENV)/bin/pytest -m slow -p no:cacheprovider
 
 # Playwright's sync API cannot share a process with other asyncio users: its own invocation.
 test-browser: setup
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DJANGO_ALLOW_ASYNC_UNSAFE=true \
-	  $(VENV)/bin/pytest -m browser -p no:cacheprovider
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  DJANGO_ALLOW_ASYNC_UNSAFE=true $(VENV)/bin/pytest -m browser -p no:cacheprovider
 
 test: system-deps services setup lint migrations-check test-unit test-e2e test-browser
 
@@ -68,6 +75,8 @@ bench: setup services
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench.storm
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m bench.worker
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(PY) -m bench.lag
 
 messages: setup
 	$(PY) manage.py makemessages -l fr --ignore=.venv --ignore=tests

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -33,11 +34,102 @@ class NotDurable(Exception):
     down); the handler must not answer as if they were recorded."""
 
 
-def publish_batch(events: list[dict]) -> None:
-    """Publish one batch as one task (runs in the batcher's thread)."""
-    from chargers.tasks import process_events
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a dependency being away, as opposed to bugs."""
+    from amqp.exceptions import AMQPError, MessageNacked
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
 
-    process_events.apply_async(args=[events])
+    return (
+        OSError,
+        TimeoutError,
+        BrokerError,
+        AMQPError,
+        MessageNacked,
+        OperationalError,
+        InterfaceError,
+    )
+
+
+class Publisher:
+    """Publishes one batch as one `chargers.tasks.process_events` task; runs in the batcher's
+    single thread, which owns its broker connection.
+
+    - Embedded mode (eager): the task runs here, so returning means committed; a database
+      error propagates and the batcher keeps the events.
+    - RabbitMQ: the connection has publisher confirms on (`confirm_publish`), so returning means
+      the broker acknowledged the persistent message on its durable queue — on disk. A nack, a
+      lost connection or no confirm within `timeout` raises instead of blocking: the batcher
+      keeps the events and tries again. A connection that failed is dropped and a new one is
+      opened at once: a broker restart costs no answer more than the reconnection.
+    """
+
+    def __init__(self, timeout: float | None = None, url: str | None = None):
+        self.url = url  # the broker; default CELERY_BROKER_URL
+        self.timeout = timeout if timeout is not None else settings.GATEWAY_PUBLISH_TIMEOUT_SECONDS
+        self._connection = None
+        self._producer = None
+
+    def __call__(self, events: list[dict]) -> None:
+        from chargers.tasks import process_events
+
+        if process_events.app.conf.task_always_eager:
+            process_events.apply_async(args=[events])
+            return
+        # A connection that served before may have been closed by a broker restart without us
+        # noticing (nothing reads from it between publishes): one immediate second attempt on a
+        # fresh connection, so a restart does not delay the answers by a backoff step.
+        attempts = 2 if self._producer is not None else 1
+        for attempt in range(attempts):
+            try:
+                self._publish(process_events, events)
+            except Exception as exc:
+                self._drop_connection()
+                if attempt + 1 < attempts:
+                    logger.warning("Broker connection lost (%s); reconnecting", exc)
+                    continue
+                raise
+            else:
+                return
+
+    def _publish(self, task, events: list[dict]) -> None:
+        if self._producer is None:
+            app = task.app
+            # No heartbeats: nothing services them between publishes; a dead connection is
+            # found by the next publish (it raises, or its confirm times out).
+            connection = app.connection_for_write(self.url, heartbeat=0)
+            connection.ensure_connection(max_retries=0, timeout=self.timeout)  # one attempt
+            self._connection = connection
+            self._producer = app.amqp.Producer(connection)
+        task.apply_async(
+            args=[events],
+            producer=self._producer,
+            # Retries belong to the batcher (it keeps the events); here one bounded attempt.
+            retry=False,
+            timeout=self.timeout,
+            confirm_timeout=self.timeout,
+        )
+
+    def _drop_connection(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.collect()  # release without talking to a broker that may be gone
+            except Exception:  # pragma: no cover - best effort
+                logger.debug("Closing the broker connection failed", exc_info=True)
+
+    def close(self) -> None:
+        self._drop_connection()
+
+
+def publish_batch(events: list[dict]) -> None:
+    """Publish one batch with a throw-away connection (scripts, tests); the gateway's batcher
+    keeps one `Publisher` and its connection instead."""
+    publisher = Publisher()
+    try:
+        publisher(events)
+    finally:
+        publisher.close()
 
 
 class EventBatcher:
@@ -46,14 +138,14 @@ class EventBatcher:
 
     def __init__(
         self,
-        publish=publish_batch,
+        publish=None,
         flush_seconds: float | None = None,
         max_batch: int = 200,
         max_buffer: int = 200_000,
         durable_window: float | None = None,
         durable_timeout: float | None = None,
     ):
-        self.publish = publish
+        self.publish = publish if publish is not None else Publisher()
         self.flush_seconds = min(
             flush_seconds if flush_seconds is not None else settings.GATEWAY_EVENT_FLUSH_SECONDS,
             1.0,
@@ -80,6 +172,9 @@ class EventBatcher:
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-events")
         self.published = 0
+        self._failing_since: float | None = None
+        self._last_failure_log = 0.0
+        self._failed_attempts = 0
 
     def emit(
         self,
@@ -169,14 +264,11 @@ class EventBatcher:
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self._executor, self.publish, batch)
-                self.published += len(batch)
-                self._done += len(batch)
-                self._settle_waiters()
-            except Exception:
+            except Exception as exc:
                 # Broker down (or, eager, the database): keep the events and try again next
                 # flush, dropping the oldest only beyond max_buffer so memory stays bounded.
-                logger.exception("Publishing %d gateway events failed; will retry", len(batch))
                 self._events[:0] = batch
+                self._log_failure(exc)
                 if len(self._events) > self.max_buffer:
                     dropped = len(self._events) - self.max_buffer
                     del self._events[:dropped]
@@ -185,7 +277,46 @@ class EventBatcher:
                     self._settle_waiters()
                     logger.error("Dropped %d gateway events (buffer full)", dropped)
                 return False
+            self.published += len(batch)
+            self._done += len(batch)
+            self._settle_waiters()
+            if self._failing_since is not None:
+                logger.warning(
+                    "Publishing gateway events works again after %.1fs (%d failed attempts)",
+                    time.monotonic() - self._failing_since,
+                    self._failed_attempts,
+                )
+                self._failing_since = None
         return True
+
+    def _log_failure(self, exc: Exception) -> None:
+        """The first failure of an outage, then one line every 10 s: an outage is visible in
+        the log without flooding it. A traceback only for what is not an expected outage (a
+        broker or database away, SQLite busy in the embedded mode): that would be a bug."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = self._last_failure_log = now
+            self._failed_attempts = 1
+            expected = isinstance(exc, _transient_errors())
+            logger.error(
+                "Publishing %d gateway events failed (%s: %s); keeping them and retrying",
+                len(self._events),
+                type(exc).__name__,
+                exc,
+                exc_info=None if expected else exc,
+            )
+            return
+        self._failed_attempts += 1
+        if now - self._last_failure_log >= 10:
+            self._last_failure_log = now
+            logger.error(
+                "Publishing gateway events still fails after %.0fs (%d attempts, %d events "
+                "kept): %s",
+                now - self._failing_since,
+                self._failed_attempts,
+                len(self._events),
+                exc,
+            )
 
     async def close(self, attempts: int = 10) -> None:
         """Final flush (retried briefly: a broker or database hiccup at shutdown should not
@@ -197,5 +328,11 @@ class EventBatcher:
         else:
             logger.error("Gateway stopped with %d events unpublished", len(self._events))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, connections.close_all)
+        await loop.run_in_executor(self._executor, self._release_thread_resources)
         self._executor.shutdown(wait=True)
+
+    def _release_thread_resources(self) -> None:
+        close = getattr(self.publish, "close", None)
+        if close is not None:
+            close()
+        connections.close_all()

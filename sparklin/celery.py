@@ -1,11 +1,70 @@
-"""The Celery application: broker and behaviour come from Django settings (`CELERY_*`)."""
+"""The Celery application: broker and behaviour come from Django settings (`CELERY_*`).
 
+Database connections in the worker: Celery's Django fixup closes every connection around every
+task unless `CELERY_DB_REUSE_MAX` is set, which costs a new PostgreSQL connection per task. We
+set it (settings) and instead, around each task, do what Django does around each request: drop
+a connection that failed or outlived `CONN_MAX_AGE`, and check a reused one before the task
+(CONN_HEALTH_CHECKS' `SELECT 1`). So a database restart or a terminated backend costs at most
+the task that was running (retried, as a transient error), is logged, and the worker is never
+restarted for it.
+"""
+
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
 
 app = Celery("sparklin")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger("sparklin.worker")
+
+
+def _worker_task(sender) -> bool:
+    # Not in eager mode: there the caller (a web request, the embedded gateway) owns the
+    # connection and its transaction.
+    return not (sender is not None and getattr(sender.request, "is_eager", False))
+
+
+@signals.task_prerun.connect
+def check_database_connections(sender=None, **kwargs) -> None:
+    """Before a task: a reused connection that the server closed meanwhile (restart,
+    fail-over, pg_terminate_backend) is replaced now, and the log says so, instead of failing
+    the task. One `SELECT 1` per task: Django's CONN_HEALTH_CHECKS, done here explicitly."""
+    if not _worker_task(sender):
+        return
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()  # failed earlier, or older than CONN_MAX_AGE
+        if conn.connection is None:
+            continue
+        if conn.is_usable():
+            conn.health_check_done = True  # checked just now
+        else:
+            logger.warning(
+                "Database connection %r was lost (server restart or terminated backend); "
+                "reconnecting",
+                conn.alias,
+            )
+            conn.close()
+
+
+@signals.task_postrun.connect
+def release_broken_database_connections(sender=None, **kwargs) -> None:
+    """After a task: drop a connection that failed during it (the task is retried)."""
+    if not _worker_task(sender):
+        return
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        failed = conn.connection is not None and conn.errors_occurred
+        conn.close_if_unusable_or_obsolete()
+        if failed and conn.connection is None:
+            logger.warning(
+                "Database connection %r failed during a task; the next task opens a new one",
+                conn.alias,
+            )

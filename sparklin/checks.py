@@ -15,7 +15,21 @@ def production_settings(app_configs: object, **kwargs: object) -> list[CheckMess
         )
     if not settings.REDIS_URL:
         errors.append(
-            Error("REDIS_URL is not set: production runs Celery over Redis.", id="sparklin.E003")
+            Error(
+                "REDIS_URL is not set: production keeps its cache, rate limits and the gateway "
+                "registry in Redis.",
+                id="sparklin.E003",
+            )
+        )
+    if not settings.BROKER_IS_AMQP or settings.CELERY_TASK_ALWAYS_EAGER:
+        errors.append(
+            Error(
+                "CELERY_BROKER_URL is not an AMQP URL: production publishes its tasks to RabbitMQ "
+                "(durable queues, persistent messages, publisher confirms), so that an event the "
+                "gateway answered for is on disk.",
+                hint="CELERY_BROKER_URL=amqp://user:password@rabbitmq:5672/sparklin",
+                id="sparklin.E005",
+            )
         )
     if settings.SMS_BACKEND == "twilio" and not (
         settings.TWILIO_ACCOUNT_SID

@@ -1,8 +1,9 @@
 """Sparklin settings, read from the environment.
 
 With nothing set, Sparklin runs on the *embedded default*: SQLite and Celery tasks executed
-in-process, so `make demo` works on a laptop. With `DATABASE_URL` and `REDIS_URL` it runs the
-production shape: PostgreSQL, Celery over Redis, the gateway registry and command bus in Redis.
+in-process, so `make demo` works on a laptop. With `DATABASE_URL`, `REDIS_URL` and
+`CELERY_BROKER_URL` it runs the production shape: PostgreSQL, Celery over RabbitMQ, the cache,
+the gateway registry and command bus in Redis.
 Every variable is listed in `.env.example`.
 """
 
@@ -109,7 +110,12 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Persistent connections are checked before reuse (CONN_HEALTH_CHECKS): a connection the
+    # server closed (restart, fail-over, pg_terminate_backend) is replaced at the next request
+    # or task instead of failing it. Celery's Django fixup closes unusable ones around tasks.
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    }
 else:
     DATABASES = {
         "default": {
@@ -174,21 +180,63 @@ STORAGES = {
 }
 
 # --- Redis, Celery ----------------------------------------------------------------------------
+# Redis: cache, rate limits, the gateway registry and command bus. The broker of Celery's tasks
+# (the gateway's events among them) is RabbitMQ in production — durable queues, persistent
+# messages, publisher confirms, so that "published" means "on the broker's disk". Redis still
+# works as a broker for development; `check --deploy` refuses it in production.
 REDIS_URL = env_str("REDIS_URL")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+BROKER_IS_AMQP = CELERY_BROKER_URL.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+# Embedded default: no broker at all, tasks run in-process (in the gateway: in its publishing
+# thread, so "published" there means "committed").
+CELERY_TASK_ALWAYS_EAGER = env_bool(
+    "CELERY_TASK_ALWAYS_EAGER", not (REDIS_URL or env_str("CELERY_BROKER_URL"))
+)
 CELERY_TASK_EAGER_PROPAGATES = True
+# A task is acknowledged once it ran, and a worker lost mid-task (kill -9, OOM) has its task
+# delivered again: every task is idempotent.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Unacknowledged messages the broker hands each worker process ahead of time: a few keep the
+# worker busy between round trips; with acks_late they are redelivered if the worker dies.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
 CELERY_TASK_SERIALIZER = "json"
+# Keep the worker's database connection across tasks (Celery's Django fixup would open one per
+# task); sparklin/celery.py drops broken or expired ones around each task instead.
+CELERY_DB_REUSE_MAX = 1000
+# The queue every task goes to (and the worker reads); benchmarks use a queue of their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
-# A task that waits in Redis longer than this is delivered again to another worker; keep it
-# above the longest task (expense-note batches) so acks_late never duplicates a running task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Durable queues (Celery's default queue is declared durable) and persistent messages (2).
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+# The worker reconnects to the broker forever (a broker restart is an event, not an outage),
+# logging each attempt; it also waits for the broker at start-up.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = float(env_str("CELERY_BROKER_CONNECTION_TIMEOUT", "4"))
+CELERY_BROKER_HEARTBEAT = env_int("CELERY_BROKER_HEARTBEAT", 30)
+# A publish that cannot complete raises instead of blocking: bounded retries here, the
+# gateway's batcher keeps the events and tries again (GATEWAY_PUBLISH_TIMEOUT_SECONDS).
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+if BROKER_IS_AMQP:
+    # Publisher confirms: every publish waits for the broker's ack, which RabbitMQ sends for a
+    # persistent message on a durable queue once it is written to disk; a nack raises.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"confirm_publish": True}
+else:
+    # A task that waits in Redis longer than this is delivered again to another worker; keep
+    # it above the longest task (expense-note batches) so acks_late never duplicates a task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+    }
 
 # Celery beat (`celery -A sparklin beat`): chargers whose heartbeats stopped become "not
 # connected" within two heartbeat intervals; the OCPP message log is kept OCPP_MESSAGE_LOG_DAYS.
@@ -282,6 +330,9 @@ GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"
 # handler waits to answer, and how long a handler waits before giving up (CALLERROR).
 GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
 GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))
+# Longest a single publish (connect, send, broker confirm) may take before it counts as failed
+# and the batcher retries; never blocks the publishing thread forever.
+GATEWAY_PUBLISH_TIMEOUT_SECONDS = float(env_str("GATEWAY_PUBLISH_TIMEOUT_SECONDS", "5"))
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
 # Storms (ocpp_gateway.server): the listen backlog (the kernel caps it at net.core.somaxconn),
 # the time a charger has to finish its opening handshake, and how often the charger directory

@@ -9,16 +9,34 @@ from .processes import celery_worker, child_env, free_port, gateway, wait_for_po
 # suite (`-m "not e2e and not browser"`) never starts a process.
 
 
+def purge_broker(url: str) -> None:
+    """Empty the task queue of the test broker (vhost): a previous run's leftovers must not
+    reach this test's worker."""
+    from sparklin.celery import app
+
+    with app.connection_for_write(url) as conn:
+        queue = app.amqp.queues[app.conf.task_default_queue]
+        queue.bind(conn.default_channel).declare()
+        queue.bind(conn.default_channel).purge()
+
+
 @pytest.fixture
 def e2e_env(transactional_db):
-    if "postgresql" not in settings.DATABASES["default"]["ENGINE"] or not settings.REDIS_URL:
+    if (
+        "postgresql" not in settings.DATABASES["default"]["ENGINE"]
+        or not settings.REDIS_URL
+        or not settings.BROKER_IS_AMQP
+    ):
         pytest.fail(
-            "End-to-end tests need DATABASE_URL (PostgreSQL) and REDIS_URL: `make test-e2e`"
+            "End-to-end tests need DATABASE_URL (PostgreSQL), REDIS_URL and CELERY_BROKER_URL "
+            "(RabbitMQ): `make test-e2e`"
         )
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()  # the test Redis database: queues and registry start empty
+    client.flushdb()  # the test Redis database: registry and caches start empty
+    purge_broker(settings.CELERY_BROKER_URL)
     yield child_env()
     client.flushdb()
+    purge_broker(settings.CELERY_BROKER_URL)
 
 
 @pytest.fixture

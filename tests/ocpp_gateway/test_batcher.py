@@ -60,3 +60,46 @@ def test_sync_with_nothing_pending_returns_at_once():
         await batcher.close()
 
     run(scenario())
+
+
+def test_an_outage_is_logged_once_without_traceback_and_its_end_is_logged(caplog):
+    attempts = []
+
+    def flaky(batch):
+        attempts.append(len(batch))
+        if len(attempts) <= 3:
+            raise ConnectionRefusedError("broker down")
+
+    async def scenario():
+        batcher = EventBatcher(
+            publish=flaky, flush_seconds=0.05, durable_window=0.01, durable_timeout=5
+        )
+        flusher = asyncio.create_task(batcher.run())
+        batcher.emit("CP-1", "meter_values", {})
+        await batcher.sync()  # answered once the outage is over, not before
+        flusher.cancel()
+        await batcher.close()
+        return batcher.published
+
+    with caplog.at_level("WARNING", logger="ocpp_gateway.batcher"):
+        assert run(scenario()) == 1
+    failures = [r for r in caplog.records if "failed (" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is None
+    assert "ConnectionRefusedError: broker down" in failures[0].getMessage()
+    assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unexpected_publishing_error_is_logged_with_its_traceback(caplog):
+    def buggy(batch):
+        raise KeyError("bug")
+
+    async def scenario():
+        batcher = EventBatcher(publish=buggy, flush_seconds=0.05)
+        batcher.emit("CP-1", "heartbeat", {})
+        assert not await batcher.flush()
+        batcher.publish = lambda batch: None
+        await batcher.close()
+
+    with caplog.at_level("ERROR", logger="ocpp_gateway.batcher"):
+        run(scenario())
+    assert caplog.records[0].exc_info is not None
