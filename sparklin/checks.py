@@ -49,7 +49,7 @@ def production_settings(app_configs: object, **kwargs: object) -> list[CheckMess
                 f"SMS_BACKEND={settings.SMS_BACKEND} does not send SMS: login codes would only "
                 "be written to the logs (console) or kept in memory.",
                 hint="Set SMS_BACKEND=twilio and the TWILIO_* variables in production.",
-                id="sparklin.E005",
+                id="sparklin.E006",
             )
         )
     return errors

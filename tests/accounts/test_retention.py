@@ -66,9 +66,9 @@ def test_deploy_check_refuses_sms_that_are_not_sent(settings):
     for backend in ("console", "memory"):
         settings.SMS_BACKEND = backend
         ids = {e.id for e in run_checks(include_deployment_checks=True)}
-        assert "sparklin.E005" in ids
+        assert "sparklin.E006" in ids
     settings.SMS_BACKEND = "twilio"
     settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC1", "token"
     settings.TWILIO_FROM_NUMBER = "+33100000000"
     ids = {e.id for e in run_checks(include_deployment_checks=True)}
-    assert "sparklin.E005" not in ids and "sparklin.E004" not in ids
+    assert "sparklin.E006" not in ids and "sparklin.E004" not in ids

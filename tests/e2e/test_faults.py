@@ -78,12 +78,6 @@ def private_redis():
     server.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the edge branch (the gateway's ORM reconnects: close_old_connections) and the "
-    "worker branch (a retried batch applied after newer ones: 2.0.1 Updated samples with an "
-    "older seqNo are kept, not dropped)",
-)
 def test_database_backends_terminated_under_traffic(stack_for):
     stack = stack_for()
     fleet = make_fleet(10, "PGT")
@@ -144,10 +138,6 @@ def test_worker_killed_under_load(stack_for):
     assert_all_recorded(chargers)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the engine branch: transaction handlers await batcher.sync() before answering",
-)
 def test_gateway_killed_right_after_answering_starts(stack_for):
     """25 chargers start a transaction at once; the gateway is killed -9 the moment the last
     answer arrives. Each answered start must be a session with its start time and price; after

@@ -5,9 +5,8 @@ schema violations and schema-valid poison values — while honest chargers run w
 It ends with every honest session recorded, every fuzz connection still open and answered, and
 the worker and the gateway alive.
 
-The gateway's side (every frame answered or ignored as OCPP-J says, nothing but text reaching
-the worker) is this branch's; the worker surviving the poison values (quarantine, bounded
-decoding) is the worker engineer's: until both are merged, the test is xfail(strict=False)."""
+The gateway answers or ignores every frame as OCPP-J says and sends the worker nothing but text;
+the worker quarantines the poison values and decodes frames with bounds."""
 
 import asyncio
 import json
@@ -24,13 +23,7 @@ from tests import builders
 
 from .processes import wait_until
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.xfail(
-        strict=False,
-        reason="the worker's side of poison values is the worker engineer's branch",
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 CARD = "FUZZ-CARD-01"
 FRAMES_PER_CONNECTION = 5_000
