@@ -44,7 +44,7 @@ def _hash(phone: str, purpose: str, code: str, scope: str = "") -> str:
 
 def _sms_body(purpose: str, code: str, action: str = "") -> str:
     minutes = settings.LOGIN_CODE_TTL_SECONDS // 60
-    texts = {
+    texts: dict[str, str] = {
         Purpose.SIGNUP: _(
             "Your Sparklin code to create your account: %(code)s. Valid for %(minutes)s minutes."
         ),
@@ -144,6 +144,6 @@ def verify_code(*, phone, purpose: str, code: str, ip: str, scope: str = "") -> 
         else:
             latest.used_at = now
             latest.save(update_fields=["used_at"])
-    if error:
-        raise LoginError(error)
+    if error or latest is None:  # no code at all already set `error` (expired)
+        raise LoginError(error or _("This code has expired. Please ask for a new one."))
     return latest

@@ -57,7 +57,7 @@ class ProfileForm(forms.Form):
     )
     country = forms.ChoiceField(
         label=_("Country"),
-        choices=[("", "—")] + COUNTRIES,
+        choices=[("", "—"), *COUNTRIES],
         widget=forms.Select(attrs={"autocomplete": "country"}),
     )
 

@@ -159,7 +159,7 @@ def invitation_start(request, token):
         return redirect("invitation-accept", token=token)
     form = None if invitation.phone else InvitationPhoneForm(request.POST or None)
     if request.method == "POST" and (form is None or form.is_valid()):
-        phone = invitation.phone or str(form.cleaned_data["phone"])
+        phone = invitation.phone if form is None else str(form.cleaned_data["phone"])
         try:
             codes.issue_code(
                 phone=phone,

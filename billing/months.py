@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from communities.models import Community
-from communities.selectors import month_bounds
+from sparklin.dates import month_bounds
 
 from .services import BillingError
 

@@ -9,7 +9,7 @@ from django_scopes import scope
 
 from chargers.models import ChargingSession
 from communities.models import Community
-from communities.selectors import month_bounds
+from sparklin.dates import month_bounds
 
 from .dispatch import CLAIM_TIMEOUT
 from .models import ExpenseNote, ExpenseRun, NoteDispatch

@@ -31,7 +31,11 @@ class ChargerSecretHasher(BasePasswordHasher):
     algorithm = "sparklin_hmac_sha256"
 
     def encode(self, password, salt):
-        self._check_encode_args(password, salt)
+        # Django's own guard (BasePasswordHasher._check_encode_args, not in its public API).
+        if password is None:
+            raise TypeError("password must be provided.")
+        if not salt or "$" in salt:
+            raise ValueError("salt must be provided and cannot contain $.")
         digest = hmac.new(salt.encode(), password.encode(), hashlib.sha256).hexdigest()
         return f"{self.algorithm}${salt}${digest}"
 

@@ -65,7 +65,7 @@ def redact_payload(payload: Any, *, action: str = "") -> Any:
     if not isinstance(payload, dict):
         return payload
     secret = _is_secret_holder(payload)
-    result = {}
+    result: dict[str, Any] = {}
     for key, value in payload.items():
         if key in IDENTIFYING_KEYS:
             result[key] = REDACTED if not isinstance(value, list) else [REDACTED for _v in value]

@@ -1,14 +1,11 @@
 """Reads of the communities app shared by other apps. Outlet and session reads live in
-`chargers.selectors`, month bounds in `sparklin.dates` (re-exported here for the modules that
-still import them from this place)."""
+`chargers.selectors`, month bounds in `sparklin.dates`."""
 
 from django.db.models import Exists, OuterRef
 
-from sparklin.dates import current_month, month_bounds
-
 from .models import Membership
 
-__all__ = ["current_month", "holder_left", "month_bounds"]
+__all__ = ["holder_left"]
 
 
 def holder_left() -> Exists:

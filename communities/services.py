@@ -182,7 +182,7 @@ def _add_member(
     return membership
 
 
-def authorize_sms(*, community: Community, phone) -> None:
+def authorize_sms(*, community: Community, phone: object) -> None:
     """The SMS limits (accounts.sms_limits) as a CommunityError: the whole change is refused
     and rolled back, tokens included, with the reason shown to the manager."""
     try:

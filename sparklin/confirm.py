@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from django import forms
@@ -35,6 +36,12 @@ from django.contrib import messages
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+
+    from accounts.models import User
+    from sparklin.http import PortalRequest
 
 CHECK, PHRASE, SMS = "check", "phrase", "sms"
 
@@ -55,7 +62,7 @@ class Confirmation:
     scope: str = ""
     action_url: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.method not in (CHECK, PHRASE, SMS):
             raise ValueError(f"Unknown confirmation method {self.method!r}")
         if self.method == PHRASE and not self.phrase:
@@ -78,11 +85,20 @@ def _same_phone(typed: str, expected: str) -> bool:
 
 
 class ConfirmForm(forms.Form):
-    """The confirmation's one field, checked on the server."""
+    """The confirmation's one field, checked on the server. `code_sent` (SMS) tells the page
+    whether a code went out, so it asks for the code rather than offering to send one."""
 
-    def __init__(self, data=None, *, confirmation: Confirmation, user=None, ip: str = ""):
+    def __init__(
+        self,
+        data: Any = None,
+        *,
+        confirmation: Confirmation,
+        user: User | None = None,
+        ip: str = "",
+    ) -> None:
         super().__init__(data)
         self.confirmation, self.user, self.ip = confirmation, user, ip
+        self.code_sent = False
         method = confirmation.method
         if method == CHECK:
             self.fields["understood"] = forms.BooleanField(
@@ -104,7 +120,7 @@ class ConfirmForm(forms.Form):
                 ),
             )
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         c, data = self.confirmation, self.cleaned_data
         if c.method == CHECK and not data.get("understood"):
             self.add_error("understood", _("Tick the box to confirm."))
@@ -130,6 +146,8 @@ class ConfirmForm(forms.Form):
         if not re.fullmatch(r"\s*\d{6}\s*", code):
             self.add_error("code", _("Enter the 6-digit code received by SMS."))
             return
+        if self.user is None:
+            raise ValueError("An SMS confirmation needs the logged-in person (user=...)")
         try:
             codes.verify_code(
                 phone=str(self.user.phone),
@@ -142,11 +160,11 @@ class ConfirmForm(forms.Form):
             self.add_error("code", e.message)
 
 
-def _ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+def _ip(request: HttpRequest) -> str:
+    return str(request.META.get("REMOTE_ADDR", ""))
 
 
-def send_confirmation_code(request, confirmation: Confirmation) -> bool:
+def send_confirmation_code(request: PortalRequest, confirmation: Confirmation) -> bool:
     """SMS a confirmation code to the logged-in person; False (with a message) when refused."""
     from accounts import codes
     from accounts.services import LoginError
@@ -172,22 +190,24 @@ def send_confirmation_code(request, confirmation: Confirmation) -> bool:
     return True
 
 
-def confirm(request, confirmation: Confirmation) -> tuple[bool, ConfirmForm]:
+def confirm(request: PortalRequest, confirmation: Confirmation) -> tuple[bool, ConfirmForm]:
     """(True, form) when the POST confirms the action; otherwise the form to show (with its
     errors). With SMS, a POST carrying `send_code` sends the code and confirms nothing."""
-    kwargs = {"confirmation": confirmation, "user": request.user, "ip": _ip(request)}
+    user, ip = request.user, _ip(request)
     if request.method != "POST":
-        return False, ConfirmForm(**kwargs)
+        return False, ConfirmForm(confirmation=confirmation, user=user, ip=ip)
     if confirmation.method == SMS and "send_code" in request.POST:
-        form = ConfirmForm(**kwargs)
+        form = ConfirmForm(confirmation=confirmation, user=user, ip=ip)
         form.code_sent = send_confirmation_code(request, confirmation)
         return False, form
-    form = ConfirmForm(request.POST, **kwargs)
+    form = ConfirmForm(request.POST, confirmation=confirmation, user=user, ip=ip)
     form.code_sent = bool(request.POST.get("code"))  # a code was typed: one was sent
     return form.is_valid(), form
 
 
-def render_confirmation(request, confirmation: Confirmation, form: ConfirmForm, **context):
+def render_confirmation(
+    request: HttpRequest, confirmation: Confirmation, form: ConfirmForm, **context: Any
+) -> HttpResponse:
     status = 400 if form.is_bound and form.errors else 200
     return render(
         request,

@@ -18,6 +18,10 @@ import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 TEXT = "text"
 NUMBER = "number"
@@ -36,7 +40,7 @@ class Typed:
 
     __slots__ = ("value", "kind")
 
-    def __init__(self, value, kind: str):
+    def __init__(self, value: object, kind: str) -> None:
         if kind not in _PATTERNS:
             raise ValueError(f"Unknown CSV cell type {kind!r}")
         self.value, self.kind = value, kind
@@ -50,10 +54,11 @@ def neutralise(text: str) -> str:
     return text
 
 
-def cell(value, kind: str = TEXT) -> str:
+def cell(value: object, kind: str = TEXT) -> str:
     """The text written for `value` in a column of type `kind`."""
     if isinstance(value, Typed):
-        value, kind = value.value, value.kind
+        kind = value.kind
+        value = value.value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -73,12 +78,12 @@ class SafeWriter:
 
     def __init__(
         self,
-        out,
+        out: SupportsWrite[str],
         *,
         columns: Sequence[str] = (),
         types: Mapping[str, str] | None = None,
-        **csv_options,
-    ):
+        **csv_options: Any,
+    ) -> None:
         types = dict(types or {})
         unknown = set(types) - set(columns)
         if unknown:
@@ -92,14 +97,20 @@ class SafeWriter:
     def _kind(self, index: int) -> str:
         return self._kinds[index] if index < len(self._kinds) else TEXT
 
-    def writerow(self, row: Iterable):
-        return self._writer.writerow([cell(v, self._kind(i)) for i, v in enumerate(row)])
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([cell(v, self._kind(i)) for i, v in enumerate(row)])
 
-    def writerows(self, rows: Iterable[Iterable]) -> None:
+    def writerows(self, rows: Iterable[Iterable[object]]) -> None:
         for row in rows:
             self.writerow(row)
 
 
-def writer(out, *, columns: Sequence[str] = (), types: Mapping[str, str] | None = None, **opts):
+def writer(
+    out: SupportsWrite[str],
+    *,
+    columns: Sequence[str] = (),
+    types: Mapping[str, str] | None = None,
+    **opts: Any,
+) -> SafeWriter:
     """The safe replacement of `csv.writer(out, **opts)`."""
     return SafeWriter(out, columns=columns, types=types, **opts)

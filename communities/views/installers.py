@@ -51,11 +51,12 @@ def installer_home(request):
     ]
     # Chargers the company commissioned: it keeps what it needs to support them (serial, model,
     # firmware, connected or not); the installation's name and site only while a grant is in
-    # force there (`charger.granted`).
+    # force there: (charger, granted) pairs.
     granted = {c.pk for c, _role in installations}
-    chargers = list(Charger.objects.filter(installer=company).select_related("community", "site"))
-    for charger in chargers:
-        charger.granted = charger.community_id in granted
+    chargers = [
+        (charger, charger.community_id in granted)
+        for charger in Charger.objects.filter(installer=company).select_related("community", "site")
+    ]
     return render(
         request,
         "communities/installer_home.html",

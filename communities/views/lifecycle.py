@@ -73,7 +73,7 @@ def leave(request: CommunityRequest, community):
     if not confirmed:
         return render_confirmation(request, confirmation, form)
     try:
-        services.leave_community(membership=request.membership, actor=request.user)
+        services.leave_community(membership=membership, actor=request.user)
     except services.CommunityError as e:
         messages.error(request, e.message)
         return redirect("communities:leave", community=community)

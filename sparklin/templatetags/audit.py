@@ -1,7 +1,14 @@
 """The audit log as sentences in the reader's language instead of raw codes (`member.add`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django import template
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from communities.models import AuditEvent
 
 register = template.Library()
 
@@ -47,7 +54,7 @@ SENTENCES = {
 
 
 @register.filter
-def audit_sentence(event) -> str:
+def audit_sentence(event: AuditEvent) -> str:
     """What `event` did, as a sentence whose subject is its actor (shown next to it)."""
     sentence = SENTENCES.get(event.action)
     if sentence is None:

@@ -5,18 +5,25 @@ the account menu, not among the tabs. Pending access requests show a count badge
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django import template
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+    from communities.models import Community
 
 register = template.Library()
 
 
 @dataclass
 class Tab:
-    label: str
+    label: StrOrPromise
     url: str
     current: bool = False
     badge: int = 0
@@ -25,7 +32,7 @@ class Tab:
 @dataclass
 class Group:
     key: str
-    label: str
+    label: StrOrPromise
     tabs: list[Tab] = field(default_factory=list)
 
     @property
@@ -41,12 +48,13 @@ class Group:
         return sum(t.badge for t in self.tabs)
 
 
-def _matches(name: str, patterns) -> bool:
+def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in patterns)
 
 
-# (group, label, URL name, permission test, URL names that make the tab current)
-_TABS = [
+# (group, label, URL name, permission test, URL names that make the tab current); the label
+# "ownership" is chosen per person below.
+_TABS: list[tuple[str, StrOrPromise, str, str, list[str]]] = [
     ("supervision", _("Dashboard"), "communities:dashboard", "community:view", ["dashboard"]),
     ("supervision", _("Outlets"), "chargers:outlet-list", "outlets:view", ["outlet-list"]),
     ("supervision", _("Sessions"), "chargers:session-list", "sessions:view_all", ["session-list"]),
@@ -98,14 +106,14 @@ _TABS = [
     ("settings", _("Audit log"), "communities:audit-log", "audit:view", ["audit-log"]),
 ]
 
-_GROUPS = {
+_GROUPS: dict[str, StrOrPromise] = {
     "supervision": _("Supervision"),
     "management": _("Management"),
     "settings": _("Settings"),
 }
 
 
-def _allowed(test: str, perms) -> bool:
+def _allowed(test: str, perms: Container[str]) -> bool:
     for part in test.split("&"):
         if part.startswith("!"):
             if part[1:] in perms:
@@ -115,25 +123,26 @@ def _allowed(test: str, perms) -> bool:
     return True
 
 
-def _pending_requests(community) -> int:
+def _pending_requests(community: Community) -> int:
     from communities.models import AccessRequest
 
-    return (
+    pending: int = (
         AccessRequest.objects.with_scopes_disabled()
         .filter(community=community, state=AccessRequest.State.PENDING)
         .count()
     )
+    return pending
 
 
 @register.simple_tag(takes_context=True)
-def community_tabs(context) -> list[Group]:
+def community_tabs(context: dict[str, Any]) -> list[Group]:
     """The groups of tabs the person may see, with the current one marked."""
     community = context.get("community")
     if community is None:
         return []
-    perms = context.get("community_perms") or set()
+    perms: Container[str] = context.get("community_perms") or set()
     match = getattr(context.get("request"), "resolver_match", None)
-    name = match.url_name if match else ""
+    name: str = (match.url_name or "") if match else ""
     groups = {key: Group(key, label) for key, label in _GROUPS.items()}
     for group, label, url_name, test, patterns in _TABS:
         if not _allowed(test, perms):

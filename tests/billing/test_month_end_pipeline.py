@@ -62,6 +62,7 @@ def generate(community, **kwargs):
         return issuing.generate_month(community=community, year=2025, month=10, **kwargs)
 
 
+@pytest.mark.community_scope
 def test_issuing_writes_rows_and_dispatches_and_leaves_pdfs_to_tasks(community, month):
     with mock.patch("billing.rendering.render_expense_note_pdf") as render:
         result = generate(community, send=True)
@@ -80,11 +81,13 @@ def test_issuing_writes_rows_and_dispatches_and_leaves_pdfs_to_tasks(community, 
     assert set(NoteDispatch.objects.values_list("status", flat=True)) == {"pending"}
 
 
+@pytest.mark.community_scope
 def test_a_month_not_sent_gets_no_dispatch_rows(community, month):
     generate(community)
     assert not NoteDispatch.objects.exists()
 
 
+@pytest.mark.community_scope
 def test_after_commit_each_pdf_is_rendered_then_drivers_and_finance_are_mailed(community, month):
     after_commit(generate, community, send=True)
     assert not ExpenseNote.objects.filter(pdf="").exists()
@@ -95,6 +98,7 @@ def test_after_commit_each_pdf_is_rendered_then_drivers_and_finance_are_mailed(c
     assert NoteDispatch.objects.filter(claimed_at__isnull=False).count() == 0
 
 
+@pytest.mark.community_scope
 def test_finance_waits_for_the_months_last_pdf(community, month):
     generate(community, send=True)
     notes = list(ExpenseNote.objects.select_related("replaces").order_by("sequence"))
@@ -108,6 +112,7 @@ def test_finance_waits_for_the_months_last_pdf(community, month):
     assert result.finance_sent == 3 and len(mail.outbox) == 1
 
 
+@pytest.mark.community_scope
 def test_a_stored_pdf_is_not_rendered_again(community, month):
     after_commit(generate, community)
     note = ExpenseNote.objects.first()
@@ -118,6 +123,7 @@ def test_a_stored_pdf_is_not_rendered_again(community, month):
     assert ExpenseNote.objects.get(pk=note.pk).pdf.name == name
 
 
+@pytest.mark.community_scope
 def test_a_crash_while_rendering_leaves_no_file_and_no_field(community, month):
     generate(community)
     note = ExpenseNote.objects.select_related("replaces").first()
@@ -129,6 +135,7 @@ def test_a_crash_while_rendering_leaves_no_file_and_no_field(community, month):
     assert not note.pdf and not note.pdf.storage.exists(name)
 
 
+@pytest.mark.community_scope
 def test_an_orphan_file_left_by_a_crash_after_writing_is_replaced(community, month):
     generate(community)
     note = ExpenseNote.objects.select_related("replaces").first()
@@ -142,6 +149,7 @@ def test_an_orphan_file_left_by_a_crash_after_writing_is_replaced(community, mon
     assert note.pdf.read().startswith(b"%PDF")
 
 
+@pytest.mark.community_scope
 def test_of_two_workers_rendering_one_note_the_first_wins(community, month):
     generate(community)
     note = ExpenseNote.objects.select_related("replaces").first()
@@ -153,6 +161,7 @@ def test_of_two_workers_rendering_one_note_the_first_wins(community, month):
     assert files == [note.pdf.name.rsplit("/", 1)[1]]
 
 
+@pytest.mark.community_scope
 def test_a_claimed_dispatch_is_not_sent_by_another_worker_until_its_claim_is_stale(
     community, month
 ):
@@ -175,6 +184,7 @@ def test_a_claimed_dispatch_is_not_sent_by_another_worker_until_its_claim_is_sta
     assert len(mail.outbox) == 1
 
 
+@pytest.mark.community_scope
 def test_a_version_replaced_before_it_was_sent_is_not_sent(community, month, charger):
     generate(community, send=True)
     first = ExpenseNote.objects.get(holder=month[0])
@@ -195,11 +205,13 @@ def test_a_version_replaced_before_it_was_sent_is_not_sent(community, month, cha
 def test_the_hourly_check_renders_notes_whose_task_was_lost_and_sends_them(community, month):
     generate(community, send=True)  # committed rows, tasks lost (a broker restarted empty)
     with time_machine.travel(NOW + timedelta(minutes=20), tick=False):
-        after_commit(scheduling.check_months)
-    assert not ExpenseNote.objects.filter(pdf="").exists()
+        after_commit(scheduling.check_months)  # beat's entry point: no community in scope
+    with scope(community=community):
+        assert not ExpenseNote.objects.filter(pdf="").exists()
     assert sorted(m.to[0] for m in mail.outbox) == ["a@x.example", "b@x.example", FINANCE]
 
 
+@pytest.mark.community_scope
 def test_the_download_renders_a_note_whose_pdf_is_not_stored_yet(manager_client, community, month):
     generate(community)
     note = ExpenseNote.objects.first()
@@ -207,6 +219,7 @@ def test_the_download_renders_a_note_whose_pdf_is_not_stored_yet(manager_client,
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
 
 
+@pytest.mark.community_scope
 @pytest.mark.django_db(transaction=True)
 def test_the_month_lock_is_not_held_while_pdfs_are_rendered(community, month):
     """Rendering happens after the issuing transaction committed: another connection can lock

@@ -99,6 +99,7 @@ def test_installer_with_a_grant_in_force_sees_the_installation(client, community
     assert community.name in page and site.name in page
 
 
+@pytest.mark.community_scope
 def test_asking_access_by_slug_does_not_reveal_the_name(
     client, community, manager, django_capture_on_commit_callbacks
 ):
@@ -119,6 +120,7 @@ def test_asking_access_by_slug_does_not_reveal_the_name(
     assert community.slug in sms.outbox[-1].body
 
 
+@pytest.mark.community_scope
 def test_accepted_member_sees_the_name(client, community, manager):
     stranger = builders.make_user()
     request = AccessRequest.objects.create(community=community, user=stranger)

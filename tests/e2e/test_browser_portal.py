@@ -50,6 +50,7 @@ def last_code(phone):
     return re.search(r"\b(\d{6})\b", message.body).group(1)
 
 
+@pytest.mark.community_scope("world")
 def test_invitation_to_a_new_person_creates_the_account_and_the_owner(
     world, live_server, browser_page
 ):
@@ -120,6 +121,7 @@ def test_account_deletion_is_confirmed_by_an_sms_code(world, live_server, browse
     context.close()
 
 
+@pytest.mark.community_scope("world")
 def test_a_price_typed_with_a_comma(world, live_server, browser_page):
     manager = builders.make_user(phone="+33611113333", first_name="Maud", language="fr")
     builders.make_member(world["community"], Role.MANAGER, user=manager)

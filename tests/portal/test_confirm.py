@@ -39,6 +39,7 @@ def test_unknown_method_is_refused():
         Confirmation(title="T", button="B", cancel_url="/", method="maybe")
 
 
+@pytest.mark.community_scope
 def test_removing_a_member_needs_the_confirmation(manager_client, community):
     m = builders.make_member(community, Role.INDIVIDUAL)
     url = f"/c/tilleuls/users/{m.pk}/remove/"
@@ -50,6 +51,7 @@ def test_removing_a_member_needs_the_confirmation(manager_client, community):
     assert Membership.objects.get(pk=m.pk).state == Membership.State.LEFT
 
 
+@pytest.mark.community_scope
 def test_revoking_installer_access_needs_the_confirmation(client, community, owner):
     grant = builders.make_grant(community, builders.make_company(), "full")
     client.force_login(owner)
@@ -61,6 +63,7 @@ def test_revoking_installer_access_needs_the_confirmation(client, community, own
     assert AccessGrant.objects.get(pk=grant.pk).revoked_at is not None
 
 
+@pytest.mark.community_scope
 def test_transferring_ownership_needs_the_name_typed(client, community, owner, settings):
     settings.SMS_BACKEND = "memory"
     client.force_login(owner)

@@ -46,6 +46,7 @@ def _handover(community, phone="+33612345678", email=""):
     return token
 
 
+@pytest.mark.community_scope
 def test_invitation_creates_the_account_of_a_new_person_and_makes_them_owner(
     client, post, community
 ):
@@ -110,6 +111,7 @@ def test_existing_account_is_logged_in_and_accepts(client, post, community):
     assert User.objects.get(pk=existing.pk).first_name == "Old"
 
 
+@pytest.mark.community_scope
 def test_signup_before_any_installation_then_linked_by_add_a_user(client, post, community, manager):
     data = {
         "first_name": "Zoé",

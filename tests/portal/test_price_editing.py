@@ -42,6 +42,7 @@ def test_unreadable_prices_are_refused(text):
         prices.parse_price(text, "fr")
 
 
+@pytest.mark.community_scope
 def test_comma_price_from_the_settings_page(manager_client, community):
     response = manager_client.post(
         "/c/tilleuls/settings/prices/add/", {"valid_from": "2030-01-01", "price_per_kwh": "0,279"}
@@ -50,6 +51,7 @@ def test_comma_price_from_the_settings_page(manager_client, community):
     assert Price.objects.get(valid_from=date(2030, 1, 1)).price_per_kwh == Decimal("0.279")
 
 
+@pytest.mark.community_scope
 def test_implausible_price_needs_a_confirmation(manager_client, community):
     data = {"valid_from": "2030-01-01", "price_per_kwh": "2790"}
     response = manager_client.post("/c/tilleuls/settings/prices/add/", data)
@@ -64,6 +66,7 @@ def test_implausible_price_needs_a_confirmation(manager_client, community):
     assert Price.objects.get(valid_from=date(2030, 1, 1)).price_per_kwh == Decimal("2790")
 
 
+@pytest.mark.community_scope
 def test_unused_price_can_be_corrected_and_removed(manager_client, community, charger):
     price = Price.objects.create(
         community=community, valid_from=date(2031, 1, 1), price_per_kwh=Decimal("2790")
@@ -87,6 +90,7 @@ def test_unused_price_can_be_corrected_and_removed(manager_client, community, ch
     assert AuditEvent.objects.filter(action="price.delete").exists()
 
 
+@pytest.mark.community_scope
 def test_used_price_is_history(manager_client, community, charger):
     used = Price.objects.get(community=community)  # 2020-01-01, from the fixture
     make_session(charger, energy_wh="1000", started_at=local(community, 2024, 3, 1))

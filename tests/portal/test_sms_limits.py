@@ -29,6 +29,7 @@ def _add(community, manager, phone, **extra):
     )
 
 
+@pytest.mark.community_scope
 def test_25_additions_in_a_burst_stop_at_the_community_limit(
     community, manager, django_capture_on_commit_callbacks, settings
 ):
