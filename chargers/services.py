@@ -3,6 +3,7 @@ Keyword-only verbs, one transaction, an audit entry, ChargerError with a transla
 
 import secrets
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.hashers import make_password
@@ -424,5 +425,5 @@ def retry_quarantined_events(*, charger: Charger, actor, entries=None) -> int:
             entries=ids,
         )
         for pk in ids:
-            transaction.on_commit(lambda pk=pk: retry_quarantined.delay(pk))
+            transaction.on_commit(partial(retry_quarantined.delay, pk))
     return len(ids)

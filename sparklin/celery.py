@@ -11,6 +11,7 @@ restarted for it.
 
 import logging
 import os
+from typing import Any
 
 from celery import Celery, signals
 
@@ -23,14 +24,14 @@ app.autodiscover_tasks()
 logger = logging.getLogger("sparklin.worker")
 
 
-def _worker_task(sender) -> bool:
+def _worker_task(sender: Any) -> bool:
     # Not in eager mode: there the caller (a web request, the embedded gateway) owns the
     # connection and its transaction.
     return not (sender is not None and getattr(sender.request, "is_eager", False))
 
 
 @signals.task_prerun.connect
-def check_database_connections(sender=None, **kwargs) -> None:
+def check_database_connections(sender: Any = None, **kwargs: Any) -> None:
     """Before a task: a reused connection that the server closed meanwhile (restart,
     fail-over, pg_terminate_backend) is replaced now, and the log says so, instead of failing
     the task. One `SELECT 1` per task: Django's CONN_HEALTH_CHECKS, done here explicitly."""
@@ -43,7 +44,8 @@ def check_database_connections(sender=None, **kwargs) -> None:
         if conn.connection is None:
             continue
         if conn.is_usable():
-            conn.health_check_done = True  # checked just now
+            # Checked just now: Django skips its own check for this request cycle.
+            conn.health_check_done = True  # type: ignore[attr-defined]
         else:
             logger.warning(
                 "Database connection %r was lost (server restart or terminated backend); "
@@ -54,7 +56,7 @@ def check_database_connections(sender=None, **kwargs) -> None:
 
 
 @signals.task_postrun.connect
-def release_broken_database_connections(sender=None, **kwargs) -> None:
+def release_broken_database_connections(sender: Any = None, **kwargs: Any) -> None:
     """After a task: drop a connection that failed during it (the task is retried)."""
     if not _worker_task(sender):
         return

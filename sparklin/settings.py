@@ -230,7 +230,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 if BROKER_IS_AMQP:
     # Publisher confirms: every publish waits for the broker's ack, which RabbitMQ sends for a
     # persistent message on a durable queue once it is written to disk; a nack raises.
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"confirm_publish": True}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"confirm_publish": True}
 else:
     # A task that waits in Redis longer than this is delivered again to another worker; keep
     # it above the longest task (expense-note batches) so acks_late never duplicates a task.
