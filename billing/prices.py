@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.utils import timezone
@@ -18,17 +19,39 @@ from .models import Price
 CENT = Decimal("0.01")
 
 
+class PriceList:
+    """The kWh prices of some communities, read in one query, answering `price_at`'s rule: the
+    latest price valid from the community's local date at `when`. The worker reads one per
+    batch; `price_at` is the single-community case."""
+
+    def __init__(self, community_ids) -> None:
+        self._prices: dict[int, list[tuple[date, Decimal]]] = {}
+        self._zones: dict[int, ZoneInfo] = {}
+        rows = (
+            Price.objects.with_scopes_disabled()
+            .filter(community_id__in=list(community_ids))
+            .order_by("-valid_from")
+            .values_list("community_id", "valid_from", "price_per_kwh", "community__time_zone")
+        )
+        for community_id, valid_from, price, time_zone in rows:
+            self._prices.setdefault(community_id, []).append((valid_from, price))
+            self._zones.setdefault(community_id, ZoneInfo(time_zone))
+
+    def at(self, community_id: int, when: datetime) -> Decimal | None:
+        prices = self._prices.get(community_id)
+        if not prices:
+            return None
+        local_date = timezone.localtime(when, self._zones[community_id]).date()
+        for valid_from, price in prices:
+            if valid_from <= local_date:
+                return price
+        return None
+
+
 def price_at(community, when: datetime) -> Decimal | None:
     """The kWh price in force at `when` (the community's local date decides), or None when the
     community has set no price yet. A session is priced once, when it starts."""
-    local_date = timezone.localtime(when, community.tz).date()
-    return (
-        Price.objects.with_scopes_disabled()
-        .filter(community=community, valid_from__lte=local_date)
-        .order_by("-valid_from")
-        .values_list("price_per_kwh", flat=True)
-        .first()
-    )
+    return PriceList([community.pk]).at(community.pk, when)
 
 
 def session_cost(energy_wh, price_per_kwh) -> Decimal | None:

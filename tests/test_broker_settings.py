@@ -12,7 +12,10 @@ PRODUCTION = {
     "SECRET_KEY": "a-long-random-secret-for-the-deploy-check-0123456789",
     "DATABASE_URL": "postgres://sparklin@127.0.0.1:5432/sparklin",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "SMS_BACKEND": "console",
+    "SMS_BACKEND": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "TWILIO_AUTH_TOKEN": "token",
+    "TWILIO_FROM_NUMBER": "+33700000000",
 }
 
 SHOW = (

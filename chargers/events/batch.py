@@ -23,13 +23,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from billing.models import Price
-from billing.prices import session_cost
+from billing.prices import PriceList, session_cost
 
 from ..contract import Event, Kind, outlet_key
 from ..models import (
@@ -280,8 +278,7 @@ class Batch:
         self.states: list[ChargerState] = []
         self.cards: dict[int, dict[str, ChargeCard]] = {}
         self.commands: dict[str, ChargerCommand] = {}
-        self._prices: dict[int, list[tuple[Any, Decimal]]] | None = None
-        self._zones: dict[int, str] = {}
+        self._prices: PriceList | None = None
         self.unknown_events = 0
 
     # --- reads --------------------------------------------------------------------------------
@@ -378,26 +375,10 @@ class Batch:
                     session.connector = by_id[session.connector_id]  # the object handlers change
 
     def price(self, charger: Charger, when: datetime) -> Decimal | None:
-        """`billing.prices.price_at`, answered from the community's price list read once per
-        batch (the same rule: the latest price valid from the community's local date)."""
+        """`billing.prices.price_at`, answered from one price list read once per batch."""
         if self._prices is None:
-            self._prices = defaultdict(list)
-            communities = {st.charger.community_id for st in self.states}
-            for valid_from, price, community_id, time_zone in (
-                Price.objects.filter(community_id__in=communities)
-                .order_by("-valid_from")
-                .values_list("valid_from", "price_per_kwh", "community_id", "community__time_zone")
-            ):
-                self._prices[community_id].append((valid_from, price))
-                self._zones[community_id] = time_zone
-        prices = self._prices[charger.community_id]
-        if not prices:
-            return None
-        local_date = timezone.localtime(when, ZoneInfo(self._zones[charger.community_id])).date()
-        for valid_from, price in prices:
-            if valid_from <= local_date:
-                return price
-        return None
+            self._prices = PriceList({st.charger.community_id for st in self.states})
+        return self._prices.at(charger.community_id, when)
 
     # --- in memory ----------------------------------------------------------------------------
     def apply(

@@ -28,6 +28,7 @@ SENTENCES = {
     "charger.update": _("changed the charger %(target)s"),
     "charger.password": _("generated a new password for the charger %(target)s"),
     "charger.command": _("sent a command to the charger: %(target)s"),
+    "charger.events_retry": _("asked to record again the events kept aside for %(target)s"),
     "card.add": _("added the card %(target)s"),
     "card.deactivate": _("deactivated the card %(target)s"),
     "price.add": _("added the price %(target)s"),
