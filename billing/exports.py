@@ -5,7 +5,6 @@ byte-identical files."""
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.translation import gettext
-from django_scopes import scopes_disabled
 
 from chargers.models import ChargingSession
 from communities.selectors import holder_left
@@ -51,39 +50,38 @@ def write_sessions_csv(out, *, community, year: int, month: int) -> int:
     )
     writer.writerow(SESSIONS_HEADER)
     tz = community.tz
-    with scopes_disabled():
-        sessions = (
-            ChargingSession.objects.filter(
-                community=community, started_at__gte=start, started_at__lt=end
-            )
-            .select_related("charger", "connector", "holder", "card")
-            .annotate(holder_left=holder_left())
-            .order_by("started_at", "pk")
+    sessions = (
+        ChargingSession.objects.filter(
+            community=community, started_at__gte=start, started_at__lt=end
         )
-        count = 0
-        for s in sessions.iterator(chunk_size=500):
-            energy = (Decimal(s.energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
-            if s.holder_left:
-                # Someone who left: the remaining members see neither name nor card.
-                user, card = gettext("Former member"), ""
-            else:
-                user = (s.holder.get_full_name() or str(s.holder.phone)) if s.holder else ""
-                card = s.card.uid if s.card else s.id_tag
-            writer.writerow(
-                [
-                    s.charger.identity,
-                    _connector_label(s.connector),
-                    s.transaction_id,
-                    user,
-                    card,
-                    _iso(s.started_at.astimezone(tz) if s.started_at else None),
-                    _iso(s.stopped_at.astimezone(tz) if s.stopped_at else None),
-                    f"{energy:.3f}",
-                    "" if s.price_per_kwh is None else f"{s.price_per_kwh:.4f}",
-                    f"{Decimal(s.cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
-                ]
-            )
-            count += 1
+        .select_related("charger", "connector", "holder", "card")
+        .annotate(holder_left=holder_left())
+        .order_by("started_at", "pk")
+    )
+    count = 0
+    for s in sessions.iterator(chunk_size=500):
+        energy = (Decimal(s.energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
+        if s.holder_left:
+            # Someone who left: the remaining members see neither name nor card.
+            user, card = gettext("Former member"), ""
+        else:
+            user = (s.holder.get_full_name() or str(s.holder.phone)) if s.holder else ""
+            card = s.card.uid if s.card else s.id_tag
+        writer.writerow(
+            [
+                s.charger.identity,
+                _connector_label(s.connector),
+                s.transaction_id,
+                user,
+                card,
+                _iso(s.started_at.astimezone(tz) if s.started_at else None),
+                _iso(s.stopped_at.astimezone(tz) if s.stopped_at else None),
+                f"{energy:.3f}",
+                "" if s.price_per_kwh is None else f"{s.price_per_kwh:.4f}",
+                f"{Decimal(s.cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
+            ]
+        )
+        count += 1
     return count
 
 

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "communities",
     "chargers",
     "ocpp_gateway",
+    "simulator",
     "billing",
 ]
 

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from accounts import sms
 from communities.models import Membership, Role, Site
-from ocpp_gateway.simulator import connect_charger
+from simulator.fleet import connect_charger
 from tests import builders
 
 # The test body reads the community inside its scope (the live server runs views in its own

@@ -18,7 +18,7 @@ import pytest
 
 from chargers.models import ChargingSession
 from communities.models import Role
-from ocpp_gateway.simulator import run_session
+from simulator.fleet import run_session
 from tests import builders
 
 from .processes import wait_until

@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from chargers.models import ChargingSession, Connector
 from communities.models import Role
-from ocpp_gateway.simulator import connect_charger, run_session
+from simulator.fleet import connect_charger, run_session
 from tests import builders
 
 from .processes import wait_until

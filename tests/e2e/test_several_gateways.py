@@ -14,7 +14,7 @@ from django.db import connection
 from chargers import services
 from chargers.models import Charger, ChargerCommand
 from communities.models import Role
-from ocpp_gateway.simulator import connect_charger
+from simulator.fleet import connect_charger
 from tests import builders
 
 from .processes import Process, free_port, wait_for_port, wait_until

@@ -14,7 +14,7 @@ from django.utils import timezone
 from chargers.models import Charger, ChargerCommand
 from ocpp_gateway.commands import PENDING_TTL, claim_pending
 from ocpp_gateway.profiles import profile_16, profile_201
-from ocpp_gateway.simulator import connect_charger
+from simulator.fleet import connect_charger
 
 from .. import builders
 from .test_gateway import run, until

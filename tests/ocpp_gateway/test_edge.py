@@ -17,8 +17,8 @@ from ocpp_gateway import decisions as decisions_module
 from ocpp_gateway.batcher import EventBatcher
 from ocpp_gateway.decisions import Decisions
 from ocpp_gateway.server import Gateway
-from ocpp_gateway.simulator import basic_auth, connect_charger
 from ocpp_gateway.throttle import TokenBucket
+from simulator.fleet import basic_auth, connect_charger
 
 from .. import builders
 from .test_gateway import TIMEOUT, exchange, raw_client, redis_client, run, until

@@ -26,7 +26,7 @@ from chargers.models import (
 from ocpp_gateway.batcher import EventBatcher
 from ocpp_gateway.decisions import Decisions
 from ocpp_gateway.server import Gateway
-from ocpp_gateway.simulator import basic_auth, connect_charger, run_session
+from simulator.fleet import basic_auth, connect_charger, run_session
 
 from .. import builders
 

@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from django.db import OperationalError
 
 from chargers.models import ChargeCard, ChargerCommand, ChargingSession, Connector
-from ocpp_gateway.simulator import connect_charger
+from simulator.fleet import connect_charger
 
 from .test_command_bus import configured
 from .test_gateway import run

@@ -13,7 +13,7 @@ from chargers.models import Charger
 from ocpp_gateway.batcher import EventBatcher
 from ocpp_gateway.decisions import Decisions
 from ocpp_gateway.server import Gateway, tls_context
-from ocpp_gateway.simulator import basic_auth
+from simulator.fleet import basic_auth
 
 from .. import builders
 

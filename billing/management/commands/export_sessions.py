@@ -4,6 +4,7 @@ month's sessions as CSV (the same writer as the portal download)."""
 import re
 
 from django.core.management.base import BaseCommand, CommandError
+from django_scopes import scope
 
 from billing.exports import write_sessions_csv
 from communities.models import Community
@@ -25,9 +26,10 @@ class Command(BaseCommand):
         found = Community.objects.filter(slug=community).first()
         if found is None:
             raise CommandError(f"Unknown community {community!r}.")
-        if output:
-            with open(output, "w", encoding="utf-8", newline="") as f:
-                count = write_sessions_csv(f, community=found, year=year, month=month_number)
-            self.stderr.write(f"{count} sessions written to {output}")
-        else:
-            write_sessions_csv(self.stdout, community=found, year=year, month=month_number)
+        with scope(community=found):  # the community's data, as its portal download reads it
+            if output:
+                with open(output, "w", encoding="utf-8", newline="") as f:
+                    count = write_sessions_csv(f, community=found, year=year, month=month_number)
+                self.stderr.write(f"{count} sessions written to {output}")
+            else:
+                write_sessions_csv(self.stdout, community=found, year=year, month=month_number)

@@ -8,7 +8,7 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ocpp_gateway.simulator import run_fleet
+from simulator.fleet import run_fleet
 
 
 class Command(BaseCommand):
