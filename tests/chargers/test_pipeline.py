@@ -207,7 +207,8 @@ def test_poison_register_next_to_a_healthy_charger(community, site, charger, man
     page = manager_client.get(
         reverse("chargers:charger-detail", kwargs={"community": "tilleuls", "charger": poison.pk})
     )
-    assert "could not be recorded" in page.content.decode()
+    # The portal speaks French by default.
+    assert "n'ont pas pu être enregistrés" in page.content.decode()
     assert "absurd energy register" in page.content.decode()
 
 
