@@ -18,6 +18,7 @@ from decimal import Decimal
 from functools import partial
 
 from django.db import connection
+from django_scopes import scope
 
 from bench.lag import LeanCharger, now_ms, retrying
 from billing.prices import session_cost
@@ -32,14 +33,15 @@ def make_fleet(count: int, prefix: str = "FLT") -> list[tuple[str, str]]:
     """Register `count` chargers (half 1.6, half 2.0.1) in one community with a price and a
     card; returns (identity, version) pairs."""
     community = builders.make_community(name="Fault tests", slug=f"faults-{prefix.lower()}")
-    builders.make_price(community, price=str(PRICE), valid_from="2020-01-01")
-    builders.make_card(community, uid=CARD, name="Fault card")
-    site = builders.make_site(community, name="Parking")
     fleet = []
-    for n in range(count):
-        identity = f"{prefix}-{n:03d}"
-        builders.make_charger(community, site=site, identity=identity)
-        fleet.append((identity, "1.6" if n % 2 == 0 else "2.0.1"))
+    with scope(community=community):
+        builders.make_price(community, price=str(PRICE), valid_from="2020-01-01")
+        builders.make_card(community, uid=CARD, name="Fault card")
+        site = builders.make_site(community, name="Parking")
+        for n in range(count):
+            identity = f"{prefix}-{n:03d}"
+            builders.make_charger(community, site=site, identity=identity)
+            fleet.append((identity, "1.6" if n % 2 == 0 else "2.0.1"))
     return fleet
 
 
@@ -125,13 +127,17 @@ def _snapshot(chargers: list[LeanCharger]):
     identities = [c.identity for c in chargers]
     sessions = {
         (s.charger.identity, s.transaction_id): s
-        for s in ChargingSession.objects.filter(charger__identity__in=identities).select_related(
-            "charger"
-        )
+        for s in ChargingSession.objects.with_scopes_disabled()
+        .filter(charger__identity__in=identities)
+        .select_related("charger")
     }
     samples: dict[tuple[str, str, int], int] = {}
-    rows = MeterSample.objects.filter(session__charger__identity__in=identities).values_list(
-        "session__charger__identity", "session__transaction_id", "timestamp", "measurand"
+    rows = (
+        MeterSample.objects.with_scopes_disabled()
+        .filter(session__charger__identity__in=identities)
+        .values_list(
+            "session__charger__identity", "session__transaction_id", "timestamp", "measurand"
+        )
     )
     for identity, tx, timestamp, measurand in rows:
         if measurand == "Energy.Active.Import.Register":

@@ -173,10 +173,17 @@ def two_workers(e2e_env, smtp, tmp_path, settings):
         print(f"--- {process.name} output ---\n{process.output()}")
 
 
-def test_two_workers_share_a_month_and_send_each_email_once(two_workers, smtp, e2e_env):
+@pytest.fixture
+def shared_community(e2e_env):
     community = builders.make_community(name="Shared Month", slug="e2e-shared")
     community.expense_email = RECIPIENT
     community.save()
+    return community
+
+
+@pytest.mark.community_scope("shared_community")
+def test_two_workers_share_a_month_and_send_each_email_once(two_workers, smtp, shared_community):
+    community = shared_community
     charger = builders.make_charger(community, identity="E2E-SHARED-01")
     now = timezone.localtime(timezone.now(), community.tz)
     last_month = (now.replace(day=1, hour=12) - timedelta(days=1)).replace(day=3)

@@ -189,7 +189,7 @@ def test_worker_reconnects_after_its_database_backend_is_terminated(e2e_env, wor
     from .processes import wait_until
 
     community = builders_community()
-    charger = Charger.objects.get(identity=community)
+    charger = Charger.objects.with_scopes_disabled().get(identity=community)
     app.conf.task_always_eager = False
     publisher = Publisher(timeout=5)
 
@@ -213,7 +213,9 @@ def test_worker_reconnects_after_its_database_backend_is_terminated(e2e_env, wor
         )
 
     def firmware_is(value):
-        return lambda: Charger.objects.get(pk=charger.pk).firmware_version == value
+        return lambda: (
+            Charger.objects.with_scopes_disabled().get(pk=charger.pk).firmware_version == value
+        )
 
     try:
         boot("1.0")
@@ -230,11 +232,14 @@ def test_worker_reconnects_after_its_database_backend_is_terminated(e2e_env, wor
 
 
 def builders_community() -> str:
+    from django_scopes import scope
+
     from tests import builders
 
     community = builders.make_community(name="Worker DB", slug="worker-db")
-    site = builders.make_site(community)
-    return builders.make_charger(community, site=site, identity="WDB-1").identity
+    with scope(community=community):
+        site = builders.make_site(community)
+        return builders.make_charger(community, site=site, identity="WDB-1").identity
 
 
 @pytest.mark.slow

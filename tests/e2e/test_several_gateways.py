@@ -82,9 +82,17 @@ def holder_in_database(identity):
     )
 
 
-def test_charger_moves_between_two_gateways_and_commands_follow(two_gateways, client):
+@pytest.fixture
+def two_gw_community(e2e_env):
+    return builders.make_community(name="Two gateways", slug="two-gw")
+
+
+@pytest.mark.community_scope("two_gw_community")
+def test_charger_moves_between_two_gateways_and_commands_follow(
+    two_gateways, client, two_gw_community
+):
     one, two = two_gateways
-    community = builders.make_community(name="Two gateways", slug="two-gw")
+    community = two_gw_community
     manager = builders.make_member(community, Role.MANAGER).user
     charger = builders.make_charger(community, identity="GW-MOVER")
     Charger.objects.filter(pk=charger.pk).update(ocpp_version="1.6")
