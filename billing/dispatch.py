@@ -12,6 +12,7 @@ mail queue that cannot know whether the server kept a message it never acknowled
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
@@ -177,8 +178,9 @@ def send_finance(
 def send_driver_copy(*, note: ExpenseNote, result: SendResult | None = None) -> SendResult:
     """A driver's copy of their current note, once its PDF is stored, unless already sent."""
     result = result or SendResult()
-    to = note.holder.email if note.holder_id else ""
-    if not to:
+    holder = note.holder if note.holder_id else None
+    to = holder.email if holder is not None else ""
+    if holder is None or not to:
         result.drivers_without_email += 1
         return result
     if not note.is_current or not note.pdf:
@@ -198,7 +200,7 @@ def send_driver_copy(*, note: ExpenseNote, result: SendResult | None = None) -> 
     if not claimed:
         return result  # sent already, or being sent by another worker
     try:
-        send_driver_email(note=note, to=to, language=note.holder.language)
+        send_driver_email(note=note, to=to, language=holder.language)
     except OSError as e:
         _mark([dispatch.pk], status=NoteDispatch.Status.FAILED, to=to, error=_error_text(e))
         result.failed.append(_error_text(e))
@@ -235,6 +237,7 @@ def resend_note(*, note: ExpenseNote, kind: str, actor) -> NoteDispatch:
                 month=note.month,
             )
         else:
+            assert note.holder is not None  # a driver's copy is refused above without one
             send_driver_email(note=note, to=to, language=note.holder.language)
     except OSError as e:
         failure = _error_text(e)
@@ -273,9 +276,7 @@ def request_send(*, community: Community, actor, months: list[str]) -> int:
         )
         ExpenseRun.objects.filter(pk=run.pk).update(auto_send=True)
         transaction.on_commit(
-            lambda y=year, m=month: run_month.delay(
-                community=community.pk, year=y, month=m, send=True
-            )
+            partial(run_month.delay, community=community.pk, year=year, month=month, send=True)
         )
     audit(
         community=community,

@@ -1,4 +1,6 @@
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.utils.formats import number_format
@@ -58,8 +60,9 @@ class PriceForm(forms.Form):
     )
     confirm_high = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         price = data.get("price_per_kwh")
         self.needs_confirmation = False
         if price is not None and price > PLAUSIBLE_MAX and not data.get("confirm_high"):
@@ -86,7 +89,6 @@ class ExportForm(forms.Form):
 def ended_months(community, count: int = 12) -> list[tuple[str, str]]:
     """The last `count` months that are over in the community's time zone, newest first, as
     ("YYYY-MM", "October 2025") choices."""
-    from django.utils import timezone
     from django.utils.formats import date_format
 
     from sparklin.dates import current_month
@@ -97,7 +99,7 @@ def ended_months(community, count: int = 12) -> list[tuple[str, str]]:
     choices = []
     for _i in range(count):
         year, month = previous_month(year, month)
-        label = date_format(timezone.datetime(year, month, 1), "F Y")
+        label = date_format(datetime(year, month, 1), "F Y")
         choices.append((f"{year:04d}-{month:02d}", label))
     return choices
 
@@ -115,7 +117,9 @@ class NotesMonthsForm(forms.Form):
 
     def __init__(self, *args, community, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["months"].choices = ended_months(community)
+        months = self.fields["months"]
+        assert isinstance(months, forms.MultipleChoiceField)  # declared above
+        months.choices = ended_months(community)
 
 
 class NoteResendForm(forms.Form):

@@ -114,7 +114,12 @@ def generate_month(
             else:
                 sequence, version = next_sequence, 1
                 next_sequence += 1
-            holder = driver.holder if driver else previous.holder
+            if driver is not None:
+                holder = driver.holder
+            else:
+                # A driver without sessions this month is in `todo` only to cancel their note.
+                assert previous is not None
+                holder = previous.holder
             note = ExpenseNote(
                 community=community,
                 holder=holder,

@@ -27,6 +27,10 @@ class Price(models.Model):
 
     objects = scoped_manager()
 
+    # Not a column: set on the prices billing.prices.price_history() lists, for the template
+    # (whether sessions were priced with it).
+    used: bool
+
     class Meta:
         ordering = ["-valid_from"]
         constraints = [

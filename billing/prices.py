@@ -105,7 +105,9 @@ def parse_price(text: str, language: str = "fr") -> Decimal:
     if not re.fullmatch(r"\d+(\.\d+)?|\.\d+", value):
         raise PriceError(_("This price is not a number we can read: write it like 0,25."))
     price = Decimal(value)
-    if -price.as_tuple().exponent > MAX_DECIMALS and price != price.quantize(Decimal("0.0001")):
+    exponent = price.as_tuple().exponent
+    assert isinstance(exponent, int)  # the pattern above admits finite numbers only
+    if -exponent > MAX_DECIMALS and price != price.quantize(Decimal("0.0001")):
         raise PriceError(_("A price has at most 4 decimals."))
     if price >= Decimal("1000000"):
         raise PriceError(_("This price is too large."))
@@ -253,11 +255,11 @@ def delete_price(*, price: Price, actor) -> None:
     price.delete()
 
 
-def price_history():
+def price_history() -> list[Price]:
     """The community's prices (inside its scope), newest first, each with `used`: whether it
     has priced sessions (then it can be neither corrected nor removed). One query per price."""
     items = list(Price.objects.select_related("community").order_by("-valid_from"))
-    following = None
+    following: Price | None = None
     for price in items:
         price.used = _priced_between(
             price.community, price.valid_from, following.valid_from if following else None

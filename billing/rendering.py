@@ -8,6 +8,7 @@ import logging
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import QuerySet
 
 from communities.models import Community
 
@@ -40,9 +41,12 @@ def store_note_pdf(note: ExpenseNote) -> bool:
     return True
 
 
-def notes_without_pdf(community: Community, year: int | None = None, month: int | None = None):
+def notes_without_pdf(
+    community: Community, year: int | None = None, month: int | None = None
+) -> QuerySet[ExpenseNote]:
     notes = ExpenseNote.objects.filter(community=community, pdf="")
     if year is not None:
+        assert month is not None, "a year is given with its month"
         notes = notes.filter(year=year, month=month)
     return notes.select_related("replaces").order_by("year", "month", "sequence", "version")
 

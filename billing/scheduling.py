@@ -32,7 +32,11 @@ def month_end_due(community: Community, now: datetime) -> tuple[int, int] | None
     return previous_month(local.year, local.month)
 
 
-def check_months(*, now: datetime | None = None) -> list[tuple[int, int, int, bool | None]]:
+# A queued run: (community id, year, month, send); send None: only the sending is retried.
+QueuedRun = tuple[int, int, int, bool | None]
+
+
+def check_months(*, now: datetime | None = None) -> list[QueuedRun]:
     """The hourly beat check, over every community (the one place that looks across tenants:
     it lists the communities, then works inside each one's scope). Returns the (community id,
     year, month, send) runs it queued (send None: only the sending is retried):
@@ -50,7 +54,7 @@ def check_months(*, now: datetime | None = None) -> list[tuple[int, int, int, bo
     from .tasks import run_month, send_month_task
 
     now = now or timezone.now()
-    queued = []
+    queued: list[QueuedRun] = []
     renders = []
     for community in Community.objects.order_by("pk"):
         with scope(community=community):
@@ -72,8 +76,8 @@ def check_months(*, now: datetime | None = None) -> list[tuple[int, int, int, bo
     return queued
 
 
-def _check_community(community: Community, now: datetime) -> list:
-    queued = []
+def _check_community(community: Community, now: datetime) -> list[QueuedRun]:
+    queued: list[QueuedRun] = []
     due = month_end_due(community, now)
     if due is not None:
         with transaction.atomic():

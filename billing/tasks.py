@@ -10,16 +10,32 @@ commit, queues one `render_note` per new note; each rendering queues its driver'
 
 `check_months` runs hourly on the schedule in `CELERY_BEAT_SCHEDULE` (sparklin/settings.py)."""
 
-from celery import shared_task
+from typing import Any, Literal, TypedDict
+
+from celery import Task, shared_task
 from django.db import DatabaseError
 
+from communities.models import Community
 from sparklin.tasks import CommunityTask
 
 from . import dispatch, issuing, rendering, scheduling
 from .export_jobs import build_export_zip
 from .models import ExpenseNote, ExportJob, NoteDispatch
 
-_DB_RETRY = {
+
+class _TaskOptions(TypedDict, total=False):
+    """The options shared by several tasks, typed so that `shared_task`'s overloads apply."""
+
+    bind: Literal[True]
+    acks_late: bool
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int | None
+
+
+_DB_RETRY: _TaskOptions = {
     "bind": True,
     "acks_late": True,
     "autoretry_for": (DatabaseError,),
@@ -35,8 +51,7 @@ SEND_RETRY_BASE = 60
 SEND_RETRY_MAX = 3600
 SEND_MAX_RETRIES = 30
 
-_SEND = {
-    "base": CommunityTask,
+_SEND: _TaskOptions = {
     "bind": True,
     "acks_late": True,
     "autoretry_for": (DatabaseError,),
@@ -44,7 +59,7 @@ _SEND = {
 }
 
 
-def _retry_failed_send(task, result: dispatch.SendResult) -> None:
+def _retry_failed_send(task: Task[Any, Any], result: dispatch.SendResult) -> None:
     if result.failed and not task.request.is_eager:
         # In-process (embedded default, tests) there is no broker to come back later: the
         # failure stays recorded and the hourly check retries it.
@@ -53,14 +68,16 @@ def _retry_failed_send(task, result: dispatch.SendResult) -> None:
 
 
 @shared_task(name="billing.tasks.check_months", **_DB_RETRY)
-def check_months(self) -> int:
+def check_months(self: Task[[], int]) -> int:
     """Hourly: start the month-end run where it is due, re-issue months whose sessions changed,
     retry failed sends, re-queue lost renderings."""
     return len(scheduling.check_months())
 
 
 @shared_task(name="billing.tasks.run_month", base=CommunityTask, **_DB_RETRY)
-def run_month(self, *, community, year: int, month: int, send: bool = False) -> dict:
+def run_month(
+    self: CommunityTask, *, community: Community, year: int, month: int, send: bool = False
+) -> dict[str, int]:
     """Issue a community's notes of one month (new ones and new versions); their PDFs and
     e-mails follow in their own tasks. With `send`, the month is sent, and what is left unsent
     from before (failures, notes issued before sending was asked) is sent now."""
@@ -71,7 +88,7 @@ def run_month(self, *, community, year: int, month: int, send: bool = False) -> 
 
 
 @shared_task(name="billing.tasks.render_note", base=CommunityTask, **_DB_RETRY)
-def render_note(self, *, community, note: int) -> bool:
+def render_note(self: CommunityTask, *, community: Community, note: int) -> bool:
     """Render and store one note's PDF (nothing if it has one), then start its e-mails: the
     driver's copy, and the finance e-mail when it was the month's last PDF."""
     obj = ExpenseNote.objects.select_related("replaces", "holder").filter(pk=note).first()
@@ -92,8 +109,8 @@ def render_note(self, *, community, note: int) -> bool:
     return stored
 
 
-@shared_task(name="billing.tasks.send_driver_copy", **_SEND)
-def send_driver_copy(self, *, community, note: int) -> int:
+@shared_task(name="billing.tasks.send_driver_copy", base=CommunityTask, **_SEND)
+def send_driver_copy(self: CommunityTask, *, community: Community, note: int) -> int:
     """E-mail a driver their note (once); retried with backoff while the send fails."""
     obj = ExpenseNote.objects.select_related("replaces", "holder").filter(pk=note).first()
     if obj is None:
@@ -103,16 +120,18 @@ def send_driver_copy(self, *, community, note: int) -> int:
     return result.driver_sent
 
 
-@shared_task(name="billing.tasks.send_finance", **_SEND)
-def send_finance(self, *, community, year: int, month: int) -> int:
+@shared_task(name="billing.tasks.send_finance", base=CommunityTask, **_SEND)
+def send_finance(self: CommunityTask, *, community: Community, year: int, month: int) -> int:
     """E-mail finance the month's notes not sent to them yet, once all have their PDF."""
     result = dispatch.send_finance(community=community, year=year, month=month)
     _retry_failed_send(self, result)
     return result.finance_sent
 
 
-@shared_task(name="billing.tasks.send_month", **_SEND)
-def send_month_task(self, *, community, year: int, month: int) -> dict:
+@shared_task(name="billing.tasks.send_month", base=CommunityTask, **_SEND)
+def send_month_task(
+    self: CommunityTask, *, community: Community, year: int, month: int
+) -> dict[str, int]:
     """E-mail what was not sent yet of a month (finance and drivers); retried with backoff
     while a send fails. The sweeper behind "send now" and the hourly retries."""
     result = dispatch.send_month(community=community, year=year, month=month)
@@ -125,7 +144,7 @@ def send_month_task(self, *, community, year: int, month: int) -> dict:
 
 
 @shared_task(name="billing.tasks.build_export", base=CommunityTask, bind=True, acks_late=True)
-def build_export(self, *, community, job: int) -> str:
+def build_export(self: CommunityTask, *, community: Community, job: int) -> str:
     """Build the ZIP of an export job (the page polls its progress)."""
     obj = ExportJob.objects.select_related("community", "requested_by").get(pk=job)
     return build_export_zip(job=obj).status

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -25,6 +25,7 @@ from django.db import close_old_connections, connection, connections
 from django_scopes import scopes_disabled
 
 from . import events as event_services
+from .contract import Event
 from .models import QuarantinedEvents
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,20 @@ def _run(task: Task, func: Callable[..., T], *args: Any) -> T:
     return result
 
 
-_TASK = {"bind": True, "acks_late": True, "max_retries": None}
+class _TaskOptions(TypedDict):
+    """The options every task here shares, typed so that `shared_task`'s overloads apply."""
+
+    bind: Literal[True]
+    acks_late: bool
+    max_retries: int | None
+
+
+_TASK: _TaskOptions = {"bind": True, "acks_late": True, "max_retries": None}
+_TASK_BOUNDED: _TaskOptions = {**_TASK, "max_retries": 5}
 
 
 @shared_task(name="chargers.tasks.process_events", **_TASK)
-def process_events(self: Task, events: list[dict]) -> dict:
+def process_events(self: Task, events: list[Event]) -> dict[str, int]:
     """Persist one batch of gateway events (`chargers.contract` for their shape).
 
     Published by the gateway once per flush; processing the same batch twice changes nothing,
@@ -98,13 +108,13 @@ def retry_quarantined(self: Task, entry_id: int) -> bool:
     return _run(self, retry)
 
 
-@shared_task(name="chargers.tasks.sweep_offline", **{**_TASK, "max_retries": 5})
+@shared_task(name="chargers.tasks.sweep_offline", **_TASK_BOUNDED)
 def sweep_offline(self: Task) -> int:
     """Mark not connected the chargers whose heartbeats stopped (beat, every minute)."""
     return _run(self, event_services.sweep_offline, None, settings.OFFLINE_SWEEP_SECONDS)
 
 
-@shared_task(name="chargers.tasks.purge_message_log", **{**_TASK, "max_retries": 5})
+@shared_task(name="chargers.tasks.purge_message_log", **_TASK_BOUNDED)
 def purge_message_log(self: Task) -> int:
     """Delete OCPP message log rows older than settings.OCPP_MESSAGE_LOG_DAYS."""
     return _run(self, event_services.purge_message_log, settings.OCPP_MESSAGE_LOG_DAYS)
@@ -118,8 +128,8 @@ def _purge_unknown() -> int:
     )
 
 
-@shared_task(name="chargers.tasks.purge_unknown_chargers", **{**_TASK, "max_retries": 5})
-def purge_unknown_chargers(self) -> int:
+@shared_task(name="chargers.tasks.purge_unknown_chargers", **_TASK_BOUNDED)
+def purge_unknown_chargers(self: Task) -> int:
     """Keep the refused-identity table bounded: rows not seen for
     settings.UNKNOWN_CHARGER_DAYS days go, and at most settings.UNKNOWN_CHARGER_MAX stay."""
     return _run(self, _purge_unknown)

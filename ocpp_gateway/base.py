@@ -29,8 +29,11 @@ import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
+
+from chargers.contract import Kind
 
 from . import validation
 from .batcher import NotDurable
@@ -43,6 +46,12 @@ from .ocpplib import (
     known_actions,
 )
 from .ocpplib import NotImplementedError as OcppNotImplementedError
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from .commands import PendingCommand
+    from .server import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +107,7 @@ class BootFlag:
 
     __slots__ = ("_event", "_set")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._set = False
         self._event: asyncio.Event | None = None
 
@@ -121,7 +130,9 @@ class BootFlag:
 class CallErrorAnswer(OCPPError):
     """The charger answered one of our calls with a CALLERROR."""
 
-    def __init__(self, code: str, description: str = "", details=None):
+    def __init__(
+        self, code: str, description: str = "", details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(description, details)
         self.code = code
 
@@ -134,7 +145,7 @@ class GatewayChargePoint:
     payload) -> answer`), `PORTAL_ACTIONS`, `configure()` and `check_configuration()`."""
 
     version = ""
-    HANDLERS: dict = {}
+    HANDLERS: dict[str, Any] = {}
     PORTAL_ACTIONS: frozenset[str] = frozenset()
 
     __slots__ = (
@@ -159,8 +170,14 @@ class GatewayChargePoint:
     )
 
     def __init__(
-        self, identity: str, connection, *, gateway, charger: dict, response_timeout: float = 30
-    ):
+        self,
+        identity: str,
+        connection: ServerConnection,
+        *,
+        gateway: Gateway,
+        charger: dict[str, Any],
+        response_timeout: float = 30,
+    ) -> None:
         self.id = identity
         self._connection = connection
         self.gateway = gateway
@@ -174,15 +191,17 @@ class GatewayChargePoint:
         self.connected_at = 0.0
         self._received_at: datetime | None = None
         self._call_lock: asyncio.Lock | None = None
-        self._pending: dict[str, tuple[str, asyncio.Future]] | None = None
-        self._config_task: asyncio.Task | None = None
+        self._pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] | None = None
+        self._config_task: asyncio.Task[None] | None = None
         self._external_configurator = False
         self._boots = 0
         self._configured_firmware: str | None = None
         self._dropped = 0
 
     # --- events -------------------------------------------------------------------------------
-    def emit(self, kind: str, payload: dict | None = None, received_at: datetime | None = None):
+    def emit(
+        self, kind: Kind, payload: dict[str, Any] | None = None, received_at: datetime | None = None
+    ) -> None:
         self.gateway.batcher.emit(self.id, kind, payload, received_at or self._received_at)
 
     def _log(
@@ -244,7 +263,7 @@ class GatewayChargePoint:
                         future.set_exception(ConnectionClosed(None, None))
                 self._pending = None
 
-    async def on_frame(self, message) -> None:
+    async def on_frame(self, message: str | bytes) -> None:
         """Handle one websocket message; a bug in a handler never takes the connection down."""
         try:
             if isinstance(message, str):
@@ -276,7 +295,8 @@ class GatewayChargePoint:
 
     async def _on_text(self, raw: str) -> None:
         self._received_at = now = utc_now()
-        frame = None
+        frame: Any = None
+        problem: str | None
         if too_deep(raw):
             problem = f"nested deeper than {MAX_DEPTH}"
         else:
@@ -296,7 +316,7 @@ class GatewayChargePoint:
         else:
             self._on_answer(message_type, unique_id, frame, raw, now)
 
-    async def _refuse(self, raw: str, frame, problem: str, now: datetime) -> None:
+    async def _refuse(self, raw: str, frame: object, problem: str, now: datetime) -> None:
         """A frame that is not an OCPP-J message: logged as text, answered with a CALLERROR when
         it is a CALL (or unreadable) whose unique id can be read, else ignored."""
         message_type, unique_id = None, None
@@ -315,7 +335,7 @@ class GatewayChargePoint:
             return  # nothing to answer to, or an answer (never answered)
         await self._send_error(unique_id, "", self._frame_error(message_type, problem))
 
-    def _frame_error(self, message_type, problem: str) -> OCPPError:
+    def _frame_error(self, message_type: int | None, problem: str) -> OCPPError:
         details = {"cause": problem}
         if self.version == "1.6":
             return FormationViolationError(details=details)
@@ -325,7 +345,7 @@ class GatewayChargePoint:
             return validation.format_violation(self.version, details=details)
         return RpcFrameworkError(details=details)
 
-    async def _answer_call(self, unique_id: str, action: str, payload: dict) -> None:
+    async def _answer_call(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
         handler = self.HANDLERS.get(action)
         if handler is None:
             # Both OCPP-J specifications: NotImplemented = "Requested Action is not known by
@@ -366,7 +386,9 @@ class GatewayChargePoint:
         if self._boots != boots:
             self._after_boot()
 
-    def _on_answer(self, message_type: int, unique_id: str, frame: list, raw: str, now) -> None:
+    def _on_answer(
+        self, message_type: int, unique_id: str, frame: list[Any], raw: str, now: datetime
+    ) -> None:
         entry = self._pending.pop(unique_id, None) if self._pending else None
         if entry is None:
             # Unsolicited, or late after its call timed out: dropped (never queued, never handed
@@ -407,7 +429,9 @@ class GatewayChargePoint:
         )
         await self._send(4, unique_id, action, text)
 
-    async def call(self, action: str, payload: dict, *, unique_id: str | None = None) -> dict:
+    async def call(
+        self, action: str, payload: dict[str, Any], *, unique_id: str | None = None
+    ) -> dict[str, Any]:
         """Send one CALL and return the charger's answer payload (validated against the
         response schema). One outstanding call per charger; raises TimeoutError after the
         response timeout (the call leaves the pending table: a late answer is dropped),
@@ -434,8 +458,8 @@ class GatewayChargePoint:
                         self._pending = None
 
     async def command(
-        self, action: str, payload: dict, *, uid: str | None = None, record: bool = True
-    ) -> tuple[str, dict | None]:
+        self, action: str, payload: dict[str, Any], *, uid: str | None = None, record: bool = True
+    ) -> tuple[str, dict[str, Any] | None]:
         """Send one command; unless `record` is False, record it as a ChargerCommand (pending →
         sent → outcome) through the event pipeline. Returns (status, answer payload or None).
         `uid` is the portal's row for a command asked there (its status only moves forward)."""
@@ -463,7 +487,7 @@ class GatewayChargePoint:
         return status, result
 
     # --- commands asked from the portal --------------------------------------------------------
-    async def run_portal_command(self, row: dict) -> None:
+    async def run_portal_command(self, row: PendingCommand) -> None:
         """Deliver one ChargerCommand the portal queued (already claimed: status sent) and record
         the charger's answer on it; a setting the charger accepted is merged into its stored
         configuration. "Reconfigure" reads the configuration again and re-applies the vendor
@@ -499,7 +523,7 @@ class GatewayChargePoint:
             if applied:
                 self.emit("configuration", {"values": applied}, utc_now())
 
-    def applied_configuration(self, action: str, payload: dict) -> dict:
+    def applied_configuration(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The configuration values an accepted command set (versioned classes override)."""
         return {}
 
@@ -560,7 +584,7 @@ class GatewayChargePoint:
 _request_ids = itertools.count(1)
 
 
-def command_status(response) -> str:
+def command_status(response: object) -> str:
     """accepted/rejected from a command's answer: its `status` when it has one (RebootRequired
     counts as accepted: the value is stored), or all per-item statuses (SetVariables)."""
     if not isinstance(response, dict):
@@ -575,7 +599,7 @@ def command_status(response) -> str:
     return "accepted" if status in ("Accepted", "RebootRequired") else "rejected"
 
 
-def frame_problem(frame) -> str | None:
+def frame_problem(frame: object) -> str | None:
     """Why a decoded frame is not an OCPP-J message, or None when it is one."""
     if not isinstance(frame, list):
         return "not a JSON array"

@@ -19,12 +19,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
+
+from chargers.contract import Event, Kind
+
+if TYPE_CHECKING:
+    from celery import Task
+    from kombu import Connection, Producer
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +72,17 @@ class Publisher:
       opened at once: a broker restart costs no answer more than the reconnection.
     """
 
-    def __init__(self, timeout: float | None = None, url: str | None = None):
+    def __init__(self, timeout: float | None = None, url: str | None = None) -> None:
         self.url = url  # the broker; default CELERY_BROKER_URL
         self.timeout = timeout if timeout is not None else settings.GATEWAY_PUBLISH_TIMEOUT_SECONDS
-        self._connection = None
-        self._producer = None
+        self._connection: Connection | None = None
+        self._producer: Producer | None = None
 
-    def __call__(self, events: list[dict]) -> None:
+    def __call__(self, events: list[Event]) -> None:
         from chargers.tasks import process_events
 
         if process_events.app.conf.task_always_eager:
-            process_events.apply_async(args=[events])
+            process_events.apply_async(args=(events,))
             return
         # A connection that served before may have been closed by a broker restart without us
         # noticing (nothing reads from it between publishes): one immediate second attempt on a
@@ -92,17 +100,20 @@ class Publisher:
             else:
                 return
 
-    def _publish(self, task, events: list[dict]) -> None:
+    def _publish(self, task: Task[Any, Any], events: list[Event]) -> None:
         if self._producer is None:
             app = task.app
             # No heartbeats: nothing services them between publishes; a dead connection is
             # found by the next publish (it raises, or its confirm times out).
             connection = app.connection_for_write(self.url, heartbeat=0)
-            connection.ensure_connection(max_retries=0, timeout=self.timeout)  # one attempt
+            # One attempt. kombu-stubs type `timeout` as int; kombu takes any number of seconds.
+            connection.ensure_connection(max_retries=0, timeout=self.timeout)  # type: ignore[arg-type]
             self._connection = connection
             self._producer = app.amqp.Producer(connection)
-        task.apply_async(
-            args=[events],
+        # celery-types lists no `**options`: Celery passes `timeout` and `confirm_timeout` on to
+        # kombu's `Producer.publish`, which takes them.
+        task.apply_async(  # type: ignore[call-arg]
+            args=(events,),
             producer=self._producer,
             # Retries belong to the batcher (it keeps the events); here one bounded attempt.
             retry=False,
@@ -122,7 +133,7 @@ class Publisher:
         self._drop_connection()
 
 
-def publish_batch(events: list[dict]) -> None:
+def publish_batch(events: list[Event]) -> None:
     """Publish one batch with a throw-away connection (scripts, tests); the gateway's batcher
     keeps one `Publisher` and its connection instead."""
     publisher = Publisher()
@@ -138,13 +149,13 @@ class EventBatcher:
 
     def __init__(
         self,
-        publish=None,
+        publish: Callable[[list[Event]], None] | None = None,
         flush_seconds: float | None = None,
         max_batch: int = 200,
         max_buffer: int = 200_000,
         durable_window: float | None = None,
         durable_timeout: float | None = None,
-    ):
+    ) -> None:
         self.publish = publish if publish is not None else Publisher()
         self.flush_seconds = min(
             flush_seconds if flush_seconds is not None else settings.GATEWAY_EVENT_FLUSH_SECONDS,
@@ -162,13 +173,13 @@ class EventBatcher:
             if durable_timeout is not None
             else settings.GATEWAY_DURABLE_TIMEOUT_SECONDS
         )
-        self._events: list[dict] = []
+        self._events: list[Event] = []
         # Sequence numbers: `_seq` events were emitted so far, the first `_done` of them are
         # published (or dropped: `_drops` counts the times that happened).
         self._seq = 0
         self._done = 0
         self._drops = 0
-        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-events")
         self.published = 0
@@ -179,8 +190,8 @@ class EventBatcher:
     def emit(
         self,
         identity: str,
-        kind: str,
-        payload: dict | None = None,
+        kind: Kind,
+        payload: dict[str, Any] | None = None,
         received_at: datetime | None = None,
     ) -> None:
         """Queue one event (JSON scalars only). Never blocks."""

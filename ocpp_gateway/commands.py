@@ -17,7 +17,10 @@ only write the gateway makes besides reserving transaction ids.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
 
 from django.utils import timezone
 from django_scopes import scopes_disabled
@@ -28,7 +31,18 @@ PENDING_TTL = 120  # seconds a portal command waits for its charger to be connec
 MAX_PER_POLL = 200
 
 
-def claim_pending(identities) -> list[dict]:
+class PendingCommand(TypedDict):
+    """A claimed portal command, as the gateway sends it."""
+
+    pk: int
+    uid: uuid.UUID
+    action: str
+    payload: Any
+    charger__identity: str
+    created_at: datetime
+
+
+def claim_pending(identities: Iterable[str]) -> list[PendingCommand]:
     """Claim the pending portal commands of the chargers in `identities` (held by this gateway):
     returns them as plain dicts, oldest first, already marked sent. Expires stale ones."""
     now = timezone.now()
@@ -42,7 +56,7 @@ def claim_pending(identities) -> list[dict]:
             response={"error": "The charger was not connected."},
             updated_at=now,
         )
-        rows = []
+        rows: list[PendingCommand] = []
         ordered = sorted(held)
         for start in range(0, len(ordered), 1000):  # bounded IN lists, however large the fleet
             rows += (

@@ -19,7 +19,9 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.hashers import check_password
@@ -39,6 +41,16 @@ from chargers.models import Charger, TransactionIdBlock, card_decision, normaliz
 
 logger = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+# A charger as the gateway holds it: the CHARGER_FIELDS columns by name (`load_charger`).
+ChargerRow = dict[str, Any]
+# A card decision (`chargers.models.card_decision`): {"status", "card_id", "holder_id"}.
+CardDecision = dict[str, Any]
+
 # The charger columns the gateway works with (the dict `load_charger` returns).
 CHARGER_FIELDS = (
     "id",
@@ -52,7 +64,7 @@ CHARGER_FIELDS = (
 )
 
 
-def _with_fresh_connection(func, *args, **kwargs):
+def _with_fresh_connection(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     close_old_connections()
     try:
         return func(*args, **kwargs)
@@ -67,22 +79,22 @@ def _with_fresh_connection(func, *args, **kwargs):
         close_old_connections()
 
 
-async def db_call(func, *args, **kwargs):
+async def db_call(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run the ORM function `func` off the event loop with `close_old_connections()` around it:
     the one way the gateway talks to the database (decisions, command bus, id blocks,
     directory)."""
     return await sync_to_async(_with_fresh_connection)(func, *args, **kwargs)
 
 
-class TTLCache:
+class TTLCache(Generic[K, V]):
     """A bounded dict whose entries expire: least recently used entries go first when full."""
 
-    def __init__(self, ttl: float = 30.0, max_entries: int = 10_000):
+    def __init__(self, ttl: float = 30.0, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._data: OrderedDict = OrderedDict()
+        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
 
-    def get(self, key, default=None):
+    def get(self, key: K, default: V | None = None) -> V | None:
         item = self._data.get(key)
         if item is None:
             return default
@@ -93,37 +105,43 @@ class TTLCache:
         self._data.move_to_end(key)
         return value
 
-    def set(self, key, value) -> None:
+    def set(self, key: K, value: V) -> None:
         self._data[key] = (time.monotonic() + self.ttl, value)
         self._data.move_to_end(key)
         while len(self._data) > self.max_entries:
             self._data.popitem(last=False)
 
-    def pop(self, key) -> None:
+    def pop(self, key: K) -> None:
         self._data.pop(key, None)
 
     def clear(self) -> None:
         self._data.clear()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._data)
 
 
-def load_charger(identity: str) -> dict | None:
+def load_charger(identity: str) -> ChargerRow | None:
     """The registered charger with this identity, as plain values (safe to cache and to use on
     the event loop), or None."""
     with scopes_disabled():
-        return Charger.objects.filter(identity=identity).values(*CHARGER_FIELDS).first()
+        row: ChargerRow | None = (
+            Charger.objects.filter(identity=identity).values(*CHARGER_FIELDS).first()
+        )
+    return row
 
 
-def load_directory(changed_since=None) -> tuple[list[dict], object]:
+def load_directory(
+    changed_since: datetime | None = None,
+) -> tuple[list[ChargerRow], datetime | None]:
     """Every charger (or those changed since `changed_since`) as `load_charger` dicts, and the
     newest `updated_at` seen. One query, streamed in chunks."""
     with scopes_disabled():
         rows = Charger.objects.all()
         if changed_since is not None:
             rows = rows.filter(updated_at__gte=changed_since)
-        chargers, newest = [], None
+        chargers: list[ChargerRow] = []
+        newest: datetime | None = None
         for row in rows.values(*CHARGER_FIELDS, "updated_at").iterator(chunk_size=2000):
             updated_at = row.pop("updated_at")
             if newest is None or updated_at > newest:
@@ -170,15 +188,16 @@ class ChargerDirectory:
     reconnect storm of the whole fleet costs nothing but the handshakes.
     """
 
-    def __init__(self, margin: float = 60.0):
-        self.by_identity: dict[str, dict] = {}
+    def __init__(self, margin: float = 60.0) -> None:
+        self.by_identity: dict[str, ChargerRow] = {}
         self._identity_of: dict[int, str] = {}
         self.loaded = False
         self.margin = timedelta(seconds=margin)
-        self._newest = None
+        # The newest `updated_at` seen (set by `load`, which runs before any `refresh`).
+        self._newest: datetime | None = None
         self.loaded_at = 0.0
 
-    def get(self, identity: str):
+    def get(self, identity: str) -> ChargerRow | object | None:
         """The charger dict, None when the directory is loaded and the identity is not in it,
         `_MISSING` when it is not loaded (ask the database)."""
         row = self.by_identity.get(identity)
@@ -186,7 +205,7 @@ class ChargerDirectory:
             return row
         return None if self.loaded else _MISSING
 
-    def put(self, row: dict) -> None:
+    def put(self, row: ChargerRow) -> None:
         old = self._identity_of.get(row["id"])
         if old is not None and old != row["identity"]:
             self.by_identity.pop(old, None)  # the serial was corrected in the portal
@@ -204,6 +223,7 @@ class ChargerDirectory:
         return len(rows)
 
     async def refresh(self) -> int:
+        assert self._newest is not None, "refresh() after load()"
         rows, newest = await db_call(load_directory, self._newest - self.margin)
         for row in rows:
             self.put(row)
@@ -224,16 +244,18 @@ class Decisions:
         max_entries: int = 10_000,
         id_block: int = 50,
         hash_concurrency: int = 2,
-    ):
-        self.cards = TTLCache(ttl, max_entries)
+    ) -> None:
+        self.cards: TTLCache[tuple[int, str], CardDecision] = TTLCache(ttl, max_entries)
         # The last answer given for each card, kept a day: what the gateway answers while the
         # database is unreachable.
-        self.last_cards = TTLCache(24 * 3600.0, 10 * max_entries)
+        self.last_cards: TTLCache[tuple[int, str], CardDecision] = TTLCache(
+            24 * 3600.0, 10 * max_entries
+        )
         self.directory = ChargerDirectory()
         # Identities looked up and not found: the next attempt of the same identity within 10 s
         # costs nothing (a charger registered a moment ago connects at its next retry).
-        self.unknown = TTLCache(10.0, max_entries)
-        self.passwords = TTLCache(3600.0, max_entries)
+        self.unknown: TTLCache[str, bool] = TTLCache(10.0, max_entries)
+        self.passwords: TTLCache[tuple[str, str], str] = TTLCache(3600.0, max_entries)
         self.id_block = id_block
         self._ids_next = 0
         self._ids_end = 0
@@ -242,12 +264,12 @@ class Decisions:
         # throttled) and a storm of password-protected chargers cannot take every core.
         self._hashing = asyncio.Semaphore(hash_concurrency)
 
-    async def charger(self, identity: str) -> dict | None:
+    async def charger(self, identity: str) -> ChargerRow | None:
         """The registered charger with this identity (a `load_charger` dict) or None. Raises
         `DecisionUnavailable` when the database cannot tell."""
-        row = self.directory.get(identity)
-        if row is not _MISSING and row is not None:
-            return row
+        known = self.directory.get(identity)
+        if isinstance(known, dict):
+            return known
         if self.unknown.get(identity):
             return None
         try:
@@ -261,7 +283,7 @@ class Decisions:
             self.directory.put(row)
         return row
 
-    def remembered(self, charger: dict, password: str | None) -> bool:
+    def remembered(self, charger: ChargerRow, password: str | None) -> bool:
         """True when this exact password was accepted for this hash before (no hashing)."""
         if not charger["password_hash"] or password is None:
             return False
@@ -269,12 +291,12 @@ class Decisions:
         return self.passwords.get(key) == self._digest(charger, password)
 
     @staticmethod
-    def _digest(charger: dict, password: str) -> str:
+    def _digest(charger: ChargerRow, password: str) -> str:
         return hashlib.sha256(
             (charger["password_hash"] + "\0" + password).encode("utf-8", "surrogatepass")
         ).hexdigest()
 
-    async def password_ok(self, charger: dict, password: str | None) -> bool:
+    async def password_ok(self, charger: ChargerRow, password: str | None) -> bool:
         """Check a Basic-auth password against the charger's hash. Generated passwords have a
         fast salted hash (`chargers.hashers`), checked inline. PBKDF2 is deliberately slow, so it
         runs on a worker thread (a bounded number at once), a success is remembered (by a digest,
@@ -299,7 +321,7 @@ class Decisions:
             await self._upgrade(charger, password)
         return True
 
-    async def _upgrade(self, charger: dict, password: str) -> None:
+    async def _upgrade(self, charger: ChargerRow, password: str) -> None:
         old = charger["password_hash"]
         new = await asyncio.to_thread(hashers.hash_generated_password, password)
         try:
@@ -309,7 +331,7 @@ class Decisions:
         except DatabaseError as exc:
             logger.warning("%s: password hash not upgraded (%s)", charger["identity"], exc)
 
-    async def authorize(self, community_id: int, id_tag: str) -> dict:
+    async def authorize(self, community_id: int, id_tag: str) -> CardDecision:
         """{"status", "card_id", "holder_id"} for a card presented in this community. While the
         database is unreachable: the last known decision for this card, else Invalid."""
         key = (community_id, normalize_card_uid(id_tag))

@@ -19,6 +19,7 @@ test ran against.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import ocpp
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
@@ -90,8 +91,9 @@ def known_actions(version: str) -> frozenset[str]:
     return _KNOWN[version]
 
 
-def request(version: str, action: str, **fields) -> dict:
+def request(version: str, action: str, **fields: Any) -> dict[str, Any]:
     """The camelCase payload of a request the gateway sends, built through the library's call
     dataclass (so a misspelt or missing field raises TypeError here, not at the charger)."""
     dataclass = getattr(_CALLS[version], action)(**fields)
-    return snake_to_camel_case(remove_nones(serialize_as_dict(dataclass)))
+    payload: dict[str, Any] = snake_to_camel_case(remove_nones(serialize_as_dict(dataclass)))
+    return payload

@@ -76,7 +76,7 @@ def profile_201(vendor: str | None) -> list[tuple[str, str, str]]:
     return wanted
 
 
-def same_value(current, wanted: str) -> bool:
+def same_value(current: object, wanted: str) -> bool:
     """Whether a value the charger reports equals the profile's: lists compared item by item,
     numbers by value ("60" == "60.0"), anything else as stripped text."""
     if current is None:

@@ -31,6 +31,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ class Registry:
         self.ttl = ttl
         self.flush_seconds = flush_seconds
         self.on_takeover = on_takeover or (lambda identity, at: None)
-        self.redis = None
+        self.redis: Redis | None = None
         # identity → ("claim" | "release", connected_at), written by the flusher.
         self._pending: dict[str, tuple[str, float]] = {}
         self._healthy = True
@@ -131,7 +135,7 @@ class Registry:
         `refresh_every` seconds, and listen for takeover notices. Runs until cancelled."""
         if self.redis is None:
             return
-        listener = asyncio.create_task(self._listen(), name="gateway-registry-takeovers")
+        listener = asyncio.create_task(self._listen(self.redis), name="gateway-registry-takeovers")
         try:
             loop = asyncio.get_running_loop()
             next_refresh = loop.time() + self.refresh_every
@@ -184,8 +188,8 @@ class Registry:
                     batch.pop(identity, None)
         except Exception as exc:
             # Keep what was not written (newer operations queued meanwhile win).
-            for identity, op in batch.items():
-                self._pending.setdefault(identity, op)
+            for identity, queued in batch.items():
+                self._pending.setdefault(identity, queued)
             if self._healthy:
                 logger.warning("Registry: Redis unreachable, registry paused (%s)", exc)
                 self._healthy = False
@@ -201,11 +205,11 @@ class Registry:
         except ValueError:
             logger.warning("Registry: unreadable holder %r for %s", holder, identity)
 
-    async def _listen(self) -> None:
+    async def _listen(self, redis: Redis) -> None:
         """Takeover notices for this instance; resubscribes after a Redis outage."""
         channel = TAKEOVER_CHANNEL + self.instance_id
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
                 while True:
@@ -234,7 +238,7 @@ class Registry:
         """The instance id holding `identity`, or None (operators, tests)."""
         if self.redis is None:
             return None
-        value = await self.redis.get(KEY_PREFIX + identity)
+        value: bytes | None = await self.redis.get(KEY_PREFIX + identity)
         if value is None:
             return None
         return value.decode().rpartition("|")[0]

@@ -34,27 +34,35 @@ import time
 import uuid
 from collections import Counter
 from http import HTTPStatus
+from ssl import SSLContext
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django_scopes import scope
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidMessage
+from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 
+from .base import GatewayChargePoint
 from .batcher import EventBatcher
-from .commands import claim_pending
-from .decisions import Decisions, DecisionUnavailable, db_call
+from .commands import PendingCommand, claim_pending
+from .decisions import ChargerRow, Decisions, DecisionUnavailable, db_call
 from .registry import Registry
 from .throttle import TokenBucket
 from .v16 import ChargePoint16
 from .v201 import ChargePoint201
 
+if TYPE_CHECKING:
+    from .starts import StartIds
+
 logger = logging.getLogger(__name__)
 
-SUBPROTOCOLS = ["ocpp2.0.1", "ocpp1.6"]  # server order = preference
+SUBPROTOCOLS = [Subprotocol("ocpp2.0.1"), Subprotocol("ocpp1.6")]  # server order = preference
 PATH_PREFIX = "/ocpp/"
 SUMMARY_SECONDS = 10.0
 
@@ -77,7 +85,7 @@ class HandshakeStats:
     unknown, 401 password, 400 subprotocol, 429 throttled, 503 database unreachable). One summary
     line per period instead of a line per failure."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.recent: Counter[str] = Counter()
         self.total: Counter[str] = Counter()
         self.accepted = 0
@@ -98,8 +106,10 @@ class _CountingConnection(ServerConnection):
     """The library's server connection, counting why an opening handshake did not open."""
 
     stats: HandshakeStats
+    # The registered charger, set by `Gateway.process_request` when it accepts the upgrade.
+    sparklin_charger: ChargerRow
 
-    async def handshake(self, *args, **kwargs) -> None:
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
         try:
             await super().handshake(*args, **kwargs)
         except asyncio.CancelledError:
@@ -141,7 +151,7 @@ class Gateway:
         host: str = "0.0.0.0",
         port: int = 9000,
         *,
-        ssl=None,
+        ssl: SSLContext | None = None,
         instance_id: str | None = None,
         batcher: EventBatcher | None = None,
         decisions: Decisions | None = None,
@@ -149,7 +159,7 @@ class Gateway:
         command_poll_seconds: float | None = None,
         backlog: int | None = None,
         open_timeout: float | None = None,
-    ):
+    ) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
@@ -179,13 +189,16 @@ class Gateway:
             if command_poll_seconds is not None
             else settings.GATEWAY_COMMAND_POLL_SECONDS
         )
-        self.connections: dict[str, object] = {}
-        self._server = None
-        self._tasks: list[asyncio.Task] = []
+        self.connections: dict[str, GatewayChargePoint] = {}
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # Portal commands being delivered, kept so none floats and stop() can cancel them.
-        self._command_tasks: set[asyncio.Task] = set()
+        self._command_tasks: set[asyncio.Task[None]] = set()
         # Stale sockets being closed (replaced by a newer connection of their charger).
-        self._closing: set[asyncio.Task] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # Created on first use by `ocpp_gateway.starts.start_ids` (1.6 transaction ids).
+    start_ids: StartIds
 
     @property
     def url(self) -> str:
@@ -197,7 +210,7 @@ class Gateway:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     async def start(self) -> None:
@@ -209,12 +222,12 @@ class Gateway:
             # Start anyway: chargers are looked up one by one until the refresher loads it.
             logger.warning("Charger directory not loaded, database unreachable (%s)", exc)
 
-        def create_connection(*args, **kwargs):
+        def create_connection(*args: Any, **kwargs: Any) -> _CountingConnection:
             connection = _CountingConnection(*args, **kwargs)
             connection.stats = self.stats
             return connection
 
-        self._server = await serve(
+        server = await serve(
             self.handler,
             self.host,
             self.port,
@@ -227,10 +240,13 @@ class Gateway:
             # net.core.somaxconn) and take longer than the library's 10 s on a busy machine.
             backlog=self.backlog,
             open_timeout=self.open_timeout,
-            create_connection=create_connection,
+            # Typed as a class, documented as "a wrapper or a subclass": a factory function is
+            # what websockets calls.
+            create_connection=create_connection,  # type: ignore[arg-type]
             logger=websockets_logger,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
         # The server's own long-lived tasks, kept and cancelled in stop().
         self._tasks = [
             asyncio.create_task(self.batcher.run(), name="gateway-event-flusher"),
@@ -313,7 +329,7 @@ class Gateway:
         del self.connections[identity]
         self._close_stale(cp, "Connected to another gateway")
 
-    def _close_stale(self, cp, reason: str) -> None:
+    def _close_stale(self, cp: GatewayChargePoint, reason: str) -> None:
         cp.superseded = True
         task = asyncio.create_task(cp.close(1000, reason), name=f"close-{cp.id}")
         self._closing.add(task)
@@ -353,7 +369,7 @@ class Gateway:
                 self._command_tasks.add(task)
                 task.add_done_callback(self._command_tasks.discard)
 
-    async def _deliver(self, cp, row: dict) -> None:
+    async def _deliver(self, cp: GatewayChargePoint, row: PendingCommand) -> None:
         try:
             with scope(community=cp.community_id):
                 await cp.run_portal_command(row)
@@ -365,14 +381,14 @@ class Gateway:
     # --- the upgrade --------------------------------------------------------------------------
     def refuse(
         self,
-        connection,
+        connection: ServerConnection,
         identity: str,
         reason: str,
         status: HTTPStatus,
         text: str,
         *,
         throttle: bool = True,
-    ):
+    ) -> Response:
         """Refuse the handshake and record it (`UnknownCharger`); each refusal spends one of the
         source address's tokens, so a scan of identities soon gets 429 without any work (wrong
         passwords have their own buckets: `throttle=False`)."""
@@ -386,12 +402,14 @@ class Gateway:
         return connection.respond(status, text + "\n")
 
     @staticmethod
-    def too_many(connection, retry_after: int, text: str):
+    def too_many(connection: ServerConnection, retry_after: int, text: str) -> Response:
         response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS, text + "\n")
         response.headers["Retry-After"] = str(retry_after)
         return response
 
-    async def process_request(self, connection, request):
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         """Authenticate at the upgrade; returning a response refuses the handshake."""
         remote = _remote(connection)
         retry_after = self.refusals_by_address.retry_after(remote)
@@ -438,10 +456,13 @@ class Gateway:
                 HTTPStatus.BAD_REQUEST,
                 "Offer the ocpp1.6 or ocpp2.0.1 subprotocol",
             )
+        assert isinstance(connection, _CountingConnection)  # made by start()'s create_connection
         connection.sparklin_charger = charger
         return None
 
-    async def check_password(self, connection, request, charger: dict, remote: str):
+    async def check_password(
+        self, connection: ServerConnection, request: Request, charger: ChargerRow, remote: str
+    ) -> Response | None:
         """None when the Basic credentials are right, else the refusal. The user name must be
         the identity. A password accepted before passes without hashing and without throttle
         (an attacker guessing cannot lock a charger out that the gateway already knows);
@@ -473,11 +494,12 @@ class Gateway:
         return response
 
     # --- one connection -----------------------------------------------------------------------
-    async def handler(self, ws) -> None:
+    async def handler(self, ws: ServerConnection) -> None:
         """Runs for the life of one charger connection, inside its community scope. Whatever
         ends it (the charger hanging up during its configuration included), the cleanup runs:
         the disconnection is recorded and the registry released, unless a newer connection of
         the same charger replaced this one (here or on another gateway)."""
+        assert isinstance(ws, _CountingConnection)  # made by start()'s create_connection
         charger = ws.sparklin_charger
         identity = charger["identity"]
         cls = ChargePoint201 if ws.subprotocol == "ocpp2.0.1" else ChargePoint16
@@ -515,7 +537,7 @@ class Gateway:
                     self.registry.unregister(identity, cp.connected_at)
 
 
-def _remote(connection) -> str:
+def _remote(connection: ServerConnection) -> str:
     address = connection.remote_address
     return str(address[0]) if address else ""
 

@@ -24,13 +24,17 @@ import logging
 import time
 from collections import OrderedDict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from chargers.models import TransactionStart
 
-from .decisions import db_call
+from .decisions import Decisions, db_call
+
+if TYPE_CHECKING:
+    from .server import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ PURGE_EVERY = 3600.0  # seconds
 LRU_SIZE = 10_000
 
 
-def start_key(identity: str, fields: tuple) -> str:
+def start_key(identity: str, fields: tuple[object, ...]) -> str:
     """The digest naming one start: identity, connector, idTag, meterStart, timestamp."""
     text = "\x1f".join(str(part) for part in (identity, *fields))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -68,7 +72,7 @@ def claim_transaction_id(key: str, candidate: int, purge: bool = False) -> int:
 class StartIds:
     """The gateway's view of `TransactionStart`, with an LRU in front."""
 
-    def __init__(self, decisions, size: int = LRU_SIZE):
+    def __init__(self, decisions: Decisions, size: int = LRU_SIZE) -> None:
         self.decisions = decisions
         self.size = size
         self._recent: OrderedDict[str, int] = OrderedDict()
@@ -81,7 +85,7 @@ class StartIds:
         while len(self._recent) > self.size:
             self._recent.popitem(last=False)
 
-    async def transaction_id(self, identity: str, fields: tuple) -> int:
+    async def transaction_id(self, identity: str, fields: tuple[object, ...]) -> int:
         key = start_key(identity, fields)
         known = self._recent.get(key)
         if known is not None:
@@ -106,9 +110,9 @@ class StartIds:
         return transaction_id
 
 
-def start_ids(gateway) -> StartIds:
+def start_ids(gateway: Gateway) -> StartIds:
     """The gateway's StartIds (one per Gateway object, created on first use)."""
-    ids = getattr(gateway, "start_ids", None)
+    ids: StartIds | None = getattr(gateway, "start_ids", None)
     if ids is None:
         ids = gateway.start_ids = StartIds(gateway.decisions)
     return ids

@@ -14,33 +14,40 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
 
 class TokenBucket:
-    def __init__(self, capacity: float, rate: float, max_keys: int = 50_000, clock=time.monotonic):
+    def __init__(
+        self,
+        capacity: float,
+        rate: float,
+        max_keys: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if capacity < 1 or rate <= 0:
             raise ValueError("capacity >= 1 and rate > 0")
         self.capacity = float(capacity)
         self.rate = float(rate)
         self.max_keys = max_keys
         self.clock = clock
-        self._buckets: OrderedDict[object, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
-    def _tokens(self, key, now: float) -> float:
+    def _tokens(self, key: Hashable, now: float) -> float:
         item = self._buckets.get(key)
         if item is None:
             return self.capacity
         tokens, at = item
         return min(self.capacity, tokens + (now - at) * self.rate)
 
-    def retry_after(self, key) -> int:
+    def retry_after(self, key: Hashable) -> int:
         """0 when `key` may proceed, else the whole seconds until it regains a token."""
         tokens = self._tokens(key, self.clock())
         if tokens >= 1:
             return 0
         return max(1, math.ceil((1 - tokens) / self.rate))
 
-    def take(self, key) -> None:
+    def take(self, key: Hashable) -> None:
         """Spend one token (a failure happened)."""
         now = self.clock()
         tokens = max(0.0, self._tokens(key, now) - 1)

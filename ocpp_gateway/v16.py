@@ -10,6 +10,7 @@ meter messages are durable before they are answered (`await cp.sync()`).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
 
@@ -21,7 +22,7 @@ from .starts import start_ids
 logger = logging.getLogger(__name__)
 
 
-def samples_16(meter_values) -> list[dict]:
+def samples_16(meter_values: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """1.6 MeterValue list → the events' sample dicts. Signed values are skipped (their value is
     an opaque blob, not a number)."""
     samples = []
@@ -47,7 +48,7 @@ def samples_16(meter_values) -> list[dict]:
 # --- handlers: async (cp, payload) -> answer ---------------------------------------------------
 
 
-async def boot_notification(cp: ChargePoint16, p: dict) -> dict:
+async def boot_notification(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Always Accepted (the identity was checked at the upgrade), with our heartbeat interval;
     what it reports is recorded on the charger. Configuration follows the answer."""
     interval = settings.GATEWAY_HEARTBEAT_INTERVAL
@@ -67,13 +68,13 @@ async def boot_notification(cp: ChargePoint16, p: dict) -> dict:
     return {"currentTime": iso_now(), "interval": interval, "status": "Accepted"}
 
 
-async def heartbeat(cp: ChargePoint16, p: dict) -> dict:
+async def heartbeat(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Proof of life: updates `last_seen`."""
     cp.emit("heartbeat")
     return {"currentTime": iso_now()}
 
 
-async def status_notification(cp: ChargePoint16, p: dict) -> dict:
+async def status_notification(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Outlet status; connector 0 is the charger itself (kept in the log only)."""
     connector_id = p["connectorId"]
     cp.emit(
@@ -89,13 +90,13 @@ async def status_notification(cp: ChargePoint16, p: dict) -> dict:
     return {}
 
 
-async def authorize(cp: ChargePoint16, p: dict) -> dict:
+async def authorize(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Accepted / Invalid / Blocked from the charger's community cards."""
     decision = await cp.gateway.decisions.authorize(cp.community_id, p["idTag"])
     return {"idTagInfo": {"status": decision["status"]}}
 
 
-async def start_transaction(cp: ChargePoint16, p: dict) -> dict:
+async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Allocates the transaction id — the same one for a retried start (same charger,
     connector, idTag, meterStart, timestamp) on any connection or gateway — and answers the
     card's status once the start is durable. Nothing is emitted before the id and the decision
@@ -126,7 +127,7 @@ async def start_transaction(cp: ChargePoint16, p: dict) -> dict:
     return {"transactionId": transaction_id, "idTagInfo": {"status": decision["status"]}}
 
 
-async def meter_values(cp: ChargePoint16, p: dict) -> dict:
+async def meter_values(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Live energy of a session (and other measurands, kept as samples); durable before
     answered."""
     transaction_id = p.get("transactionId")
@@ -144,7 +145,7 @@ async def meter_values(cp: ChargePoint16, p: dict) -> dict:
     return {}
 
 
-async def stop_transaction(cp: ChargePoint16, p: dict) -> dict:
+async def stop_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Ends the session (a replayed stop changes nothing in the worker); transactionData
     samples are kept. Durable before answered; then the card's status from what is known: the
     decision (served from cache when the database is away) or, when even that fails, no
@@ -177,18 +178,18 @@ async def stop_transaction(cp: ChargePoint16, p: dict) -> dict:
     return {}
 
 
-async def data_transfer(cp: ChargePoint16, p: dict) -> dict:
+async def data_transfer(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """No vendor extension is understood yet: the spec's answer is UnknownVendorId (the frame
     stays in the message log)."""
     return {"status": "UnknownVendorId"}
 
 
-async def firmware_status_notification(cp: ChargePoint16, p: dict) -> dict:
+async def firmware_status_notification(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     cp.emit("firmware_status", {"status": p["status"]})
     return {}
 
 
-async def diagnostics_status_notification(cp: ChargePoint16, p: dict) -> dict:
+async def diagnostics_status_notification(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
     """Recorded in the message log only."""
     return {}
 
@@ -218,7 +219,7 @@ class ChargePoint16(GatewayChargePoint):
         }
     )
 
-    def applied_configuration(self, action: str, payload: dict) -> dict:
+    def applied_configuration(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action == "ChangeConfiguration" and payload.get("key"):
             return {payload["key"]: payload.get("value")}
         return {}
@@ -254,7 +255,9 @@ class ChargePoint16(GatewayChargePoint):
             logger.info("%s: configuration differs from its profile, re-applying", self.id)
             await self._apply(wanted, current, unknown)
 
-    async def _apply(self, wanted, current: dict, unknown: set) -> None:
+    async def _apply(
+        self, wanted: list[tuple[str, str]], current: dict[str, Any], unknown: set[str]
+    ) -> None:
         applied = {}
         for key, value in wanted:
             if key in unknown or same_value(current.get(key), value):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.conf import settings
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 _EVENTS = {"Started": "started", "Updated": "updated", "Ended": "ended"}
 
 
-def samples_201(meter_values) -> list[dict]:
+def samples_201(meter_values: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """2.0.1 MeterValueType list → the events' sample dicts; the unit's power-of-ten multiplier
     is applied here so every sample is in its plain unit."""
     samples = []
@@ -57,10 +58,12 @@ def samples_201(meter_values) -> list[dict]:
     return samples
 
 
-def variable_key(component: dict, variable: dict, attribute_type: str | None = None) -> str:
+def variable_key(
+    component: dict[str, Any], variable: dict[str, Any], attribute_type: str | None = None
+) -> str:
     """`Component[instance]@evse.connector/Variable[instance]` (+ `:Target` etc. for non-Actual
     attributes): one flat key per value in `Charger.configuration`."""
-    key = component.get("name", "")
+    key: str = component.get("name", "")
     if component.get("instance"):
         key += f"[{component['instance']}]"
     evse = component.get("evse") or {}
@@ -79,7 +82,7 @@ def variable_key(component: dict, variable: dict, attribute_type: str | None = N
 # --- handlers: async (cp, payload) -> answer ---------------------------------------------------
 
 
-async def boot_notification(cp: ChargePoint201, p: dict) -> dict:
+async def boot_notification(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Always Accepted (the identity was checked at the upgrade), with our heartbeat interval;
     what it reports is recorded on the charger. Configuration follows the answer."""
     interval = settings.GATEWAY_HEARTBEAT_INTERVAL
@@ -100,13 +103,13 @@ async def boot_notification(cp: ChargePoint201, p: dict) -> dict:
     return {"currentTime": iso_now(), "interval": interval, "status": "Accepted"}
 
 
-async def heartbeat(cp: ChargePoint201, p: dict) -> dict:
+async def heartbeat(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Proof of life: updates `last_seen`."""
     cp.emit("heartbeat")
     return {"currentTime": iso_now()}
 
 
-async def status_notification(cp: ChargePoint201, p: dict) -> dict:
+async def status_notification(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Connector status of (EVSE, connector)."""
     cp.emit(
         "status",
@@ -121,14 +124,14 @@ async def status_notification(cp: ChargePoint201, p: dict) -> dict:
     return {}
 
 
-async def authorize(cp: ChargePoint201, p: dict) -> dict:
+async def authorize(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Accepted / Invalid / Blocked; the token type (ISO14443, Local…) does not matter: the
     same UID is the same card."""
     decision = await cp.gateway.decisions.authorize(cp.community_id, p["idToken"]["idToken"])
     return {"idTokenInfo": {"status": decision["status"]}}
 
 
-async def transaction_event(cp: ChargePoint201, p: dict) -> dict:
+async def transaction_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Started / Updated / Ended, in any order and possibly replayed (offline queue): the worker
     upserts by transaction id. Durable before answered; then an idToken gets its status from
     what is known — the decision (served from cache when the database is away) or, when even
@@ -167,7 +170,7 @@ async def transaction_event(cp: ChargePoint201, p: dict) -> dict:
     return {}
 
 
-async def meter_values(cp: ChargePoint201, p: dict) -> dict:
+async def meter_values(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Samples outside TransactionEvent: attached to the session in progress on the EVSE;
     durable before answered."""
     outlet = outlet_key(p["evseId"], None)
@@ -184,7 +187,7 @@ async def meter_values(cp: ChargePoint201, p: dict) -> dict:
     return {}
 
 
-async def notify_report(cp: ChargePoint201, p: dict) -> dict:
+async def notify_report(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """A part of the report asked by GetBaseReport: merged into `Charger.configuration`."""
     values = {}
     for item in p.get("reportData") or ():
@@ -200,17 +203,17 @@ async def notify_report(cp: ChargePoint201, p: dict) -> dict:
     return {}
 
 
-async def notify_event(cp: ChargePoint201, p: dict) -> dict:
+async def notify_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Monitoring events: kept in the message log."""
     return {}
 
 
-async def security_event_notification(cp: ChargePoint201, p: dict) -> dict:
+async def security_event_notification(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     """Security events: kept in the message log."""
     return {}
 
 
-async def firmware_status_notification(cp: ChargePoint201, p: dict) -> dict:
+async def firmware_status_notification(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
     cp.emit("firmware_status", {"status": p["status"]})
     return {}
 
@@ -241,15 +244,15 @@ class ChargePoint201(GatewayChargePoint):
         }
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reports: dict[int, asyncio.Event] | None = None  # GetBaseReport ids awaited
 
-    def report_done(self, request_id) -> None:
+    def report_done(self, request_id: int) -> None:
         if self._reports and request_id in self._reports:
             self._reports[request_id].set()
 
-    def applied_configuration(self, action: str, payload: dict) -> dict:
+    def applied_configuration(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action != "SetVariables":
             return {}
         return {
@@ -324,7 +327,7 @@ class ChargePoint201(GatewayChargePoint):
             logger.info("%s: configuration differs from its profile, re-applying", self.id)
             await self._set(differing)
 
-    async def _set(self, wanted) -> None:
+    async def _set(self, wanted: list[tuple[str, str, str]]) -> None:
         status, result = await self.command(
             "SetVariables",
             request(

@@ -13,7 +13,9 @@ is a `PropertyConstraintViolation`, as both specs define it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 import fastjsonschema
 
@@ -40,7 +42,7 @@ def schema_name(version: str, action: str, response: bool) -> str:
 
 
 @cache
-def _validator(version: str, name: str):
+def _validator(version: str, name: str) -> Callable[[Any], Any] | None:
     path = schema_path(version, name)
     try:
         # 2.0.1 schemas start with a byte order mark.
@@ -51,13 +53,15 @@ def _validator(version: str, name: str):
     return fastjsonschema.compile(schema, formats=_FORMATS)
 
 
-def format_violation(version: str, description: str | None = None, details=None) -> OCPPError:
+def format_violation(
+    version: str, description: str | None = None, details: dict[str, Any] | None = None
+) -> OCPPError:
     """The right "payload/frame is syntactically wrong" error for the version."""
     cls = FormationViolationError if version == "1.6" else FormatViolationError
     return cls(description=description, details=details)
 
 
-def validate(version: str, action: str, payload, response: bool = False) -> None:
+def validate(version: str, action: str, payload: object, response: bool = False) -> None:
     """Raise the OCPPError a CALLERROR should carry when `payload` breaks the schema."""
     validator = _validator(version, schema_name(version, action, response))
     if validator is None:

@@ -71,7 +71,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def process_events(events: list[Event]) -> dict:
+def process_events(events: list[Event]) -> dict[str, int]:
     """Persist one batch of gateway events. Safe to call twice with the same batch.
 
     Raises only transient database errors (to be retried); every other failure ends in the
@@ -80,7 +80,7 @@ def process_events(events: list[Event]) -> dict:
         return _process_events(events)
 
 
-def _process_events(events: list[Event]) -> dict:
+def _process_events(events: list[Event]) -> dict[str, int]:
     counts = {"events": len(events), "chargers": 0, "unknown": 0, "ignored": 0, "quarantined": 0}
     refused: list[Event] = []
     by_identity: dict[str, list[Event]] = defaultdict(list)

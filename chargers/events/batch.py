@@ -398,7 +398,7 @@ class Batch:
                     if not isinstance(kind, str):
                         st.reject(event, f"event kind is not text: {str(kind)[:60]}")
                         continue
-                    handler = handlers.get(kind)  # type: ignore[call-overload]
+                    handler = handlers.get(kind)
                     if handler is None:
                         logger.warning("Unknown event kind %r from %s", kind, st.charger.identity)
                         continue

@@ -108,7 +108,7 @@ def apply_message(st: ChargerState, p: MessagePayload, at: datetime) -> None:
     if "frame" in p:
         body = frame_payload(str(p.get("frame") or ""), message_type)
     else:
-        legacy = p.get("payload")  # type: ignore[typeddict-item]
+        legacy = p.get("payload")
         body = bounded_json(legacy) if legacy is not None else {}
     direction = p.get("direction")
     st.messages.append(

@@ -7,9 +7,11 @@ import asyncio
 import logging
 import resource
 import signal
+import ssl
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ocpp_gateway.server import Gateway, tls_context
 
@@ -49,7 +51,7 @@ def check_somaxconn(backlog: int) -> None:
 class Command(BaseCommand):
     help = "Run the OCPP 1.6J / 2.0.1 gateway (ws://HOST:PORT/ocpp/<identity>)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.GATEWAY_HOST)
         parser.add_argument("--port", type=int, default=settings.GATEWAY_PORT)
         parser.add_argument("--certfile", help="TLS certificate (security profile 2: wss://)")
@@ -60,7 +62,16 @@ class Command(BaseCommand):
             help="name of this gateway process, shown on the charger page (GATEWAY_INSTANCE_ID)",
         )
 
-    def handle(self, *args, host, port, certfile, keyfile, instance_id, **options):
+    def handle(
+        self,
+        *args: Any,
+        host: str,
+        port: int,
+        certfile: str | None,
+        keyfile: str | None,
+        instance_id: str | None,
+        **options: Any,
+    ) -> None:
         context = None
         if certfile or keyfile:
             if not (certfile and keyfile):
@@ -70,7 +81,14 @@ class Command(BaseCommand):
         check_somaxconn(settings.GATEWAY_BACKLOG)
         asyncio.run(self.run(host, port, context, limit, instance_id))
 
-    async def run(self, host, port, context, limit, instance_id=None):
+    async def run(
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
+        limit: int,
+        instance_id: str | None = None,
+    ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
