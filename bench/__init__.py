@@ -39,3 +39,75 @@ def prepare_database(name: str, keep: bool = False):
     os.environ.pop("DATABASE_URL", None)
     os.environ["SQLITE_PATH"] = os.path.join(folder, "bench.sqlite3")
     return "SQLite (temporary file)", lambda: shutil.rmtree(folder, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
+    """Return once something listens on 127.0.0.1:`port`; raise after `timeout` seconds."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: on a machine shared with other work, the
+    figure that does not depend on what else runs."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory now (Linux VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_mb(pid: int) -> float:
+    return rss_kb(pid) / 1024
+
+
+def raise_open_files(wanted: int | None = None) -> int:
+    """Raise this process's open-files limit to `wanted` (default: the hard limit, which caps
+    it); returns the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if wanted is None else max(soft, wanted)
+    if hard != resource.RLIM_INFINITY:
+        target = min(target, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def start_process(args: list[str], env: dict, log):
+    """Start a child process (a gateway, a worker) from the project's root, its output in the
+    file `log`."""
+    import subprocess
+    from pathlib import Path
+
+    with Path(log).open("wb") as out:
+        return subprocess.Popen(
+            args, cwd=Path(__file__).resolve().parent.parent, env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip

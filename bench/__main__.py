@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import prepare_database
+from bench import cpu_seconds, free_port, prepare_database
 
 YEAR, MONTH = 2025, 10
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +42,6 @@ def _peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far: on a machine shared with other work, the
-    figure that does not depend on what else runs."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _seed(drivers: int, sessions: int):
@@ -196,14 +188,6 @@ class Worker:
                 self.proc.wait(5)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class BenchTimeout(Exception):
     pass
 
@@ -245,7 +229,7 @@ def main(argv=None) -> int:
     from aiosmtpd.controller import Controller
 
     inbox = Inbox()
-    smtp_port = _free_port()  # aiosmtpd cannot bind port 0
+    smtp_port = free_port()  # aiosmtpd cannot bind port 0
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port, data_size_limit=None)
     workers: list[Worker] = []
     smtp_started = False
@@ -291,7 +275,7 @@ def main(argv=None) -> int:
             notes = ExpenseNote.objects.filter(year=YEAR, month=MONTH)
             unsent = NoteDispatch.objects.exclude(status=NoteDispatch.Status.SENT)
             deadline = time.perf_counter() + args.timeout
-            cpu_before = sum(_cpu_seconds(w.proc.pid) for w in workers)
+            cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
             load_before = os.getloadavg()[0]
             start = time.perf_counter()
             run_month.delay(community=community.pk, year=YEAR, month=MONTH, send=True)
@@ -318,7 +302,7 @@ def main(argv=None) -> int:
                 )
             except BenchTimeout as e:
                 # A machine busy with other work: report how far it got, and what it cost.
-                cpu = sum(_cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+                cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
                 stored = notes.exclude(pdf="").count()
                 print(
                     f"TIMED OUT after {time.perf_counter() - start:.0f} s waiting for {e}: "
@@ -328,7 +312,7 @@ def main(argv=None) -> int:
                 )
                 return 1
             elapsed = done - start
-            cpu = sum(_cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+            cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
             load_after = os.getloadavg()[0]
             failed = NoteDispatch.objects.filter(status=NoteDispatch.Status.FAILED).count()
             peaks = [_peak_rss_mb(w.proc.pid) for w in workers]

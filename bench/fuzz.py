@@ -12,15 +12,13 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
-from bench import prepare_database
-from bench.storm import _free_port, _process, _rss_mb
+from bench import free_port, prepare_database, rss_mb, start_process, wait_for_port
 
 CARD = "FUZZ-BENCH-CARD"
 HONEST = [("FB-H16-1", "1.6"), ("FB-H16-2", "1.6"), ("FB-H201-1", "2.0.1"), ("FB-H201-2", "2.0.1")]
@@ -89,7 +87,7 @@ def main(argv=None) -> int:
     _fleet(fuzzers)
     connections.close_all()
 
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         CELERY_TASK_ALWAYS_EAGER="false",
@@ -100,7 +98,7 @@ def main(argv=None) -> int:
     )
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     gateway_log, worker_log = logs / "sparklin-fuzz-gateway.log", logs / "sparklin-fuzz-worker.log"
-    worker = _process(
+    worker = start_process(
         [
             sys.executable, "-m", "celery", "-A", "sparklin", "worker", "--pool", "solo",
             "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
@@ -109,25 +107,19 @@ def main(argv=None) -> int:
         env,
         worker_log,
     )  # fmt: skip
-    gateway = _process(
+    gateway = start_process(
         [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)],
         env,
         gateway_log,
     )
     try:
-        until = time.monotonic() + 60
-        while time.monotonic() < until:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port, timeout=60)
         time.sleep(2.0)  # the worker's start-up
-        rss_before = _rss_mb(gateway.pid)
+        rss_before = rss_mb(gateway.pid)
         started = time.monotonic()
         fuzzed, sessions = asyncio.run(_run(f"ws://127.0.0.1:{port}/ocpp/", fuzzers, args.frames))
         elapsed = time.monotonic() - started
-        rss_after = _rss_mb(gateway.pid)
+        rss_after = rss_mb(gateway.pid)
         recorded = []
         deadline = time.monotonic() + 120
         with scopes_disabled():

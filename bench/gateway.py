@@ -32,7 +32,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ import time
 from pathlib import Path
 
 from websockets.exceptions import InvalidHandshake
+
+from bench import cpu_seconds, free_port, rss_kb, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = "bench-1"
@@ -321,41 +322,12 @@ async def _connect_all(url, identities, version, profile, wave=100) -> list[Char
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 async def _settle(pid: int, seconds: float = 2.0) -> None:
     """Wait until the server is idle (the configuration checks and event flushes are done)."""
-    last = _cpu_seconds(pid)
+    last = cpu_seconds(pid)
     for _ in range(60):
         await asyncio.sleep(seconds)
-        now = _cpu_seconds(pid)
+        now = cpu_seconds(pid)
         if now - last < 0.05 * seconds:
             return
         last = now
@@ -377,9 +349,9 @@ async def _cpu_part(url, pid, identities, version, messages, profile) -> dict:
             answer = await charger.call(action, build(n))
             errors += answer[0] != 3
 
-    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(run(c) for c in chargers))
-    cpu1, elapsed = _cpu_seconds(pid), time.perf_counter() - t0
+    cpu1, elapsed = cpu_seconds(pid), time.perf_counter() - t0
     await asyncio.gather(*(c.close() for c in chargers))
     total = messages * len(chargers)
     return {"us": (cpu1 - cpu0) / total * 1e6, "rate": total / elapsed, "errors": errors}
@@ -388,12 +360,12 @@ async def _cpu_part(url, pid, identities, version, messages, profile) -> dict:
 async def _memory_part(url, pid, identities, profile) -> dict:
     warm = await _connect_all(url, identities[:1], "1.6", profile)
     await _settle(pid, 1.0)
-    rss0 = _rss_kb(pid)
+    rss0 = rss_kb(pid)
     t0 = time.perf_counter()
     chargers = warm + await _connect_all(url, identities[1:], "1.6", profile)
     connected_in = time.perf_counter() - t0
     await _settle(pid, 2.0)
-    rss1 = _rss_kb(pid)
+    rss1 = rss_kb(pid)
     await asyncio.gather(*(c.close() for c in chargers))
     return {
         "kb": (rss1 - rss0) / max(1, len(chargers) - 1),
@@ -441,7 +413,7 @@ def _profile() -> dict:
 
 
 def _start_server(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     if kind == "sparklin":
         command = [
             sys.executable,
@@ -457,7 +429,7 @@ def _start_server(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _wait_port(port)
+    wait_for_port(port)
     return server, f"ws://127.0.0.1:{port}/ocpp/"
 
 
@@ -472,13 +444,13 @@ def _stop(server: subprocess.Popen) -> None:
 
 def _private_redis() -> tuple[subprocess.Popen, str, str]:
     folder = tempfile.mkdtemp(prefix="sparklin-bench-redis-")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--maxclients", "50000", "--dir", folder],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    _wait_port(port)
+    wait_for_port(port)
     return server, f"redis://127.0.0.1:{port}/0", folder
 
 

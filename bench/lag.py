@@ -31,7 +31,6 @@ import json
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench import free_port, raise_open_files, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ENERGY = "Energy.Active.Import.Register"
@@ -374,19 +375,6 @@ async def retrying(charger: LeanCharger, step, *, attempts: int = 60, pause: flo
 
 
 # --- the benchmark ---------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _raise_open_files(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(max(soft, wanted), hard) if hard != resource.RLIM_INFINITY else max(soft, wanted)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target
-
-
 def _setup_fleet(count: int, card: str) -> list[tuple[str, str]]:
     from django_scopes import scopes_disabled
 
@@ -509,7 +497,7 @@ def main(argv=None) -> int:
     if not os.environ["CELERY_BROKER_URL"].startswith("amqp"):
         print("bench.lag measures the production path: CELERY_BROKER_URL=amqp://…")
         return 2
-    limit = _raise_open_files(args.chargers * 2 + 1000)
+    limit = raise_open_files(args.chargers * 2 + 1000)
 
     from bench import prepare_database
 
@@ -536,7 +524,7 @@ def main(argv=None) -> int:
     dsn_url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
     connections.close_all()
 
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         GATEWAY_EVENT_FLUSH_SECONDS="0.5",
@@ -566,7 +554,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     watcher = RowWatcher(dsn_url)
     try:
-        _wait_for_port(port, 60)
+        wait_for_port(port, 60)
         watcher_thread = threading.Thread(target=watcher.run, daemon=True)
         watcher_thread.start()
         counters = {"connected": 0, "failed": 0}
@@ -651,17 +639,6 @@ def main(argv=None) -> int:
                 conn.default_channel.queue_delete(queue)
         cleanup()
         print(f"  logs: {logs}")
-
-
-def _wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the gateway did not listen on {port}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ import json
 import os
 import platform
 import random
-import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,37 +30,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench import prepare_database
+from bench import (
+    cpu_seconds,
+    free_port,
+    prepare_database,
+    raise_open_files,
+    rss_mb,
+    start_process,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "STORM-"
 FIRMWARE = "1.0.0"
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _register(count: int) -> list[str]:
@@ -240,7 +220,7 @@ async def _storm(
         clients = await redis.client_list()
         return sum(1 for c in clients if c.get("name", "").startswith("sparklin-gateway-"))
 
-    cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.time()
     tasks = [asyncio.create_task(c.run(t0, stop)) for c in chargers]
     all_accepted = all_visible = None
@@ -257,8 +237,8 @@ async def _storm(
                 all_visible = time.time() - t0
             if all_visible is not None and all_accepted is not None:
                 break
-        rss = _rss_mb(pids["gateway"])
-        cpu = {name: _cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        rss = rss_mb(pids["gateway"])
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         elapsed = time.time() - t0
         redis_now = await gateway_redis_connections()
     finally:
@@ -297,11 +277,6 @@ def _visible_counter(database_url: str):
     return conn, count
 
 
-def _process(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.storm", description=__doc__.split("\n")[0]
@@ -314,7 +289,7 @@ def main(argv=None) -> int:
     ):
         print("bench.storm needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
         return 2
-    limit = _raise_nofile()
+    limit = raise_open_files()
     if limit < args.chargers + 200:
         print(f"open-files limit {limit} is too low for {args.chargers} chargers", file=sys.stderr)
         return 2
@@ -336,7 +311,7 @@ def main(argv=None) -> int:
     connections.close_all()
     redis.Redis.from_url(os.environ["REDIS_URL"]).delete("celery")
 
-    port = _free_port()
+    port = free_port()
     env = dict(
         os.environ,
         CELERY_TASK_ALWAYS_EAGER="false",
@@ -349,7 +324,7 @@ def main(argv=None) -> int:
         logs / "sparklin-storm-gateway.log",
         logs / "sparklin-storm-worker.log",
     )
-    worker = _process(
+    worker = start_process(
         [
             sys.executable, "-m", "celery", "-A", "sparklin", "worker", "--pool", "solo",
             "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
@@ -357,20 +332,14 @@ def main(argv=None) -> int:
         env,
         worker_log,
     )  # fmt: skip
-    gateway = _process(
+    gateway = start_process(
         [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)],
         env,
         gateway_log,
     )
     conn, visible_count = _visible_counter(os.environ["DATABASE_URL"])
     try:
-        until = time.monotonic() + 60
-        while time.monotonic() < until:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port, timeout=60)
         time.sleep(2.0)  # the worker's start-up
         result = asyncio.run(
             _storm(
