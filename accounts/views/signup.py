@@ -16,11 +16,11 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import codes, signup
-from .forms import CodeForm, InvitationPhoneForm, ProfileForm, SignupForm
-from .models import LoginCode, User
-from .services import LoginError
-from .views import _client_ip, _safe_next, _set_language_cookie
+from .. import codes, signup
+from ..forms import CodeForm, InvitationPhoneForm, ProfileForm, SignupForm
+from ..models import LoginCode, User
+from ..services import LoginError
+from .login import _client_ip, _safe_next, _set_language_cookie
 
 # A proven number may finish its profile within this time (seconds) after the code.
 PROOF_TTL = 30 * 60

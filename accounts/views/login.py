@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 
 from sparklin.confirm import SMS, Confirmation, confirm, render_confirmation
 
-from . import privacy, services
-from .forms import CodeForm, LanguageForm, PhoneForm
+from .. import privacy, services
+from ..forms import CodeForm, LanguageForm, PhoneForm
 
 
 def _client_ip(request) -> str:
