@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import cpu_seconds, free_port, prepare_database
+from sparklin.celery import worker_command
 
 YEAR, MONTH = 2025, 10
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,23 +148,7 @@ class Worker:
         self.lines: deque[str] = deque(maxlen=200)
         self.ready = threading.Event()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "sparklin",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"{name}@%h",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command(name=name),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench import free_port, prepare_database, rss_mb, start_process, wait_for_port
+from sparklin.celery import worker_command
 
 CARD = "FUZZ-BENCH-CARD"
 HONEST = [("FB-H16-1", "1.6"), ("FB-H16-2", "1.6"), ("FB-H201-1", "2.0.1"), ("FB-H201-2", "2.0.1")]
@@ -98,15 +99,7 @@ def main(argv=None) -> int:
     )
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     gateway_log, worker_log = logs / "sparklin-fuzz-gateway.log", logs / "sparklin-fuzz-worker.log"
-    worker = start_process(
-        [
-            sys.executable, "-m", "celery", "-A", "sparklin", "worker", "--pool", "solo",
-            "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "--queues", "bench-fuzz",
-        ],
-        env,
-        worker_log,
-    )  # fmt: skip
+    worker = start_process(worker_command(loglevel="WARNING", queue="bench-fuzz"), env, worker_log)
     gateway = start_process(
         [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)],
         env,

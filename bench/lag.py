@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import free_port, raise_open_files, wait_for_port
+from sparklin.celery import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 ENERGY = "Energy.Active.Import.Register"
@@ -542,16 +543,12 @@ def main(argv=None) -> int:
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
     )
     worker = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "sparklin", "worker",
-            "--pool", "solo", "--loglevel", "WARNING", "-Q", queue,
-            "--without-heartbeat", "--without-gossip", "--without-mingle",
-        ],
+        worker_command(loglevel="WARNING", queue=queue),
         cwd=ROOT,
         env=env,
         stdout=open(logs / "worker.log", "w"),
         stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
     watcher = RowWatcher(dsn_url)
     try:
         wait_for_port(port, 60)

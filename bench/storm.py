@@ -39,6 +39,7 @@ from bench import (
     start_process,
     wait_for_port,
 )
+from sparklin.celery import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "STORM-"
@@ -324,14 +325,7 @@ def main(argv=None) -> int:
         logs / "sparklin-storm-gateway.log",
         logs / "sparklin-storm-worker.log",
     )
-    worker = start_process(
-        [
-            sys.executable, "-m", "celery", "-A", "sparklin", "worker", "--pool", "solo",
-            "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle",
-        ],
-        env,
-        worker_log,
-    )  # fmt: skip
+    worker = start_process(worker_command(loglevel="WARNING"), env, worker_log)
     gateway = start_process(
         [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port", str(port)],
         env,

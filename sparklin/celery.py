@@ -70,3 +70,21 @@ def release_broken_database_connections(sender: Any = None, **kwargs: Any) -> No
                 "Database connection %r failed during a task; the next task opens a new one",
                 conn.alias,
             )
+
+
+def worker_command(
+    *, name: str | None = None, loglevel: str = "INFO", queue: str | None = None
+) -> list[str]:
+    """The command line of one solo worker process, as the end-to-end tests and the benchmarks
+    start it: no heartbeat, gossip or mingle (a single known worker needs none of them)."""
+    import sys
+
+    command = [
+        sys.executable, "-m", "celery", "-A", "sparklin", "worker", "--pool", "solo",
+        "--loglevel", loglevel, "--without-heartbeat", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if name:
+        command += ["--hostname", f"{name}@%h"]
+    if queue:
+        command += ["--queues", queue]
+    return command

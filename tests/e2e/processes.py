@@ -20,6 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from sparklin.celery import worker_command
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -100,27 +102,8 @@ class Process:
         return "\n".join(self.lines)
 
 
-def celery_worker(env: dict) -> Process:
-    return Process(
-        "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sparklin",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env,
-        ready_text="ready.",
-    )
+def celery_worker(env: dict, name: str | None = None) -> Process:
+    return Process(name or "worker", worker_command(name=name), env, ready_text="ready.")
 
 
 def gateway(env: dict, port: int) -> Process:

@@ -5,7 +5,6 @@ still send each e-mail once."""
 
 import email
 import email.policy
-import sys
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from sparklin.celery import app
 from tests import builders
 from tests.communities.portal_data import make_session
 
-from .processes import Process, celery_worker, child_env, free_port, wait_until
+from .processes import celery_worker, child_env, free_port, wait_until
 
 # The test body reads the community's notes inside its scope (the worker is another process).
 pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("last_month_sessions")]
@@ -137,28 +136,7 @@ def test_month_end_run_mails_finance_and_drivers_once(mail_worker, smtp, last_mo
 
 
 def named_worker(env, name):
-    return Process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sparklin",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"{name}@%h",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env,
-        ready_text="ready.",
-    )
+    return celery_worker(env, name=name)
 
 
 @pytest.fixture
