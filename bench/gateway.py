@@ -16,9 +16,9 @@ server's RSS delta / connections after `--idle` booted chargers connected (the o
 is raised to the hard limit; the bench says when it had to connect fewer).
 
 Needs PostgreSQL (DATABASE_URL; the bench creates and drops its own database
-`sparklin_bench_gateway`). Events go to CELERY_BROKER_URL when set, else to a private
-`redis-server` the bench starts on a free port (never the shared one: 19,000 connections'
-registry traffic must not touch other users' Redis). No worker runs: the published tasks are
+`<name>_bench_gateway` next to the one named there). Events go to CELERY_BROKER_URL when set,
+else to a private `redis-server` the bench starts on a free port (never the shared one: 19,000
+connections' registry traffic must not touch other users' Redis). No worker runs: the published tasks are
 dropped with the private broker. Not a timed test: numbers for the README and
 docs/architecture.md.
 """
@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidHandshake
 
@@ -379,12 +380,19 @@ async def _memory_part(url, pid, identities, profile) -> dict:
 
 
 def _register(count: int) -> list[str]:
+    from datetime import timedelta
+
     from django.utils import timezone
     from django_scopes import scopes_disabled
 
     from chargers.models import Charger as ChargerRow
     from communities.models import Community, Site
 
+    # A fleet in service, registered and configured long ago: rows changed in the last minute
+    # are what the gateway's directory delta re-reads every few seconds (its margin for late
+    # commits, ocpp_gateway.decisions.ChargerDirectory), and a fleet saved the moment before
+    # the measurement would have all of it re-read during the message phase.
+    long_ago = timezone.now() - timedelta(hours=1)
     with scopes_disabled():
         community = Community.objects.create(name="Gateway bench", slug="gw-bench")
         site = Site.objects.create(community=community, name="Parking")
@@ -394,8 +402,9 @@ def _register(count: int) -> list[str]:
                     community=community,
                     site=site,
                     identity=f"GWB-{n:05d}",
-                    configured_at=timezone.now(),
+                    configured_at=long_ago,
                     firmware_version=FIRMWARE,
+                    updated_at=long_ago,  # bulk_create does not call save(), which sets it
                 )
                 for n in range(count)
             ],
@@ -488,7 +497,10 @@ def main(argv=None) -> int:
         os.environ["REDIS_URL"] = redis_url
     from bench import prepare_database
 
-    database, cleanup = prepare_database("sparklin_bench_gateway")
+    # Named after DATABASE_URL's database: several people benchmarking on one server each get
+    # their own.
+    name = urlsplit(os.environ["DATABASE_URL"]).path.lstrip("/") or "sparklin"
+    database, cleanup = prepare_database(f"{name}_bench_gateway")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
     import django
 

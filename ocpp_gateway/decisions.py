@@ -186,6 +186,11 @@ class ChargerDirectory:
     full reload now and then drops deleted chargers and picks up columns written with `update()`
     (the worker's `configured_at`, `firmware_version`). Lookups never touch the database: a
     reconnect storm of the whole fleet costs nothing but the handshakes.
+
+    A delta reads what changed since the previous one began, less the margin — not since the
+    newest `updated_at` it saw: a fleet imported in one go and not changed since would otherwise
+    be read again, whole, at every refresh (a fifth of the gateway's CPU with 19,000 chargers).
+    The newest `updated_at` still counts when it is later (a portal whose clock runs ahead).
     """
 
     def __init__(self, margin: float = 60.0) -> None:
@@ -193,8 +198,10 @@ class ChargerDirectory:
         self._identity_of: dict[int, str] = {}
         self.loaded = False
         self.margin = timedelta(seconds=margin)
-        # The newest `updated_at` seen (set by `load`, which runs before any `refresh`).
+        # The newest `updated_at` seen, and when the last read began (gateway clock); both set
+        # by `load`, which runs before any `refresh`.
         self._newest: datetime | None = None
+        self._read_at: datetime | None = None
         self.loaded_at = 0.0
 
     def get(self, identity: str) -> ChargerRow | object | None:
@@ -213,22 +220,30 @@ class ChargerDirectory:
         self._identity_of[row["id"]] = row["identity"]
 
     async def load(self) -> int:
+        read_at = timezone.now()
         rows, newest = await db_call(load_directory)
         self.by_identity, self._identity_of = {}, {}
         for row in rows:
             self.put(row)
-        self._newest = newest or timezone.now()
+        self._newest = newest or read_at
+        self._read_at = read_at
         self.loaded = True
         self.loaded_at = time.monotonic()
         return len(rows)
 
+    def changed_since(self) -> datetime:
+        """The lower bound of the next delta."""
+        assert self._newest is not None and self._read_at is not None, "refresh() after load()"
+        return max(self._newest, self._read_at) - self.margin
+
     async def refresh(self) -> int:
-        assert self._newest is not None, "refresh() after load()"
-        rows, newest = await db_call(load_directory, self._newest - self.margin)
+        since, read_at = self.changed_since(), timezone.now()
+        rows, newest = await db_call(load_directory, since)
         for row in rows:
             self.put(row)
-        if newest is not None and newest > self._newest:
+        if newest is not None and self._newest is not None and newest > self._newest:
             self._newest = newest
+        self._read_at = read_at
         return len(rows)
 
     def __len__(self) -> int:

@@ -381,3 +381,31 @@ def test_command_refuses_an_unfinished_month_and_unknown_community(community):
         call_command("expense_notes", "--month", "2025-11")
     with pytest.raises(CommandError, match="Unknown community"):
         call_command("expense_notes", "--month", "2025-10", "--community", "nope")
+
+
+def test_rendering_gives_the_garbage_collector_back(community, fleet, monkeypatch):
+    """The collector is held off during a rendering (billing.pdf) and restored after it, even
+    when the rendering fails; a caller that disabled it keeps it disabled."""
+    import gc
+
+    import weasyprint
+
+    generate(community)
+    note = note_of(fleet["a"])
+    assert "Lucas Bernard" in pdf_text(render_expense_note_pdf(note, "en"))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render_expense_note_pdf(note, "en")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def fail(*args, **kwargs):
+        assert not gc.isenabled()  # held during the layout
+        raise RuntimeError("layout failed")
+
+    monkeypatch.setattr(weasyprint.HTML, "write_pdf", fail)
+    with pytest.raises(RuntimeError):
+        render_expense_note_pdf(note, "en")
+    assert gc.isenabled()

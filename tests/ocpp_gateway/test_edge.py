@@ -6,16 +6,18 @@ import asyncio
 import json
 import logging
 import socket
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
+from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chargers.models import Charger, UnknownCharger
 from ocpp_gateway import decisions as decisions_module
 from ocpp_gateway.batcher import EventBatcher
-from ocpp_gateway.decisions import Decisions
+from ocpp_gateway.decisions import ChargerDirectory, Decisions
 from ocpp_gateway.server import Gateway
 from ocpp_gateway.throttle import TokenBucket
 from simulator.fleet import basic_auth, connect_charger
@@ -176,6 +178,34 @@ def test_known_chargers_connect_without_a_query_and_changes_arrive_by_delta(
     assert refused == 401
     assert new == 101
     assert lookups == ["CP-NEW"]  # no query for the twenty known chargers
+
+
+def test_a_fleet_unchanged_since_its_import_is_not_read_again_at_each_delta(community, site):
+    """The delta starts from the previous read (less the margin), not from the newest
+    `updated_at` seen: chargers imported an hour ago are read once, at load, not every few
+    seconds; a change is read by the next delta."""
+    chargers = [
+        builders.make_charger(community, site=site, identity=f"CP-OLD-{n:02d}") for n in range(5)
+    ]
+    Charger.objects.filter(pk__in=[c.pk for c in chargers]).update(
+        updated_at=timezone.now() - timedelta(hours=1)
+    )
+    directory = ChargerDirectory()
+
+    async def scenario():
+        loaded = await directory.load()
+        unchanged = await directory.refresh()
+        chargers[0].password_hash = "md5$salt$00000000000000000000000000000000"
+        await sync_to_async(chargers[0].save)(update_fields=["password_hash"])
+        changed = await directory.refresh()
+        await sync_to_async(connections.close_all)()  # the executor thread's connection
+        return loaded, unchanged, changed
+
+    loaded, unchanged, changed = asyncio.run(scenario())
+    assert loaded == 5
+    assert unchanged == 0  # was 5 at every refresh: the hour-old rows were re-read
+    assert changed == 1
+    assert directory.by_identity["CP-OLD-00"]["password_hash"].startswith("md5$")
 
 
 def test_worker_saves_of_live_columns_do_not_move_updated_at(charger):
