@@ -147,6 +147,11 @@ def publish_batch(events: list[Event]) -> None:
         publisher.close()
 
 
+def _expire(future: asyncio.Future[None], after: float) -> None:
+    if not future.done():
+        future.set_exception(NotDurable(f"events not durable after {after}s"))
+
+
 class EventBatcher:
     """Collects event dicts and publishes them in batches; `run()` is the single flusher task,
     owned by the gateway server."""
@@ -223,20 +228,23 @@ class EventBatcher:
         target = self._seq
         if self._done >= target:
             return
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         waiter = (target, self._drops, future)
         self._waiters.append(waiter)
         self._wakeup.set()
+        # One timer and one future per waiting message (every transaction and meter message):
+        # `wait_for(shield(…))` cost three times that on the loop.
+        limit = timeout if timeout is not None else self.durable_timeout
+        timer = loop.call_later(limit, _expire, future, limit)
         try:
-            await asyncio.wait_for(
-                asyncio.shield(future),
-                timeout if timeout is not None else self.durable_timeout,
-            )
-        except TimeoutError:
-            raise NotDurable(f"events not durable after {self.durable_timeout}s") from None
+            await future
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            timer.cancel()
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                # Timed out or cancelled: settled waiters are already gone from the list.
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
     def _settle_waiters(self) -> None:
         still = []

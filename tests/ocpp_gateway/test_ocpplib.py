@@ -58,6 +58,64 @@ def test_schemas_still_forbid_what_they_forbade():
     assert error.value.code == "ProtocolError"
 
 
+@pytest.mark.parametrize("ocpp_version", ["1.6", "2.0.1"])
+def test_inlined_schemas_judge_payloads_as_the_shipped_ones_do(ocpp_version):
+    """Every schema the library ships compiles with its definitions inlined (none recurses),
+    and the inlined validator refuses what the shipped one refuses, with the same rule and
+    path: a nested enum, a nested type, a nested required property, an extra property."""
+    import fastjsonschema
+
+    heartbeat = validation.schema_name(ocpp_version, "Heartbeat", response=False)
+    for path in ocpplib.schema_path(ocpp_version, heartbeat).parent.glob("*.json"):
+        schema = json.loads(path.read_text("utf-8-sig"))
+        assert "$ref" not in json.dumps(validation.inline_definitions(schema)), path.name
+    if ocpp_version == "1.6":
+        name, good = "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": "t"}]}
+        good["meterValue"][0]["sampledValue"] = [{"value": "1", "unit": "Wh"}]
+        nested = ("meterValue", 0, "sampledValue", 0)
+    else:
+        name = "TransactionEventRequest"
+        good = {
+            "eventType": "Updated",
+            "timestamp": "t",
+            "triggerReason": "MeterValuePeriodic",
+            "seqNo": 1,
+            "transactionInfo": {"transactionId": "T1"},
+            "meterValue": [
+                {"timestamp": "t", "sampledValue": [{"value": 1, "unitOfMeasure": {"unit": "W"}}]}
+            ],
+        }
+        nested = ("meterValue", 0, "sampledValue", 0)
+    schema = json.loads(ocpplib.schema_path(ocpp_version, name).read_text("utf-8-sig"))
+    schema.pop("$id", None)
+    shipped = fastjsonschema.compile(schema, formats=validation._FORMATS)
+    inlined = validation._validator(ocpp_version, name)
+    assert inlined is not None
+    assert shipped(good) == inlined(good) == good
+
+    def broken(change):
+        payload = json.loads(json.dumps(good))
+        target = payload
+        for key in nested:
+            target = target[key]
+        change(target)
+        return payload
+
+    cases = [
+        broken(lambda sv: sv.update(measurand="Nonsense")),
+        broken(lambda sv: sv.update(value=[1])),
+        broken(lambda sv: sv.pop("value")),
+        broken(lambda sv: sv.update(extra=1)),
+    ]
+    for payload in cases:
+        outcomes = []
+        for validator in (shipped, inlined):
+            with pytest.raises(fastjsonschema.JsonSchemaValueException) as error:
+                validator(payload)
+            outcomes.append((error.value.rule, error.value.name))
+        assert outcomes[0] == outcomes[1], payload
+
+
 def test_error_classes_carry_the_specification_codes():
     assert {
         cls.code
