@@ -19,7 +19,8 @@ Needs PostgreSQL (DATABASE_URL; the bench creates and drops its own database
 `<name>_bench_gateway` next to the one named there). Events go to CELERY_BROKER_URL when set,
 else to a private `redis-server` the bench starts on a free port (never the shared one: 19,000
 connections' registry traffic must not touch other users' Redis). No worker runs: the published tasks are
-dropped with the private broker. Not a timed test: numbers for the README and
+dropped with the private broker, or with the queue of its own the bench declares on
+CELERY_BROKER_URL. Not a timed test: numbers for the README and
 docs/architecture.md.
 """
 
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -463,6 +465,16 @@ def _private_redis() -> tuple[subprocess.Popen, str, str]:
     return server, f"redis://127.0.0.1:{port}/0", folder
 
 
+def _delete_queue(queue: str) -> None:
+    from sparklin.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+    except Exception as exc:  # the bench's numbers are printed anyway
+        print(f"queue {queue} not deleted: {exc}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.gateway", description=__doc__.split("\n")[0]
@@ -510,7 +522,15 @@ def main(argv=None) -> int:
     call_command("migrate", verbosity=0)
     identities = _register(max(idle, args.cpu_chargers * 2))
     profile = _profile()
-    env = dict(os.environ, CELERY_TASK_ALWAYS_EAGER="false", LOG_LEVEL="WARNING")
+    # A queue of its own (no worker reads it), deleted at the end: the tasks the gateway
+    # publishes must neither pile up in nor be consumed from the queue of a real deployment.
+    queue = f"bench-gateway-{uuid.uuid4().hex[:8]}"
+    env = dict(
+        os.environ,
+        CELERY_TASK_ALWAYS_EAGER="false",
+        CELERY_TASK_DEFAULT_QUEUE=queue,
+        LOG_LEVEL="WARNING",
+    )
     results: dict[str, dict] = {}
     try:
         for kind in servers:
@@ -539,6 +559,8 @@ def main(argv=None) -> int:
                     _stop(server)
             print(f"  {kind}: {result}", file=sys.stderr)
     finally:
+        if redis is None:
+            _delete_queue(queue)
         cleanup()
         if redis is not None:
             _stop(redis)
