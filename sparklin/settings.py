@@ -203,6 +203,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # worker busy between round trips; with acks_late they are redelivered if the worker dies.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
 CELERY_TASK_SERIALIZER = "json"
+# The worker applies the gateway's event messages waiting for it as one batch
+# (chargers/batching.py): a first message waits this long for others, a batch is applied at
+# once when it holds this many events.
+WORKER_EVENTS_WINDOW_SECONDS = float(env_str("WORKER_EVENTS_WINDOW_SECONDS", "0.05"))
+WORKER_EVENTS_MAX_BATCH = env_int("WORKER_EVENTS_MAX_BATCH", 5000)
 # Keep the worker's database connection across tasks (Celery's Django fixup would open one per
 # task); sparklin/celery.py drops broken or expired ones around each task instead.
 CELERY_DB_REUSE_MAX = 1000
