@@ -4,8 +4,11 @@ Durable before answered: a handler whose answer tells the charger it may forget 
 (transactions, meter values) emits its event, then `await batcher.sync()`, which returns once
 every event emitted so far is durable — published to the broker with its confirmation, or, in
 the embedded mode, committed. While a handler waits, the flusher publishes after a short window
-(`durable_window`, tens of ms) instead of the full `flush_seconds`, so the events of many
-chargers still share one task.
+instead of the full `flush_seconds`, so the events of many chargers still share one task. The
+window adapts to the load: `durable_window` (20 ms) when the gateway is idle, growing up to
+`durable_window_max` (100 ms) when it publishes back to back, so that a busy gateway sends at
+most about one message per `durable_window_max` — bigger messages, fewer of them for the worker
+— and no answer waits longer than that for its window.
 
 Publishing one task costs ~0.5 ms of blocking I/O (measured), so never one per message and never
 on the loop: events are buffered and one `chargers.tasks.process_events` task per flush is
@@ -155,6 +158,7 @@ class EventBatcher:
         max_buffer: int = 200_000,
         durable_window: float | None = None,
         durable_timeout: float | None = None,
+        durable_window_max: float | None = None,
     ) -> None:
         self.publish = publish if publish is not None else Publisher()
         self.flush_seconds = min(
@@ -168,6 +172,13 @@ class EventBatcher:
             if durable_window is not None
             else settings.GATEWAY_DURABLE_WINDOW_SECONDS
         )
+        self.durable_window_max = max(
+            self.durable_window,
+            durable_window_max
+            if durable_window_max is not None
+            else settings.GATEWAY_DURABLE_WINDOW_MAX_SECONDS,
+        )
+        self._last_publish = -float("inf")  # monotonic time of the last successful publish
         self.durable_timeout = (
             durable_timeout
             if durable_timeout is not None
@@ -257,13 +268,22 @@ class EventBatcher:
                 pass
             if self._waiters and len(self._events) < self.max_batch:
                 # Someone waits to answer: gather what other chargers send in the next few ms.
-                await asyncio.sleep(self.durable_window)
+                await asyncio.sleep(self.window())
             self._wakeup.clear()
             if await self.flush():
                 failures = 0
             else:
                 failures += 1
                 await asyncio.sleep(min(0.05 * 2**failures, self.flush_seconds))
+
+    def window(self, now: float | None = None) -> float:
+        """How long a waiting handler's events wait for others: publishes are spaced by about
+        `durable_window_max` when they follow each other (load), and by `durable_window` when
+        the last one is older than that (idle); never more than `durable_window_max`."""
+        since = (time.monotonic() if now is None else now) - self._last_publish
+        return min(
+            self.durable_window_max, max(self.durable_window, self.durable_window_max - since)
+        )
 
     async def flush(self) -> bool:
         """Publish everything pending; False when publishing failed (events kept)."""
@@ -289,6 +309,7 @@ class EventBatcher:
                     logger.error("Dropped %d gateway events (buffer full)", dropped)
                 return False
             self.published += len(batch)
+            self._last_publish = time.monotonic()
             self._done += len(batch)
             self._settle_waiters()
             if self._failing_since is not None:
