@@ -15,7 +15,7 @@ Measured:
 - the answer latency of the messages the gateway makes durable before answering.
 Goal (issue 7): p99 ≤ 2 s at 10,000 chargers. Needs PostgreSQL, Redis and RabbitMQ
 (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL); creates and drops its own database
-`sparklin_bench_lag` and uses its own RabbitMQ queue name, purged before and after.
+`<name>_bench_lag` (after the database DATABASE_URL names) and uses its own RabbitMQ queue name, purged before and after.
 
 `LeanCharger` is also the client of the fault tests (tests/e2e/test_faults.py): it records
 exactly which messages were answered, so a test can compare them with the rows.
@@ -482,6 +482,15 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def _database_name(suffix: str) -> str:
+    """`<database of DATABASE_URL>_<suffix>`: benchmarks of several people sharing one
+    PostgreSQL server do not drop each other's database."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/") or "sparklin"
+    return f"{name}_{suffix}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=10_000)
@@ -502,7 +511,7 @@ def main(argv=None) -> int:
 
     from bench import prepare_database
 
-    description, cleanup = prepare_database("sparklin_bench_lag", keep=args.keep)
+    description, cleanup = prepare_database(_database_name("bench_lag"), keep=args.keep)
     queue = f"bench-lag-{uuid.uuid4().hex[:8]}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="sparklin.settings",

@@ -11,7 +11,7 @@ the function the Celery task calls, in this one process:
 It prints events/s, samples/s and the database round trips per batch (counted with a query
 wrapper). Not a timed test: numbers for the README and docs/architecture.md.
 
-With DATABASE_URL (PostgreSQL) it creates its own database `sparklin_bench_worker` next to the
+With DATABASE_URL (PostgreSQL) it creates its own database `<name>_bench_worker` next to the
 one named there, migrates it and drops it afterwards (`--keep` keeps it); without, a temporary
 SQLite file."""
 
@@ -221,6 +221,15 @@ class Fleet:
         return events
 
 
+def _database_name(suffix: str) -> str:
+    """`<database of DATABASE_URL>_<suffix>`: benchmarks of several people sharing one
+    PostgreSQL server do not drop each other's database."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/") or "sparklin"
+    return f"{name}_{suffix}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=2000)
@@ -229,7 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
-    where, cleanup = prepare_database("sparklin_bench_worker", keep=args.keep)
+    where, cleanup = prepare_database(_database_name("bench_worker"), keep=args.keep)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
     import logging

@@ -28,6 +28,7 @@ from ..models import QuarantinedEvents, UnknownCharger
 from .batch import Batch
 from .handlers import ALIVE_KINDS, HANDLERS, validate
 from .quarantine import Cause, describe, quarantine, quarantine_rejected
+from .sql import use_fast_timestamps
 from .values import clean_text, parse_time
 
 logger = logging.getLogger("chargers.events")
@@ -76,6 +77,7 @@ def process_events(events: list[Event]) -> dict[str, int]:
 
     Raises only transient database errors (to be retried); every other failure ends in the
     quarantine. Returns counts, for logs, tests and the benchmark."""
+    use_fast_timestamps()
     with _gc_paused():
         return _process_events(events)
 
