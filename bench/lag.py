@@ -181,6 +181,8 @@ class LeanCharger:
             return result
         except Exception:
             self._pending.pop(uid, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # the reader failed it first (connection closed): seen
             raise
 
     # --- messages ---------------------------------------------------------------------------

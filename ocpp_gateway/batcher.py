@@ -62,6 +62,12 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _sqlite_busy(exc: BaseException) -> bool:
+    from chargers.events import is_sqlite_busy
+
+    return is_sqlite_busy(exc)
+
+
 class Publisher:
     """Publishes one batch as one `chargers.tasks.process_events` task; runs in the batcher's
     single thread, which owns its broker connection.
@@ -197,6 +203,7 @@ class EventBatcher:
         self._failing_since: float | None = None
         self._last_failure_log = 0.0
         self._failed_attempts = 0
+        self._quiet = False  # the current outage is SQLite being busy: not logged unless it lasts
 
     def emit(
         self,
@@ -312,7 +319,9 @@ class EventBatcher:
             self._last_publish = time.monotonic()
             self._done += len(batch)
             self._settle_waiters()
-            if self._failing_since is not None:
+            if self._failing_since is not None and self._quiet:
+                self._failing_since = None
+            elif self._failing_since is not None:
                 logger.warning(
                     "Publishing gateway events works again after %.1fs (%d failed attempts)",
                     time.monotonic() - self._failing_since,
@@ -329,6 +338,11 @@ class EventBatcher:
         if self._failing_since is None:
             self._failing_since = self._last_failure_log = now
             self._failed_attempts = 1
+            self._quiet = _sqlite_busy(exc)
+            if self._quiet:
+                # Embedded mode: SQLite's write lock was held past its busy timeout by another
+                # process; retried in a moment, worth a line only if it lasts (below).
+                return
             expected = isinstance(exc, _transient_errors())
             logger.error(
                 "Publishing %d gateway events failed (%s: %s); keeping them and retrying",
@@ -341,6 +355,7 @@ class EventBatcher:
         self._failed_attempts += 1
         if now - self._last_failure_log >= 10:
             self._last_failure_log = now
+            self._quiet = False  # it lasted: its end is logged too
             logger.error(
                 "Publishing gateway events still fails after %.0fs (%d attempts, %d events "
                 "kept): %s",

@@ -58,6 +58,18 @@ def is_transient(exc: BaseException) -> bool:
     return True
 
 
+def is_sqlite_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked" (embedded mode): another process held the write lock
+    longer than the busy timeout. Worth a quiet retry, not a traceback."""
+    cause = exc.__cause__
+    return (
+        isinstance(exc, OperationalError)
+        and cause is not None
+        and type(cause).__module__.startswith("sqlite3")
+        and any(m in str(exc).lower() for m in _TRANSIENT_SQLITE[:2])
+    )
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """A batch allocates tens of thousands of short-lived objects; the cyclic collector's full

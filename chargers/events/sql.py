@@ -131,6 +131,21 @@ def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
         )
 
 
+def _sync_foreign_key(obj: Model, field: Field) -> None:
+    """What `Model._prepare_related_fields_for_save` does, for one written relation only: an
+    object assigned before it was saved (an outlet created in this batch) gives its primary
+    key now; an unsaved one is a bug, refused."""
+    if not field.is_cached(obj):  # type: ignore[attr-defined]
+        return
+    related = field.get_cached_value(obj)  # type: ignore[attr-defined]
+    if related is None:
+        return
+    if related.pk is None:
+        raise ValueError(f"update_rows: {field.name} of {obj!r} is not saved")
+    if getattr(obj, field.attname) != related.pk:
+        setattr(obj, field.name, related)  # the key, and the object kept cached
+
+
 def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]) -> None:
     """Write `fields` of `objs` (saved instances) in one UPDATE … FROM (rows of one JSON)."""
     if not objs:
@@ -143,9 +158,11 @@ def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]
     assert pk is not None
     columns = [cast(Field, meta.get_field(f)) for f in fields]
     attnames = [c.attname for c in columns]
+    relations = [c for c in columns if c.many_to_one]
     rows = []
     for obj in objs:
-        obj._prepare_related_fields_for_save(operation_name="update_rows")  # type: ignore[attr-defined]
+        for relation in relations:
+            _sync_foreign_key(obj, relation)
         rows.append([obj.pk, *(getattr(obj, a) for a in attnames)])
     qn = connection.ops.quote_name
     names = ", ".join(qn(str(c.column)) for c in [pk, *columns])
