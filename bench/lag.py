@@ -612,7 +612,7 @@ def main(argv=None) -> int:
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
     )
     worker = subprocess.Popen(
-        worker_command(loglevel="WARNING", queue=queue),
+        worker_command(loglevel="INFO", queue=queue),
         cwd=ROOT,
         env=env,
         stdout=open(logs / "worker.log", "w"),
@@ -717,6 +717,16 @@ def main(argv=None) -> int:
             f"  message→row lag (steady state, after the storm drained, {len(lags)} samples): "
             f"p50 {_percentile(lags, 50):.2f}s  p95 {_percentile(lags, 95):.2f}s  "
             f"p99 {_percentile(lags, 99):.2f}s  max {max(lags, default=float('nan')):.2f}s"
+        )
+        buckets: dict[int, list[float]] = {}
+        for i, tx, ms, sent in answered:
+            if (i, tx, ms) in watcher.seen:
+                buckets.setdefault(int((sent - started) // 30), []).append(
+                    watcher.seen[(i, tx, ms)] - sent
+                )
+        print(
+            "  lag p99 by 30 s of sending time: "
+            + ", ".join(f"{b * 30}s {_percentile(v, 99):.1f}s" for b, v in sorted(buckets.items()))
         )
         print(
             f"  message→row lag during the storm ({len(storm_lags)} samples): "

@@ -182,10 +182,7 @@ class Buffer:
                 logger.error("Event batch job failed (%r); its messages are requeued", outcomes)
                 outcomes = ["requeue"] * len(requests)
             for request, outcome in zip(requests, outcomes, strict=True):
-                if outcome == "ack":
-                    request.acknowledge()
-                else:
-                    request.reject(requeue=True)
+                self.settle(request, outcome)
                 request._sparklin_qos.decrement_eventually()
 
         self.consumer.pool.apply_async(
@@ -194,6 +191,19 @@ class Buffer:
             callback=done,
             error_callback=done,
         )
+
+    def settle(self, request: Any, outcome: Outcome) -> None:
+        """Acknowledge or requeue `request`'s message now. Not through `Request.acknowledge`:
+        Celery defers that to the event loop's next turn (`hub.call_soon`), which, called from
+        a timer as the window's flush is, waits for the loop's next poll — up to 10 s while
+        the broker holds back further messages for want of those very acks."""
+        message = request.message
+        errors = self.consumer.connection_errors
+        if outcome == "ack":
+            message.ack_log_error(logger, errors)
+        else:
+            message.reject_log_error(logger, errors, requeue=True)
+        request.acknowledged = True
 
 
 def apply_messages(task_name: str, messages: list[Message]) -> list[Outcome]:

@@ -6,7 +6,7 @@ every event emitted so far is durable — published to the broker with its confi
 the embedded mode, committed. While a handler waits, the flusher publishes after a short window
 instead of the full `flush_seconds`, so the events of many chargers still share one task. The
 window adapts to the load: `durable_window` (20 ms) when the gateway is idle, growing up to
-`durable_window_max` (100 ms) when it publishes back to back, so that a busy gateway sends at
+`durable_window_max` (100 ms) when it publishes big batches back to back, so that a busy gateway sends at
 most about one message per `durable_window_max` — bigger messages, fewer of them for the worker
 — and no answer waits longer than that for its window.
 
@@ -156,6 +156,9 @@ class EventBatcher:
     """Collects event dicts and publishes them in batches; `run()` is the single flusher task,
     owned by the gateway server."""
 
+    #: A publish of at least this many events means load: the durable window grows.
+    BUSY_EVENTS = 50
+
     def __init__(
         self,
         publish: Callable[[list[Event]], None] | None = None,
@@ -185,6 +188,7 @@ class EventBatcher:
             else settings.GATEWAY_DURABLE_WINDOW_MAX_SECONDS,
         )
         self._last_publish = -float("inf")  # monotonic time of the last successful publish
+        self._last_publish_size = 0  # and how many events it carried
         self.durable_timeout = (
             durable_timeout
             if durable_timeout is not None
@@ -285,8 +289,11 @@ class EventBatcher:
 
     def window(self, now: float | None = None) -> float:
         """How long a waiting handler's events wait for others: publishes are spaced by about
-        `durable_window_max` when they follow each other (load), and by `durable_window` when
-        the last one is older than that (idle); never more than `durable_window_max`."""
+        `durable_window_max` when big ones follow each other (load: many chargers answered at
+        once), and by `durable_window` when the last one was small or is older than that (idle,
+        or a few chargers talking fast, as in the demo); never more than `durable_window_max`."""
+        if self._last_publish_size < self.BUSY_EVENTS:
+            return self.durable_window
         since = (time.monotonic() if now is None else now) - self._last_publish
         return min(
             self.durable_window_max, max(self.durable_window, self.durable_window_max - since)
@@ -317,6 +324,7 @@ class EventBatcher:
                 return False
             self.published += len(batch)
             self._last_publish = time.monotonic()
+            self._last_publish_size = len(batch)
             self._done += len(batch)
             self._settle_waiters()
             if self._failing_since is not None and self._quiet:

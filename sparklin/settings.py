@@ -334,7 +334,7 @@ GATEWAY_COMMAND_POLL_SECONDS = float(env_str("GATEWAY_COMMAND_POLL_SECONDS", "1.
 GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"))
 # Durable before answered (ocpp_gateway.batcher): how long the flusher gathers events once a
 # handler waits to answer (the window grows from the first figure when idle to the second when
-# the gateway publishes back to back), and how long a handler waits before giving up (CALLERROR).
+# the gateway publishes big batches back to back), and how long a handler waits before giving up (CALLERROR).
 GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
 GATEWAY_DURABLE_WINDOW_MAX_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_MAX_SECONDS", "0.1"))
 GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))

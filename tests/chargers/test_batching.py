@@ -70,6 +70,8 @@ class SoloPool:
 
 
 class FakeConsumer:
+    connection_errors = (ConnectionError,)
+
     def __init__(self, pool=None):
         self.qos = FakeQoS()
         self.timer = FakeTimer()
@@ -77,17 +79,20 @@ class FakeConsumer:
 
 
 class FakeRequest:
+    """A received message: acknowledged or rejected at once, on its channel."""
+
     def __init__(self, events, retries=0, eta=None):
         self.args = (events,)
         self.request_dict = {"retries": retries}
         self.eta = eta
         self.outcome = None
+        self.message = self
 
-    def acknowledge(self):
+    def ack_log_error(self, logger, errors):
         assert self.outcome is None
         self.outcome = "ack"
 
-    def reject(self, requeue=False):
+    def reject_log_error(self, logger, errors, requeue=False):
         assert self.outcome is None
         self.outcome = "requeue" if requeue else "drop"
 
