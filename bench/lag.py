@@ -15,7 +15,7 @@ Measured:
 - the answer latency of the messages the gateway makes durable before answering.
 Goal (issue 7): p99 ≤ 2 s at 10,000 chargers. Needs PostgreSQL, Redis and RabbitMQ
 (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL); creates and drops its own database
-`sparklin_bench_lag` and uses its own RabbitMQ queue name, purged before and after.
+`<name>_bench_lag` (after the database DATABASE_URL names) and uses its own RabbitMQ queue name, purged before and after.
 
 `LeanCharger` is also the client of the fault tests (tests/e2e/test_faults.py): it records
 exactly which messages were answered, so a test can compare them with the rows.
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import free_port, raise_open_files, wait_for_port
+from bench import cpu_seconds, free_port, raise_open_files, wait_for_port
 from sparklin.celery import worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +181,8 @@ class LeanCharger:
             return result
         except Exception:
             self._pending.pop(uid, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # the reader failed it first (connection closed): seen
             raise
 
     # --- messages ---------------------------------------------------------------------------
@@ -434,6 +436,63 @@ class RowWatcher:
         self._stop = True
 
 
+class QueueWatcher:
+    """Samples the depth of the events queue (RabbitMQ's count of ready messages) every
+    `interval` s, and the CPU time of the processes the bench started: when the boot storm has
+    drained, and who used the CPU."""
+
+    def __init__(self, queue: str, interval: float = 0.5):
+        self.queue, self.interval = queue, interval
+        self.depths: list[tuple[float, int]] = []  # (time, ready messages)
+        self._stop = False
+
+    def run(self) -> None:
+        from sparklin.celery import app
+
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            while not self._stop:
+                try:
+                    _, ready, _ = channel.queue_declare(self.queue, durable=True, passive=True)
+                except Exception:  # not declared yet
+                    ready = 0
+                    channel = conn.default_channel
+                self.depths.append((time.time(), ready))
+                time.sleep(self.interval)
+
+    def drained_at(self, after: float) -> float | None:
+        """The first time after `after` when no message waited (the worker had caught up)."""
+        for at, ready in self.depths:
+            if at >= after and ready == 0:
+                return at
+        return None
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def _database_cpu(dsn: str, database: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to `database` (they run on
+    this machine: /proc)."""
+    import psycopg
+
+    from bench import cpu_seconds
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [database],
+            ).fetchall()
+        ]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            total += cpu_seconds(pid)
+    return total
+
+
 async def _drive(
     url: str,
     identity: str,
@@ -451,6 +510,7 @@ async def _drive(
         await retrying(charger, charger.boot, attempts=5, pause=2)
         await charger.status("Available")
         counters["connected"] += 1
+        counters["last_connected_at"] = time.time()
         # The steady state: a sample every `period` s per charger, phase spread at random.
         await asyncio.sleep(random.uniform(0, period))
         while time.time() < until:
@@ -482,6 +542,15 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def _database_name(suffix: str) -> str:
+    """`<database of DATABASE_URL>_<suffix>`: benchmarks of several people sharing one
+    PostgreSQL server do not drop each other's database."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/") or "sparklin"
+    return f"{name}_{suffix}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=10_000)
@@ -502,7 +571,7 @@ def main(argv=None) -> int:
 
     from bench import prepare_database
 
-    description, cleanup = prepare_database("sparklin_bench_lag", keep=args.keep)
+    description, cleanup = prepare_database(_database_name("bench_lag"), keep=args.keep)
     queue = f"bench-lag-{uuid.uuid4().hex[:8]}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="sparklin.settings",
@@ -543,17 +612,26 @@ def main(argv=None) -> int:
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
     )
     worker = subprocess.Popen(
-        worker_command(loglevel="WARNING", queue=queue),
+        worker_command(loglevel="INFO", queue=queue),
         cwd=ROOT,
         env=env,
         stdout=open(logs / "worker.log", "w"),
         stderr=subprocess.STDOUT,
     )
     watcher = RowWatcher(dsn_url)
+    queue_watcher = QueueWatcher(queue)
+    bench_database = dsn_url.rsplit("/", 1)[1]
     try:
         wait_for_port(port, 60)
         watcher_thread = threading.Thread(target=watcher.run, daemon=True)
         watcher_thread.start()
+        threading.Thread(target=queue_watcher.run, daemon=True).start()
+        cpu_before = {
+            "gateway": cpu_seconds(gateway.pid),
+            "worker": cpu_seconds(worker.pid),
+            "simulator (this process)": time.process_time(),
+            "PostgreSQL backends": _database_cpu(dsn_url, bench_database),
+        }
         counters = {"connected": 0, "failed": 0}
         url = f"ws://127.0.0.1:{port}/ocpp/"
         started = time.time()
@@ -589,12 +667,29 @@ def main(argv=None) -> int:
             time.sleep(0.5)
         watcher.stop()
         watcher_thread.join(5)
-        steady_from = started + args.ramp
-        lags = [
-            watcher.seen[(i, tx, ms)] - sent
-            for i, tx, ms, sent in answered
-            if (i, tx, ms) in watcher.seen and sent >= steady_from
-        ]
+        queue_watcher.stop()
+        total = time.time() - started
+        cpu = {
+            "gateway": cpu_seconds(gateway.pid),
+            "worker": cpu_seconds(worker.pid),
+            "simulator (this process)": time.process_time(),
+            "PostgreSQL backends": _database_cpu(dsn_url, bench_database),
+        }
+        # The boot storm: every charger connects, boots, reports its status and is configured
+        # during the ramp; it has drained once no message waits for the worker any more.
+        last_connected = counters.get("last_connected_at", started + args.ramp)
+        drained = queue_watcher.drained_at(last_connected)
+        steady_from = max(started + args.ramp, drained or last_connected)
+
+        def lag_of(selected):
+            return [
+                watcher.seen[(i, tx, ms)] - sent
+                for i, tx, ms, sent in selected
+                if (i, tx, ms) in watcher.seen
+            ]
+
+        lags = lag_of(a for a in answered if a[3] >= steady_from)
+        storm_lags = lag_of(a for a in answered if a[3] < steady_from)
         missing = sum(1 for i, tx, ms, _ in answered if (i, tx, ms) not in watcher.seen)
         latencies = [x for c in chargers for x in c.latencies]
         durable = sum(len(c.latencies) for c in chargers)
@@ -608,10 +703,44 @@ def main(argv=None) -> int:
             f"{durable} ({durable / elapsed:.0f}/s)"
         )
         print(f"  sample rows written: {watcher.rows} ({watcher.rows / elapsed:.0f}/s)")
+        depth = max((ready for _, ready in queue_watcher.depths), default=0)
         print(
-            f"  message→row lag (steady state, {len(lags)} samples): "
+            f"  boot storm: all {counters['connected']} connected {last_connected - started:.0f}s "
+            f"after the first; queue at most {depth} messages; "
+            + (
+                f"drained {drained - last_connected:.1f}s after the last connection"
+                if drained
+                else "never drained"
+            )
+        )
+        print(
+            f"  message→row lag (steady state, after the storm drained, {len(lags)} samples): "
             f"p50 {_percentile(lags, 50):.2f}s  p95 {_percentile(lags, 95):.2f}s  "
             f"p99 {_percentile(lags, 99):.2f}s  max {max(lags, default=float('nan')):.2f}s"
+        )
+        buckets: dict[int, list[float]] = {}
+        for i, tx, ms, sent in answered:
+            if (i, tx, ms) in watcher.seen:
+                buckets.setdefault(int((sent - started) // 30), []).append(
+                    watcher.seen[(i, tx, ms)] - sent
+                )
+        print(
+            "  lag p99 by 30 s of sending time: "
+            + ", ".join(f"{b * 30}s {_percentile(v, 99):.1f}s" for b, v in sorted(buckets.items()))
+        )
+        print(
+            f"  message→row lag during the storm ({len(storm_lags)} samples): "
+            f"p50 {_percentile(storm_lags, 50):.2f}s  p99 {_percentile(storm_lags, 99):.2f}s  "
+            f"max {max(storm_lags, default=float('nan')):.2f}s"
+        )
+        print(
+            f"  CPU over {total:.0f}s on {os.cpu_count()} cores (load average "
+            f"{os.getloadavg()[0]:.1f} at the end): "
+            + ", ".join(
+                f"{name} {cpu[name] - cpu_before[name]:.0f}s "
+                f"({(cpu[name] - cpu_before[name]) / total:.0%} of a core)"
+                for name in cpu
+            )
         )
         print(
             f"  answer latency (durable messages): p50 {_percentile(latencies, 50) * 1000:.0f}ms"

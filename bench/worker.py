@@ -11,7 +11,7 @@ the function the Celery task calls, in this one process:
 It prints events/s, samples/s and the database round trips per batch (counted with a query
 wrapper). Not a timed test: numbers for the README and docs/architecture.md.
 
-With DATABASE_URL (PostgreSQL) it creates its own database `sparklin_bench_worker` next to the
+With DATABASE_URL (PostgreSQL) it creates its own database `<name>_bench_worker` next to the
 one named there, migrates it and drops it afterwards (`--keep` keeps it); without, a temporary
 SQLite file."""
 
@@ -221,15 +221,28 @@ class Fleet:
         return events
 
 
+def _database_name(suffix: str) -> str:
+    """`<database of DATABASE_URL>_<suffix>`: benchmarks of several people sharing one
+    PostgreSQL server do not drop each other's database."""
+    from urllib.parse import urlsplit
+
+    name = urlsplit(os.environ.get("DATABASE_URL", "")).path.lstrip("/") or "sparklin"
+    return f"{name}_{suffix}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--queued", type=int, default=2000, help="messages drained by a real worker (0: none)"
+    )
+    parser.add_argument("--message-size", type=int, default=10, help="events per message")
     args = parser.parse_args(argv)
 
-    where, cleanup = prepare_database("sparklin_bench_worker", keep=args.keep)
+    where, cleanup = prepare_database(_database_name("bench_worker"), keep=args.keep)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
     import logging
@@ -269,6 +282,8 @@ def main(argv=None) -> int:
             if e["kind"] in ("meter_values", "transaction")
         )
         round_trips, durations = [], []
+        backend = _backend_pid(connection)
+        backend_cpu0 = _cpu(backend)
         cpu0 = time.process_time()
         with connection.execute_wrapper(count):
             for b in batches:
@@ -279,6 +294,7 @@ def main(argv=None) -> int:
                 round_trips.append(queries[0] + 2)  # + BEGIN and COMMIT
                 assert result["quarantined"] == 0, result
         cpu = time.process_time() - cpu0
+        backend_cpu = _cpu(backend) - backend_cpu0
         total = sum(durations)
         events = args.batches * args.batch_size
         with scopes_disabled():
@@ -301,6 +317,12 @@ def main(argv=None) -> int:
             f"({events / cpu:,.0f} events per CPU-second; load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
         )
+        if backend_cpu:
+            print(
+                f"  PostgreSQL CPU:      {backend_cpu / events * 1e6:.0f} µs per event (its "
+                f"backend); worker + database: {events / (cpu + backend_cpu):,.0f} events per "
+                "CPU-second, what one core would give them both"
+            )
         print(
             f"  batch time:          median {statistics.median(durations) * 1000:.0f} ms, "
             f"max {max(durations) * 1000:.0f} ms"
@@ -313,9 +335,94 @@ def main(argv=None) -> int:
             f"  rows now: {rows[0]} samples, {rows[1]} log rows, {rows[2]} sessions, "
             f"{rows[3]} quarantined"
         )
+        if args.queued and os.environ.get("CELERY_BROKER_URL", "").startswith("amqp"):
+            connection.close()
+            print(
+                f"real worker (solo, RabbitMQ), {args.queued} queued messages of "
+                f"{args.message_size} events, as a busy gateway publishes them:"
+            )
+            for label, extra in (
+                ("messages applied together (chargers.batching)", {}),
+                (
+                    "one message at a time (WORKER_EVENTS_MAX_BATCH=1)",
+                    {"WORKER_EVENTS_MAX_BATCH": "1"},
+                ),
+            ):
+                rate, per_batch = _drain(fleet, args.queued, args.message_size, extra)
+                print(f"  {label}: {rate:,.0f} events/s, {per_batch:.1f} messages per batch")
     finally:
         cleanup()
     return 0
+
+
+def _backend_pid(connection) -> int | None:
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _cpu(pid: int | None) -> float:
+    """CPU seconds of a local process (the PostgreSQL backend), 0 when not measurable."""
+    from bench import cpu_seconds
+
+    if pid is None:
+        return 0.0
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # a database on another machine
+        return 0.0
+
+
+def _drain(fleet: Fleet, messages: int, size: int, extra: dict) -> tuple[float, float]:
+    """Publish `messages` batches of `size` events to a queue of their own, then start a real
+    worker and time it from ready until every message is applied; returns (events/s, messages
+    per applied batch, from the worker's log)."""
+    import re
+    import tempfile
+    import uuid
+    from pathlib import Path
+
+    from django_scopes import scopes_disabled
+
+    from bench import start_process
+    from chargers.models import OcppMessage
+    from ocpp_gateway.batcher import Publisher
+    from sparklin.celery import app, worker_command
+
+    queue = f"bench-worker-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    app.conf.task_always_eager = False
+    batches = [fleet.batch(size)[:size] for _ in range(messages)]
+    logged = sum(1 for b in batches for e in b if e["kind"] == "message")
+    with scopes_disabled():
+        expected = OcppMessage.objects.count() + logged
+    publisher = Publisher(timeout=10)
+    try:
+        for batch in batches:
+            publisher(batch)
+    finally:
+        publisher.close()
+    log = Path(tempfile.mkdtemp(prefix="sparklin-bench-worker-")) / "worker.log"
+    env = dict(os.environ, CELERY_TASK_ALWAYS_EAGER="false", CELERY_TASK_DEFAULT_QUEUE=queue)
+    env.update(extra)
+    worker = start_process(worker_command(queue=queue), env, log)
+    try:
+        while "ready." not in log.read_text():
+            time.sleep(0.05)
+        started = time.perf_counter()
+        with scopes_disabled():
+            while OcppMessage.objects.count() < expected:
+                time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+    sizes = [int(n) for n in re.findall(r"of (\d+) messages in", log.read_text())]
+    return messages * size / elapsed, (sum(sizes) / len(sizes) if sizes else 1.0)
 
 
 if __name__ == "__main__":

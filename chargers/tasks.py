@@ -25,6 +25,7 @@ from django.db import close_old_connections, connection, connections
 from django_scopes import scopes_disabled
 
 from . import events as event_services
+from .batching import EventBatchTask
 from .contract import Event
 from .models import QuarantinedEvents
 
@@ -34,7 +35,7 @@ BACKOFF_MAX = 300
 T = TypeVar("T")
 
 
-def _backoff(retries: int) -> float:
+def backoff(retries: int) -> float:
     """2, 4, 8 … seconds up to BACKOFF_MAX, with full jitter so workers do not retry in step."""
     return random.uniform(1, min(BACKOFF_MAX, 2 ** (retries + 1)))
 
@@ -55,7 +56,7 @@ def _run(task: Task, func: Callable[..., T], *args: Any) -> T:
         if not connection.in_atomic_block:
             for conn in connections.all(initialized_only=True):
                 conn.close_if_unusable_or_obsolete()
-        countdown = _backoff(task.request.retries)
+        countdown = backoff(task.request.retries)
         logger.warning(
             "%s: transient database error, retry %d in %.0f s: %s",
             task.name,
@@ -81,12 +82,14 @@ _TASK: _TaskOptions = {"bind": True, "acks_late": True, "max_retries": None}
 _TASK_BOUNDED: _TaskOptions = {**_TASK, "max_retries": 5}
 
 
-@shared_task(name="chargers.tasks.process_events", **_TASK)
+@shared_task(name="chargers.tasks.process_events", base=EventBatchTask, **_TASK)
 def process_events(self: Task, events: list[Event]) -> dict[str, int]:
     """Persist one batch of gateway events (`chargers.contract` for their shape).
 
     Published by the gateway once per flush; processing the same batch twice changes nothing,
-    which is what makes `acks_late` redelivery and retries safe."""
+    which is what makes `acks_late` redelivery and retries safe. In a worker, the messages
+    waiting are applied several at a time (`chargers.batching`); this body runs when the task
+    is called eagerly (embedded mode, tests)."""
     return _run(self, event_services.process_events, events)
 
 

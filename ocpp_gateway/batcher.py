@@ -4,8 +4,11 @@ Durable before answered: a handler whose answer tells the charger it may forget 
 (transactions, meter values) emits its event, then `await batcher.sync()`, which returns once
 every event emitted so far is durable — published to the broker with its confirmation, or, in
 the embedded mode, committed. While a handler waits, the flusher publishes after a short window
-(`durable_window`, tens of ms) instead of the full `flush_seconds`, so the events of many
-chargers still share one task.
+instead of the full `flush_seconds`, so the events of many chargers still share one task. The
+window adapts to the load: `durable_window` (20 ms) when the gateway is idle, growing up to
+`durable_window_max` (100 ms) when it publishes big batches back to back, so that a busy gateway sends at
+most about one message per `durable_window_max` — bigger messages, fewer of them for the worker
+— and no answer waits longer than that for its window.
 
 Publishing one task costs ~0.5 ms of blocking I/O (measured), so never one per message and never
 on the loop: events are buffered and one `chargers.tasks.process_events` task per flush is
@@ -57,6 +60,12 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
         OperationalError,
         InterfaceError,
     )
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    from chargers.events import is_sqlite_busy
+
+    return is_sqlite_busy(exc)
 
 
 class Publisher:
@@ -156,6 +165,9 @@ class EventBatcher:
     """Collects event dicts and publishes them in batches; `run()` is the single flusher task,
     owned by the gateway server."""
 
+    #: A publish of at least this many events means load: the durable window grows.
+    BUSY_EVENTS = 50
+
     def __init__(
         self,
         publish: Callable[[list[Event]], None] | None = None,
@@ -164,6 +176,7 @@ class EventBatcher:
         max_buffer: int = 200_000,
         durable_window: float | None = None,
         durable_timeout: float | None = None,
+        durable_window_max: float | None = None,
     ) -> None:
         self.publish = publish if publish is not None else Publisher()
         self.flush_seconds = min(
@@ -177,6 +190,14 @@ class EventBatcher:
             if durable_window is not None
             else settings.GATEWAY_DURABLE_WINDOW_SECONDS
         )
+        self.durable_window_max = max(
+            self.durable_window,
+            durable_window_max
+            if durable_window_max is not None
+            else settings.GATEWAY_DURABLE_WINDOW_MAX_SECONDS,
+        )
+        self._last_publish = -float("inf")  # monotonic time of the last successful publish
+        self._last_publish_size = 0  # and how many events it carried
         self.durable_timeout = (
             durable_timeout
             if durable_timeout is not None
@@ -195,6 +216,7 @@ class EventBatcher:
         self._failing_since: float | None = None
         self._last_failure_log = 0.0
         self._failed_attempts = 0
+        self._quiet = False  # the current outage is SQLite being busy: not logged unless it lasts
 
     def emit(
         self,
@@ -269,13 +291,25 @@ class EventBatcher:
                 pass
             if self._waiters and len(self._events) < self.max_batch:
                 # Someone waits to answer: gather what other chargers send in the next few ms.
-                await asyncio.sleep(self.durable_window)
+                await asyncio.sleep(self.window())
             self._wakeup.clear()
             if await self.flush():
                 failures = 0
             else:
                 failures += 1
                 await asyncio.sleep(min(0.05 * 2**failures, self.flush_seconds))
+
+    def window(self, now: float | None = None) -> float:
+        """How long a waiting handler's events wait for others: publishes are spaced by about
+        `durable_window_max` when big ones follow each other (load: many chargers answered at
+        once), and by `durable_window` when the last one was small or is older than that (idle,
+        or a few chargers talking fast, as in the demo); never more than `durable_window_max`."""
+        if self._last_publish_size < self.BUSY_EVENTS:
+            return self.durable_window
+        since = (time.monotonic() if now is None else now) - self._last_publish
+        return min(
+            self.durable_window_max, max(self.durable_window, self.durable_window_max - since)
+        )
 
     async def flush(self) -> bool:
         """Publish everything pending; False when publishing failed (events kept)."""
@@ -301,9 +335,13 @@ class EventBatcher:
                     logger.error("Dropped %d gateway events (buffer full)", dropped)
                 return False
             self.published += len(batch)
+            self._last_publish = time.monotonic()
+            self._last_publish_size = len(batch)
             self._done += len(batch)
             self._settle_waiters()
-            if self._failing_since is not None:
+            if self._failing_since is not None and self._quiet:
+                self._failing_since = None
+            elif self._failing_since is not None:
                 logger.warning(
                     "Publishing gateway events works again after %.1fs (%d failed attempts)",
                     time.monotonic() - self._failing_since,
@@ -320,6 +358,11 @@ class EventBatcher:
         if self._failing_since is None:
             self._failing_since = self._last_failure_log = now
             self._failed_attempts = 1
+            self._quiet = _sqlite_busy(exc)
+            if self._quiet:
+                # Embedded mode: SQLite's write lock was held past its busy timeout by another
+                # process; retried in a moment, worth a line only if it lasts (below).
+                return
             expected = isinstance(exc, _transient_errors())
             logger.error(
                 "Publishing %d gateway events failed (%s: %s); keeping them and retrying",
@@ -332,6 +375,7 @@ class EventBatcher:
         self._failed_attempts += 1
         if now - self._last_failure_log >= 10:
             self._last_failure_log = now
+            self._quiet = False  # it lasted: its end is logged too
             logger.error(
                 "Publishing gateway events still fails after %.0fs (%d attempts, %d events "
                 "kept): %s",

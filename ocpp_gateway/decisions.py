@@ -67,7 +67,7 @@ CHARGER_FIELDS = (
 def _with_fresh_connection(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     close_old_connections()
     try:
-        return func(*args, **kwargs)
+        return _busy_retried(func, *args, **kwargs)
     except (OperationalError, InterfaceError):
         # The connection died under us (database restarted, backend terminated, fail-over):
         # drop it and try once more on a new one. Only connection-level errors are retried;
@@ -77,6 +77,22 @@ def _with_fresh_connection(func: Callable[P, T], *args: P.args, **kwargs: P.kwar
         return func(*args, **kwargs)
     finally:
         close_old_connections()
+
+
+def _busy_retried(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`func`, tried again quietly while SQLite answers "database is locked" (embedded mode:
+    the portal or another thread held the write lock past the busy timeout); not a lost
+    connection, so no warning and no traceback unless it lasts."""
+    from chargers.events import is_sqlite_busy
+
+    for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
+        try:
+            return func(*args, **kwargs)
+        except OperationalError as exc:
+            if not is_sqlite_busy(exc):
+                raise
+            time.sleep(delay)
+    return func(*args, **kwargs)
 
 
 async def db_call(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

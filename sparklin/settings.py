@@ -203,6 +203,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # worker busy between round trips; with acks_late they are redelivered if the worker dies.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
 CELERY_TASK_SERIALIZER = "json"
+# The worker applies the gateway's event messages waiting for it as one batch
+# (chargers/batching.py): a first message waits this long for others, a batch is applied at
+# once when it holds this many events.
+WORKER_EVENTS_WINDOW_SECONDS = float(env_str("WORKER_EVENTS_WINDOW_SECONDS", "0.05"))
+WORKER_EVENTS_MAX_BATCH = env_int("WORKER_EVENTS_MAX_BATCH", 5000)
 # Keep the worker's database connection across tasks (Celery's Django fixup would open one per
 # task); sparklin/celery.py drops broken or expired ones around each task instead.
 CELERY_DB_REUSE_MAX = 1000
@@ -328,8 +333,10 @@ GATEWAY_RESPONSE_TIMEOUT = env_int("GATEWAY_RESPONSE_TIMEOUT", 30)
 GATEWAY_COMMAND_POLL_SECONDS = float(env_str("GATEWAY_COMMAND_POLL_SECONDS", "1.0"))
 GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"))
 # Durable before answered (ocpp_gateway.batcher): how long the flusher gathers events once a
-# handler waits to answer, and how long a handler waits before giving up (CALLERROR).
+# handler waits to answer (the window grows from the first figure when idle to the second when
+# the gateway publishes big batches back to back), and how long a handler waits before giving up (CALLERROR).
 GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
+GATEWAY_DURABLE_WINDOW_MAX_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_MAX_SECONDS", "0.1"))
 GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))
 # Longest a single publish (connect, send, broker confirm) may take before it counts as failed
 # and the batcher retries; never blocks the publishing thread forever.

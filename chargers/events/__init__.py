@@ -21,7 +21,7 @@ NOTHING). So a batch delivered twice (acks_late, a worker killed mid-task) or ba
 out of order by several workers end in the same state.
 """
 
-from .apply import is_transient, process_events, retry_quarantined
+from .apply import is_sqlite_busy, is_transient, process_events, retry_quarantined
 from .handlers import HANDLERS
 from .maintenance import purge_message_log, sweep_offline
 from .values import ENERGY_REGISTER, parse_time, sample_unit, sample_value
@@ -29,6 +29,7 @@ from .values import ENERGY_REGISTER, parse_time, sample_unit, sample_value
 __all__ = [
     "ENERGY_REGISTER",
     "HANDLERS",
+    "is_sqlite_busy",
     "is_transient",
     "parse_time",
     "process_events",

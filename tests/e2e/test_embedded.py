@@ -114,3 +114,82 @@ def test_five_chargers_on_sqlite_lose_nothing_and_log_no_lock_error(tmp_path):
     output = gateway.output()
     assert "database is locked" not in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
+
+
+def _portal_traffic(base: str, until: float) -> int:
+    """What a newcomer does in the demo's portal meanwhile: pages read, login codes asked (each
+    a write to the same SQLite file). Returns the number of answers."""
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+
+    answers = 0
+    while time.monotonic() < until:
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        try:
+            page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
+            answers += 1
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+            data = urllib.parse.urlencode(
+                {"csrfmiddlewaretoken": token.group(1) if token else "", "phone": "+33600000001"}
+            ).encode()
+            opener.open(
+                urllib.request.Request(
+                    f"{base}/accounts/login/", data=data, headers={"Referer": base}
+                ),
+                timeout=10,
+            )
+            answers += 1
+        except urllib.error.HTTPError:
+            answers += 1  # a rate limit (429) is an answer too
+        time.sleep(0.2)
+    return answers
+
+
+def test_the_demo_logs_no_lock_error_with_the_portal_in_use(tmp_path):
+    """`make demo` as a newcomer runs it (scripts/run-demo: portal, gateway and the simulated
+    fleet, one SQLite file), two more chargers charging back to back and the portal in use at
+    the same time: no "database is locked", no traceback in anything it prints."""
+    import threading
+
+    path = tmp_path / "demo.sqlite3"
+    env = embedded_env(path)
+    manage(env, "migrate", "--noinput")
+    manage(env, "seed_demo")
+    manage(env, "shell", "-c", EXTRA)
+    web_port, gateway_port = free_port(), free_port()
+    env.update(WEB_PORT=str(web_port), GATEWAY_PORT=str(gateway_port))
+    env.pop("DEBUG")
+    demo = Process("demo", ["bash", "scripts/run-demo"], env).start()
+    try:
+        wait_for_port(gateway_port, timeout=60)
+        wait_for_port(web_port, timeout=60)
+        portal: list[int] = []
+        until = time.monotonic() + 12
+        reader = threading.Thread(
+            target=lambda: portal.append(_portal_traffic(f"http://127.0.0.1:{web_port}", until))
+        )
+        reader.start()
+        traffic = Traffic(
+            f"ws://127.0.0.1:{gateway_port}/ocpp/",
+            FLEET[3:],
+            duration=10,
+            interval=0.1,
+            card="DEMO-CARD-01",
+        )
+        chargers = traffic.start().join()
+        reader.join(30)
+        assert portal and portal[0] >= 10
+        assert sum(len(c.answered.samples) for c in chargers) >= 40
+        sessions, samples = recorded(path)
+        for charger in chargers:
+            for tx, sent, _ in charger.answered.samples:
+                assert (charger.identity, tx, round(sent * 1000)) in samples
+    finally:
+        demo.stop()
+    output = demo.output()
+    assert "Sparklin demo" in output
+    assert "database is locked" not in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]

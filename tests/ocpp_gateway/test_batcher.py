@@ -110,3 +110,88 @@ def test_an_unexpected_publishing_error_is_logged_with_its_traceback(caplog):
     with caplog.at_level("ERROR", logger="ocpp_gateway.batcher"):
         run(scenario())
     assert caplog.records[0].exc_info is not None
+
+
+def test_the_durable_window_is_short_when_idle_and_grows_under_load():
+    batcher = EventBatcher(
+        publish=lambda batch: None, flush_seconds=1.0, durable_window=0.02, durable_window_max=0.1
+    )
+    assert batcher.window(now=100.0) == 0.02  # nothing published yet: idle
+    batcher._last_publish, batcher._last_publish_size = 100.0, 3
+    assert batcher.window(now=100.0) == 0.02  # a few chargers talking fast: no load
+    batcher._last_publish_size = 400
+    assert batcher.window(now=100.0) == pytest.approx(0.1)  # publishing back to back
+    assert batcher.window(now=100.05) == pytest.approx(0.05)
+    assert batcher.window(now=100.09) == pytest.approx(0.02)  # never below the idle window
+    assert batcher.window(now=160.0) == 0.02
+    # The window never exceeds the bound an answer may wait for it.
+    assert max(batcher.window(now=100.0 + t / 1000) for t in range(-50, 500)) <= 0.1
+
+
+def test_a_busy_gateway_publishes_fewer_bigger_messages():
+    """Chargers answering back to back: the flusher spaces its publishes by about the largest
+    window instead of the idle one, so each message carries the events of many answers."""
+    published: list[int] = []
+
+    async def scenario():
+        batcher = EventBatcher(
+            publish=lambda batch: published.append(len(batch)),
+            flush_seconds=1.0,
+            durable_window=0.005,
+            durable_window_max=0.1,
+            durable_timeout=5,
+        )
+        flusher = asyncio.create_task(batcher.run())
+
+        async def charger(n):
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 0.6
+            while loop.time() < until:
+                batcher.emit(f"CP-{n}", "meter_values", {})
+                await batcher.sync()
+
+        await asyncio.gather(*(charger(n) for n in range(100)))
+        flusher.cancel()
+        await batcher.close()
+
+    run(scenario())
+    # With the 5 ms idle window alone this would be ~100 publishes; spaced by ~100 ms, a few.
+    assert len(published) <= 12, published
+    assert sum(published) / len(published) >= 50  # 100 chargers: most of them in each message
+
+
+def _sqlite_busy():
+    import sqlite3
+
+    from django.db import OperationalError
+
+    error = OperationalError("database is locked")
+    error.__cause__ = sqlite3.OperationalError("database is locked")
+    return error
+
+
+def test_sqlite_busy_in_the_embedded_mode_is_retried_without_a_word(caplog):
+    """Issue 7.6: the demo (SQLite) must not log "database is locked" when the portal held the
+    write lock for a moment; the events are published at the next attempt."""
+    attempts = []
+
+    def busy_once(batch):
+        attempts.append(len(batch))
+        if len(attempts) == 1:
+            raise _sqlite_busy()
+
+    async def scenario():
+        batcher = EventBatcher(
+            publish=busy_once, flush_seconds=0.05, durable_window=0.01, durable_timeout=5
+        )
+        flusher = asyncio.create_task(batcher.run())
+        batcher.emit("CP-1", "meter_values", {})
+        await batcher.sync()
+        flusher.cancel()
+        await batcher.close()
+        return batcher.published
+
+    with caplog.at_level("DEBUG", logger="ocpp_gateway.batcher"):
+        assert run(scenario()) == 1
+    assert len(attempts) == 2
+    assert not caplog.records

@@ -557,3 +557,40 @@ def test_registry_in_redis_while_connected(charger, settings):
     during, ttl = run(scenario, instance_id="gw-test")
     assert during.decode().startswith("gw-test|") and 0 < ttl <= 90
     assert client.get(key) is None
+
+
+def test_sqlite_busy_is_retried_quietly_by_every_gateway_database_call(caplog, monkeypatch):
+    """The gateway's one way to the database (`db_call`) waits out SQLite's "database is
+    locked" without a warning or a traceback; a lost connection is still reported."""
+    import sqlite3
+
+    from django.db import OperationalError
+
+    from ocpp_gateway import decisions
+
+    monkeypatch.setattr(decisions.time, "sleep", lambda s: None)
+    calls = []
+
+    def busy_twice():
+        calls.append(1)
+        if len(calls) <= 2:
+            error = OperationalError("database is locked")
+            error.__cause__ = sqlite3.OperationalError("database is locked")
+            raise error
+        return "done"
+
+    with caplog.at_level("DEBUG", logger="ocpp_gateway"):
+        assert decisions._with_fresh_connection(busy_twice) == "done"
+    assert len(calls) == 3 and not caplog.records
+
+    lost = []
+
+    def connection_lost():
+        lost.append(1)
+        if len(lost) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return "again"
+
+    with caplog.at_level("WARNING", logger="ocpp_gateway"):
+        assert decisions._with_fresh_connection(connection_lost) == "again"
+    assert any("reconnecting" in r.getMessage() for r in caplog.records)
