@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from .config import SimulatedConfig
 
+DEMO_SITE_NAME = "Entrepôt de Bercy"
 DEMO_METER_NAME = "Compteur général (démo)"
 DEMO_TOPIC = "sparklin-demo/bercy/grid"
 # How the building's load spreads over the phases (a three-phase site is never balanced).
@@ -54,6 +55,8 @@ def building_load(at: datetime, config: SimulatedConfig) -> tuple[float, float, 
 def ensure_demo_meter(site, *, kind: str = "simulated"):
     """The demo site's grid meter, created once (idempotent). `kind="mqtt"` reads the load
     that `python -m meters.demo` publishes on DEMO_TOPIC instead of computing it."""
+    from django_scopes import scope
+
     from .models import Meter
 
     config = (
@@ -61,16 +64,17 @@ def ensure_demo_meter(site, *, kind: str = "simulated"):
         if kind == Meter.Kind.MQTT
         else SimulatedConfig().to_json()
     )
-    meter, created = Meter.objects.get_or_create(
-        community=site.community,
-        site=site,
-        name=DEMO_METER_NAME,
-        defaults={"kind": kind, "role": Meter.Role.GRID, "config": config},
-    )
-    if not created and (meter.kind != kind or meter.config != config):
-        meter.kind = kind
-        meter.config = config
-        meter.save()
+    with scope(community=site.community):
+        meter, created = Meter.objects.get_or_create(
+            community=site.community,
+            site=site,
+            name=DEMO_METER_NAME,
+            defaults={"kind": kind, "role": Meter.Role.GRID, "config": config},
+        )
+        if not created and (meter.kind != kind or meter.config != config):
+            meter.kind = kind
+            meter.config = config
+            meter.save()
     return meter
 
 
