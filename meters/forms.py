@@ -72,7 +72,13 @@ class MeterForm(forms.Form):
     location = forms.ChoiceField(
         label=_("Measuring location"),
         required=False,
-        choices=list(zip(OCPP_LOCATIONS, [_("Any"), _("Inlet"), _("Outlet")], strict=True)),
+        choices=list(
+            zip(
+                OCPP_LOCATIONS,
+                [_("Any"), _("Inlet (supply side)"), _("Outlet (charger side)")],
+                strict=True,
+            )
+        ),
     )
 
     def __init__(self, *args: Any, site, meter: Meter | None = None, **kwargs: Any):
