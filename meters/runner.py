@@ -221,9 +221,10 @@ class Runner:
         try:
             specs, errors = await self._db(load_specs)
         except Exception as exc:
-            if not is_transient(exc):
-                raise
-            logger.warning("meters: cannot reload the configuration (%s); keeping it", exc)
+            if is_transient(exc):
+                logger.warning("meters: cannot reload the configuration (%s); keeping it", exc)
+            else:
+                logger.exception("meters: the configuration could not be reloaded; keeping it")
             return
         for meter_id, error in errors.items():
             self.report(meter_id, error)

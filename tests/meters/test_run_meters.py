@@ -195,3 +195,30 @@ def test_a_disabled_meter_is_no_longer_read(site, runner):
 
     time.sleep(1.5)
     assert len(readings_of(meter)) == count
+
+
+def test_run_meters_survives_terminated_database_connections(site, runner):
+    """A database restart is an event, not an outage: the runner's connection is cut while it
+    reads a meter; readings keep arriving once a new connection is opened."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend needs PostgreSQL")
+    meter = make_meter(site, kind=Meter.Kind.SIMULATED, config={"interval": 1})
+    wait_until(lambda: readings_of(meter))
+    db = connection.settings_dict
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        mine = cursor.fetchone()[0]
+    with psycopg.connect(
+        dbname=db["NAME"], user=db["USER"], host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432
+    ) as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s",
+            [mine],
+        ).fetchone()[0]
+    assert cut >= 1
+    count = len(readings_of(meter))
+    wait_until(lambda: len(readings_of(meter)) >= count + 2, timeout=20)

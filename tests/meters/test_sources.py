@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
 from meters import paths
 from meters.config import (
@@ -19,6 +20,13 @@ from meters.sources import modbus, retry_delay
 from meters.sources.mqtt import PayloadError, decode
 
 AT = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """The messages asserted below are the English ones (the portal defaults to French)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.mark.parametrize(
