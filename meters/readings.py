@@ -12,11 +12,15 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from chargers.events.sql import insert_rows
+
+from .config import READING_FIELDS
 from .models import Meter, MeterReading
 
 logger = logging.getLogger(__name__)
@@ -96,27 +100,20 @@ def problem(reading: NewReading) -> str | None:
     return None
 
 
-def _row(reading: NewReading, community_id: int, now: datetime) -> MeterReading:
+# The columns record_readings writes, in the order of the tuples `_row` builds.
+COLUMNS = ["community", "meter", "at", *READING_FIELDS]
+
+
+def _row(reading: NewReading, community_id: int, now: datetime) -> tuple[Any, ...]:
     total = reading.power_w_total
     if total is None:
         total = sum(
             p for p in (reading.power_w_l1, reading.power_w_l2, reading.power_w_l3) if p is not None
         )
     at = reading.at if reading.at <= now + FUTURE_TOLERANCE else now
-    return MeterReading(
-        community_id=community_id,
-        meter_id=reading.meter_id,
-        at=at,
-        power_w_l1=reading.power_w_l1,
-        power_w_l2=reading.power_w_l2,
-        power_w_l3=reading.power_w_l3,
-        power_w_total=total,
-        current_a_l1=reading.current_a_l1,
-        current_a_l2=reading.current_a_l2,
-        current_a_l3=reading.current_a_l3,
-        energy_import_wh=reading.energy_import_wh,
-        energy_export_wh=reading.energy_export_wh,
-    )
+    values = {field: getattr(reading, field) for field in READING_FIELDS}
+    values["power_w_total"] = total
+    return (community_id, reading.meter_id, at, *(values[f] for f in READING_FIELDS))
 
 
 def record_readings(readings: list[NewReading]) -> None:
@@ -131,7 +128,7 @@ def record_readings(readings: list[NewReading]) -> None:
         .filter(pk__in={r.meter_id for r in readings})
         .values_list("pk", "community_id")
     )
-    rows: list[MeterReading] = []
+    rows: list[tuple[Any, ...]] = []
     for reading in readings:
         why = problem(reading)
         if why is None and reading.meter_id not in community_of:
@@ -144,8 +141,9 @@ def record_readings(readings: list[NewReading]) -> None:
         return
     newest: dict[int, datetime] = {}
     for row in rows:
-        if row.meter_id not in newest or row.at > newest[row.meter_id]:
-            newest[row.meter_id] = row.at
+        meter_id, at = row[1], row[2]
+        if meter_id not in newest or at > newest[meter_id]:
+            newest[meter_id] = at
     # Each meter's time moves forward only (several writers: run_meters and the worker's
     # batches processed out of order), in one executemany (pipelined by psycopg).
     table = connection.ops.quote_name(Meter._meta.db_table)
@@ -154,7 +152,9 @@ def record_readings(readings: list[NewReading]) -> None:
         "WHERE id = %s AND (last_reading_at IS NULL OR last_reading_at < %s)"
     )
     with transaction.atomic():
-        MeterReading.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        # One statement whatever the batch (rows as one JSON parameter on PostgreSQL); a
+        # reading already stored for that meter and time is skipped (ON CONFLICT DO NOTHING).
+        insert_rows(MeterReading, COLUMNS, rows)
         with connection.cursor() as cursor:
             cursor.executemany(sql, [(at, pk, at) for pk, at in sorted(newest.items())])
 
