@@ -17,8 +17,8 @@ class MeterAdmin(admin.ModelAdmin):
 class MeterReadingAdmin(admin.ModelAdmin):
     list_display = ["meter", "at", "power_w_total", "power_w_l1", "power_w_l2", "power_w_l3"]
     list_filter = ["meter__kind"]
-    date_hierarchy = "at"
-    readonly_fields = [f for f in ("meter", "community", "at")]
+    # A large table: no date hierarchy (its year/month query scans every row).
+    raw_id_fields = ["meter"]
 
     def has_add_permission(self, request):
         return False

@@ -160,9 +160,11 @@ class Runner:
             silent = last is None or now - last > silent_seconds
             if silent and meter_id not in self.silent and last is not None:
                 logger.warning("%s: silent for %.0f s", spec.label, now - last)
-            if silent:
+            elif not silent and meter_id in self.silent and meter_id in self.state:
+                logger.info("%s: speaking again", spec.label)
+            if silent and last is not None:
                 self.silent.add(meter_id)
-            else:
+            elif not silent:
                 self.silent.discard(meter_id)
 
     # --- the loop -----------------------------------------------------------------------------

@@ -192,3 +192,28 @@ def test_retry_delays_grow_to_a_bound_with_jitter():
     assert all(0.5 <= d <= 60 for d in delays)
     assert max(delays[-3:]) > 16 and delays[0] <= 1
     assert len({round(retry_delay(8), 6) for _ in range(5)}) > 1
+
+
+def test_run_meters_logs_a_silence_once_and_the_return(caplog):
+    import time
+
+    from django.utils import timezone
+
+    from meters.runner import Runner, Spec
+
+    runner = Runner()
+    config = MqttConfig.from_json({"topic": "t", "paths": {"power_w_total": "P"}})
+    runner.specs = {
+        1: Spec(1, "Grid", "mqtt", config, timezone.now()),
+        2: Spec(2, "New", "mqtt", config, timezone.now()),
+    }
+    runner.report(1, "")
+    runner.last_reading[1] = time.monotonic() - 100
+    runner.check_silence(60)
+    runner.check_silence(60)
+    assert caplog.text.count("meter 1 (Grid): silent for") == 1
+    assert "meter 2" not in caplog.text  # never heard of: nothing to report yet
+    runner.last_reading[1] = time.monotonic()
+    runner.check_silence(60)
+    assert "meter 1 (Grid): speaking again" in caplog.text
+    runner.db.shutdown()
