@@ -4,6 +4,7 @@ configuration and checks it with the one set of rules (`meters.config`)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -26,6 +27,9 @@ KIND_FIELDS = {
     "ocpp": ["charger", "location"],
     "simulated": [],
 }
+# A stored broker password is never sent back to the browser: the form shows this instead and
+# keeps the stored one when it comes back unchanged.
+MASK = "********"
 PATHS = {
     "path_l1": "power_w_l1",
     "path_l2": "power_w_l2",
@@ -115,6 +119,13 @@ class MeterForm(forms.Form):
             if names
         ]
 
+    def _broker(self, typed: str) -> str:
+        """The broker as typed, with the stored password put back where the mask still is."""
+        stored = (self.meter.config or {}).get("broker", "") if self.meter else ""
+        if MASK not in typed or not stored or masked(stored) != typed.strip():
+            return typed
+        return stored
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         kind = data.get("kind")
@@ -123,7 +134,7 @@ class MeterForm(forms.Form):
         invert = bool(data.get("invert"))
         if kind == "mqtt":
             raw: dict[str, Any] = {
-                "broker": data.get("broker") or "",
+                "broker": self._broker(data.get("broker") or ""),
                 "topic": data.get("topic") or "",
                 "paths": {PATHS[k]: data[k] for k in PATHS if data.get(k)},
                 "scale": data.get("scale") if data.get("scale") is not None else 1.0,
@@ -148,6 +159,16 @@ class MeterForm(forms.Form):
         return data
 
 
+def masked(broker: str) -> str:
+    """`broker` with its password replaced by MASK."""
+    parts = urlsplit(broker)
+    if not parts.password:
+        return broker
+    user = quote(unquote(parts.username or ""), safe="")
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
 def initial_of(meter: Meter) -> dict[str, Any]:
     config = meter.config or {}
     initial: dict[str, Any] = {
@@ -160,7 +181,8 @@ def initial_of(meter: Meter) -> dict[str, Any]:
     if meter.kind == "mqtt":
         paths = config.get("paths") or {}
         initial |= {k: paths.get(v, "") for k, v in PATHS.items()}
-        initial |= {k: config.get(k) for k in ("broker", "topic", "scale")}
+        initial |= {k: config.get(k) for k in ("topic", "scale")}
+        initial["broker"] = masked(config.get("broker") or "")
     elif meter.kind == "modbus":
         initial |= {k: config.get(k) for k in ("host", "port", "unit", "model", "interval")}
     elif meter.kind == "ocpp":

@@ -210,3 +210,20 @@ def test_the_site_page_query_count_does_not_grow_with_readings(
         make_meter(site, name=f"M{n}", role="building", last_reading_at=timezone.now())
     with django_assert_max_num_queries(30):
         assert manager_client.get(f"/c/tilleuls/sites/{site.pk}/").status_code == 200
+
+
+def test_a_broker_password_is_never_shown_and_kept_when_untouched(manager_client, site):
+    broker = "mqtt://meter:s3cret@broker.example:1883"
+    meter = make_meter(
+        site, name="Grid", config={"broker": broker, "topic": "a", "paths": {"power_w_total": "P"}}
+    )
+    page = manager_client.get(f"/c/tilleuls/meters/{meter.pk}/edit/").content.decode()
+    assert "s3cret" not in page and "mqtt://meter:********@broker.example:1883" in page
+    data = {**MQTT, "name": "Grid", "broker": "mqtt://meter:********@broker.example:1883"}
+    manager_client.post(f"/c/tilleuls/meters/{meter.pk}/edit/", data)
+    meter.refresh_from_db()
+    assert meter.config["broker"] == broker
+    data["broker"] = "mqtt://meter:n3w@broker.example:1883"
+    manager_client.post(f"/c/tilleuls/meters/{meter.pk}/edit/", data)
+    meter.refresh_from_db()
+    assert meter.config["broker"] == "mqtt://meter:n3w@broker.example:1883"
