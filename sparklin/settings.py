@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "ocpp_gateway",
     "simulator",
     "billing",
+    "meters",
 ]
 
 MIDDLEWARE = [
@@ -271,6 +272,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.check_months",
         "schedule": 3600.0,
     },
+    # Site meter readings older than METER_READINGS_DAYS.
+    "meters-purge-readings": {
+        "task": "meters.tasks.purge_readings",
+        "schedule": 3600.0,
+    },
 }
 
 if REDIS_URL:
@@ -358,6 +364,14 @@ GATEWAY_REGISTRY_TTL = env_int("GATEWAY_REGISTRY_TTL", 90)
 # Refused identities kept (chargers.tasks.purge_unknown_chargers).
 UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
 UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)
+
+# --- Site meters (meters/, power management's measurements) -----------------------------------
+# Readings kept (days); a meter with no reading for METER_SILENT_SECONDS is shown silent and
+# power management stops trusting it (failsafe limits).
+METER_READINGS_DAYS = env_int("METER_READINGS_DAYS", 7)
+METER_SILENT_SECONDS = env_int("METER_SILENT_SECONDS", 60)
+# The MQTT broker of meters whose configuration names none (run_meters, the demo meter).
+METER_MQTT_URL = env_str("METER_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 LOGGING = {
     "version": 1,

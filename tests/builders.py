@@ -102,3 +102,12 @@ def make_grant(community, company, scope="full", **overrides):
 def community_of(user) -> Community:
     """The community of a person with one membership (e.g. the `outsider` fixture's)."""
     return Community.objects.get(memberships__user=user)
+
+
+def make_meter(site, **overrides):
+    from meters.models import Meter
+
+    n = next(_seq)
+    fields = {"name": f"Meter {n}", "kind": Meter.Kind.MQTT, "role": Meter.Role.GRID}
+    fields.update(overrides)
+    return Meter.objects.create(community=site.community, site=site, **fields)

@@ -1,5 +1,5 @@
-"""Apps depend one way: communities ← chargers ← billing (an app's core imports only the apps
-to its left). The core is everything but the presentation modules (views, URLs, forms, template
+"""Apps depend one way: communities ← chargers ← billing ← meters (an app's core imports only
+the apps to its left). The core is everything but the presentation modules (views, URLs, forms, template
 tags, context processors, admin, management commands), which compose pages from several apps
 and may import any of them. One declared exception: the worker's event pipeline and the
 session reads price sessions with `billing.prices` (light on purpose: it imports only
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["communities", "chargers", "billing"]
+# meters reads chargers (an OCPP main meter is a charger's connector 0) and is read by power
+# management; billing never needs a meter, so meters sits after it.
+ORDER = ["communities", "chargers", "billing", "meters"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices")}
 

@@ -94,6 +94,7 @@ def objects_of(community, holder):
             community=community, user=builders.make_user()
         ).pk,
         "price": builders.make_price(community, valid_from="2099-01-01").pk,
+        "meter": builders.make_meter(site).pk,
         # Ids that travel as query or form parameters (`?note=`, `?job=`).
         "note": ExpenseNote.objects.create(
             community=community,
