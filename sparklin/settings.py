@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "simulator",
     "billing",
     "meters",
+    "power",
 ]
 
 MIDDLEWARE = [
