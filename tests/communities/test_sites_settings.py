@@ -8,9 +8,7 @@ pytestmark = pytest.mark.community_scope
 
 
 def test_add_site(manager_client, community):
-    response = manager_client.post(
-        "/c/tilleuls/sites/add/", {"name": "Garage", "address": "1 rue"}
-    )
+    response = manager_client.post("/c/tilleuls/sites/add/", {"name": "Garage", "address": "1 rue"})
     site = Site.objects.get(community=community, name="Garage")
     assert response["Location"] == f"/c/tilleuls/sites/{site.pk}/"
     assert AuditEvent.objects.filter(action="site.create").exists()
