@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_scopes import scopes_disabled
 
 from chargers.models import Charger, ChargerCommand, ChargingSession, MeterSample
 from meters.readings import SiteMeasurement, site_measurement
@@ -152,6 +153,12 @@ class Controller:
             close_old_connections()
 
     def cycle(self, now: datetime | None = None) -> CycleReport:
+        """One pass over every managed site of every community (the controller's entry point,
+        like the worker's: it spans communities, each row it writes carries its own)."""
+        with scopes_disabled():
+            return self._cycle(now)
+
+    def _cycle(self, now: datetime | None = None) -> CycleReport:
         started = clock.perf_counter()
         now = now or timezone.now()
         report = CycleReport()
@@ -327,9 +334,9 @@ class Controller:
         if commands:
             ChargerCommand.objects.bulk_create(commands)
         if changed:
-            ChargerPower.objects.with_scopes_disabled().bulk_update(
-                list(changed.values()), list(ChargerPower.STATE_FIELDS)
-            )
+            # Only the columns that moved: bulk_update writes a CASE per column and row.
+            fields = sorted({n for state in changed.values() for n in state.__dict__["_moved"]})
+            ChargerPower.objects.bulk_update(list(changed.values()), fields)
         self.record(inputs, decision, now)
         return decision, len(commands)
 
@@ -424,11 +431,13 @@ class Controller:
 
 
 def _set(state: ChargerPower, changed: dict[int, ChargerPower], **values: Any) -> None:
-    """Change state columns, remembering the row when something really changed."""
+    """Change state columns, remembering the row and the columns that really changed."""
     for name, value in values.items():
         if getattr(state, name) != value:
             setattr(state, name, value)
             changed[state.pk] = state
+            moved: set[str] = state.__dict__.setdefault("_moved", set())
+            moved.add(name)
 
 
 def _command(row: ChargerRow, payload: dict[str, Any]) -> ChargerCommand:
