@@ -14,7 +14,7 @@ Every event has the same envelope::
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 Kind = Literal[
     "connected",
@@ -92,6 +92,7 @@ class Sample(TypedDict):
     context: str
     value: str  # a decimal string in `unit`
     unit: str
+    location: NotRequired[str]  # OCPP SampledValue location (Outlet, Inlet …), "" when not sent
 
 
 class TransactionPayload(TypedDict):

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Meter, MeterReading
@@ -148,17 +146,17 @@ def record_readings(readings: list[NewReading]) -> None:
     for row in rows:
         if row.meter_id not in newest or row.at > newest[row.meter_id]:
             newest[row.meter_id] = row.at
-    # One UPDATE for every meter of the batch, never moving a meter's time backwards (several
-    # writers: run_meters and the worker's batches processed out of order).
-    latest = Case(
-        *(When(pk=pk, then=Value(at)) for pk, at in newest.items()),
-        output_field=DateTimeField(),
+    # Each meter's time moves forward only (several writers: run_meters and the worker's
+    # batches processed out of order), in one executemany (pipelined by psycopg).
+    table = connection.ops.quote_name(Meter._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET last_reading_at = %s "  # noqa: S608 (the table name is ours)
+        "WHERE id = %s AND (last_reading_at IS NULL OR last_reading_at < %s)"
     )
     with transaction.atomic():
         MeterReading.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-        Meter.objects.with_scopes_disabled().filter(pk__in=newest).update(
-            last_reading_at=Greatest(Coalesce(F("last_reading_at"), latest), latest)
-        )
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, [(at, pk, at) for pk, at in sorted(newest.items())])
 
 
 def silence_cutoff(now: datetime | None = None) -> datetime:
@@ -223,6 +221,28 @@ def site_measurement(*, site_id: int) -> SiteMeasurement | None:
         stale=is_silent(grid, now),
         grid_power_total_w=reading.power_w_total,
     )
+
+
+def grid_history(
+    *, site_id: int, since: datetime, limit: int = 2000
+) -> list[tuple[datetime, float]]:
+    """(time, total W) of the site's enabled grid meter since `since`, oldest first — at most
+    the `limit` newest points (for charts). Empty without a grid meter."""
+    grid = (
+        Meter.objects.with_scopes_disabled()
+        .filter(site_id=site_id, enabled=True, role=Meter.Role.GRID)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if grid is None:
+        return []
+    points = (
+        MeterReading.objects.with_scopes_disabled()
+        .filter(meter_id=grid, at__gte=since)
+        .order_by("-at")
+        .values_list("at", "power_w_total")[:limit]
+    )
+    return [(at, float(total)) for at, total in reversed(list(points))]
 
 
 def purge_readings(days: int, now: datetime | None = None) -> int:

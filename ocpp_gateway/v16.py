@@ -38,6 +38,7 @@ def samples_16(meter_values: list[dict[str, Any]] | None) -> list[dict[str, Any]
                     "measurand": measurand,
                     "phase": sv.get("phase") or "",
                     "context": sv.get("context") or "Sample.Periodic",
+                    "location": sv.get("location") or "",
                     "value": str(sv.get("value")),
                     "unit": sv.get("unit") or ("Wh" if measurand.startswith("Energy") else ""),
                 }

@@ -50,6 +50,7 @@ def samples_201(meter_values: list[dict[str, Any]] | None) -> list[dict[str, Any
                     "measurand": measurand,
                     "phase": sv.get("phase") or "",
                     "context": sv.get("context") or "Sample.Periodic",
+                    "location": sv.get("location") or "",
                     "value": str(value),
                     "unit": unit_of_measure.get("unit")
                     or ("Wh" if measurand.startswith("Energy") else ""),

@@ -374,6 +374,8 @@ UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)
 # power management stops trusting it (failsafe limits).
 METER_READINGS_DAYS = env_int("METER_READINGS_DAYS", 7)
 METER_SILENT_SECONDS = env_int("METER_SILENT_SECONDS", 60)
+# The MQTT broker of meters whose configuration names none (run_meters, the demo meter).
+METER_MQTT_URL = env_str("METER_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 # --- Power management (power/, `python manage.py run_power`) -------------------------------------
 # The controller's cycle; a charger measured over its limit for POWER_OBEDIENCE_SECONDS is marked

@@ -98,6 +98,7 @@ def objects_of(community, holder):
         "circuit": Circuit.objects.create(
             community=community, site=site, name="Fuse A", limit_a=16
         ).pk,
+        "meter": builders.make_meter(site).pk,
         # Ids that travel as query or form parameters (`?note=`, `?job=`).
         "note": ExpenseNote.objects.create(
             community=community,

@@ -41,6 +41,8 @@ from ..models import (
     card_uid_spellings,
     normalize_card_uid,
 )
+from . import main_meter
+from .main_meter import MainMeterSamples
 from .sql import insert_rows, update_rows
 from .values import (
     ENERGY_REGISTER,
@@ -131,6 +133,8 @@ class ChargerState:
         self.dirty_commands: dict[int, ChargerCommand] = {}
         self.rejected: list[tuple[Event, str]] = []
         self.failed: BaseException | None = None
+        # Connector 0 / EVSE 0 samples, for the apps that read main meters (main_meter.py).
+        self.main_meter: list[MainMeterSamples] = []
 
     # --- the charger row ----------------------------------------------------------------------
     def set(self, **fields: Any) -> None:
@@ -463,6 +467,7 @@ class Batch:
         dirty_connectors = [c for st in good for c in st.dirty_connectors.values()]
         if dirty_connectors:
             update_rows(Connector, dirty_connectors, CONNECTOR_FIELDS)
+        main_meter.deliver([m for st in good for m in st.main_meter])
         # Outlets created in this batch were inserted with their status already.
 
         # Chargers grouped by the fields their events changed: most batches change only

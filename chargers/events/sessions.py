@@ -16,6 +16,7 @@ from typing import cast
 
 from ..contract import MeterValuesPayload, TransactionPayload
 from ..models import AUTO_CLOSED, Anomaly, ChargingSession, Connector, normalize_card_uid
+from . import main_meter
 from .batch import ChargerState, register_wh
 from .values import check_register, check_transaction_id, parse_time, small_int, to_decimal
 
@@ -165,15 +166,17 @@ def apply_transaction(st: ChargerState, p: TransactionPayload, at: datetime) -> 
 
 def apply_meter_values(st: ChargerState, p: MeterValuesPayload, at: datetime) -> None:
     """Samples of a running session. Without a transaction id (1.6 allows it) they belong to
-    the session in progress on that outlet, if any; the charger-wide meter (connector 0) and
-    samples outside any session are only kept in the message log."""
+    the session in progress on that outlet, if any. The charger-wide meter (connector 0 /
+    EVSE 0) goes to the main-meter consumers (`main_meter`); samples outside any session are
+    otherwise only kept in the message log."""
     samples = p.get("samples") or []
     tid = p.get("transaction_id")
     if tid not in (None, ""):
         session = st.session(check_transaction_id(tid))
     else:
         connector = st.connector(p.get("evse_id"), p.get("connector_id"))
-        if connector is None:
+        if connector is None:  # the charger itself: its main meter, if someone reads it
+            main_meter.collect(st, samples, at)
             return
         running = [s for s in st.open_sessions() if _same_outlet(s, connector)]
         if not running:

@@ -192,3 +192,26 @@ def test_the_purge_keeps_the_configured_days(grid, settings):
         assert purge_readings.delay().get() == 2
     assert [r.power_w_total for r in stored(grid)] == [2.0]
     assert stored(other) == []
+
+
+def test_the_grid_history_for_charts(grid):
+    make_meter(grid.site, name="PV", role=Meter.Role.SOLAR)
+    with time_machine.travel(NOW, tick=False):
+        readings.record_readings(
+            [
+                NewReading(meter_id=grid.pk, at=NOW - timedelta(minutes=m), power_w_total=m * 100.0)
+                for m in range(5)
+            ]
+        )
+    since = NOW - timedelta(minutes=3)
+    assert readings.grid_history(site_id=grid.site_id, since=since) == [
+        (NOW - timedelta(minutes=3), 300.0),
+        (NOW - timedelta(minutes=2), 200.0),
+        (NOW - timedelta(minutes=1), 100.0),
+        (NOW, 0.0),
+    ]
+    assert readings.grid_history(site_id=grid.site_id, since=since, limit=2) == [
+        (NOW - timedelta(minutes=1), 100.0),
+        (NOW, 0.0),
+    ]
+    assert readings.grid_history(site_id=make_site(grid.community).pk, since=since) == []
