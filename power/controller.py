@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 
 CURRENT = "Current.Import"
 POWER = "Power.Active.Import"
-# After a limit changes, the charger gets this long to apply it before obedience is judged.
-APPLY_GRACE = timedelta(seconds=15)
 REJECTED_RETRY = timedelta(minutes=10)
 # An unanswered profile younger than this holds back a new one (unless it lowers the limit).
 IN_FLIGHT = timedelta(seconds=30)
@@ -374,13 +372,14 @@ class Controller:
     ) -> None:
         """Over its limit (beyond the tolerance) since `over_since`; non-compliant once that
         lasted POWER_OBEDIENCE_SECONDS; compliant again as soon as it draws within it. Judged
-        only on samples taken after the charger had time to apply its limit."""
+        only on samples taken POWER_APPLY_SECONDS after its limit changed."""
         if not sessions or state.limit_a is None or draw_a is None or draw_at is None:
             if state.non_compliant_since is not None and not sessions:
                 _set(state, changed, non_compliant_since=None, over_since=None)
             return
-        if state.limit_at is not None and draw_at < state.limit_at + APPLY_GRACE:
-            return
+        grace = timedelta(seconds=settings.POWER_APPLY_SECONDS)
+        if state.limit_at is not None and draw_at < state.limit_at + grace:
+            return  # the charger has had no time to apply its limit yet
         if draw_a > state.limit_a + tolerance(state.limit_a):
             over = state.over_since or draw_at
             _set(state, changed, over_since=over)
