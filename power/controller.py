@@ -98,6 +98,7 @@ class SiteInputs:
         int, tuple[tuple[float | None, float | None, float | None], float | None, datetime | None]
     ]
     measurement: SiteMeasurement | None
+    in_flight: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Controller:
         self.last_sample: dict[int, datetime] = {}
         self.last_purge: datetime | None = None
         self.answers_since: datetime | None = None
+        self.history: list[PowerSample] = []
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, stop: Any = None, cycles: int | None = None) -> None:
@@ -172,6 +174,10 @@ class Controller:
                 continue
             report.decisions[inputs.power.site_id] = decision
             report.commands += commands
+        if self.history:
+            # The chart's points of every site, in one insert.
+            PowerSample.objects.bulk_create(self.history)
+            self.history = []
         if self.last_purge is None or now - self.last_purge >= PURGE_EVERY:
             self.last_purge = now
             PowerSample.objects.with_scopes_disabled().filter(
@@ -219,7 +225,7 @@ class Controller:
         safe = failsafe_limits(spec)
         commands: list[ChargerCommand] = []
         changed: dict[int, ChargerPower] = {}
-        in_flight = unanswered(list(inputs.chargers), now)
+        in_flight = inputs.in_flight
 
         # Measured draw and obedience first: they decide who is in the sharing.
         states: list[SessionState] = []
@@ -417,15 +423,17 @@ class Controller:
         limit_w = float(power.limit_a - power.margin_a) * power.voltage_v * power.phases
         if decision.peak_active and power.peak_limit_kw is not None:
             limit_w = min(limit_w, float(power.peak_limit_kw) * 1000)
-        PowerSample.objects.create(
-            community_id=power.community_id,
-            site_id=site_id,
-            at=now,
-            grid_w=grid_w,
-            chargers_w=chargers_w,
-            solar_w=m.solar_power_w if m is not None else None,
-            limit_w=limit_w,
-            failsafe=decision.failsafe,
+        self.history.append(
+            PowerSample(
+                community_id=power.community_id,
+                site_id=site_id,
+                at=now,
+                grid_w=grid_w,
+                chargers_w=chargers_w,
+                solar_w=m.solar_power_w if m is not None else None,
+                limit_w=limit_w,
+                failsafe=decision.failsafe,
+            )
         )
 
 
@@ -572,6 +580,7 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
         )
         session_charger[s["pk"]] = s["charger_id"]
     draws = measured_draws(session_charger, rows, by_site, charger_site, now)
+    busy = unanswered(list(charger_site), now)
     result = []
     for site_id, power in by_site.items():
         site_rows = rows.get(site_id, {})
@@ -583,6 +592,7 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
                 sessions=sessions.get(site_id, []),
                 draws={k: v for k, v in draws.items() if charger_site.get(k) == site_id},
                 measurement=site_measurement(site_id=site_id),
+                in_flight={pk for pk in site_rows if pk in busy},
             )
         )
     return result
