@@ -76,7 +76,7 @@ class MemberEditForm(forms.Form):
 class SiteForm(forms.ModelForm):
     class Meta:
         model = Site
-        fields = ["name", "address", "grid_limit_kw"]
+        fields = ["name", "address"]
         widgets = {"address": forms.Textarea(attrs={"rows": 3})}
 
 

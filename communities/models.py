@@ -2,10 +2,8 @@
 `ScopedManager`, so a query made outside `scope(community=...)` raises instead of leaking."""
 
 import zoneinfo
-from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -112,14 +110,6 @@ class Site(models.Model):
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="sites")
     name = models.CharField(_("name"), max_length=200)
     address = models.TextField(_("address"), blank=True)
-    grid_limit_kw = models.DecimalField(
-        _("grid limit (kW)"),
-        max_digits=8,
-        decimal_places=1,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0"))],
-    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = scoped_manager()

@@ -69,6 +69,10 @@ PERMISSIONS: dict[str, set[str]] = {
     # export and send them. Installers do not (names and charging habits of drivers).
     "notes:view_own": _MEMBERS,
     "notes:manage": _MANAGERS,
+    # Power management (power/): the site's electrical model, its modes and the live Power
+    # page. Installers with any access: wiring, fuses and limits are the installer's trade.
+    "power:view": _CHARGER_CARE,
+    "power:write": _CHARGER_CARE,
 }
 
 

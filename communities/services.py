@@ -5,7 +5,6 @@ Services take the community explicitly and enter its scope themselves when it ma
 the caller's (a manager adds a member to another community they manage); they ask the same
 permission strings as the views (`communities.permissions.user_can`)."""
 
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -293,23 +292,18 @@ def create_site(
     actor: User,
     name: str,
     address: str = "",
-    grid_limit_kw: Decimal | None = None,
 ) -> Site:
     """Add a site (a location with chargers) to a community; names are unique per community."""
     if Site.objects.with_scopes_disabled().filter(community=community, name=name).exists():
         raise CommunityError(_("A site with this name already exists."))
-    site = Site.objects.create(
-        community=community, name=name, address=address, grid_limit_kw=grid_limit_kw
-    )
+    site = Site.objects.create(community=community, name=name, address=address)
     audit(community=community, actor=actor, action="site.create", target=site.name, site_id=site.pk)
     return site
 
 
 @transaction.atomic
-def update_site(
-    *, site: Site, actor: User, name: str, address: str = "", grid_limit_kw: Decimal | None = None
-) -> Site:
-    """Rename a site, change its address or grid limit."""
+def update_site(*, site: Site, actor: User, name: str, address: str = "") -> Site:
+    """Rename a site or change its address (its electrical model: `power.services`)."""
     if (
         Site.objects.with_scopes_disabled()
         .filter(community=site.community_id, name=name)
@@ -317,8 +311,8 @@ def update_site(
         .exists()
     ):
         raise CommunityError(_("A site with this name already exists."))
-    site.name, site.address, site.grid_limit_kw = name, address, grid_limit_kw
-    site.save(update_fields=["name", "address", "grid_limit_kw"])
+    site.name, site.address = name, address
+    site.save(update_fields=["name", "address"])
     audit(
         community=site.community,
         actor=actor,

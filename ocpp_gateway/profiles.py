@@ -15,9 +15,14 @@ from decimal import Decimal
 from django.conf import settings
 
 ENERGY = "Energy.Active.Import.Register"
-# What the product needs reported (chargers that send nothing until told).
-METER_VALUES_SAMPLED_DATA = "Energy.Active.Import.Register,Power.Active.Import"
+# What the product needs reported (chargers that send nothing until told): energy for billing,
+# power and current for power management (its obedience check compares them with the limits).
+METER_VALUES_SAMPLED_DATA = "Energy.Active.Import.Register,Power.Active.Import,Current.Import"
 STOP_TXN_SAMPLED_DATA = "Energy.Active.Import.Register"
+# Read back at every boot, never set: what the charger accepts as charging profiles (power
+# management sends W to a charger that takes no A, and stacks within its levels).
+READ_BACK_16 = ("ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit")
+READ_BACK_201 = (("SmartChargingCtrlr", "ProfileStackLevel"), ("SmartChargingCtrlr", "RateUnit"))
 
 
 def base_16() -> list[tuple[str, str]]:
@@ -50,13 +55,6 @@ def profile_16(vendor: str | None) -> list[tuple[str, str]]:
             ("StopTransactionOnEVSideDisconnect", "true"),
         ]
     elif vendor == "zaptec":
-        # Zaptec reports per-phase currents; drivers see them in the message log.
-        wanted = [
-            (k, "Energy.Active.Import.Register,Power.Active.Import,Current.Import")
-            if k == "MeterValuesSampledData"
-            else (k, v)
-            for k, v in wanted
-        ]
         wanted += [("StopTransactionOnEVSideDisconnect", "true")]
     elif vendor == "volttime":
         wanted += [("ClockAlignedDataInterval", "900"), ("MeterValuesAlignedData", ENERGY)]

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
-from .profiles import ENERGY, profile_16, same_value
+from .profiles import ENERGY, READ_BACK_16, profile_16, same_value
 from .starts import start_ids
 
 logger = logging.getLogger(__name__)
@@ -217,6 +217,9 @@ class ChargePoint16(GatewayChargePoint):
             "Reset",
             "RemoteStartTransaction",
             "RemoteStopTransaction",
+            # Power management's profiles (power.charging_profiles).
+            "SetChargingProfile",
+            "ClearChargingProfile",
         }
     )
 
@@ -241,16 +244,20 @@ class ChargePoint16(GatewayChargePoint):
     async def check_configuration(self) -> None:
         """At every other boot: read only the profile's keys and set those that differ (a
         factory reset or a replaced unit loses them without any firmware change). The read is
-        kept in the message log, not as a command row."""
+        kept in the message log, not as a command row; the smart-charging keys it reports
+        (`READ_BACK_16`) are stored."""
         wanted = profile_16(self.charger.get("vendor"))
         status, result = await self.command(
             "GetConfiguration",
-            request("1.6", "GetConfiguration", key=[key for key, _ in wanted]),
+            request("1.6", "GetConfiguration", key=[key for key, _ in wanted] + list(READ_BACK_16)),
             record=False,
         )
         if result is None:
             return  # no usable answer: nothing to compare; the next boot tries again
         current = {item["key"]: item.get("value") for item in result.get("configurationKey") or ()}
+        read_back = {k: current[k] for k in READ_BACK_16 if current.get(k) is not None}
+        if read_back:
+            self.emit("configuration", {"values": read_back})
         unknown = set(result.get("unknownKey") or ())
         if any(not same_value(current.get(k), v) for k, v in wanted if k not in unknown):
             logger.info("%s: configuration differs from its profile, re-applying", self.id)

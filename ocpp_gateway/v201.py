@@ -21,7 +21,7 @@ from chargers.contract import outlet_key
 from . import base
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
-from .profiles import ENERGY, profile_201, same_value
+from .profiles import ENERGY, READ_BACK_201, profile_201, same_value
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,9 @@ class ChargePoint201(GatewayChargePoint):
             "Reset",
             "RequestStartTransaction",
             "RequestStopTransaction",
+            # Power management's profiles (power.charging_profiles).
+            "SetChargingProfile",
+            "ClearChargingProfile",
         }
     )
 
@@ -297,15 +300,17 @@ class ChargePoint201(GatewayChargePoint):
         """At every other boot: read the profile's variables (GetVariables) and set those that
         differ (a factory reset or a replaced unit loses them without any firmware change).
         Variables the station does not know are left alone. The read is kept in the message log,
-        not as a command row."""
+        not as a command row; the smart-charging variables it reports (`READ_BACK_201`) are
+        stored."""
         wanted = profile_201(self.charger.get("vendor"))
+        asked = [(c, v) for c, v, _ in wanted] + list(READ_BACK_201)
         status, result = await self.command(
             "GetVariables",
             request(
                 "2.0.1",
                 "GetVariables",
                 get_variable_data=[
-                    {"component": {"name": c}, "variable": {"name": v}} for c, v, _ in wanted
+                    {"component": {"name": c}, "variable": {"name": v}} for c, v in asked
                 ],
             ),
             record=False,
@@ -319,6 +324,13 @@ class ChargePoint201(GatewayChargePoint):
                 current[key] = item.get("attributeValue")
             elif item.get("attributeStatus") in ("UnknownComponent", "UnknownVariable"):
                 unknown.add(key)
+        read_back = {
+            f"{c}/{v}": current[f"{c}/{v}"]
+            for c, v in READ_BACK_201
+            if current.get(f"{c}/{v}") is not None
+        }
+        if read_back:
+            self.emit("configuration", {"values": read_back})
         differing = [
             (c, v, value)
             for c, v, value in wanted

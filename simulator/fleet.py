@@ -44,6 +44,16 @@ from websockets.exceptions import ConnectionClosed
 logger = logging.getLogger(__name__)
 
 ENERGY = "Energy.Active.Import.Register"
+VOLTAGE = 230.0
+
+
+def _parse_time(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def now_iso() -> str:
@@ -65,6 +75,78 @@ class _Simulated:
         self.remote_sessions: dict[str, asyncio.Future] = {}
         self._next_remote: dict | None = None  # a remote start accepted, begun after the answer
         self.remote_energy_wh = 3000
+        # Smart charging: the profiles received (by id), the car plugged in (None: the charger
+        # reports energy only) and how it behaves: it draws min(limit, car_max_a) on
+        # car_phases phases — or car_max_a whatever it is told when `disobey` is set (tests);
+        # `reject_profiles` refuses every profile.
+        self.profiles: dict[int, dict] = {}
+        self.car_max_a: float | None = None
+        self.car_phases = 3
+        self.disobey = False
+        self.reject_profiles = False
+
+    def _store_profile(self, profile_id: int, profile: dict) -> str:
+        if self.reject_profiles:
+            return "Rejected"
+        self.profiles[profile_id] = profile
+        return "Accepted"
+
+    def limit_a(self, transaction_id=None) -> float | None:
+        """The limit in force (A): the valid TxProfile of the transaction with the highest stack
+        level, else the valid TxDefaultProfile with the highest stack level, else None."""
+        now = datetime.now(UTC)
+        valid = [
+            p for p in self.profiles.values() if (_parse_time(p.get("valid_to")) or now) >= now
+        ]
+        tx = [
+            p
+            for p in valid
+            if p["charging_profile_purpose"] == "TxProfile"
+            and (
+                transaction_id is None
+                or p.get("transaction_id") is None
+                or str(p.get("transaction_id")) == str(transaction_id)
+            )
+        ]
+        defaults = [p for p in valid if p["charging_profile_purpose"] == "TxDefaultProfile"]
+        for layer in (tx, defaults):
+            if layer:
+                profile = max(layer, key=lambda p: p["stack_level"])
+                schedule = profile["charging_schedule"]
+                if isinstance(schedule, list):
+                    schedule = schedule[0]
+                limit = float(schedule["charging_schedule_period"][0]["limit"])
+                if schedule["charging_rate_unit"] == "W":
+                    limit = limit / VOLTAGE / self.car_phases
+                return limit
+        return None
+
+    def draw_a(self, transaction_id=None) -> float | None:
+        """What the car draws per phase now (None: no car model)."""
+        if self.car_max_a is None:
+            return None
+        if self.disobey:
+            return self.car_max_a
+        limit = self.limit_a(transaction_id)
+        return self.car_max_a if limit is None else min(limit, self.car_max_a)
+
+    def _power_samples(self, transaction_id=None) -> list[dict]:
+        """Current.Import per phase and Power.Active.Import, when a car is modelled."""
+        draw = self.draw_a(transaction_id)
+        if draw is None:
+            return []
+        values = [
+            {"measurand": "Current.Import", "phase": f"L{n}", "value": round(draw, 1), "unit": "A"}
+            for n in range(1, self.car_phases + 1)
+        ]
+        values.append(
+            {
+                "measurand": "Power.Active.Import",
+                "value": round(draw * VOLTAGE * self.car_phases),
+                "unit": "W",
+            }
+        )
+        return values
 
     def _own(self, coro) -> None:
         """Run `coro` in a task the simulator keeps and awaits on close (no floating tasks)."""
@@ -138,6 +220,25 @@ class SimulatedCharger16(_Simulated, ChargePoint16):
         self.received.append(("ChangeConfiguration", {"key": key, "value": value}))
         self.configuration[key] = value
         return result16.ChangeConfiguration(status="Accepted")
+
+    @on(Action16.set_charging_profile)
+    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **kwargs):
+        self.received.append(
+            (
+                "SetChargingProfile",
+                {"connector_id": connector_id, "cs_charging_profiles": cs_charging_profiles},
+            )
+        )
+        status = self._store_profile(
+            cs_charging_profiles["charging_profile_id"], cs_charging_profiles
+        )
+        return result16.SetChargingProfile(status=status)
+
+    @on(Action16.clear_charging_profile)
+    def on_clear_charging_profile(self, id=None, **kwargs):
+        self.received.append(("ClearChargingProfile", {"id": id, **kwargs}))
+        found = self.profiles.pop(id, None) if id is not None else None
+        return result16.ClearChargingProfile(status="Accepted" if found else "Unknown")
 
     @on(Action16.remote_start_transaction)
     def on_remote_start_transaction(self, id_tag, connector_id=None, **kwargs):
@@ -225,20 +326,21 @@ class SimulatedCharger16(_Simulated, ChargePoint16):
         result = await self.call(call16.Authorize(id_tag=card))
         return result.id_tag_info["status"]
 
-    def _sample(self, context="Sample.Periodic"):
-        return [
+    def _sample(self, context="Sample.Periodic", transaction_id=None):
+        values = [
             {
-                "timestamp": now_iso(),
-                "sampledValue": [
-                    {
-                        "value": str(self.register_wh),
-                        "context": context,
-                        "measurand": ENERGY,
-                        "unit": "Wh",
-                    }
-                ],
+                "value": str(self.register_wh),
+                "context": context,
+                "measurand": ENERGY,
+                "unit": "Wh",
             }
         ]
+        if context == "Sample.Periodic":
+            values += [
+                {**v, "value": str(v["value"]), "context": context}
+                for v in self._power_samples(transaction_id)
+            ]
+        return [{"timestamp": now_iso(), "sampledValue": values}]
 
     async def charge(
         self,
@@ -264,7 +366,9 @@ class SimulatedCharger16(_Simulated, ChargePoint16):
             self.register_wh = meter_start + energy_wh * (i + 1) // (samples + 1)
             await self.call(
                 call16.MeterValues(
-                    connector_id=connector_id, meter_value=self._sample(), transaction_id=tid
+                    connector_id=connector_id,
+                    meter_value=self._sample(transaction_id=tid),
+                    transaction_id=tid,
                 )
             )
         await asyncio.sleep(interval)
@@ -368,6 +472,20 @@ class SimulatedCharger201(_Simulated, ChargePoint201):
                 }
             )
         return result201.SetVariables(set_variable_result=results)
+
+    @on(Action201.set_charging_profile)
+    def on_set_charging_profile(self, evse_id, charging_profile, **kwargs):
+        self.received.append(
+            ("SetChargingProfile", {"evse_id": evse_id, "charging_profile": charging_profile})
+        )
+        status = self._store_profile(charging_profile["id"], charging_profile)
+        return result201.SetChargingProfile(status=status)
+
+    @on(Action201.clear_charging_profile)
+    def on_clear_charging_profile(self, charging_profile_id=None, **kwargs):
+        self.received.append(("ClearChargingProfile", {"charging_profile_id": charging_profile_id}))
+        found = self.profiles.pop(charging_profile_id, None) if charging_profile_id else None
+        return result201.ClearChargingProfile(status="Accepted" if found else "Unknown")
 
     @on(Action201.request_start_transaction)
     def on_request_start_transaction(self, id_token, remote_start_id, evse_id=None, **kwargs):
@@ -491,20 +609,27 @@ class SimulatedCharger201(_Simulated, ChargePoint201):
         result = await self.call(call201.Authorize(id_token={"id_token": card, "type": token_type}))
         return result.id_token_info["status"]
 
-    def _meter(self, context):
-        return [
+    def _meter(self, context, transaction_id=None):
+        values = [
             {
-                "timestamp": now_iso(),
-                "sampled_value": [
-                    {
-                        "value": self.register_wh / 1000,
-                        "context": context,
-                        "measurand": ENERGY,
-                        "unit_of_measure": {"unit": "kWh"},
-                    }
-                ],
+                "value": self.register_wh / 1000,
+                "context": context,
+                "measurand": ENERGY,
+                "unit_of_measure": {"unit": "kWh"},
             }
         ]
+        if context == "Sample.Periodic":
+            for v in self._power_samples(transaction_id):
+                value = {
+                    "value": v["value"],
+                    "context": context,
+                    "measurand": v["measurand"],
+                    "unit_of_measure": {"unit": v["unit"]},
+                }
+                if "phase" in v:
+                    value["phase"] = v["phase"]
+                values.append(value)
+        return [{"timestamp": now_iso(), "sampled_value": values}]
 
     async def charge(
         self,
@@ -547,7 +672,7 @@ class SimulatedCharger201(_Simulated, ChargePoint201):
                     trigger_reason="MeterValuePeriodic",
                     seq_no=seq,
                     transaction_info={"transaction_id": tid},
-                    meter_value=self._meter("Sample.Periodic"),
+                    meter_value=self._meter("Sample.Periodic", transaction_id=tid),
                 )
             )
         await asyncio.sleep(interval)
@@ -689,6 +814,9 @@ async def _keep_alive(
                 url, identity, version, password=password, register_wh=register, response_timeout=30
             ) as charger:
                 backoff = 1.0
+                # A car that takes up to 16 or 32 A on three phases, and obeys the profiles it
+                # gets: the demo's Power page shows balancing on what the chargers report.
+                charger.car_max_a = random.choice((16.0, 32.0))
                 boot = await charger.boot()
                 interval = max(int(getattr(boot, "interval", 60) or 60), 5)
                 await charger.status(1, "Available")

@@ -43,6 +43,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}")
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}")
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -73,6 +83,7 @@ INSTALLED_APPS = [
     "simulator",
     "billing",
     "meters",
+    "power",
 ]
 
 MIDDLEWARE = [
@@ -372,6 +383,22 @@ METER_READINGS_DAYS = env_int("METER_READINGS_DAYS", 7)
 METER_SILENT_SECONDS = env_int("METER_SILENT_SECONDS", 60)
 # The MQTT broker of meters whose configuration names none (run_meters, the demo meter).
 METER_MQTT_URL = env_str("METER_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+# --- Power management (power/, `python manage.py run_power`) -------------------------------------
+# The controller's cycle; a charger measured over its limit for POWER_OBEDIENCE_SECONDS is marked
+# non-compliant; a dynamic limit is valid POWER_PROFILE_VALIDITY_SECONDS in the charger (refreshed
+# at half of it; after it the charger falls back to its failsafe limit by itself); limits move
+# by POWER_HYSTERESIS_A at least, upwards at most every POWER_MIN_INTERVAL_SECONDS per charger;
+# a history point per site every POWER_HISTORY_SECONDS, kept POWER_HISTORY_HOURS.
+POWER_CYCLE_SECONDS = env_float("POWER_CYCLE_SECONDS", 2.0)
+POWER_OBEDIENCE_SECONDS = env_int("POWER_OBEDIENCE_SECONDS", 60)
+# A charger gets this long to apply a new limit before its draw is compared with it.
+POWER_APPLY_SECONDS = env_int("POWER_APPLY_SECONDS", 15)
+POWER_PROFILE_VALIDITY_SECONDS = env_int("POWER_PROFILE_VALIDITY_SECONDS", 120)
+POWER_HYSTERESIS_A = env_float("POWER_HYSTERESIS_A", 1.0)
+POWER_MIN_INTERVAL_SECONDS = env_int("POWER_MIN_INTERVAL_SECONDS", 10)
+POWER_HISTORY_SECONDS = env_int("POWER_HISTORY_SECONDS", 10)
+POWER_HISTORY_HOURS = env_int("POWER_HISTORY_HOURS", 48)
 
 LOGGING = {
     "version": 1,

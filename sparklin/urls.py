@@ -12,6 +12,7 @@ tenant_urlpatterns = [
     path("", include("chargers.urls")),
     path("", include("billing.urls")),
     path("", include("meters.urls")),
+    path("", include("power.urls")),
 ]
 
 urlpatterns = [

@@ -32,6 +32,7 @@ def test_docker_compose_file_validates(tmp_path):
         "worker",
         "beat",
         "meters",
+        "power",
     }
 
 
@@ -51,10 +52,10 @@ def test_compose_runs_every_process_on_rabbitmq_and_two_gateways_behind_haproxy(
     )
     assert result.returncode == 0, result.stderr
     # The resolved configuration (anchors expanded): every Sparklin process (web, two
-    # gateways, worker, beat, meters) gets the RabbitMQ broker.
+    # gateways, worker, beat, meters, the power controller) gets the RabbitMQ broker.
     resolved = result.stdout
-    assert resolved.count("CELERY_BROKER_URL: amqp://sparklin:") == 6
-    assert resolved.count("condition: service_healthy") >= 18  # each waits for pg, mq, redis
+    assert resolved.count("CELERY_BROKER_URL: amqp://sparklin:") == 7
+    assert resolved.count("condition: service_healthy") >= 21  # each waits for pg, mq, redis
     assert "9000:9000" in resolved or "published: 9000" in resolved
     haproxy = (ROOT / "deploy" / "haproxy.cfg").read_text()
     assert "balance leastconn" in haproxy and "timeout tunnel" in haproxy

@@ -1,4 +1,4 @@
-"""Apps depend one way: communities ← chargers ← billing ← meters (an app's core imports only
+"""Apps depend one way: communities ← chargers ← billing ← meters ← power (an app's core imports only
 the apps to its left). The core is everything but the presentation modules (views, URLs, forms, template
 tags, context processors, admin, management commands), which compose pages from several apps
 and may import any of them. One declared exception: the worker's event pipeline and the
@@ -15,7 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # meters reads chargers (an OCPP main meter is a charger's connector 0) and is read by power
 # management; billing never needs a meter, so meters sits after it.
-ORDER = ["communities", "chargers", "billing", "meters"]
+# power decides from what meters measure and what chargers report, and commands chargers through
+# their command rows: it sits last, nothing below it ever needs a limit it computed.
+ORDER = ["communities", "chargers", "billing", "meters", "power"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices")}
 

@@ -20,6 +20,7 @@ from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
+from power.models import Circuit
 from tests import builders
 
 
@@ -94,6 +95,9 @@ def objects_of(community, holder):
             community=community, user=builders.make_user()
         ).pk,
         "price": builders.make_price(community, valid_from="2099-01-01").pk,
+        "circuit": Circuit.objects.create(
+            community=community, site=site, name="Fuse A", limit_a=16
+        ).pk,
         "meter": builders.make_meter(site).pk,
         # Ids that travel as query or form parameters (`?note=`, `?job=`).
         "note": ExpenseNote.objects.create(

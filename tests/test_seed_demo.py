@@ -10,6 +10,8 @@ from accounts.models import User
 from billing.models import Price
 from chargers.models import ChargeCard, Charger, ChargingSession, InventoryCharger, card_decision
 from communities.models import AccessGrant, Community, InstallerMember, Membership, Role
+from meters.models import Meter
+from power.models import ChargerPower, SitePower
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def counts():
     models = [
         User, Community, Membership, Charger, ChargeCard, ChargingSession, Price,
-        InventoryCharger, AccessGrant, InstallerMember,
+        InventoryCharger, AccessGrant, InstallerMember, SitePower, ChargerPower, Meter,
     ]  # fmt: skip
     # A global command: count every community's rows (the scoped models' managers say so).
     return {
@@ -54,3 +56,12 @@ def test_seed_demo_is_the_documented_data_and_idempotent():
         assert AccessGrant.objects.get(community=demo).scope == AccessGrant.Scope.LIMITED
         assert InstallerMember.objects.get(user__phone="+33600000003").is_admin
         assert InventoryCharger.objects.filter(claimed_at__isnull=True).count() == 2
+        # Power management on the warehouse: 3 × 32 A, balancing its two chargers, a meter.
+        power = SitePower.objects.get(site__name="Entrepôt de Bercy")
+        assert (power.phases, power.limit_a, power.load_balancing) == (3, 32, True)
+        managed = ChargerPower.objects.filter(charger__site=power.site)
+        assert sorted(managed.values_list("charger__identity", flat=True)) == [
+            "DEMO-VOLTTIME-01",
+            "DEMO-ZAPTEC-01",
+        ]
+        assert Meter.objects.get(site=power.site).role == Meter.Role.GRID

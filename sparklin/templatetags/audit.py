@@ -54,6 +54,10 @@ SENTENCES = {
     "expense_notes.send_request": _("asked to send the expense notes of %(target)s"),
     "expense_notes.export": _("exported the expense notes of %(target)s"),
     "expense_note.resend": _("sent the expense note %(target)s again"),
+    "power.site": _("changed the power settings of the site %(target)s"),
+    "power.circuit": _("saved the circuit %(target)s"),
+    "power.circuit_delete": _("removed the circuit %(target)s"),
+    "power.charger": _("changed the wiring and currents of the charger %(target)s"),
 }
 
 

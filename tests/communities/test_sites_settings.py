@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 import pytest
 
 from communities.models import AuditEvent, Site
@@ -10,9 +8,7 @@ pytestmark = pytest.mark.community_scope
 
 
 def test_add_site(manager_client, community):
-    response = manager_client.post(
-        "/c/tilleuls/sites/add/", {"name": "Garage", "address": "1 rue", "grid_limit_kw": ""}
-    )
+    response = manager_client.post("/c/tilleuls/sites/add/", {"name": "Garage", "address": "1 rue"})
     site = Site.objects.get(community=community, name="Garage")
     assert response["Location"] == f"/c/tilleuls/sites/{site.pk}/"
     assert AuditEvent.objects.filter(action="site.create").exists()
@@ -26,10 +22,10 @@ def test_duplicate_site_name_refused(manager_client, site):
 def test_edit_site(manager_client, site):
     manager_client.post(
         f"/c/tilleuls/sites/{site.pk}/edit/",
-        {"name": "Parking B", "address": "x", "grid_limit_kw": "36"},
+        {"name": "Parking B", "address": "x"},
     )
     site.refresh_from_db()
-    assert site.name == "Parking B" and site.grid_limit_kw == Decimal("36")
+    assert site.name == "Parking B" and site.address == "x"
 
 
 def test_site_page_shows_chargers_and_outlet_states(manager_client, community, site):

@@ -434,7 +434,9 @@ def test_configuration_read_in_full_at_first_connection_checked_at_later_boots(c
     assert configuration == {
         "HeartbeatInterval": "120",
         "MeterValueSampleInterval": "30",
-        "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
+        "MeterValuesSampledData": (
+            "Energy.Active.Import.Register,Power.Active.Import,Current.Import"
+        ),
         "StopTxnSampledData": "Energy.Active.Import.Register",
     }
     c = Charger.objects.get(pk=charger.pk)
@@ -455,11 +457,21 @@ def test_configuration_read_in_full_at_first_connection_checked_at_later_boots(c
             return cp.received
 
     # Configured, firmware known since the first boot, settings kept: only the profile's keys
-    # are read back, nothing is set, and the read is no command row.
+    # (and the smart-charging keys power management needs) are read back, nothing is set, and
+    # the read is no command row.
     Charger.objects.filter(pk=charger.pk).update(firmware_version="1.0.0")
     received = run(second)
     assert received == [
-        ("GetConfiguration", {"key": [key for key in configuration]}),
+        (
+            "GetConfiguration",
+            {
+                "key": [
+                    *configuration,
+                    "ChargeProfileMaxStackLevel",
+                    "ChargingScheduleAllowedChargingRateUnit",
+                ]
+            },
+        ),
     ]
     assert ChargerCommand.objects.filter(charger=c).count() == 5
 

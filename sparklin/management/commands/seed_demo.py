@@ -8,6 +8,8 @@ recipient finance@demo.example; and a few completed sessions last month so pages
 Installers: company "Demo Électricité" whose admin is +33600000003; it installed DEMO-SPARK1-01
 and keeps limited access to `demo`; the charger inventory holds DEMO-INV-0001 and
 DEMO-INV-0002 (PIN 1234), unclaimed, to try commissioning by serial number and PIN.
+Power management: "Entrepôt de Bercy" (DEMO-ZAPTEC-01, DEMO-VOLTTIME-01) is a three-phase 32 A
+grid connection with dynamic load balancing (2 A margin) and the demo grid meter.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -38,6 +40,8 @@ from communities.models import (
     Role,
     Site,
 )
+from meters.demo import ensure_demo_meter
+from power.models import ChargerPower, SitePower
 
 MANAGER_PHONE = "+33600000001"
 DRIVER_PHONE = "+33600000002"
@@ -113,6 +117,7 @@ class Command(BaseCommand):
             )
             chargers.append(charger)
         self._history(community, chargers[0], driver, card)
+        self._power(sites[1], [c for c in chargers if c.site_id == sites[1].pk])
         self._installer(community, chargers[0])
         self.stdout.write(
             self.style.SUCCESS(
@@ -120,6 +125,36 @@ class Command(BaseCommand):
                 f"installer {INSTALLER_PHONE}, chargers {', '.join(c[0] for c in CHARGERS)}."
             )
         )
+
+    def _power(self, site, chargers):
+        """Dynamic load balancing on the warehouse: 3 × 32 A, its chargers three-phase 6–32 A,
+        and the demo grid meter (a building load that moves during the day)."""
+        SitePower.objects.update_or_create(
+            site=site,
+            defaults={
+                "community": site.community,
+                "phases": SitePower.Phases.THREE,
+                "voltage_v": 230,
+                "limit_a": Decimal("32"),
+                "margin_a": Decimal("2"),
+                "load_balancing": True,
+                "solar": False,
+                "solar_minimum": False,
+                "peak_shaving": False,
+            },
+        )
+        for charger in chargers:
+            ChargerPower.objects.update_or_create(
+                charger=charger,
+                defaults={
+                    "community": site.community,
+                    "wiring": "l1l2l3",
+                    "min_a": Decimal("6"),
+                    "max_a": Decimal("32"),
+                    "circuit": None,
+                },
+            )
+        ensure_demo_meter(site)
 
     def _installer(self, community, installed):
         """An installer company that commissioned the first demo charger and, the hand-over

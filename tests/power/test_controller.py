@@ -1,0 +1,219 @@
+"""The controller's cycle against the database: failsafe profiles in advance, dynamic limits
+through the command path with hysteresis, refresh before expiry, obedience, refusals, a silent
+meter, and OCPP payloads the gateway accepts for both versions."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from chargers.models import ChargerCommand
+from meters.readings import NewReading, record_readings
+from ocpp_gateway import validation
+from power import charging_profiles as cp
+from power.controller import Controller
+from power.models import ChargerPower
+
+from .. import builders
+from .conftest import make_managed_charger, sample_current, start_session
+
+pytestmark = [pytest.mark.django_db, pytest.mark.community_scope("managed")]
+
+
+@pytest.fixture(autouse=True)
+def _settings(settings):
+    settings.POWER_HYSTERESIS_A = 1.0
+    settings.POWER_MIN_INTERVAL_SECONDS = 10
+    settings.POWER_PROFILE_VALIDITY_SECONDS = 120
+    settings.POWER_OBEDIENCE_SECONDS = 60
+    settings.METER_SILENT_SECONDS = 60
+
+
+def commands(**filters):
+    return list(ChargerCommand.objects.filter(action=cp.SET, **filters).order_by("pk"))
+
+
+def dynamic(charger):
+    return [
+        c
+        for c in commands(charger=charger)
+        if (c.payload.get("csChargingProfiles") or c.payload.get("chargingProfile"))[
+            "chargingProfilePurpose"
+        ]
+        == "TxProfile"
+    ]
+
+
+def answer(status="accepted"):
+    ChargerCommand.objects.filter(status__in=["pending", "sent"]).update(status=status)
+
+
+def test_first_cycle_sends_failsafe_to_all_and_limits_to_sessions(managed):
+    Controller().cycle()
+    rows = commands()
+    assert all(r.from_portal and r.asked_by is None and r.status == "pending" for r in rows)
+    defaults = [r for r in rows if r.payload["connectorId"] == 0]
+    assert len(defaults) == 3  # every managed charger, in session or not
+    assert {cp.profile_limit(r.payload) for r in defaults} == {10.6}  # 32 A ÷ 3
+    for r in rows:
+        validation.validate("1.6", cp.SET, r.payload)
+    one, two, three = (p.charger for p in managed["chargers"])
+    assert [cp.profile_limit(c.payload) for c in dynamic(one) + dynamic(two)] == [16.0, 16.0]
+    assert dynamic(three) == []
+    profile = dynamic(one)[0].payload["csChargingProfiles"]
+    assert profile["transactionId"] == 100 and profile["stackLevel"] == 1
+    assert profile["validTo"] and profile["chargingProfileKind"] == "Relative"
+
+
+def test_nothing_is_sent_when_nothing_changed(managed):
+    controller = Controller()
+    controller.cycle()
+    answer()
+    before = len(commands())
+    controller.cycle()
+    controller.cycle()
+    assert len(commands()) == before
+
+
+def test_a_building_load_jump_lowers_at_once_and_a_drop_raises_after_the_interval(managed):
+    site = managed["power"].site
+    meter = builders.make_meter(site)
+    controller = Controller()
+    one = managed["chargers"][0].charger
+
+    def grid(amperes):
+        record_readings(
+            [
+                NewReading(
+                    meter_id=meter.pk,
+                    at=timezone.now(),
+                    power_w_l1=amperes * 230.0,
+                    power_w_l2=amperes * 230.0,
+                    power_w_l3=amperes * 230.0,
+                )
+            ]
+        )
+
+    grid(10)  # 10 A of building, chargers not drawing yet
+    controller.cycle()
+    answer()
+    assert cp.profile_limit(dynamic(one)[-1].payload) == 11.0
+    grid(20)
+    controller.cycle()
+    assert cp.profile_limit(dynamic(one)[-1].payload) == 6.0  # lowered at once
+    answer()
+    grid(10)
+    controller.cycle()
+    assert cp.profile_limit(dynamic(one)[-1].payload) == 6.0  # up: not before the interval
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        grid(10)
+        controller.cycle()
+    assert cp.profile_limit(dynamic(one)[-1].payload) == 11.0
+
+
+def test_a_limit_is_refreshed_before_it_expires(managed):
+    controller = Controller()
+    controller.cycle()
+    answer()
+    one = managed["chargers"][0].charger
+    with time_machine.travel(timezone.now() + timedelta(seconds=30)):
+        controller.cycle()
+    assert len(dynamic(one)) == 1
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        controller.cycle()
+    assert len(dynamic(one)) == 2
+    assert cp.profile_limit(dynamic(one)[-1].payload) == 16.0
+
+
+def test_a_silent_meter_applies_the_failsafe_limits(managed):
+    meter = builders.make_meter(managed["power"].site)
+    old = timezone.now() - timedelta(minutes=5)
+    record_readings(
+        [NewReading(meter_id=meter.pk, at=old, power_w_l1=0, power_w_l2=0, power_w_l3=0)]
+    )
+    Controller().cycle()
+    one = managed["chargers"][0].charger
+    assert cp.profile_limit(dynamic(one)[-1].payload) == 10.6
+
+
+def test_a_charger_over_its_limit_becomes_non_compliant_and_the_others_are_lowered(managed):
+    controller = Controller()
+    controller.cycle()
+    answer()
+    one, two, three = managed["chargers"]
+    third = start_session(three.charger, "300")
+    start = timezone.now()
+    with time_machine.travel(start + timedelta(seconds=20)):
+        controller.cycle()  # three sessions: 10.6 A each
+        answer()
+    for seconds in (40, 70, 105):
+        with time_machine.travel(start + timedelta(seconds=seconds)):
+            sample_current(managed["sessions"][0], 16.0)  # told 10.6, keeps drawing 16
+            sample_current(managed["sessions"][1], 10.0)
+            sample_current(third, 10.0)
+            controller.cycle()
+            answer()
+    one.refresh_from_db()
+    assert one.over_since is not None and one.non_compliant_since is not None
+    # Counted at its 16 A: the two others share 16 A.
+    assert cp.profile_limit(dynamic(two.charger)[-1].payload) == 8.0
+    assert cp.profile_limit(dynamic(three.charger)[-1].payload) == 8.0
+    with time_machine.travel(start + timedelta(seconds=140)):
+        sample_current(managed["sessions"][0], 10.0)
+        controller.cycle()
+    one.refresh_from_db()
+    assert one.non_compliant_since is None  # obeys again
+
+
+def test_a_charger_refusing_profiles_is_flagged_and_set_aside_at_its_maximum(managed):
+    controller = Controller()
+    controller.cycle()
+    one, two, _ = managed["chargers"]
+    ChargerCommand.objects.filter(charger=one.charger).update(status="rejected")
+    answer()
+    ChargerPower.objects.filter(pk=one.pk).update(max_a=20)
+    with time_machine.travel(timezone.now() + timedelta(seconds=11)):
+        controller.cycle()
+    one.refresh_from_db()
+    assert one.rejected_at is not None
+    assert cp.profile_limit(dynamic(two.charger)[-1].payload) == 12.0  # 32 − its 20 A
+
+
+def test_2_0_1_payloads_validate_and_name_the_transaction(managed, site):
+    station = make_managed_charger(site, "PWR-201", version="2.0.1")
+    start_session(station.charger, "a1b2-c3")
+    Controller().cycle()
+    rows = commands(charger=station.charger)
+    for r in rows:
+        validation.validate("2.0.1", cp.SET, r.payload)
+    tx = dynamic(station.charger)[0].payload
+    assert tx["evseId"] == 1 and tx["chargingProfile"]["transactionId"] == "a1b2-c3"
+    default = [r for r in rows if r.payload["evseId"] == 0][0].payload["chargingProfile"]
+    assert default["chargingProfilePurpose"] == "TxDefaultProfile" and "validTo" not in default
+
+
+def test_a_charger_taking_watts_only_gets_watts(managed):
+    one = managed["chargers"][0].charger
+    one.configuration = {"ChargingScheduleAllowedChargingRateUnit": "Power"}
+    one.save(update_fields=["configuration"])
+    Controller().cycle()
+    schedule = dynamic(one)[0].payload["csChargingProfiles"]["chargingSchedule"]
+    assert schedule["chargingRateUnit"] == "W"
+    assert schedule["chargingSchedulePeriod"][0]["limit"] == 16.0 * 230 * 3
+
+
+def test_an_unmanaged_site_gets_no_profile(managed):
+    power = managed["power"]
+    power.load_balancing = False
+    power.save()
+    Controller().cycle()
+    assert commands() == []
+
+
+def test_history_points_are_recorded(managed):
+    from power.models import PowerSample
+
+    Controller().cycle()
+    point = PowerSample.objects.get()
+    assert point.limit_w == 32 * 230 * 3 and point.failsafe is False
