@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["communities", "chargers", "billing"]
+# forwarding relays chargers' traffic (it reads chargers, the worker applies its events
+# through chargers.events.handlers.register); billing needs neither.
+ORDER = ["communities", "chargers", "forwarding", "billing"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices")}
 

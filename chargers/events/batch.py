@@ -103,6 +103,9 @@ MESSAGE_COLUMNS = [
     "at",
 ]
 COMMAND_FIELDS = ["status", "response", "updated_at"]
+# Writers of the event kinds other apps registered (`handlers.register`): called by
+# `Batch.flush` with the chargers whose events applied, inside the batch's transaction.
+EXTRA_FLUSHES: list[Callable[[list[ChargerState]], None]] = []
 
 
 class ChargerState:
@@ -130,6 +133,8 @@ class ChargerState:
         self.new_commands: list[ChargerCommand] = []
         self.dirty_commands: dict[int, ChargerCommand] = {}
         self.rejected: list[tuple[Event, str]] = []
+        # Rows of the kinds other apps registered (`handlers.register`), by their own key.
+        self.extra: dict[str, list[Any]] = {}
         self.failed: BaseException | None = None
 
     # --- the charger row ----------------------------------------------------------------------
@@ -474,6 +479,9 @@ class Batch:
                 groups[tuple(sorted(st.fields))].append(st.charger)
         for fields, chargers in groups.items():
             update_rows(Charger, chargers, list(fields))
+
+        for flush in EXTRA_FLUSHES:
+            flush(good)
 
         return {
             "chargers": len(good),

@@ -1,0 +1,193 @@
+"""Forwarding over loopback: a real gateway in-process, a simulated charger, and a third-party
+operator's central system written with the `ocpp` library (`operator_csms.Operator`), in the
+Monitoring and Billing roles, in 1.6 and 2.0.1; the operator going away and coming back; a
+gateway restarted with a non-empty buffer."""
+
+import asyncio
+
+import pytest
+from django.utils import timezone
+
+from chargers.models import ChargerCommand, ChargingSession, OcppMessage
+from forwarding.models import ForwardedFrame, OperatorConnection
+from simulator.fleet import connect_charger
+
+from .. import builders
+from ..ocpp_gateway.test_command_bus import configured
+from ..ocpp_gateway.test_gateway import run, until
+from ..ocpp_gateway.test_remote_charging import until_db
+from .operator_csms import Operator, make_operator
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.community_scope]
+
+TRANSACTION = ("StartTransaction", "StopTransaction", "TransactionEvent")
+
+
+@pytest.fixture(autouse=True)
+def _fast(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.GATEWAY_HEARTBEAT_INTERVAL = 120
+    settings.FORWARDING_BUFFER_DIR = str(tmp_path / "buffer")
+    settings.FORWARDING_ANSWER_TIMEOUT = 3.0
+    settings.FORWARDING_REFRESH_SECONDS = 0.1
+    settings.FORWARDING_RECONNECT_MAX_SECONDS = 0.3
+    settings.GATEWAY_INSTANCE_ID = "gw-forwarding-test"
+
+
+@pytest.fixture
+def card(community, individual):
+    return builders.make_card(community, holder=individual, uid="04A23B11")
+
+
+async def upstream_connected(gw, identity, role="billing"):
+    """Until the gateway's upstream of `identity` in `role` is connected."""
+
+    def connected():
+        cp = gw.connections.get(identity)
+        relay = cp.upstream if cp is not None else None
+        return relay is not None and any(
+            u.connected and u.row["role"] == role for u in relay.upstreams.values()
+        )
+
+    await until(connected)
+
+
+def charger_calls(charger):
+    """The unique ids of the CALLs the charger sent, in order (Sparklin's own log)."""
+    return list(
+        OcppMessage.objects.filter(charger=charger, direction="in", message_type=2)
+        .order_by("at", "id")
+        .values_list("unique_id", "action")
+    )
+
+
+def test_monitoring_operator_gets_every_frame_and_only_read_only_calls(charger, card):
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator() as op:
+            operator = await until_db(lambda: make_operator(charger, op.url, password="s3cret"))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await cp.status(1, "Available")
+                await asyncio.wait_for(op.connected.wait(), 5)
+                session = await cp.charge(card.uid, energy_wh=5000)
+                await until(lambda: len(op.calls("StatusNotification")) >= 5)
+                upstream = op.connections[charger.identity]
+                from ocpp.v16 import call as call16
+
+                refused = await upstream.call(
+                    call16.RemoteStopTransaction(transaction_id=int(session["transaction_id"]))
+                )
+                read = await upstream.call(call16.GetConfiguration(key=["HeartbeatInterval"]))
+                changed = await upstream.call(
+                    call16.ChangeConfiguration(key="HeartbeatInterval", value="1")
+                )
+                await gw.batcher.sync()
+                return operator, session, refused, read, changed, op
+
+    operator, session, refused, read, changed, op = run(scenario)
+    assert len(op.calls("BootNotification")) == 1
+    # Every CALL the charger sent reached the operator, in order, with its message id.
+    relayed = [(f[1], f[2]) for f in op.calls()]
+    assert relayed == charger_calls(charger)
+    assert op.auth_seen[0] and op.auth_seen[0].startswith("Basic ")
+    # Its answers were ignored: Sparklin's transaction id, Sparklin's session.
+    recorded = ChargingSession.objects.get(charger=charger)
+    assert recorded.transaction_id == session["transaction_id"] and recorded.state == "completed"
+    assert recorded.energy_wh == 5000
+    # Monitoring may read, never stop a transaction nor change the configuration.
+    assert refused is None and read.configuration_key[0]["key"] == "HeartbeatInterval"
+    assert changed is None
+    errors = ForwardedFrame.objects.filter(operator=operator, message_type=4)
+    assert sorted(errors.values_list("action", flat=True)) == [
+        "ChangeConfiguration",
+        "RemoteStopTransaction",
+    ]
+    assert all(e.payload["errorCode"] == "SecurityError" for e in errors)
+    relayed_command = ChargerCommand.objects.get(
+        action="GetConfiguration", payload__key=["HeartbeatInterval"]
+    )
+    assert relayed_command.status == "accepted" and not relayed_command.from_portal
+    assert not ChargerCommand.objects.filter(
+        action__in=["ChangeConfiguration", "RemoteStopTransaction"],
+        payload__key="HeartbeatInterval",
+    ).exists()
+    state = OperatorConnection.objects.get(pk=operator.pk)
+    assert state.last_message_at is not None and state.gateway != ""
+    assert ForwardedFrame.objects.filter(
+        operator=operator, direction="up", action="StartTransaction"
+    ).exists()
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_billing_operator_decides_cards_and_1_6_transaction_ids(charger, card, community, version):
+    settled = configured(charger, version)
+    builders.make_card(community, uid="BADCARD1")  # known to Sparklin, refused by the operator
+
+    async def scenario(gw):
+        async with Operator(first_transaction_id=4242, refused_cards={"BADCARD1"}) as op:
+            await until_db(lambda: make_operator(charger, op.url, role="billing"))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, version, configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity)
+                refused = await cp.authorize("BADCARD1")
+                accepted = await cp.authorize(card.uid)
+                session = await cp.charge(card.uid, energy_wh=3000)
+                await gw.batcher.sync()
+                return refused, accepted, session
+
+    refused, accepted, session = run(scenario)
+    assert (refused, accepted) == ("Invalid", "Accepted")
+    recorded = ChargingSession.objects.get(charger=charger)
+    if version == "1.6":
+        # The charger used the operator's id; Sparklin recorded the session under it too.
+        assert session["transaction_id"] == "4242" == recorded.transaction_id
+    assert recorded.state == "completed" and recorded.energy_wh == 3000
+
+
+def test_billing_fallback_when_the_operator_does_not_answer(charger, card, settings):
+    settings.FORWARDING_ANSWER_TIMEOUT = 0.3
+    settings.GATEWAY_RESPONSE_TIMEOUT = 0.5
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator() as op:
+            op.silent = {"Authorize"}
+            operator = await until_db(
+                lambda: make_operator(charger, op.url, role="billing", fallback="refuse")
+            )
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity)
+                refused = await cp.authorize(card.uid)
+                await until(lambda: not gw.connections[charger.identity].upstream.billing.queue)
+                await until_db(
+                    lambda: OperatorConnection.objects.filter(pk=operator.pk).update(
+                        fallback="sparklin", updated_at=timezone.now()
+                    )
+                )
+                await gw.forwarder.refresh()
+                await upstream_connected(gw, charger.identity)
+                decided_by_sparklin = await cp.authorize(card.uid)
+                await gw.batcher.sync()
+                return operator, refused, decided_by_sparklin
+
+    operator, refused, decided_by_sparklin = run(scenario)
+    assert (refused, decided_by_sparklin) == ("Invalid", "Accepted")
+    notes = list(
+        ForwardedFrame.objects.filter(operator=operator)
+        .exclude(note="")
+        .values_list("note", flat=True)
+    )
+    assert "no answer in time: fallback (refused)" in notes
+    assert "no answer in time: fallback (Sparklin's decision)" in notes
