@@ -245,11 +245,12 @@ class Buffer:
 
     def add(self, operator: int, unique_id: str, action: str, frame: str) -> tuple[int, list[int]]:
         """Store one frame; returns its row id and the ids dropped to stay within the limit."""
+        before = self.count(operator)
         cursor = self.db.execute(
             "INSERT INTO outbox (operator, priority, unique_id, action, frame) VALUES (?,?,?,?,?)",
             (operator, priority_of(action), unique_id, action, frame),
         )
-        self._counts[operator] = self.count(operator) + 1
+        self._counts[operator] = before + 1
         rowid = int(cursor.lastrowid or 0)
         dropped: list[int] = []
         excess = self._counts[operator] - self.limit

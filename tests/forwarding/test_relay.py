@@ -10,9 +10,11 @@ from django.utils import timezone
 
 from chargers.models import ChargerCommand, ChargingSession, OcppMessage
 from forwarding.models import ForwardedFrame, OperatorConnection
+from ocpp_gateway.upstream import Buffer
 from simulator.fleet import connect_charger
 
 from .. import builders
+from ..e2e.processes import free_port
 from ..ocpp_gateway.test_command_bus import configured
 from ..ocpp_gateway.test_gateway import run, until
 from ..ocpp_gateway.test_remote_charging import until_db
@@ -191,3 +193,93 @@ def test_billing_fallback_when_the_operator_does_not_answer(charger, card, setti
     )
     assert "no answer in time: fallback (refused)" in notes
     assert "no answer in time: fallback (Sparklin's decision)" in notes
+
+
+def transaction_calls(frames):
+    return [(f[1], f[2]) for f in frames if f[2] in TRANSACTION]
+
+
+def test_operator_down_during_a_session_then_back_gets_every_transaction_message_once(
+    charger, card
+):
+    """The operator is unreachable for the whole session: the transaction messages wait in the
+    durable buffer, and reach it in order, once, when it comes back; Sparklin's own session
+    is complete throughout."""
+    settled = configured(charger, "1.6")
+    port = free_port()
+
+    async def scenario(gw):
+        operator = await until_db(lambda: make_operator(charger, f"ws://127.0.0.1:{port}/ocpp"))
+        await gw.forwarder.refresh()
+        async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled) as cp:
+            await cp.boot()
+            await cp.charge(card.uid, energy_wh=4000, samples=3)
+            await until_db(
+                lambda: ChargingSession.objects.filter(charger=charger, state="completed").exists()
+            )
+            buffered = gw.forwarder.buffer.count(operator.pk)
+            async with Operator(port=port) as op:
+                await until(lambda: len(op.calls("StopTransaction")) == 1, timeout=10)
+                await until(lambda: gw.forwarder.buffer.count(operator.pk) == 0)
+                await gw.batcher.sync()
+                return operator, buffered, op
+
+    operator, buffered, op = run(scenario)
+    expected = [c for c in charger_calls(charger) if c[1] in TRANSACTION + ("MeterValues",)]
+    got = [(f[1], f[2]) for f in op.calls() if f[2] in TRANSACTION + ("MeterValues",)]
+    assert buffered >= len(expected) == 5  # start, 3 meter values, stop
+    assert got == expected  # in order, each once, with the charger's message ids
+    state = OperatorConnection.objects.get(pk=operator.pk)
+    assert state.buffered == 0 and state.last_message_at is not None
+    assert ChargingSession.objects.get(charger=charger).energy_wh == 4000
+
+
+def test_gateway_restarted_with_a_non_empty_buffer_loses_nothing(charger, card):
+    """A gateway stops while its operator is down: the next gateway process (same buffer
+    directory and instance name) replays what was buffered once the charger is back and the
+    operator reachable."""
+    settled = configured(charger, "1.6")
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/ocpp"
+
+    async def first(gw):
+        operator = await until_db(lambda: make_operator(charger, url))
+        await gw.forwarder.refresh()
+        async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled) as cp:
+            await cp.boot()
+            await cp.charge(card.uid, energy_wh=2000, samples=1)
+        return operator, gw.forwarder.buffer.count(operator.pk)
+
+    operator, buffered = run(first)
+    assert buffered >= 3
+
+    async def second(gw):
+        async with Operator(port=port) as op:
+            async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled):
+                await until(lambda: len(op.calls("StopTransaction")) == 1, timeout=10)
+                await until(lambda: gw.forwarder.buffer.count(operator.pk) == 0)
+            return op
+
+    op = run(second)
+    expected = [c for c in charger_calls(charger) if c[1] in TRANSACTION + ("MeterValues",)]
+    assert transaction_calls(op.calls()) == [c for c in expected if c[1] in TRANSACTION]
+    assert [(f[1], f[2]) for f in op.calls() if f[2] in TRANSACTION + ("MeterValues",)] == expected
+
+
+def test_a_full_buffer_drops_meter_values_first_never_transaction_messages(tmp_path):
+    buffer = Buffer(tmp_path / "b.sqlite3", limit=3)
+    buffer.add(1, "s", "StartTransaction", "[]")
+    buffer.add(1, "m1", "MeterValues", "[]")
+    buffer.add(1, "h", "StatusNotification", "[]")
+    _, dropped = buffer.add(1, "m2", "MeterValues", "[]")
+    assert [r[1] for r in buffer.load(1)] == ["s", "h", "m2"] and len(dropped) == 1
+    buffer.add(1, "e", "StopTransaction", "[]")  # the status goes, then only meter values
+    buffer.add(1, "e2", "StopTransaction", "[]")
+    buffer.add(1, "e3", "StopTransaction", "[]")
+    assert [r[1] for r in buffer.load(1)] == ["s", "e", "e2", "e3"]  # never a transaction one
+    assert buffer.count(1) == 4 and buffer.load(2) == []
+    buffer.close()
+    again = Buffer(tmp_path / "b.sqlite3", limit=3)  # a restart reads the same file
+    assert [r[1] for r in again.load(1)] == ["s", "e", "e2", "e3"]
+    again.forget(1)
+    assert again.count(1) == 0 and again.load(1) == []
