@@ -42,7 +42,6 @@ Hook points in the charger connection: `GatewayChargePoint._answer_call` hands a
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -56,7 +55,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -65,6 +63,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from forwarding.models import OperatorConnection
+from forwarding.probe import basic_auth, upstream_url
 from forwarding.secrets import UnreadableSecret, decrypt
 
 from . import validation
@@ -189,18 +188,6 @@ def load_rows(since: datetime | None) -> tuple[list[OperatorRow], list[str]]:
             }
         )
     return rows, errors
-
-
-def upstream_url(url: str, identity: str) -> str:
-    """The operator's endpoint for this charger: its URL + "/" + the identity (OCPP-J)."""
-    return url.rstrip("/") + "/" + quote(identity, safe="")
-
-
-def basic_auth(identity: str, password: str) -> dict[str, str]:
-    if not password:
-        return {}
-    token = base64.b64encode(f"{identity}:{password}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
 
 
 def priority_of(action: str) -> int:

@@ -20,6 +20,7 @@ from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
+from forwarding.models import OperatorConnection
 from tests import builders
 
 
@@ -94,6 +95,14 @@ def objects_of(community, holder):
             community=community, user=builders.make_user()
         ).pk,
         "price": builders.make_price(community, valid_from="2099-01-01").pk,
+        "operator": OperatorConnection.objects.create(
+            community=community,
+            charger=charger,
+            name="Operator",
+            url="ws://127.0.0.1:9/ocpp",
+            identity=charger.identity,
+            role="monitoring",
+        ).pk,
         # Ids that travel as query or form parameters (`?note=`, `?job=`).
         "note": ExpenseNote.objects.create(
             community=community,

@@ -283,3 +283,79 @@ def test_a_full_buffer_drops_meter_values_first_never_transaction_messages(tmp_p
     assert [r[1] for r in again.load(1)] == ["s", "e", "e2", "e3"]
     again.forget(1)
     assert again.count(1) == 0 and again.load(1) == []
+
+
+def test_disconnecting_an_operator_stops_forwarding_at_the_next_look(charger, manager):
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator() as op:
+            operator = await until_db(lambda: make_operator(charger, op.url))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity, "monitoring")
+                await until(lambda: len(op.calls("BootNotification")) == 1)
+                from forwarding.services import disconnect_operator
+
+                await until_db(
+                    lambda: disconnect_operator(operator=operator, actor=manager) or True
+                )
+                await gw.forwarder.refresh()
+                assert gw.connections[charger.identity].upstream is None
+                await cp.heartbeat()
+                await cp.status(1, "Available")
+                await asyncio.sleep(0.2)
+                return op, operator
+
+    op, operator = run(scenario)
+    assert [f[2] for f in op.calls()] == ["BootNotification"]
+    assert not OperatorConnection.objects.get(pk=operator.pk).connected
+
+
+def test_worker_ignores_an_operator_id_of_another_charger(community, site, charger):
+    """A forged or stale operator id in an event never touches another charger's operator."""
+    from chargers.events import process_events
+
+    other = builders.make_charger(community, site=site, identity="CP-OTHER")
+    foreign = make_operator(other, "ws://127.0.0.1:9/ocpp")
+    mine = make_operator(charger, "ws://127.0.0.1:9/ocpp")
+    now = timezone.now().isoformat()
+
+    def state(operator):
+        return {
+            "identity": charger.identity,
+            "kind": "operator_state",
+            "payload": {
+                "operator": operator.pk,
+                "connected": True,
+                "last_message_at": now,
+                "buffered": 3,
+                "last_error": "",
+                "gateway": "gw-1",
+            },
+            "received_at": now,
+        }
+
+    frame = {
+        "identity": charger.identity,
+        "kind": "operator_frame",
+        "payload": {
+            "operator": foreign.pk,
+            "direction": "up",
+            "message_type": 2,
+            "unique_id": "u1",
+            "action": "Heartbeat",
+            "frame": '[2,"u1","Heartbeat",{}]',
+            "note": "",
+        },
+        "received_at": now,
+    }
+    process_events([state(foreign), state(mine), frame])
+    process_events([state(mine)])  # twice: nothing changes
+    assert OperatorConnection.objects.get(pk=mine.pk).buffered == 3
+    assert OperatorConnection.objects.get(pk=mine.pk).connected
+    assert not OperatorConnection.objects.get(pk=foreign.pk).connected
+    assert not ForwardedFrame.objects.exists()
