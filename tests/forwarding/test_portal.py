@@ -13,7 +13,6 @@ from forwarding import secrets
 from forwarding.models import ForwardedFrame, OperatorConnection
 from forwarding.services import ForwardingError, connect_operator
 
-from .. import builders
 from .operator_csms import Operator, make_operator
 
 pytestmark = [pytest.mark.django_db, pytest.mark.community_scope]
