@@ -89,6 +89,7 @@ def test_monitoring_operator_gets_every_frame_and_only_read_only_calls(charger, 
                     call16.ChangeConfiguration(key="HeartbeatInterval", value="1")
                 )
                 await gw.batcher.sync()
+                await until_db(lambda: len(op.calls()) >= len(charger_calls(charger)))
                 return operator, session, refused, read, changed, op
 
     operator, session, refused, read, changed, op = run(scenario)
@@ -359,3 +360,88 @@ def test_worker_ignores_an_operator_id_of_another_charger(community, site, charg
     assert OperatorConnection.objects.get(pk=mine.pk).connected
     assert not OperatorConnection.objects.get(pk=foreign.pk).connected
     assert not ForwardedFrame.objects.exists()
+
+
+def test_billing_operator_starts_and_stops_charging_remotely(charger, card):
+    """The Billing operator's RemoteStart reaches the charger through the command path (a
+    ChargerCommand row, not from the portal); the start it causes gets the operator's id, which
+    its RemoteStop then names."""
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator(first_transaction_id=5150) as op:
+            await until_db(lambda: make_operator(charger, op.url, role="billing"))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await cp.status(1, "Available")
+                await upstream_connected(gw, charger.identity)
+                from ocpp.v16 import call as call16
+
+                upstream = op.connections[charger.identity]
+                started = await upstream.call(
+                    call16.RemoteStartTransaction(id_tag=card.uid, connector_id=1)
+                )
+                await until(lambda: len(op.calls("StartTransaction")) == 1, timeout=10)
+                await until(lambda: len(op.calls("MeterValues")) >= 1, timeout=10)
+                stopped = await upstream.call(call16.RemoteStopTransaction(transaction_id=5150))
+                await until(lambda: len(op.calls("StopTransaction")) == 1, timeout=10)
+                await until_db(
+                    lambda: ChargingSession.objects.filter(
+                        charger=charger, state="completed"
+                    ).exists()
+                )
+                return started, stopped
+
+    started, stopped = run(scenario)
+    assert started.status == "Accepted" and stopped.status == "Accepted"
+    session = ChargingSession.objects.get(charger=charger)
+    assert session.transaction_id == "5150" and session.stop_reason == "Remote"
+    commands = ChargerCommand.objects.filter(from_portal=False, action__startswith="Remote")
+    assert sorted(commands.values_list("action", "status")) == [
+        ("RemoteStartTransaction", "accepted"),
+        ("RemoteStopTransaction", "accepted"),
+    ]
+
+
+def test_201_monitoring_operator_gets_every_frame(charger, card):
+    settled = configured(charger, "2.0.1")
+
+    async def scenario(gw):
+        async with Operator() as op:
+            await until_db(lambda: make_operator(charger, op.url))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "2.0.1", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await cp.charge(card.uid, energy_wh=2500)
+                await until(
+                    lambda: (
+                        len(
+                            [
+                                f
+                                for f in op.calls("TransactionEvent")
+                                if f[3]["eventType"] == "Ended"
+                            ]
+                        )
+                        == 1
+                    )
+                )
+                from ocpp.v201 import call as call201
+
+                upstream = op.connections[charger.identity]
+                refused = await upstream.call(
+                    call201.RequestStopTransaction(transaction_id="whatever")
+                )
+                await gw.batcher.sync()
+                await until_db(lambda: len(op.calls()) >= len(charger_calls(charger)))
+                return op, refused
+
+    op, refused = run(scenario)
+    assert refused is None
+    relayed = [(f[1], f[2]) for f in op.calls()]
+    assert relayed == charger_calls(charger)
+    assert ChargingSession.objects.get(charger=charger).state == "completed"
