@@ -92,6 +92,10 @@ class OperatorConnection(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_billing(self) -> bool:
+        return self.role == self.Role.BILLING
+
 
 class ForwardedFrame(models.Model):
     """One frame relayed between the charger's connection and an operator, as the OCPP message

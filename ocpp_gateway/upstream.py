@@ -773,6 +773,7 @@ class Forwarder:
         self.rows: dict[str, dict[int, OperatorRow]] = {}
         self.loaded_at = 0.0
         self.since: datetime | None = None
+        self._seen: dict[int, datetime] = {}  # updated_at of each row as last applied
         self._buffer: Buffer | None = None
         self.reported_at: dict[int, float] = {}
         self.dirty: set[Upstream] = set()
@@ -798,6 +799,7 @@ class Forwarder:
         self.rows = {}
         for row in rows:
             self.rows.setdefault(row["charger"], {})[row["id"]] = row
+            self._seen[row["id"]] = row["updated_at"]
         self.loaded_at = time.monotonic()
         if rows:
             self.since = max(r["updated_at"] for r in rows)
@@ -815,20 +817,34 @@ class Forwarder:
         rows, errors = await db_call(load_rows, self.since)
         for error in errors:
             logger.warning("Forwarding: %s", error)
+        touched = set()
         for row in rows:
             by_id = self.rows.setdefault(row["charger"], {})
+            if self._seen.get(row["id"]) == row["updated_at"]:
+                continue  # read again because of the >= on the last time seen
+            self._seen[row["id"]] = row["updated_at"]
+            touched.add(row["charger"])
             if row["enabled"]:
                 by_id[row["id"]] = row
             else:
                 by_id.pop(row["id"], None)
                 self.buffer.forget(row["id"])
             self.since = max(self.since, row["updated_at"])
-        if rows:
-            await self._reconcile()
+        if touched:
+            await self._reconcile(touched)
 
-    async def _reconcile(self) -> None:
-        """Open, restart or close the upstreams of the chargers held here to match the rows."""
-        for identity, cp in list(self.gateway.connections.items()):
+    async def _reconcile(self, identities: set[str] | None = None) -> None:
+        """Open, restart or close the upstreams of the chargers held here (of `identities`
+        only, when given) to match the rows."""
+        if identities is None:
+            held = list(self.gateway.connections.items())
+        else:
+            held = [
+                (i, self.gateway.connections[i])
+                for i in identities
+                if i in self.gateway.connections
+            ]
+        for identity, cp in held:
             wanted = self.rows.get(identity) or {}
             relay = cp.upstream
             if relay is None:
