@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import OperatorConnection, validate_ws_url
+from .probe import refused_address
 
 
 class OperatorForm(forms.Form):
@@ -57,6 +60,17 @@ class OperatorForm(forms.Form):
 
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"].strip()
+        host = urlsplit(url).hostname or ""
+        literal = host == "localhost" or host.endswith(".localhost")
+        try:
+            ipaddress.ip_address(host)
+            literal = True
+        except ValueError:
+            pass
+        if literal:  # names are checked when resolved (the gateway, the test button)
+            refusal = refused_address(host, ["127.0.0.1" if "localhost" in host else host])
+            if refusal is not None:
+                raise forms.ValidationError(refusal)
         return url
 
     def cleaned(self) -> dict[str, Any]:

@@ -5,11 +5,14 @@ charger's OCPP version, then one Heartbeat, showing what the operator answered."
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
+import socket
 import uuid
 from typing import TypedDict
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+from django.conf import settings
 from django.utils.translation import gettext as _
 from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 from websockets.sync.client import connect
@@ -43,6 +46,16 @@ def probe(
     """Connect as the charger would be relayed (same URL, identity, password, OCPP version),
     send one Heartbeat and return what came back. Never raises for a network problem."""
     subprotocol = f"ocpp{version or '1.6'}"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        refusal = refused_address(
+            host, resolve(host, parts.port or (443 if parts.scheme == "wss" else 80))
+        )
+    except OSError as e:
+        refusal = _("The operator could not be reached: %(error)s") % {"error": e}
+    if refusal is not None:
+        return {"ok": False, "summary": refusal, "answer": ""}
     try:
         with connect(
             upstream_url(url, identity),
@@ -66,7 +79,7 @@ def probe(
             "ok": False,
             "summary": _("The operator refused the connection (HTTP %(status)s).")
             % {"status": e.response.status_code},
-            "answer": e.response.body.decode("utf-8", "replace")[:500] if e.response.body else "",
+            "answer": "",
         }
     except TimeoutError:
         return {"ok": False, "summary": _("The operator did not answer in time."), "answer": ""}
@@ -87,3 +100,29 @@ def probe(
         else _("Connected, but the operator answered the Heartbeat with an error.")
     )
     return {"ok": ok, "summary": summary, "answer": text[:2000]}
+
+
+def refused_address(host: str, addresses: list[str]) -> str | None:
+    """Why Sparklin must not connect to `host` (resolved to `addresses`), or None. Operators are
+    on the internet: a loopback, private, link-local or reserved address would let a portal user
+    reach Sparklin's own network (the gateway's and the web process's neighbours) — refused
+    unless `FORWARDING_ALLOW_PRIVATE_HOSTS` (tests, a lab)."""
+    if settings.FORWARDING_ALLOW_PRIVATE_HOSTS:
+        return None
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return _("%(host)s has an unusable address.") % {"host": host}
+        if not ip.is_global or ip.is_multicast:
+            return _(
+                "%(host)s is a private or local address: operators must be reachable on the internet."
+            ) % {"host": host}
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host` (blocking; the gateway asks its loop instead)."""
+    return sorted(
+        {str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    )

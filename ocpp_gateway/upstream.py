@@ -46,6 +46,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import sqlite3
 import time
 import uuid
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -63,7 +65,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from forwarding.models import OperatorConnection
-from forwarding.probe import basic_auth, upstream_url
+from forwarding.probe import basic_auth, refused_address, upstream_url
 from forwarding.secrets import UnreadableSecret, decrypt
 
 from . import validation
@@ -410,6 +412,13 @@ class Upstream:
 
     async def _connect_and_serve(self) -> None:
         version = self.cp.version
+        parts = urlsplit(self.row["url"])
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        refusal = refused_address(host, sorted({str(info[4][0]) for info in infos}))
+        if refusal is not None:
+            raise OSError(refusal)
         async with connect(
             upstream_url(self.row["url"], self.row["identity"]),
             subprotocols=[Subprotocol(f"ocpp{version}")],

@@ -361,6 +361,8 @@ FORWARDING_BUFFER_DIR = env_str("FORWARDING_BUFFER_DIR", str(BASE_DIR / "var" / 
 FORWARDING_BUFFER_MAX = env_int("FORWARDING_BUFFER_MAX", 5000)  # frames per operator connection
 FORWARDING_ANSWER_TIMEOUT = float(env_str("FORWARDING_ANSWER_TIMEOUT", "5"))
 FORWARDING_REFRESH_SECONDS = float(env_str("FORWARDING_REFRESH_SECONDS", "2"))
+# Operators on loopback/private addresses (tests, a lab): refused by default (SSRF).
+FORWARDING_ALLOW_PRIVATE_HOSTS = env_bool("FORWARDING_ALLOW_PRIVATE_HOSTS", False)
 FORWARDING_RECONNECT_MAX_SECONDS = float(env_str("FORWARDING_RECONNECT_MAX_SECONDS", "60"))
 # Refused identities kept (chargers.tasks.purge_unknown_chargers).
 UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)

@@ -81,6 +81,7 @@ def world(transactional_db, settings, live_server, tmp_path):
     settings.LANGUAGE_CODE = "en"
     settings.FORWARDING_BUFFER_DIR = str(tmp_path)
     settings.FORWARDING_REFRESH_SECONDS = 0.2
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     community = builders.make_community(name="Résidence du Parc", slug="parc")
     manager = builders.make_member(community, Role.MANAGER).user

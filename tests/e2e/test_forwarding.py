@@ -66,6 +66,7 @@ def test_gateway_killed_with_a_non_empty_buffer_loses_nothing(
         "GATEWAY_INSTANCE_ID": "gw-forwarding",
         "FORWARDING_BUFFER_DIR": str(tmp_path),
         "FORWARDING_RECONNECT_MAX_SECONDS": "0.5",
+        "FORWARDING_ALLOW_PRIVATE_HOSTS": "true",
     }
     url = f"ws://127.0.0.1:{gateway_port}/ocpp/"
     buffer_file = tmp_path / "gw-forwarding.sqlite3"

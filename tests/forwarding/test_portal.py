@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.community_scope]
 @pytest.fixture(autouse=True)
 def _english(settings):
     settings.LANGUAGE_CODE = "en"
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True  # loopback operators
     with translation.override("en"):
         yield
 
@@ -187,3 +188,32 @@ def test_test_connection_shows_what_the_operator_answered(client, manager, charg
     unreachable = make_operator(charger, "ws://127.0.0.1:9/ocpp", name="Gone")
     text = client.post(url % unreachable.pk).content.decode()
     assert "could not be reached" in text
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://127.0.0.1:5672/", "ws://localhost/ocpp", "wss://10.0.0.8/ocpp", "ws://[::1]/"]
+)
+def test_private_addresses_are_refused_by_default(client, manager, charger, settings, url):
+    """An operator is on the internet: a portal user must not make Sparklin's processes connect
+    to their own network (the gateway and the test button would reach it)."""
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = False
+    client.force_login(manager)
+    response = client.post(add_url(charger), form(url=url))
+    assert "private or local address" in response.content.decode()
+    assert not OperatorConnection.objects.exists()
+
+
+def test_the_test_button_refuses_a_name_resolving_to_a_private_address(
+    client, manager, charger, settings
+):
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = False
+    operator = make_operator(charger, "ws://localhost.example.invalid/ocpp")
+    from forwarding import probe
+
+    assert probe.refused_address("x", ["192.168.1.4"]) and probe.refused_address("x", ["::1"])
+    assert probe.refused_address("x", ["93.184.216.34"]) is None
+    client.force_login(manager)
+    text = client.post(
+        f"/c/tilleuls/chargers/{charger.pk}/operators/{operator.pk}/test/"
+    ).content.decode()
+    assert "could not be reached" in text  # unresolvable: nothing was contacted

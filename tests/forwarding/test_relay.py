@@ -34,6 +34,7 @@ def _fast(settings, tmp_path):
     settings.FORWARDING_REFRESH_SECONDS = 0.1
     settings.FORWARDING_RECONNECT_MAX_SECONDS = 0.3
     settings.GATEWAY_INSTANCE_ID = "gw-forwarding-test"
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True  # the operator runs on loopback
 
 
 @pytest.fixture
