@@ -10,13 +10,16 @@ from django.utils import timezone
 
 from chargers.models import ChargerCommand, ChargingSession, OcppMessage
 from forwarding.models import ForwardedFrame, OperatorConnection
+from ocpp_gateway.batcher import EventBatcher
+from ocpp_gateway.decisions import Decisions
+from ocpp_gateway.server import Gateway
 from ocpp_gateway.upstream import Buffer
 from simulator.fleet import connect_charger
 
 from .. import builders
 from ..e2e.processes import free_port
 from ..ocpp_gateway.test_command_bus import configured
-from ..ocpp_gateway.test_gateway import run, until
+from ..ocpp_gateway.test_gateway import redis_client, run, until
 from ..ocpp_gateway.test_remote_charging import until_db
 from .operator_csms import Operator, make_operator
 
@@ -446,3 +449,55 @@ def test_201_monitoring_operator_gets_every_frame(charger, card):
     relayed = [(f[1], f[2]) for f in op.calls()]
     assert relayed == charger_calls(charger)
     assert ChargingSession.objects.get(charger=charger).state == "completed"
+
+
+def test_the_upstream_moves_with_the_charger_to_another_gateway(charger, settings):
+    """Two gateways share the registry (Redis): the charger reconnects through the second while
+    its first connection is still open; the newest connection wins, the first gateway closes
+    its stale socket and its upstream, the second opens its own, so the operator keeps one
+    connection for the charger, from where the charger is."""
+    redis_client(settings)
+    settings.GATEWAY_INSTANCE_ID = ""  # one buffer file per gateway (named by its port)
+    settled = configured(charger, "1.6")
+
+    async def scenario(_unused):
+        async with Operator() as op:
+            await until_db(lambda: make_operator(charger, op.url))
+            one = Gateway(
+                host="127.0.0.1",
+                port=0,
+                batcher=EventBatcher(flush_seconds=0.05),
+                decisions=Decisions(),
+                instance_id="gw-one",
+            )
+            two = Gateway(
+                host="127.0.0.1",
+                port=0,
+                batcher=EventBatcher(flush_seconds=0.05),
+                decisions=Decisions(),
+                instance_id="gw-two",
+            )
+            async with one, two:
+                async with connect_charger(
+                    one.url, charger.identity, "1.6", configuration=settled
+                ) as first:
+                    await first.boot()
+                    await upstream_connected(one, charger.identity, "monitoring")
+                    async with connect_charger(
+                        two.url, charger.identity, "1.6", configuration=settled
+                    ) as second:
+                        await second.boot()
+                        await until(lambda: charger.identity not in one.connections, timeout=10)
+                        await upstream_connected(two, charger.identity, "monitoring")
+                        await second.heartbeat()
+                        await until(lambda: len(op.calls("Heartbeat")) == 1)
+                        return op, len(op.calls("BootNotification"))
+
+    op, boots = run(scenario)
+    assert boots == 2  # one per charger connection, each relayed from where it arrived
+    gateways = list(
+        ForwardedFrame.objects.filter(action="Heartbeat", direction="up").values_list(
+            "operator", flat=True
+        )
+    )
+    assert len(gateways) == 1
