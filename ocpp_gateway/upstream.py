@@ -723,7 +723,12 @@ class ChargerRelay:
         billing = self.billing
         awaited: Item | None = None
         for upstream in self.upstreams.values():
-            item = upstream.offer(unique_id, action, frame)
+            try:
+                item = upstream.offer(unique_id, action, frame)
+            except Exception:  # the buffer (disk): forwarding never breaks Sparklin's answer
+                logger.exception("%s: %s not forwarded to operator %s", cp.id, action, upstream.id)
+                upstream._note(f"{action} not forwarded: the gateway's buffer failed")
+                item = None
             if upstream is billing and action in DECIDED_BY_BILLING and item is not None:
                 awaited = item
         if billing is None or action not in DECIDED_BY_BILLING:

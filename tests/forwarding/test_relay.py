@@ -4,6 +4,7 @@ Monitoring and Billing roles, in 1.6 and 2.0.1; the operator going away and comi
 gateway restarted with a non-empty buffer."""
 
 import asyncio
+import sqlite3
 
 import pytest
 from django.utils import timezone
@@ -501,3 +502,32 @@ def test_the_upstream_moves_with_the_charger_to_another_gateway(charger, setting
         )
     )
     assert len(gateways) == 1
+
+
+def test_a_failing_buffer_never_breaks_sparklins_own_answers(charger, card, monkeypatch):
+    """Forwarding is a side path: when the gateway's buffer fails (disk full…), the charger is
+    still answered and recorded by Sparklin, and the operator's state says what went wrong."""
+    settled = configured(charger, "1.6")
+
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def scenario(gw):
+        async with Operator() as op:
+            operator = await until_db(lambda: make_operator(charger, op.url))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity, "monitoring")
+                monkeypatch.setattr(Buffer, "add", broken)
+                status = await cp.authorize(card.uid)
+                session = await cp.charge(card.uid, energy_wh=1000)
+                await gw.batcher.sync()
+                return operator, status, session
+
+    operator, status, session = run(scenario)
+    assert status == "Accepted" and session["authorization"] == "Accepted"
+    assert ChargingSession.objects.get(charger=charger).state == "completed"
+    assert "buffer failed" in OperatorConnection.objects.get(pk=operator.pk).last_error
