@@ -30,6 +30,9 @@ Kind = Literal[
     "command",
     "configuration",
     "configured",
+    # Forwarding to third-party operators (forwarding.events applies them).
+    "operator_state",
+    "operator_frame",
 ]
 
 
@@ -130,6 +133,30 @@ class CommandPayload(TypedDict):
 
 class ConfigurationPayload(TypedDict):
     values: dict[str, str | None]
+
+
+class OperatorStatePayload(TypedDict):
+    """The state of one relay to an operator (`forwarding.OperatorConnection`), as the gateway
+    holding the charger sees it."""
+
+    operator: int  # OperatorConnection pk
+    connected: bool
+    last_message_at: str | None  # ISO 8601, the last frame exchanged with the operator
+    buffered: int  # frames waiting in the gateway's durable buffer
+    last_error: str
+    gateway: str
+
+
+class OperatorFramePayload(TypedDict):
+    """One frame relayed to (`up`) or from (`down`) an operator, raw text like `message`."""
+
+    operator: int
+    direction: Literal["up", "down"]
+    message_type: int
+    unique_id: str
+    action: str
+    frame: str
+    note: str  # what the gateway did: refused, fallback, dropped from a full buffer…
 
 
 def outlet_key(evse_id, connector_id) -> tuple[int, int] | None:

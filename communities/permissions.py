@@ -60,6 +60,9 @@ PERMISSIONS: dict[str, set[str]] = {
     "chargers:configure": _CHARGER_CARE,  # commissioning page, settings, reconfigure
     "chargers:write": _MANAGERS_AND_INSTALLER,  # register, claim, edit
     "cards:write": _MANAGERS_AND_INSTALLER,
+    # Relay a charger's OCPP traffic to a third-party operator (forwarding/): managers and
+    # installers with full access (it decides who authorizes charging in the Billing role).
+    "operators:manage": _MANAGERS_AND_INSTALLER,
     "sessions:view_all": _MANAGERS_AND_INSTALLER,
     # Start and stop charging from the portal (drivers their own sessions, managers any):
     # members only, an installer does not charge on a driver's behalf.

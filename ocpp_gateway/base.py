@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from .commands import PendingCommand
     from .server import Gateway
+    from .upstream import ChargerRelay
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class GatewayChargePoint:
         "_boots",
         "_configured_firmware",
         "_dropped",
+        "upstream",
     )
 
     def __init__(
@@ -197,6 +199,8 @@ class GatewayChargePoint:
         self._boots = 0
         self._configured_firmware: str | None = None
         self._dropped = 0
+        # Third-party operators this connection's traffic is relayed to (ocpp_gateway.upstream).
+        self.upstream: ChargerRelay | None = None
 
     # --- events -------------------------------------------------------------------------------
     def emit(
@@ -359,7 +363,10 @@ class GatewayChargePoint:
         boots = self._boots
         try:
             validation.validate(self.version, action, payload)
-            answer = await handler(self, payload)
+            if self.upstream is None:
+                answer = await handler(self, payload)
+            else:  # relayed to operators; a Billing operator's decisions are its own
+                answer = await self.upstream.answer(unique_id, action, payload, handler)
         except OCPPError as error:
             await self._send_error(unique_id, action, error)
             return

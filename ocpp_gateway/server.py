@@ -54,6 +54,7 @@ from .commands import PendingCommand, claim_pending
 from .decisions import ChargerRow, Decisions, DecisionUnavailable, db_call
 from .registry import Registry
 from .throttle import TokenBucket
+from .upstream import Forwarder
 from .v16 import ChargePoint16
 from .v201 import ChargePoint201
 
@@ -190,6 +191,7 @@ class Gateway:
             else settings.GATEWAY_COMMAND_POLL_SECONDS
         )
         self.connections: dict[str, GatewayChargePoint] = {}
+        self.forwarder = Forwarder(self)  # relays to third-party operators
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Portal commands being delivered, kept so none floats and stop() can cancel them.
@@ -221,6 +223,7 @@ class Gateway:
         except DatabaseError as exc:
             # Start anyway: chargers are looked up one by one until the refresher loads it.
             logger.warning("Charger directory not loaded, database unreachable (%s)", exc)
+        await self.forwarder.load()
 
         def create_connection(*args: Any, **kwargs: Any) -> _CountingConnection:
             connection = _CountingConnection(*args, **kwargs)
@@ -254,6 +257,7 @@ class Gateway:
             asyncio.create_task(self._poll_commands(), name="gateway-commands"),
             asyncio.create_task(self._refresh_directory(), name="gateway-directory"),
             asyncio.create_task(self._summarise_handshakes(), name="gateway-handshakes"),
+            asyncio.create_task(self.forwarder.run(), name="gateway-forwarding"),
         ]
         logger.info("OCPP gateway %s listening on %s", self.instance_id, self.url)
 
@@ -273,6 +277,7 @@ class Gateway:
         self._tasks = []
         self._command_tasks.clear()
         self._closing.clear()
+        await self.forwarder.close()
         await self.batcher.close()
         try:
             await self.registry.close()
@@ -525,11 +530,13 @@ class Gateway:
                 },
             )
             self.registry.register(identity, cp.connected_at)
+            self.forwarder.attach(cp)
             try:
                 await cp.serve()  # configures after each accepted boot, in a task it owns
             except ConnectionClosed:
                 pass
             finally:
+                self.forwarder.detach(cp)
                 if self.connections.get(identity) is cp:
                     del self.connections[identity]
                 if not cp.superseded:

@@ -18,6 +18,7 @@ from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
 from .profiles import ENERGY, READ_BACK_16, profile_16, same_value
 from .starts import start_ids
+from .upstream import relayed_transaction_id
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
     are known, so a failure there is a CALLERROR the charger retries, never a half-recorded
     start."""
     connector_id, id_tag = p["connectorId"], p["idTag"]
-    transaction_id = await start_ids(cp.gateway).transaction_id(
+    transaction_id = relayed_transaction_id(cp) or await start_ids(cp.gateway).transaction_id(
         cp.id, (connector_id, id_tag, p["meterStart"], p["timestamp"])
     )
     decision = await cp.gateway.decisions.authorize(cp.community_id, id_tag)

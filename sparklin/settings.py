@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "chargers",
     "ocpp_gateway",
     "simulator",
+    "forwarding",
     "billing",
     "meters",
     "power",
@@ -279,6 +280,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.prune_login_data",
         "schedule": 3600.0,
     },
+    "forwarding-purge-frames": {
+        "task": "forwarding.tasks.purge_forwarded_frames",
+        "schedule": 6 * 3600.0,
+    },
     "billing-expense-notes": {
         "task": "billing.tasks.check_months",
         "schedule": 3600.0,
@@ -372,6 +377,17 @@ GATEWAY_DIRECTORY_RELOAD_SECONDS = float(env_str("GATEWAY_DIRECTORY_RELOAD_SECON
 GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 4)
 # Lifetime of a registry entry; each gateway re-claims its chargers every third of it.
 GATEWAY_REGISTRY_TTL = env_int("GATEWAY_REGISTRY_TTL", 90)
+# Forwarding to third-party operators (forwarding/, ocpp_gateway/upstream.py).
+# Key of the operators' stored passwords (any text; default: derived from SECRET_KEY).
+FORWARDING_KEY = env_str("FORWARDING_KEY")
+# The gateway's durable buffer of what operators must receive (one SQLite file per instance).
+FORWARDING_BUFFER_DIR = env_str("FORWARDING_BUFFER_DIR", str(BASE_DIR / "var" / "forwarding"))
+FORWARDING_BUFFER_MAX = env_int("FORWARDING_BUFFER_MAX", 5000)  # frames per operator connection
+FORWARDING_ANSWER_TIMEOUT = float(env_str("FORWARDING_ANSWER_TIMEOUT", "5"))
+FORWARDING_REFRESH_SECONDS = float(env_str("FORWARDING_REFRESH_SECONDS", "2"))
+# Operators on loopback/private addresses (tests, a lab): refused by default (SSRF).
+FORWARDING_ALLOW_PRIVATE_HOSTS = env_bool("FORWARDING_ALLOW_PRIVATE_HOSTS", False)
+FORWARDING_RECONNECT_MAX_SECONDS = float(env_str("FORWARDING_RECONNECT_MAX_SECONDS", "60"))
 # Refused identities kept (chargers.tasks.purge_unknown_chargers).
 UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
 UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # management; billing never needs a meter, so meters sits after it.
 # power decides from what meters measure and what chargers report, and commands chargers through
 # their command rows: it sits last, nothing below it ever needs a limit it computed.
-ORDER = ["communities", "chargers", "billing", "meters", "power"]
+# forwarding relays chargers' traffic (it reads chargers, the worker applies its events
+# through chargers.events.handlers.register); billing needs neither.
+ORDER = ["communities", "chargers", "forwarding", "billing", "meters", "power"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices")}
 

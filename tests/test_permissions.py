@@ -21,6 +21,7 @@ from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
 from power.models import Circuit
+from forwarding.models import OperatorConnection
 from tests import builders
 
 
@@ -99,6 +100,14 @@ def objects_of(community, holder):
             community=community, site=site, name="Fuse A", limit_a=16
         ).pk,
         "meter": builders.make_meter(site).pk,
+        "operator": OperatorConnection.objects.create(
+            community=community,
+            charger=charger,
+            name="Operator",
+            url="ws://127.0.0.1:9/ocpp",
+            identity=charger.identity,
+            role="monitoring",
+        ).pk,
         # Ids that travel as query or form parameters (`?note=`, `?job=`).
         "note": ExpenseNote.objects.create(
             community=community,

@@ -105,6 +105,9 @@ MESSAGE_COLUMNS = [
     "at",
 ]
 COMMAND_FIELDS = ["status", "response", "updated_at"]
+# Writers of the event kinds other apps registered (`handlers.register`): called by
+# `Batch.flush` with the chargers whose events applied, inside the batch's transaction.
+EXTRA_FLUSHES: list[Callable[[list[ChargerState]], None]] = []
 
 
 class ChargerState:
@@ -132,6 +135,8 @@ class ChargerState:
         self.new_commands: list[ChargerCommand] = []
         self.dirty_commands: dict[int, ChargerCommand] = {}
         self.rejected: list[tuple[Event, str]] = []
+        # Rows of the kinds other apps registered (`handlers.register`), by their own key.
+        self.extra: dict[str, list[Any]] = {}
         self.failed: BaseException | None = None
         # Connector 0 / EVSE 0 samples, for the apps that read main meters (main_meter.py).
         self.main_meter: list[MainMeterSamples] = []
@@ -479,6 +484,9 @@ class Batch:
                 groups[tuple(sorted(st.fields))].append(st.charger)
         for fields, chargers in groups.items():
             update_rows(Charger, chargers, list(fields))
+
+        for flush in EXTRA_FLUSHES:
+            flush(good)
 
         return {
             "chargers": len(good),

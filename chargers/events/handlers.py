@@ -9,7 +9,7 @@ from typing import Any
 
 from ..contract import Kind
 from . import connection, outlets, sessions
-from .batch import ChargerState
+from .batch import EXTRA_FLUSHES, ChargerState
 from .values import Rejected
 
 Handler = Callable[[ChargerState, Any, datetime], None]
@@ -51,6 +51,15 @@ ALIVE_KINDS: frozenset[Kind] = frozenset(
         "configuration",
     }
 )
+
+
+def register(kind: Kind, handler: Handler, flush: Callable[[list[ChargerState]], None]) -> None:
+    """The extension point for apps to the right of chargers (forwarding): their event kinds
+    are applied by their own handler, which keeps its rows in `ChargerState.extra`, and written
+    by their `flush(states)` in the batch's transaction, so chargers never imports them."""
+    HANDLERS[kind] = handler
+    if flush not in EXTRA_FLUSHES:
+        EXTRA_FLUSHES.append(flush)
 
 
 def validate(kind: Kind, payload: Any) -> None:

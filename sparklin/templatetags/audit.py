@@ -32,6 +32,8 @@ SENTENCES = {
     "charger.password": _("generated a new password for the charger %(target)s"),
     "charger.command": _("sent a command to the charger: %(target)s"),
     "charger.events_retry": _("asked to record again the events kept aside for %(target)s"),
+    "operator.connect": _("connected the operator %(target)s"),
+    "operator.disconnect": _("disconnected the operator %(target)s"),
     "card.add": _("added the card %(target)s"),
     "card.deactivate": _("deactivated the card %(target)s"),
     "price.add": _("added the price %(target)s"),

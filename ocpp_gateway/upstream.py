@@ -1,0 +1,918 @@
+"""Forwarding to third-party operators: the gateway's side (issue 12, `forwarding/`).
+
+Sparklin stays the charger's one central system and records everything itself; for each
+enabled `forwarding.OperatorConnection` of a charger it holds, the gateway keeps one websocket
+*to* the operator's central system (an `Upstream`), presenting the configured identity (Basic
+auth when a password is set) and the charger's OCPP version, and relays:
+
+- up: every CALL the charger sends (validated, in order, one in flight per connection as OCPP-J
+  requires). Monitoring: the operator's answers are ignored. Billing: the answers to Authorize,
+  StartTransaction (1.6: its transactionId, which the charger then uses and Sparklin records the
+  session under), StopTransaction and TransactionEvent are the operator's; with no valid answer
+  within `FORWARDING_ANSWER_TIMEOUT` the connection's fallback applies (Sparklin's own decision,
+  or refuse) and is logged.
+- down: the operator's CALLs its role allows (Billing: remote start/stop, unlock, trigger,
+  read-only Get*; Monitoring: read-only Get* and TriggerMessage for status and meter values)
+  go to the charger through the charger's own call path (`GatewayChargePoint.command`: one
+  outstanding call, recorded as `ChargerCommand` rows, from_portal=False); the charger's answer
+  goes back under the operator's message id. Anything else is answered with a CALLERROR
+  (SecurityError; NotImplemented for an unknown action) and logged. Configuration changes,
+  charging profiles, resets and firmware are never relayed.
+
+Durability: what an operator must receive is written to a SQLite file (`Buffer`, one per gateway
+instance under `FORWARDING_BUFFER_DIR`) before it is queued, and deleted once the operator
+answered it (or let it time out on an open connection), so an operator that is down, or a
+gateway restart, loses nothing: the backlog is replayed in order when the operator is reachable
+again (reconnection with exponential backoff and jitter). It is bounded per (charger, operator):
+when full, the oldest MeterValues go first, then the oldest other messages; transaction messages
+are never dropped. A frame re-sent after a connection dropped before its answer keeps its message
+id, so an operator can recognise it (as with a charger's own retries).
+
+The gateway learns the connections like the charger directory: all enabled ones loaded at start,
+what changed (`updated_at`) every `FORWARDING_REFRESH_SECONDS`, so "disconnect" in the portal
+stops the relay within seconds and drops its buffer. An upstream lives with the charger's
+connection: opened when it connects here, closed when it leaves (several gateways: it moves with
+the charger, newest connection wins). State (connected, last message, buffered count, last error)
+and every relayed frame travel to the worker as `operator_state` / `operator_frame` events.
+
+Hook points in the charger connection: `GatewayChargePoint._answer_call` hands a validated CALL to
+`ChargerRelay.answer` when the charger has operators; the server attaches and detaches relays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import sqlite3
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import DatabaseError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from forwarding.models import OperatorConnection
+from forwarding.probe import basic_auth, refused_address, upstream_url
+from forwarding.secrets import UnreadableSecret, decrypt
+
+from . import validation
+from .base import MAX_LOGGED_FRAME, MAX_UNIQUE_ID, utc_now
+from .decisions import db_call
+from .ocpplib import OCPPError
+
+if TYPE_CHECKING:
+    from .base import GatewayChargePoint
+    from .server import Gateway
+
+logger = logging.getLogger(__name__)
+
+_COMPACT = (",", ":")
+BILLING = "billing"
+MONITORING = "monitoring"
+REFUSE = "refuse"
+RELOAD_SECONDS = 300.0
+STATE_EVERY = 5.0  # seconds between state reports while something changes
+BACKOFF_FIRST = 0.5
+
+# Answers that come from the Billing operator.
+DECIDED_BY_BILLING = frozenset(
+    {"Authorize", "StartTransaction", "StopTransaction", "TransactionEvent"}
+)
+# Transaction messages: never dropped from a full buffer.
+TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "TransactionEvent"})
+# Asked live only (a late Authorize means nothing): never buffered.
+LIVE_ONLY = frozenset({"Authorize"})
+# Buffer priorities: lowest dropped first.
+METER, OTHER, TRANSACTION = 0, 1, 2
+
+READ_ONLY = {
+    "1.6": frozenset({"GetConfiguration", "GetLocalListVersion", "GetCompositeSchedule"}),
+    "2.0.1": frozenset(
+        {
+            "GetVariables",
+            "GetBaseReport",
+            "GetReport",
+            "GetLocalListVersion",
+            "GetCompositeSchedule",
+            "GetTransactionStatus",
+        }
+    ),
+}
+BILLING_CONTROL = {
+    "1.6": frozenset(
+        {"RemoteStartTransaction", "RemoteStopTransaction", "UnlockConnector", "TriggerMessage"}
+    ),
+    "2.0.1": frozenset(
+        {"RequestStartTransaction", "RequestStopTransaction", "UnlockConnector", "TriggerMessage"}
+    ),
+}
+MONITORING_TRIGGERS = frozenset({"StatusNotification", "MeterValues"})
+
+
+def allowed(role: str, version: str, action: str, payload: dict[str, Any]) -> bool:
+    """Whether an operator in `role` may have `action` sent to the charger."""
+    if action in READ_ONLY.get(version, ()):
+        return True
+    if role == BILLING:
+        return action in BILLING_CONTROL.get(version, ())
+    if action == "TriggerMessage":
+        return payload.get("requestedMessage") in MONITORING_TRIGGERS
+    return False
+
+
+class OperatorRow(TypedDict):
+    """An enabled operator connection as the gateway uses it (password decrypted)."""
+
+    id: int
+    charger: str  # the charger's identity (its connection here)
+    name: str
+    url: str
+    identity: str  # presented to the operator
+    password: str
+    role: str
+    fallback: str
+    enabled: bool
+    updated_at: datetime
+
+
+def load_rows(since: datetime | None) -> tuple[list[OperatorRow], list[str]]:
+    """Operator connections changed since `since` (all enabled ones when None), in one query:
+    (rows, errors). A password that cannot be decrypted (the key changed) is sent empty and
+    reported."""
+    qs = OperatorConnection.objects.with_scopes_disabled()
+    qs = qs.filter(updated_at__gte=since) if since is not None else qs.filter(enabled=True)
+    rows: list[OperatorRow] = []
+    errors: list[str] = []
+    for r in qs.values(
+        "id",
+        "charger__identity",
+        "name",
+        "url",
+        "identity",
+        "password_encrypted",
+        "role",
+        "fallback",
+        "enabled",
+        "updated_at",
+    ):
+        try:
+            password = decrypt(r["password_encrypted"])
+        except UnreadableSecret:
+            password = ""
+            errors.append(
+                f"operator {r['id']}: stored password unreadable (FORWARDING_KEY changed)"
+            )
+        rows.append(
+            {
+                "id": r["id"],
+                "charger": r["charger__identity"],
+                "name": r["name"],
+                "url": r["url"],
+                "identity": r["identity"],
+                "password": password,
+                "role": r["role"],
+                "fallback": r["fallback"],
+                "enabled": r["enabled"],
+                "updated_at": r["updated_at"],
+            }
+        )
+    return rows, errors
+
+
+def priority_of(action: str) -> int:
+    if action in TRANSACTION_ACTIONS:
+        return TRANSACTION
+    if action == "MeterValues":
+        return METER
+    return OTHER
+
+
+# --- the durable buffer ----------------------------------------------------------------------
+
+
+class Buffer:
+    """What operators must still receive, in one SQLite file per gateway instance (WAL,
+    synchronous=NORMAL: a row survives the process; one small local write per frame, no
+    network). Rows are keyed by operator connection and read back in insertion order."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.limit = limit
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "operator INTEGER NOT NULL, priority INTEGER NOT NULL, unique_id TEXT NOT NULL, "
+            "action TEXT NOT NULL, frame TEXT NOT NULL)"
+        )
+        self.db.execute("CREATE INDEX IF NOT EXISTS outbox_operator ON outbox (operator, id)")
+        self._counts: dict[int, int] = {}
+
+    def count(self, operator: int) -> int:
+        known = self._counts.get(operator)
+        if known is None:
+            (known,) = self.db.execute(
+                "SELECT count(*) FROM outbox WHERE operator = ?", (operator,)
+            ).fetchone()
+            self._counts[operator] = int(known)
+        return int(known)
+
+    def add(self, operator: int, unique_id: str, action: str, frame: str) -> tuple[int, list[int]]:
+        """Store one frame; returns its row id and the ids dropped to stay within the limit."""
+        before = self.count(operator)
+        cursor = self.db.execute(
+            "INSERT INTO outbox (operator, priority, unique_id, action, frame) VALUES (?,?,?,?,?)",
+            (operator, priority_of(action), unique_id, action, frame),
+        )
+        self._counts[operator] = before + 1
+        rowid = int(cursor.lastrowid or 0)
+        dropped: list[int] = []
+        excess = self._counts[operator] - self.limit
+        for priority in (METER, OTHER):  # transaction messages are never dropped
+            if excess <= 0:
+                break
+            ids = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM outbox WHERE operator = ? AND priority = ? AND id != ? "
+                    "ORDER BY id LIMIT ?",
+                    (operator, priority, rowid, excess),
+                )
+            ]
+            for drop in ids:
+                self.remove(operator, drop)
+            dropped += ids
+            excess -= len(ids)
+        return rowid, dropped
+
+    def load(self, operator: int) -> list[tuple[int, str, str, str]]:
+        return [
+            (int(r[0]), r[1], r[2], r[3])
+            for r in self.db.execute(
+                "SELECT id, unique_id, action, frame FROM outbox WHERE operator = ? ORDER BY id",
+                (operator,),
+            )
+        ]
+
+    def remove(self, operator: int, rowid: int) -> None:
+        deleted = self.db.execute("DELETE FROM outbox WHERE id = ?", (rowid,)).rowcount
+        if deleted and operator in self._counts:
+            self._counts[operator] = max(0, self._counts[operator] - deleted)
+
+    def forget(self, operator: int) -> None:
+        """The operator was disconnected in the portal: nothing more is owed to it."""
+        self.db.execute("DELETE FROM outbox WHERE operator = ?", (operator,))
+        self._counts[operator] = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# --- one relay -------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Item:
+    """One CALL the operator must receive."""
+
+    unique_id: str
+    action: str
+    frame: str
+    rowid: int | None = None  # in the durable buffer
+    waiter: asyncio.Future[dict[str, Any] | None] | None = None  # a Billing decision awaited
+    abandoned: bool = False  # a live-only call whose waiter gave up
+    dropped: bool = False  # dropped from a full buffer before it was sent
+    answer: asyncio.Future[list[Any]] | None = field(default=None, repr=False)
+
+
+class Upstream:
+    """The websocket to one operator for one charger connection, and its queue."""
+
+    def __init__(self, relay: ChargerRelay, row: OperatorRow) -> None:
+        self.relay = relay
+        self.row = row
+        self.id = row["id"]
+        self.queue: deque[Item] = deque()
+        self.by_rowid: dict[int, Item] = {}
+        self.wake = asyncio.Event()
+        self.ws: ClientConnection | None = None
+        self.in_flight: Item | None = None
+        self.last_message_at: datetime | None = None
+        self.last_error = ""
+        self.failures = 0
+        self._state_sent: tuple[Any, ...] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.task: asyncio.Task[None] | None = None
+        forwarder = relay.forwarder
+        for rowid, unique_id, action, frame in forwarder.buffer.load(self.id):
+            item = Item(unique_id, action, frame, rowid=rowid)
+            self.queue.append(item)
+            self.by_rowid[rowid] = item
+
+    @property
+    def cp(self) -> GatewayChargePoint:
+        return self.relay.cp
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"upstream-{self.cp.id}-{self.id}")
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for t in list(self._tasks):
+            t.cancel()
+        for item in self.queue:
+            if item.waiter is not None and not item.waiter.done():
+                item.waiter.set_result(None)
+
+    # --- what goes up -------------------------------------------------------------------------
+    def offer(self, unique_id: str, action: str, frame: str) -> Item | None:
+        """Queue one CALL of the charger for the operator: durable, except the live-only ones
+        (asked only while connected with nothing queued, never replayed). None when it is not
+        sent at all."""
+        if action in LIVE_ONLY and self.row["role"] == BILLING:
+            if not self.connected:
+                return None  # a late Authorize means nothing; the fallback answers now
+            item = Item(unique_id, action, frame)
+        else:
+            rowid, dropped = self.relay.forwarder.buffer.add(self.id, unique_id, action, frame)
+            item = Item(unique_id, action, frame, rowid=rowid)
+            self.by_rowid[rowid] = item
+            for drop in dropped:
+                gone = self.by_rowid.pop(drop, None)
+                if gone is not None:
+                    gone.dropped = True
+                    self._frame("up", 2, gone.unique_id, gone.action, "", "dropped: buffer full")
+        self.queue.append(item)
+        self.wake.set()
+        self.report()
+        return item
+
+    async def decision(self, item: Item, timeout: float) -> dict[str, Any] | None:
+        """The operator's answer payload to `item` (validated), or None when there is none in
+        time (not connected, no answer, a CALLERROR, an answer breaking the schema)."""
+        if not self.connected:
+            return None
+        loop = asyncio.get_running_loop()
+        item.waiter = loop.create_future()
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.waiter), timeout)
+        except TimeoutError:
+            if item.rowid is None:
+                item.abandoned = True
+            return None
+
+    # --- the connection -----------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._connect_and_serve()
+            except asyncio.CancelledError:
+                raise
+            except InvalidStatus as e:
+                self._failed(f"refused the connection: HTTP {e.response.status_code}")
+            except (OSError, TimeoutError, ConnectionClosed) as e:
+                self._failed(f"{type(e).__name__}: {e}"[:300])
+            except Exception as e:
+                logger.exception("%s: upstream %s failed", self.cp.id, self.id)
+                self._failed(f"{type(e).__name__}: {e}"[:300])
+            self.ws = None
+            self.report(force=True)
+            cap = settings.FORWARDING_RECONNECT_MAX_SECONDS
+            delay = min(cap, BACKOFF_FIRST * 2 ** min(self.failures, 16))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        if error != self.last_error:
+            logger.warning("%s: operator %s: %s", self.cp.id, self.row["name"], error)
+        self.last_error = error
+
+    async def _connect_and_serve(self) -> None:
+        version = self.cp.version
+        parts = urlsplit(self.row["url"])
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        refusal = refused_address(host, sorted({str(info[4][0]) for info in infos}))
+        if refusal is not None:
+            raise OSError(refusal)
+        async with connect(
+            upstream_url(self.row["url"], self.row["identity"]),
+            subprotocols=[Subprotocol(f"ocpp{version}")],
+            additional_headers=basic_auth(self.row["identity"], self.row["password"]),
+            open_timeout=10,
+            compression=None,
+            max_size=2**20,
+        ) as ws:
+            if ws.subprotocol != f"ocpp{version}":
+                self._failed(f"the operator does not speak OCPP {version}")
+                return
+            self.ws = ws
+            self.failures = 0
+            self.last_error = ""
+            self.report(force=True)
+            reader = asyncio.create_task(self._read(ws), name=f"upstream-read-{self.id}")
+            try:
+                await self._send_boot(ws, reader)
+                await self._send_queue(ws, reader)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await reader
+                self.ws = None
+
+    async def _send_boot(self, ws: ClientConnection, reader: asyncio.Task[None]) -> None:
+        """A new connection to the operator starts with the charger's BootNotification, as the
+        charger's own connection did (unless one is queued)."""
+        boot = self.relay.boot
+        if boot is None or (self.queue and self.queue[0].action == "BootNotification"):
+            return
+        payload = json.loads(boot)
+        item = Item(str(uuid.uuid4()), "BootNotification", "")
+        item.frame = json.dumps(
+            [2, item.unique_id, "BootNotification", payload], separators=_COMPACT
+        )
+        await self._exchange(ws, item, reader)
+
+    async def _send_queue(self, ws: ClientConnection, reader: asyncio.Task[None]) -> None:
+        while True:
+            if reader.done():
+                return  # the operator hung up
+            if not self.queue:
+                self.wake.clear()
+                waiter = asyncio.create_task(self.wake.wait())
+                await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                continue
+            item = self.queue[0]
+            if item.abandoned or item.dropped:
+                self.queue.popleft()
+                continue
+            if not await self._exchange(ws, item, reader):
+                return
+            self.queue.popleft()
+            if item.rowid is not None:
+                self.by_rowid.pop(item.rowid, None)
+                self.relay.forwarder.buffer.remove(self.id, item.rowid)
+            self.report()
+
+    async def _exchange(self, ws: ClientConnection, item: Item, reader: asyncio.Task[None]) -> bool:
+        """Send one CALL and wait for its answer (one in flight). False when the connection
+        dropped before the answer (the item is sent again on the next connection)."""
+        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        item.answer = answer
+        self.in_flight = item
+        try:
+            self._frame("up", 2, item.unique_id, item.action, item.frame)
+            await ws.send(item.frame)
+            pending: set[asyncio.Future[Any]] = {answer, reader}
+            await asyncio.wait(
+                pending,
+                timeout=settings.GATEWAY_RESPONSE_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if answer.done():
+                self._resolve(item, answer.result())
+                return True
+            if reader.done():
+                return False  # hung up before answering: sent again on the next connection
+            self._frame("down", 0, item.unique_id, item.action, "", "no answer in time")
+            self._resolve(item, None)
+            return True
+        except ConnectionClosed:
+            return False
+        finally:
+            self.in_flight = None
+            if not answer.done():
+                answer.cancel()
+
+    def _resolve(self, item: Item, frame: list[Any] | None) -> None:
+        waiter = item.waiter
+        if waiter is None or waiter.done():
+            return
+        if frame is None or frame[0] != 3:
+            waiter.set_result(None)
+            return
+        try:
+            validation.validate(self.cp.version, item.action, frame[2], response=True)
+        except OCPPError as e:
+            self._note(f"{item.action}: the operator's answer breaks the schema ({e.code})")
+            waiter.set_result(None)
+            return
+        waiter.set_result(frame[2])
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for message in ws:
+            self.last_message_at = utc_now()
+            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                frame = None
+            if not isinstance(frame, list) or len(frame) < 3 or not isinstance(frame[1], str):
+                self._frame("down", 0, "", "", text, "not an OCPP-J frame: ignored")
+                continue
+            message_type, unique_id = frame[0], frame[1]
+            if message_type == 2 and len(frame) == 4 and isinstance(frame[2], str):
+                self._frame("down", 2, unique_id, frame[2], text)
+                if not isinstance(frame[3], dict) or len(unique_id) > MAX_UNIQUE_ID:
+                    await self._answer_error(ws, unique_id, frame[2], "FormationViolation", "")
+                    continue
+                task = asyncio.create_task(self._relay_call(ws, unique_id, frame[2], frame[3]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                continue
+            item = self.in_flight
+            if message_type in (3, 4) and item is not None and unique_id == item.unique_id:
+                self._frame("down", message_type, unique_id, item.action, text)
+                if item.answer is not None and not item.answer.done():
+                    item.answer.set_result(frame)
+                continue
+            self._frame(
+                "down",
+                message_type if message_type in (3, 4) else 0,
+                unique_id,
+                "",
+                text,
+                "answer to no pending call: ignored",
+            )
+            self.report()
+
+    # --- what comes down ----------------------------------------------------------------------
+    async def _relay_call(
+        self, ws: ClientConnection, unique_id: str, action: str, payload: dict[str, Any]
+    ) -> None:
+        cp = self.cp
+        role = self.row["role"]
+        if not allowed(role, cp.version, action, payload):
+            code = "SecurityError" if action in _known(cp.version) else "NotImplemented"
+            note = f"refused: not allowed to the {role} role"
+            await self._answer_error(ws, unique_id, action, code, note)
+            return
+        try:
+            validation.validate(cp.version, action, payload)
+        except OCPPError as e:
+            await self._answer_error(ws, unique_id, action, e.code, str(e.details or ""))
+            return
+        try:
+            status, result = await cp.command(action, payload)
+        except (ConnectionClosed, asyncio.CancelledError):
+            return
+        if result is not None:
+            text = json.dumps([3, unique_id, result], separators=_COMPACT)
+            self._frame("up", 3, unique_id, action, text)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(text)
+            return
+        reason = "the charger did not answer" if status == "timed_out" else "the charger refused"
+        await self._answer_error(ws, unique_id, action, "InternalError", reason)
+
+    async def _answer_error(
+        self, ws: ClientConnection, unique_id: str, action: str, code: str, note: str
+    ) -> None:
+        text = json.dumps([4, unique_id, code, note[:200], {}], separators=_COMPACT)
+        self._frame("up", 4, unique_id, action, text, note)
+        if code == "SecurityError":
+            logger.warning("%s: operator %s: %s %s", self.cp.id, self.row["name"], action, note)
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(text)
+
+    # --- reporting ----------------------------------------------------------------------------
+    def _frame(
+        self,
+        direction: str,
+        message_type: int,
+        unique_id: str,
+        action: str,
+        text: str,
+        note: str = "",
+    ) -> None:
+        if direction == "up" and message_type == 2:
+            self.last_message_at = utc_now()
+        self.cp.gateway.batcher.emit(
+            self.cp.id,
+            "operator_frame",
+            {
+                "operator": self.id,
+                "direction": direction,
+                "message_type": message_type,
+                "unique_id": unique_id[:64],
+                "action": action[:60],
+                "frame": text[:MAX_LOGGED_FRAME],
+                "note": note[:200],
+            },
+            utc_now(),
+        )
+
+    def _note(self, error: str) -> None:
+        self.last_error = error[:300]
+        logger.warning("%s: operator %s: %s", self.cp.id, self.row["name"], error)
+        self.report(force=True)
+
+    def report(self, force: bool = False) -> None:
+        """Tell the worker this relay's state: at once when it changed in kind (connected,
+        error), at most every STATE_EVERY seconds otherwise (the relay's ticker sends the
+        rest)."""
+        state = (
+            self.connected,
+            self.last_error,
+            self.relay.forwarder.buffer.count(self.id),
+            self.last_message_at,
+        )
+        if state == self._state_sent:
+            return
+        now = time.monotonic()
+        if not force and self._state_sent is not None and state[:2] == self._state_sent[:2]:
+            if now - self.relay.forwarder.reported_at.get(self.id, 0.0) < STATE_EVERY:
+                self.relay.forwarder.dirty.add(self)
+                return
+        self._state_sent = state
+        self.relay.forwarder.reported_at[self.id] = now
+        self.relay.forwarder.dirty.discard(self)
+        self.cp.gateway.batcher.emit(
+            self.cp.id,
+            "operator_state",
+            {
+                "operator": self.id,
+                "connected": self.connected,
+                "last_message_at": self.last_message_at.isoformat()
+                if self.last_message_at
+                else None,
+                "buffered": state[2],
+                "last_error": self.last_error,
+                "gateway": self.cp.gateway.instance_id,
+            },
+            utc_now(),
+        )
+
+
+def _known(version: str) -> frozenset[str]:
+    from .ocpplib import known_actions
+
+    return frozenset(known_actions(version))
+
+
+class ChargerRelay:
+    """The operators of one charger connection: what `_answer_call` calls."""
+
+    def __init__(self, forwarder: Forwarder, cp: GatewayChargePoint) -> None:
+        self.forwarder = forwarder
+        self.cp = cp
+        self.upstreams: dict[int, Upstream] = {}
+        self.boot: str | None = None  # the charger's last BootNotification payload (JSON)
+        # The Billing operator's 1.6 transaction id for the StartTransaction being handled
+        # (frames of one connection are handled one at a time).
+        self.transaction_id: int | None = None
+
+    def add(self, row: OperatorRow) -> None:
+        upstream = Upstream(self, row)
+        self.upstreams[row["id"]] = upstream
+        upstream.start()
+
+    async def remove(self, operator: int) -> None:
+        upstream = self.upstreams.pop(operator, None)
+        if upstream is not None:
+            await upstream.stop()
+            upstream.ws = None
+            upstream.report(force=True)
+
+    @property
+    def billing(self) -> Upstream | None:
+        for upstream in self.upstreams.values():
+            if upstream.row["role"] == BILLING:
+                return upstream
+        return None
+
+    async def answer(
+        self,
+        unique_id: str,
+        action: str,
+        payload: dict[str, Any],
+        handler: Callable[[GatewayChargePoint, dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """Relay one validated CALL of the charger to its operators and return the answer the
+        charger gets: Sparklin's (its handler always runs: Sparklin records everything), or, for
+        the decisions of a Billing operator, the operator's."""
+        cp = self.cp
+        if action == "BootNotification":
+            self.boot = json.dumps(payload, separators=_COMPACT)
+        frame = json.dumps([2, unique_id, action, payload], separators=_COMPACT)
+        billing = self.billing
+        awaited: Item | None = None
+        for upstream in self.upstreams.values():
+            try:
+                item = upstream.offer(unique_id, action, frame)
+            except Exception:  # the buffer (disk): forwarding never breaks Sparklin's answer
+                logger.exception("%s: %s not forwarded to operator %s", cp.id, action, upstream.id)
+                upstream._note(f"{action} not forwarded: the gateway's buffer failed")
+                item = None
+            if upstream is billing and action in DECIDED_BY_BILLING and item is not None:
+                awaited = item
+        if billing is None or action not in DECIDED_BY_BILLING:
+            return await handler(cp, payload)
+        decided: dict[str, Any] | None = None
+        if awaited is not None:
+            decided = await billing.decision(awaited, settings.FORWARDING_ANSWER_TIMEOUT)
+        if decided is None:
+            return await self._fallback(billing, action, payload, handler)
+        if action == "StartTransaction":
+            self.transaction_id = int(decided["transactionId"])
+            try:
+                await handler(cp, payload)  # records the session under the operator's id
+            finally:
+                self.transaction_id = None
+        else:
+            await handler(cp, payload)
+        return decided
+
+    async def _fallback(
+        self,
+        billing: Upstream,
+        action: str,
+        payload: dict[str, Any],
+        handler: Callable[[GatewayChargePoint, dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        answer = await handler(self.cp, payload)
+        refuse = billing.row["fallback"] == REFUSE and (
+            action in ("Authorize", "StartTransaction")
+            or (action == "TransactionEvent" and payload.get("eventType") == "Started")
+        )
+        info = "idTagInfo" if self.cp.version == "1.6" else "idTokenInfo"
+        if refuse and info in answer:
+            answer = {**answer, info: {**answer[info], "status": "Invalid"}}
+        what = "refused" if refuse else "Sparklin's decision"
+        billing._frame("down", 0, "", action, "", f"no answer in time: fallback ({what})")
+        billing._note(f"No answer to {action} in time: fallback applied ({what}).")
+        return answer
+
+
+def relayed_transaction_id(cp: GatewayChargePoint) -> int | None:
+    """The 1.6 transaction id the Billing operator gave the StartTransaction being handled."""
+    relay = cp.upstream
+    return relay.transaction_id if relay is not None else None
+
+
+# --- the gateway's view of every connection ------------------------------------------------
+
+
+class Forwarder:
+    """One per gateway: the operator connections of every charger (refreshed like the charger
+    directory), the durable buffer, and the relays of the chargers held here."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.rows: dict[str, dict[int, OperatorRow]] = {}
+        self.loaded_at = 0.0
+        self.since: datetime | None = None
+        self._seen: dict[int, datetime] = {}  # updated_at of each row as last applied
+        self._buffer: Buffer | None = None
+        self.reported_at: dict[int, float] = {}
+        self.dirty: set[Upstream] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def buffer(self) -> Buffer:
+        if self._buffer is None:
+            name = settings.GATEWAY_INSTANCE_ID or f"gateway-{self.gateway.port}"
+            path = Path(settings.FORWARDING_BUFFER_DIR) / f"{name}.sqlite3"
+            self._buffer = Buffer(path, settings.FORWARDING_BUFFER_MAX)
+        return self._buffer
+
+    async def load(self) -> None:
+        """All enabled connections (at start, then every RELOAD_SECONDS)."""
+        try:
+            rows, errors = await db_call(load_rows, None)
+        except DatabaseError as exc:
+            logger.warning("Operators not loaded, database unreachable (%s)", exc)
+            return
+        for error in errors:
+            logger.warning("Forwarding: %s", error)
+        self.rows = {}
+        for row in rows:
+            self.rows.setdefault(row["charger"], {})[row["id"]] = row
+            self._seen[row["id"]] = row["updated_at"]
+        self.loaded_at = time.monotonic()
+        if rows:
+            self.since = max(r["updated_at"] for r in rows)
+        elif self.since is None:
+            from django.utils import timezone
+
+            self.since = timezone.now()
+        await self._reconcile()
+
+    async def refresh(self) -> None:
+        """What changed since the last look: new, changed or disabled connections."""
+        if self.since is None or time.monotonic() - self.loaded_at > RELOAD_SECONDS:
+            await self.load()
+            return
+        rows, errors = await db_call(load_rows, self.since)
+        for error in errors:
+            logger.warning("Forwarding: %s", error)
+        touched = set()
+        for row in rows:
+            by_id = self.rows.setdefault(row["charger"], {})
+            if self._seen.get(row["id"]) == row["updated_at"]:
+                continue  # read again because of the >= on the last time seen
+            self._seen[row["id"]] = row["updated_at"]
+            touched.add(row["charger"])
+            if row["enabled"]:
+                by_id[row["id"]] = row
+            else:
+                by_id.pop(row["id"], None)
+                self.buffer.forget(row["id"])
+            self.since = max(self.since, row["updated_at"])
+        if touched:
+            await self._reconcile(touched)
+
+    async def _reconcile(self, identities: set[str] | None = None) -> None:
+        """Open, restart or close the upstreams of the chargers held here (of `identities`
+        only, when given) to match the rows."""
+        if identities is None:
+            held = list(self.gateway.connections.items())
+        else:
+            held = [
+                (i, self.gateway.connections[i])
+                for i in identities
+                if i in self.gateway.connections
+            ]
+        for identity, cp in held:
+            wanted = self.rows.get(identity) or {}
+            relay = cp.upstream
+            if relay is None:
+                if wanted:
+                    self.attach(cp)
+                continue
+            for operator, upstream in list(relay.upstreams.items()):
+                row = wanted.get(operator)
+                if row is None or row != upstream.row:
+                    await relay.remove(operator)
+            for operator, row in wanted.items():
+                if operator not in relay.upstreams:
+                    relay.add(row)
+            if not relay.upstreams:
+                cp.upstream = None
+
+    async def run(self) -> None:
+        """Refresh the connections; report states that changed since their last report."""
+        while True:
+            await asyncio.sleep(settings.FORWARDING_REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except DatabaseError as exc:
+                logger.warning("Operators: refresh failed (%s)", exc)
+            for upstream in list(self.dirty):
+                upstream.report(force=True)
+
+    def attach(self, cp: GatewayChargePoint) -> None:
+        """The charger connected here: open its operators' upstreams."""
+        rows = self.rows.get(cp.id)
+        if not rows:
+            return
+        relay = ChargerRelay(self, cp)
+        cp.upstream = relay
+        for row in rows.values():
+            relay.add(row)
+
+    def detach(self, cp: GatewayChargePoint) -> None:
+        """The charger's connection ended: close its upstreams (what they did not deliver stays
+        in the buffer for its next connection)."""
+        relay, cp.upstream = cp.upstream, None
+        if relay is None:
+            return
+        for operator in list(relay.upstreams):
+            task = asyncio.create_task(relay.remove(operator), name=f"upstream-close-{operator}")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        for cp in list(self.gateway.connections.values()):
+            self.detach(cp)
+        for task in list(self._closing):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._buffer is not None:
+            self._buffer.close()
+            self._buffer = None

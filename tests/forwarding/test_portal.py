@@ -1,0 +1,219 @@
+"""The charger page's operators: connect (validated server-side, one Billing per charger,
+password stored encrypted, audited), the state and frame log page, "Test the connection"
+against a loopback operator, disconnect."""
+
+import asyncio
+import threading
+
+import pytest
+from django.utils import translation
+
+from communities.models import AuditEvent
+from forwarding import secrets
+from forwarding.models import ForwardedFrame, OperatorConnection
+from forwarding.services import ForwardingError, connect_operator
+
+from .operator_csms import Operator, make_operator
+
+pytestmark = [pytest.mark.django_db, pytest.mark.community_scope]
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    settings.LANGUAGE_CODE = "en"
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True  # loopback operators
+    with translation.override("en"):
+        yield
+
+
+def add_url(charger):
+    return f"/c/tilleuls/chargers/{charger.pk}/operators/new/"
+
+
+def form(**overrides):
+    return {
+        "name": "Volt Time",
+        "url": "wss://ocpp.example.com/ocpp",
+        "identity": "CP-TEST-01",
+        "password": "op-secret-1",
+        "role": "billing",
+        "fallback": "sparklin",
+        **overrides,
+    }
+
+
+def test_manager_connects_an_operator_password_encrypted_and_audited(client, manager, charger):
+    client.force_login(manager)
+    page = client.get(add_url(charger))
+    assert page.status_code == 200 and page.context["form"]["identity"].value() == charger.identity
+    response = client.post(add_url(charger), form(identity=charger.identity))
+    operator = OperatorConnection.objects.get(charger=charger)
+    assert response.status_code == 302 and response["Location"].endswith(
+        f"/operators/{operator.pk}/"
+    )
+    assert operator.role == "billing" and operator.enabled and operator.identity == charger.identity
+    assert "op-secret-1" not in operator.password_encrypted
+    assert secrets.decrypt(operator.password_encrypted) == "op-secret-1"
+    entry = AuditEvent.objects.get(action="operator.connect")
+    assert entry.actor == manager and "Volt Time" in entry.target
+    detail = client.get(response["Location"]).content.decode()
+    assert "Volt Time" in detail and "Waiting for the charger" in detail
+    charger_page = client.get(f"/c/tilleuls/chargers/{charger.pk}/").content.decode()
+    assert 'id="operators"' in charger_page and "Volt Time" in charger_page
+    log = client.get("/c/tilleuls/audit/").content.decode()
+    assert "connected the operator Volt Time" in log
+
+
+@pytest.mark.parametrize(
+    "url,error",
+    [
+        ("https://ocpp.example.com/ocpp", "starting with ws:// or wss://"),
+        ("ws://", "starting with ws:// or wss://"),
+        ("wss://user:pw@ocpp.example.com/", "not in the URL"),
+    ],
+)
+def test_bad_urls_are_refused_server_side(client, manager, charger, url, error):
+    client.force_login(manager)
+    response = client.post(add_url(charger), form(url=url))
+    assert response.status_code == 200 and error in response.content.decode()
+    assert not OperatorConnection.objects.exists()
+
+
+def test_at_most_one_billing_operator_per_charger(client, manager, charger):
+    client.force_login(manager)
+    client.post(add_url(charger), form())
+    response = client.post(add_url(charger), form(name="Other"))
+    assert "already has a Billing operator" in response.content.decode()
+    client.post(add_url(charger), form(name="Watcher", role="monitoring"))
+    assert sorted(OperatorConnection.objects.values_list("role", flat=True)) == [
+        "billing",
+        "monitoring",
+    ]
+
+
+def test_service_checks_the_permission(charger, individual):
+    with pytest.raises(ForwardingError):
+        connect_operator(
+            charger=charger,
+            actor=individual,
+            name="x",
+            url="ws://a.example/",
+            identity="x",
+            password="",
+            role="monitoring",
+        )
+
+
+def test_individual_sees_no_operators_section(client, individual, manager, charger):
+    make_operator(charger, "ws://127.0.0.1:9/ocpp")
+    client.force_login(individual)
+    assert client.get(add_url(charger)).status_code == 403
+
+
+def test_disconnect_stops_forwarding_and_is_audited(client, manager, charger):
+    operator = make_operator(charger, "ws://127.0.0.1:9/ocpp", role="billing")
+    client.force_login(manager)
+    url = f"/c/tilleuls/chargers/{charger.pk}/operators/{operator.pk}/disconnect/"
+    response = client.post(url)
+    assert response.status_code == 302
+    operator.refresh_from_db()
+    assert not operator.enabled and operator.disconnected_at is not None
+    assert AuditEvent.objects.filter(action="operator.disconnect").count() == 1
+    # A new Billing operator may be connected now.
+    client.post(add_url(charger), form(name="Next"))
+    assert OperatorConnection.objects.filter(enabled=True, role="billing").count() == 1
+
+
+def test_frame_log_is_shown_newest_first(client, manager, charger):
+    operator = make_operator(charger, "ws://127.0.0.1:9/ocpp")
+    from django.utils import timezone
+
+    ForwardedFrame.objects.create(
+        community=charger.community,
+        operator=operator,
+        direction="down",
+        message_type=4,
+        unique_id="abc",
+        action="RemoteStopTransaction",
+        payload={"errorCode": "SecurityError"},
+        note="refused: not allowed to the monitoring role",
+        at=timezone.now(),
+    )
+    client.force_login(manager)
+    page = client.get(f"/c/tilleuls/chargers/{charger.pk}/operators/{operator.pk}/")
+    text = page.content.decode()
+    assert "refused: not allowed to the monitoring role" in text and "Operator → Sparklin" in text
+
+
+class OperatorThread:
+    """A loopback operator running on its own event loop, for a sync view to reach."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.ready = threading.Event()
+        self.stop = None
+
+    def __enter__(self):
+        def main():
+            async def serve():
+                async with Operator(**self.kwargs) as op:
+                    self.op = op
+                    self.stop = asyncio.Event()
+                    self.loop = asyncio.get_running_loop()
+                    self.ready.set()
+                    await self.stop.wait()
+
+            asyncio.run(serve())
+
+        self.thread = threading.Thread(target=main, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(5)
+        return self.op
+
+    def __exit__(self, *exc):
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(5)
+
+
+def test_test_connection_shows_what_the_operator_answered(client, manager, charger):
+    client.force_login(manager)
+    with OperatorThread(password="op-secret-1") as op:
+        good = make_operator(charger, op.url, password="op-secret-1")
+        wrong = make_operator(charger, op.url, password="wrong", name="Wrong")
+        url = f"/c/tilleuls/chargers/{charger.pk}/operators/%s/test/"
+        ok = client.post(url % good.pk).content.decode()
+        refused = client.post(url % wrong.pk).content.decode()
+    assert "the operator answered the Heartbeat" in ok and "currentTime" in ok
+    assert "refused the connection (HTTP 401)" in refused
+    unreachable = make_operator(charger, "ws://127.0.0.1:9/ocpp", name="Gone")
+    text = client.post(url % unreachable.pk).content.decode()
+    assert "could not be reached" in text
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://127.0.0.1:5672/", "ws://localhost/ocpp", "wss://10.0.0.8/ocpp", "ws://[::1]/"]
+)
+def test_private_addresses_are_refused_by_default(client, manager, charger, settings, url):
+    """An operator is on the internet: a portal user must not make Sparklin's processes connect
+    to their own network (the gateway and the test button would reach it)."""
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = False
+    client.force_login(manager)
+    response = client.post(add_url(charger), form(url=url))
+    assert "private or local address" in response.content.decode()
+    assert not OperatorConnection.objects.exists()
+
+
+def test_the_test_button_refuses_a_name_resolving_to_a_private_address(
+    client, manager, charger, settings
+):
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = False
+    operator = make_operator(charger, "ws://localhost.example.invalid/ocpp")
+    from forwarding import probe
+
+    assert probe.refused_address("x", ["192.168.1.4"]) and probe.refused_address("x", ["::1"])
+    assert probe.refused_address("x", ["93.184.216.34"]) is None
+    client.force_login(manager)
+    text = client.post(
+        f"/c/tilleuls/chargers/{charger.pk}/operators/{operator.pk}/test/"
+    ).content.decode()
+    assert "could not be reached" in text  # unresolvable: nothing was contacted
