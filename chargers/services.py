@@ -26,6 +26,7 @@ from .models import (
     UnknownCharger,
     normalize_card_uid,
 )
+from .stamps import changed
 
 
 class ChargerError(Exception):
@@ -119,18 +120,52 @@ def update_charger(
     return charger
 
 
+def card_conflict(*, community, uid: str) -> str:
+    """Why `uid` cannot be given to someone in `community`, or "" when it can: it is registered
+    here to a person (active or deactivated: a lost card is reactivated, not registered again).
+    A card freed by an account deletion (no holder) can be registered again."""
+    card = ChargeCard.objects.with_scopes_disabled().filter(community=community, uid=uid).first()
+    if card is None or card.holder_id is None:
+        return ""
+    holder = card.holder
+    name = (holder.get_full_name() or str(holder)) if holder else ""
+    if card.active:
+        return _("This card is already registered in the community (held by %(name)s).") % {
+            "name": name
+        }
+    return _(
+        "This card is already registered in the community (held by %(name)s, deactivated): "
+        "reactivate it instead."
+    ) % {"name": name}
+
+
 @transaction.atomic
-def add_card(*, community, actor, holder, uid: str, name: str = "") -> ChargeCard:
-    """Give a member an RFID card. The UID is stored normalised (the gateway's spelling)."""
+def add_card(*, community, actor, holder, uid: str, name: str = "", expires_on=None) -> ChargeCard:
+    """Give a member an RFID card. The UID is stored normalised (the gateway's spelling); a
+    card freed by an account deletion is given again (its row, kept for the sessions'
+    accounting, gets the new holder)."""
     uid = normalize_card_uid(uid)
     if not uid:
         raise ChargerError(_("Enter the card UID."))
     is_member = Membership.objects.with_scopes_disabled().current().of(community, holder).exists()
     if not is_member:
         raise ChargerError(_("Cards can only be given to members of the community."))
-    if ChargeCard.objects.with_scopes_disabled().filter(community=community, uid=uid).exists():
-        raise ChargerError(_("This card is already registered in the community."))
-    card = ChargeCard.objects.create(community=community, holder=holder, uid=uid, name=name)
+    conflict = card_conflict(community=community, uid=uid)
+    if conflict:
+        raise ChargerError(conflict)
+    card = (
+        ChargeCard.objects.with_scopes_disabled()
+        .select_for_update()
+        .filter(community=community, uid=uid, holder=None)
+        .first()
+    )
+    if card is None:
+        card = ChargeCard.objects.create(
+            community=community, holder=holder, uid=uid, name=name, expires_on=expires_on
+        )
+    else:
+        card.holder, card.name, card.expires_on, card.active = holder, name, expires_on, True
+        card.save(update_fields=["holder", "name", "expires_on", "active"])
     audit(
         community=community,
         actor=actor,
@@ -139,6 +174,24 @@ def add_card(*, community, actor, holder, uid: str, name: str = "") -> ChargeCar
         card_id=card.pk,
         holder_id=holder.pk,
     )
+    changed(community_id=community.pk)
+    return card
+
+
+@transaction.atomic
+def update_card(*, card: ChargeCard, actor, name: str, expires_on) -> ChargeCard:
+    """Rename a card or change its expiry date (none: no expiry)."""
+    card.name, card.expires_on = name, expires_on
+    card.save(update_fields=["name", "expires_on"])
+    audit(
+        community=card.community,
+        actor=actor,
+        action="card.update",
+        target=card.uid,
+        card_id=card.pk,
+        expires_on=expires_on.isoformat() if expires_on else None,
+    )
+    changed(community_id=card.community_id)
     return card
 
 
@@ -155,6 +208,32 @@ def deactivate_card(*, card: ChargeCard, actor) -> ChargeCard:
             target=card.uid,
             card_id=card.pk,
         )
+        changed(community_id=card.community_id)
+    return card
+
+
+@transaction.atomic
+def reactivate_card(*, card: ChargeCard, actor) -> ChargeCard:
+    """Make a deactivated card work again (found again), for a holder still a member."""
+    if card.active:
+        return card
+    if card.holder_id is None or not (
+        Membership.objects.with_scopes_disabled()
+        .current()
+        .filter(community_id=card.community_id, user_id=card.holder_id)
+        .exists()
+    ):
+        raise ChargerError(_("This card's holder is no longer a member: give it to someone."))
+    card.active = True
+    card.save(update_fields=["active"])
+    audit(
+        community=card.community,
+        actor=actor,
+        action="card.reactivate",
+        target=card.uid,
+        card_id=card.pk,
+    )
+    changed(community_id=card.community_id)
     return card
 
 
