@@ -30,6 +30,7 @@ Kind = Literal[
     "command",
     "configuration",
     "configured",
+    "access",  # a refusal decided by a rule of use (applied by rules.events)
 ]
 
 

@@ -15,6 +15,10 @@ from communities.models import Membership
 from communities.permissions import role_has
 from communities.services import audit
 
+# The one declared exception to the layering (tests/test_layering.py): a remote start obeys the
+# rules of use like a card presented at the charger.
+from rules.evaluation import Decision, evaluate_now, record_refusal
+
 from .hashers import hash_generated_password
 from .models import (
     ChargeCard,
@@ -33,6 +37,16 @@ class ChargerError(Exception):
     def __init__(self, message):
         super().__init__(message)
         self.message = message
+
+
+class ChargerRefused(ChargerError):
+    """A remote start refused by a rule of use; `request_remote_start` records it once the
+    refused transaction is rolled back."""
+
+    def __init__(self, message, *, decision: Decision, refusal: dict[str, Any]):
+        super().__init__(message)
+        self.decision = decision
+        self.refusal = refusal
 
 
 def _identity_taken(identity: str, exclude_pk=None) -> bool:
@@ -291,6 +305,14 @@ def _queue_command(
     return command
 
 
+def queue_command(
+    *, charger: Charger, actor, action: str, payload: dict, **links
+) -> ChargerCommand:
+    """A pending command for the gateway holding the charger (the one command path), audited;
+    for other apps' services (rules: the stop of a session that reached a limit)."""
+    return _queue_command(charger=charger, actor=actor, action=action, payload=payload, **links)
+
+
 @transaction.atomic
 def change_configuration(*, charger: Charger, actor, setting: str, value: str) -> ChargerCommand:
     """Ask the charger to change one setting: a pending ChangeConfiguration (1.6) or SetVariables
@@ -397,13 +419,24 @@ def app_card_for(*, community, user, actor=None) -> ChargeCard:
     return card
 
 
-@transaction.atomic
 def request_remote_start(*, connector: Connector, user) -> ChargerCommand:
+    """Ask the charger to start charging on `connector` for `user` (see `_remote_start`). A
+    refusal by a rule of use is recorded for the driver and the managers, then raised."""
+    try:
+        return _remote_start(connector=connector, user=user)
+    except ChargerRefused as refused:
+        record_refusal(decision=refused.decision, action="RemoteStart", **refused.refusal)
+        raise
+
+
+@transaction.atomic
+def _remote_start(*, connector: Connector, user) -> ChargerCommand:
     """Ask the charger to start charging on `connector` for `user` (OCPP 1.6
     RemoteStartTransaction, 2.0.1 RequestStartTransaction), authorised with the user's card
     (their virtual app card when they have none). A pending command the gateway delivers; the
     session appears when the charger starts it. Refused when the charger is offline, the outlet
-    is busy, faulted or unavailable, or a start for it is already on its way."""
+    is busy, faulted or unavailable, a start for it is already on its way, or a rule of use
+    (`rules.evaluation`) does not let the user charge there now."""
     community = connector.charger.community
     _current_membership(community, user)
     connector = Connector.objects.select_for_update().select_related("charger").get(pk=connector.pk)
@@ -420,6 +453,20 @@ def request_remote_start(*, connector: Connector, user) -> ChargerCommand:
     if _in_flight(connector=connector, action__in=REMOTE_START_ACTIONS):
         raise ChargerError(_("A start is already on its way to this outlet."))
     card = app_card_for(community=community, user=user)
+    # The rules of use, as the gateway applies them to a card presented at the outlet.
+    decision = evaluate_now(connector=connector, uid=card.uid)
+    if not decision.allowed:
+        raise ChargerRefused(
+            _("You cannot charge on this outlet now: %(reason)s.") % {"reason": decision.label},
+            decision=decision,
+            refusal={
+                "community_id": community.pk,
+                "charger_id": charger.pk,
+                "evse_id": connector.evse_id,
+                "uid": card.uid,
+                "holder_id": user.pk,
+            },
+        )
     if charger.ocpp_version == OcppVersion.V16:
         action = "RemoteStartTransaction"
         payload = {"connectorId": connector.connector_id, "idTag": card.uid}

@@ -60,6 +60,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "chargers:configure": _CHARGER_CARE,  # commissioning page, settings, reconfigure
     "chargers:write": _MANAGERS_AND_INSTALLER,  # register, claim, edit
     "cards:write": _MANAGERS_AND_INSTALLER,
+    # Rules of use (rules/): user groups, access policies, time windows, limits; the refusals.
+    "rules:manage": _MANAGERS_AND_INSTALLER,
     "sessions:view_all": _MANAGERS_AND_INSTALLER,
     # Start and stop charging from the portal (drivers their own sessions, managers any):
     # members only, an installer does not charge on a driver's behalf.

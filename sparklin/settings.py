@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "accounts",
     "communities",
     "chargers",
+    "rules",
     "ocpp_gateway",
     "simulator",
     "billing",
@@ -242,6 +243,8 @@ else:
 # Celery beat (`celery -A sparklin beat`): chargers whose heartbeats stopped become "not
 # connected" within two heartbeat intervals; the OCPP message log is kept OCPP_MESSAGE_LOG_DAYS.
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 60)
+# How often sessions are checked against the limits of use (rules.tasks.check_limits).
+RULES_LIMITS_SECONDS = env_int("RULES_LIMITS_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "chargers-sweep-offline": {
         "task": "chargers.tasks.sweep_offline",
@@ -265,6 +268,11 @@ CELERY_BEAT_SCHEDULE = {
     "billing-expense-notes": {
         "task": "billing.tasks.check_months",
         "schedule": 3600.0,
+    },
+    # Sessions whose holder reached a limit of use (duration, kWh per month) are stopped.
+    "rules-check-limits": {
+        "task": "rules.tasks.check_limits",
+        "schedule": float(RULES_LIMITS_SECONDS),
     },
 }
 

@@ -1,9 +1,12 @@
-"""Apps depend one way: communities ← chargers ← billing (an app's core imports only the apps
-to its left). The core is everything but the presentation modules (views, URLs, forms, template
-tags, context processors, admin, management commands), which compose pages from several apps
-and may import any of them. One declared exception: the worker's event pipeline and the
+"""Apps depend one way: communities ← chargers ← rules ← billing (an app's core imports only
+the apps to its left). `rules` (rules of use) sits after chargers because its policies name sites
+and outlets and it stops sessions through the command path; billing never needs it. The core is
+everything but the presentation modules (views, URLs, forms, template tags, context processors,
+admin, management commands), which compose pages from several apps and may import any of them.
+Two declared exceptions: the worker's event pipeline and the
 session reads price sessions with `billing.prices` (light on purpose: it imports only
-`billing.models`).
+`billing.models`); and a portal remote start obeys the rules of use through `rules.evaluation`
+(the one evaluation function the gateway uses too).
 
 An AST walk (no extra tool): every import, at module level or inside a function, counts."""
 
@@ -13,9 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["communities", "chargers", "billing"]
+ORDER = ["communities", "chargers", "rules", "billing"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
-ALLOWED = {("chargers", "billing.prices")}
+ALLOWED = {("chargers", "billing.prices"), ("chargers", "rules.evaluation")}
 
 
 def is_presentation(path: Path) -> bool:
