@@ -10,6 +10,7 @@ from communities.views import community, installers, lifecycle
 tenant_urlpatterns = [
     path("", include("communities.urls")),
     path("", include("chargers.urls")),
+    path("", include("rules.urls")),
     path("", include("billing.urls")),
 ]
 

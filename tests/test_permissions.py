@@ -7,7 +7,7 @@ raises)."""
 
 import inspect
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 from django.apps import apps
@@ -20,6 +20,7 @@ from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
+from rules.models import AccessPolicy, TimeWindow, UsageLimit, UserGroup
 from tests import builders
 
 
@@ -77,7 +78,14 @@ def objects_of(community, holder):
     session = ChargingSession.objects.create(
         community=community, charger=charger, connector=connector, transaction_id="1"
     )
+    policy = AccessPolicy.objects.create(community=community, site=site, mode="members")
+    window = TimeWindow.objects.create(
+        community=community, policy=policy, days="12345", start=time(8), end=time(19)
+    )
     return {
+        "policy": policy.pk,
+        "window": window.pk,
+        "group": UserGroup.objects.create(community=community, name=f"G{community.pk}").pk,
         "site": site.pk,
         "charger": charger.pk,
         "connector": connector.pk,
@@ -239,7 +247,13 @@ QUERY_ID_VIEWS = {
     "export-download": ("get", "job", {}),
 }
 # Views that only show an object named by a parameter when it is theirs (no 404 needed).
-QUERY_ID_OPTIONAL = {"export-list": {"job"}, "session-list": {"site", "user"}}
+QUERY_ID_OPTIONAL = {
+    "export-list": {"job"},
+    "session-list": {"site", "user"},
+    # A user of another community is not among the form's choices: nothing is set.
+    "limit-set": {"user"},
+    "rules-page": {"user"},  # shows that form, unbound
+}
 ID_PARAMETERS = {"note", "job", "session", "charger", "connector", "card", "member", "site", "user"}
 _READS = re.compile(
     r"""(?:request\.(?:GET|POST)(?:\.get\(|\[)|_object_id\(request,\s*|cleaned_data\[)\s*["'](\w+)["']"""
@@ -330,3 +344,10 @@ def test_every_tenant_model_is_scoped(model, db):
             list(model.objects.all())
         with pytest.raises(ScopeError):
             model.objects.filter(pk=1).exists()
+
+
+def test_a_limit_for_a_user_of_another_community_sets_nothing(client, manager, outsider):
+    client.force_login(manager)
+    response = client.post("/c/tilleuls/rules/limits/", {"user": outsider.pk, "monthly_kwh": "5"})
+    assert response.status_code == 302
+    assert not UsageLimit.objects.with_scopes_disabled().exists()

@@ -1,0 +1,20 @@
+"""Rules of use and user groups, relative to `c/<slug:community>/` (see `sparklin/urls.py`)."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "rules"
+
+urlpatterns = [
+    path("rules/", views.rules_page, name="rules-page"),
+    path("rules/sites/<int:site>/", views.site_policy, name="site-policy"),
+    path("rules/outlets/<int:connector>/", views.outlet_policy, name="outlet-policy"),
+    path("rules/<int:policy>/remove/", views.policy_remove, name="policy-remove"),
+    path("rules/<int:policy>/windows/add/", views.window_add, name="window-add"),
+    path("rules/windows/<int:window>/remove/", views.window_remove, name="window-remove"),
+    path("rules/limits/", views.limit_set, name="limit-set"),
+    path("users/groups/", views.group_list, name="group-list"),
+    path("users/groups/<int:group>/", views.group_edit, name="group-edit"),
+    path("users/groups/<int:group>/delete/", views.group_delete, name="group-delete"),
+]
