@@ -21,10 +21,11 @@ import time
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
+from django.utils import timezone
 
 from chargers.models import AuthorizationStatus, normalize_card_uid
 from chargers.stamps import versions
-from rules.evaluation import Decision, Snapshot, build_snapshot, evaluate
+from rules.evaluation import Decision, Snapshot, build_snapshot, evaluate, learning
 from rules.models import Reason
 
 from .decisions import Decisions, db_call
@@ -104,6 +105,9 @@ class AccessRules:
             decision = Decision(status == AuthorizationStatus.ACCEPTED, _CARD_ONLY.get(status, ""))
         else:
             decision = evaluate(snap, charger_id=cp.charger["id"], evse_id=evse_id, card=card)
+        if snap is not None and id_tag and learning(snap, cp.charger["id"], timezone.now()):
+            # Learn by scanning: the presented UID is offered in the portal, never added here.
+            cp.emit("access", {"type": "scan", "uid": normalize_card_uid(id_tag)[:36]})
         if not decision.allowed:
             cp.emit(
                 "access",

@@ -26,7 +26,7 @@ from chargers.stamps import versions
 from communities.models import Community
 from sparklin.dates import month_bounds
 
-from .models import AccessPolicy, Mode, Reason, RuleEvent, TimeWindow, UsageLimit
+from .models import AccessPolicy, LearnWindow, Mode, Reason, RuleEvent, TimeWindow, UsageLimit
 
 Snapshot = dict[str, Any]
 Policy = dict[str, Any]
@@ -148,7 +148,14 @@ def build_snapshot(community_id: int, at: datetime | None = None) -> Snapshot:
         for limit in UsageLimit.objects.with_scopes_disabled().filter(community_id=community_id)
     }
     usage = month_usage_wh(community, [int(u) for u in limits], at)
+    learning = {
+        str(charger_id): expires.isoformat()
+        for charger_id, expires in LearnWindow.objects.with_scopes_disabled()
+        .filter(community_id=community_id, state=LearnWindow.State.OPEN, expires_at__gt=at)
+        .values_list("charger_id", "expires_at")
+    }
     return {
+        "learning": learning,
         "community_id": community_id,
         "version": version,
         "time_zone": community.time_zone,
@@ -303,3 +310,9 @@ def who_may_charge(policy: Policy, snapshot: Snapshot, at: datetime) -> dict[str
         "users": policy["users"] or [],
         "windows": policy["windows"],
     }
+
+
+def learning(snapshot: Snapshot, charger_id: int, at: datetime) -> bool:
+    """Whether a learn window is open on this charger at `at` (the next card is offered)."""
+    expires = snapshot.get("learning", {}).get(str(charger_id))
+    return expires is not None and datetime.fromisoformat(expires) > at

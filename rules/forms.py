@@ -8,6 +8,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from chargers.models import Charger
 from communities.models import Community, Membership
 
 from .models import Mode, UserGroup
@@ -120,3 +121,21 @@ class LimitForm(forms.Form):
     def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cast(MemberField, self.fields["user"]).queryset = _members(community)
+
+
+class LearnStartForm(forms.Form):
+    charger: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("Charger where the card will be presented"), queryset=Charger.objects.none()
+    )
+    user = MemberField(label=_("For"), queryset=User.objects.none(), required=False)
+
+    def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["charger"]).queryset = Charger.objects.filter(
+            community=community
+        )
+        cast(MemberField, self.fields["user"]).queryset = _members(community)
+
+
+class LearnConfirmForm(forms.Form):
+    name = forms.CharField(label=_("Card name"), max_length=100, required=False)

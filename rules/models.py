@@ -176,3 +176,46 @@ class RuleEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.reason} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class LearnWindow(models.Model):
+    """A few minutes during which the next card presented at one charger is offered to be
+    given to one member (learn by scanning). The gateway records the presented UID (an `access`
+    event of type "scan"); nothing becomes a card until someone confirms it in the portal."""
+
+    class State(models.TextChoices):
+        OPEN = "open", _("Waiting for a card")
+        SCANNED = "scanned", _("Card presented")
+        CONFIRMED = "confirmed", _("Card added")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("for")
+    )
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    opened_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    scanned_uid = models.CharField(_("card UID"), max_length=36, blank=True)
+    scanned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["charger", "state"])]
+
+    def __str__(self):
+        return f"learn {self.charger_id} for {self.user_id} ({self.state})"
+
+    @property
+    def expired(self) -> bool:
+        return self.state == self.State.OPEN and timezone.now() >= self.expires_at
+
+    @property
+    def remaining_seconds(self) -> int:
+        return max(0, int((self.expires_at - timezone.now()).total_seconds()))

@@ -7,7 +7,7 @@ within seconds (`chargers.stamps.changed`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,14 +16,36 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from chargers.models import ChargerCommand, ChargingSession, Connector, OcppVersion
-from chargers.services import REMOTE_STOP_ACTIONS, ChargerError, queue_command
+from chargers.models import (
+    ChargeCard,
+    Charger,
+    ChargerCommand,
+    ChargingSession,
+    Connector,
+    OcppVersion,
+)
+from chargers.services import (
+    REMOTE_STOP_ACTIONS,
+    ChargerError,
+    add_card,
+    card_conflict,
+    queue_command,
+)
 from chargers.stamps import changed
 from communities.models import Community, Membership, Site
 from communities.permissions import user_can
 from communities.services import audit
 
-from .models import AccessPolicy, Mode, Reason, RuleEvent, TimeWindow, UsageLimit, UserGroup
+from .models import (
+    AccessPolicy,
+    LearnWindow,
+    Mode,
+    Reason,
+    RuleEvent,
+    TimeWindow,
+    UsageLimit,
+    UserGroup,
+)
 
 
 class RulesError(Exception):
@@ -334,3 +356,106 @@ def enforce_limits(*, community: Community) -> int:
         if reason and stop_for_limit(session=session, reason=reason):
             stopped += 1
     return stopped
+
+
+# --- learning a card by scanning it -------------------------------------------------------------
+LEARN_MINUTES = 2
+
+
+def _may_learn_for(community: Community, actor: User, user: User) -> None:
+    """A manager for any member; a driver for themselves."""
+    if actor.pk != user.pk and not user_can(community, actor, "cards:write"):
+        raise RulesError(_("You can only add a card for yourself."))
+    _members(community, [user])
+
+
+@transaction.atomic
+def open_learn_window(
+    *, charger: Charger, actor: User, user: User, minutes: int = LEARN_MINUTES
+) -> LearnWindow:
+    """Offer the next card presented at `charger` to be `user`'s, for a few minutes. An open
+    window on the same charger is cancelled (one learning at a time per charger)."""
+    community = charger.community
+    _may_learn_for(community, actor, user)
+    LearnWindow.objects.select_for_update().filter(
+        charger=charger, state=LearnWindow.State.OPEN
+    ).update(state=LearnWindow.State.CANCELLED)
+    now = timezone.now()
+    window = LearnWindow.objects.create(
+        community=community,
+        charger=charger,
+        user=user,
+        opened_by=actor,
+        opened_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    audit(
+        community=community,
+        actor=actor,
+        action="card.learn",
+        target=charger.identity,
+        charger_id=charger.pk,
+        user_id=user.pk,
+    )
+    changed(community_id=community.pk)  # the gateways see the window within seconds
+    return window
+
+
+@transaction.atomic
+def cancel_learn_window(*, window: LearnWindow, actor: User) -> LearnWindow:
+    _may_learn_for(window.community, actor, window.user)
+    if window.state in (LearnWindow.State.OPEN, LearnWindow.State.SCANNED):
+        window.state = LearnWindow.State.CANCELLED
+        window.save(update_fields=["state"])
+        changed(community_id=window.community_id)
+    return window
+
+
+def learn_conflicts(window: LearnWindow) -> tuple[str, list[str]]:
+    """(why the presented card cannot be added here — "" when it can, notes to show)."""
+    uid = window.scanned_uid
+    blocking = card_conflict(community=window.community, uid=uid)
+    card = ChargeCard.objects.filter(community=window.community, uid=uid).first()
+    if card is not None and card.holder_id == window.user_id:
+        blocking = _("This card is already registered for this person.")
+    notes = []
+    elsewhere = (
+        ChargeCard.objects.with_scopes_disabled()
+        .filter(uid=uid)
+        .exclude(community=window.community)
+        .exclude(holder=None)
+        .exists()
+    )
+    if elsewhere:
+        notes.append(
+            _(
+                "This card is also registered in another community: it will work in both, "
+                "and each community sees only its own sessions."
+            )
+        )
+    return blocking, notes
+
+
+@transaction.atomic
+def confirm_learn_window(*, window: LearnWindow, actor: User, name: str = "") -> ChargeCard:
+    """Give the presented card to the window's member (`chargers.services.add_card`)."""
+    window = LearnWindow.objects.select_for_update().get(pk=window.pk)
+    _may_learn_for(window.community, actor, window.user)
+    if window.state != LearnWindow.State.SCANNED:
+        raise RulesError(_("No card was presented at the charger."))
+    blocking, _notes = learn_conflicts(window)
+    if blocking:
+        raise RulesError(blocking)
+    try:
+        card = add_card(
+            community=window.community,
+            actor=actor,
+            holder=window.user,
+            uid=window.scanned_uid,
+            name=name,
+        )
+    except ChargerError as e:
+        raise RulesError(e.message) from None
+    window.state = LearnWindow.State.CONFIRMED
+    window.save(update_fields=["state"])
+    return card

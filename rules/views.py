@@ -4,18 +4,27 @@ outlet with its weekly windows, limits, and user groups (on the Users tab)."""
 from typing import Any
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from chargers.models import Connector
 from communities.models import AuditEvent, Site
-from communities.permissions import community_permission
+from communities.permissions import community_permission, has_permission
 from sparklin.http import CommunityRequest
 
 from . import selectors, services
-from .forms import GroupForm, LimitForm, PolicyForm, WindowForm
-from .models import AccessPolicy, TimeWindow, UsageLimit, UserGroup
+from .forms import (
+    GroupForm,
+    LearnConfirmForm,
+    LearnStartForm,
+    LimitForm,
+    PolicyForm,
+    WindowForm,
+)
+from .models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
 
 
 @community_permission("rules:manage")
@@ -119,8 +128,10 @@ def window_add(request: CommunityRequest, community, policy):
 
 @community_permission("rules:manage")
 @require_POST
-def window_remove(request: CommunityRequest, community, window):
-    window = get_object_or_404(TimeWindow.objects.select_related("policy"), pk=window)
+def window_remove(request: CommunityRequest, community, time_window):
+    window: TimeWindow = get_object_or_404(
+        TimeWindow.objects.select_related("policy"), pk=time_window
+    )
     services.remove_window(window=window, actor=request.user)
     messages.success(request, _("Charging hours removed."))
     return _back_to_policy(community, window.policy)
@@ -191,3 +202,80 @@ def group_delete(request: CommunityRequest, community, group):
     services.delete_group(group=group, actor=request.user)
     messages.success(request, _("Group deleted."))
     return redirect("rules:group-list", community=community)
+
+
+# --- learning a card by scanning it -------------------------------------------------------------
+def _back(request: CommunityRequest, community):
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("chargers:my-session-list", community=community)
+
+
+@community_permission("community:view")
+@require_POST
+def learn_start(request: CommunityRequest, community):
+    form = LearnStartForm(request.POST, community=request.community)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(str(e) for e in errors))
+        return _back(request, community)
+    user = form.cleaned_data["user"] or request.user
+    try:
+        window = services.open_learn_window(
+            charger=form.cleaned_data["charger"], actor=request.user, user=user
+        )
+    except services.RulesError as e:
+        messages.error(request, e.message)
+        return _back(request, community)
+    return redirect("rules:learn-detail", community=community, window=window.pk)
+
+
+def _own_window(request: CommunityRequest, window: int) -> LearnWindow:
+    found: LearnWindow = get_object_or_404(
+        LearnWindow.objects.select_related("charger", "user"), pk=window
+    )
+    if found.user_id != request.user.pk and not has_permission(request, "cards:write"):
+        raise Http404
+    return found
+
+
+@community_permission("community:view")
+def learn_detail(request: CommunityRequest, community, window):
+    """The learn window: a countdown while waiting (the status region polls every 2 s), then
+    the presented UID with what stands in the way, and the confirmation."""
+    found = _own_window(request, window)
+    blocking, notes = "", list[str]()
+    if found.state == LearnWindow.State.SCANNED:
+        blocking, notes = services.learn_conflicts(found)
+    template = "rules/learn_detail.html"
+    if request.htmx:
+        template += "#learn-status"
+    context = {"window": found, "blocking": blocking, "notes": notes, "form": LearnConfirmForm()}
+    return render(request, template, context)
+
+
+@community_permission("community:view")
+@require_POST
+def learn_confirm(request: CommunityRequest, community, window):
+    found = _own_window(request, window)
+    form = LearnConfirmForm(request.POST)
+    if form.is_valid():
+        try:
+            card = services.confirm_learn_window(
+                window=found, actor=request.user, name=form.cleaned_data["name"]
+            )
+        except services.RulesError as e:
+            messages.error(request, e.message)
+        else:
+            messages.success(request, _("Card %(uid)s added.") % {"uid": card.uid})
+    return redirect("rules:learn-detail", community=community, window=found.pk)
+
+
+@community_permission("community:view")
+@require_POST
+def learn_cancel(request: CommunityRequest, community, window):
+    found = _own_window(request, window)
+    services.cancel_learn_window(window=found, actor=request.user)
+    messages.success(request, _("Learning cancelled."))
+    return redirect("rules:learn-detail", community=community, window=found.pk)

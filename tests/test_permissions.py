@@ -20,7 +20,7 @@ from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
-from rules.models import AccessPolicy, TimeWindow, UsageLimit, UserGroup
+from rules.models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
 from tests import builders
 
 
@@ -83,8 +83,11 @@ def objects_of(community, holder):
         community=community, policy=policy, days="12345", start=time(8), end=time(19)
     )
     return {
+        "window": LearnWindow.objects.create(
+            community=community, charger=charger, user=holder, expires_at=timezone.now()
+        ).pk,
         "policy": policy.pk,
-        "window": window.pk,
+        "time_window": window.pk,
         "group": UserGroup.objects.create(community=community, name=f"G{community.pk}").pk,
         "site": site.pk,
         "charger": charger.pk,
@@ -253,6 +256,8 @@ QUERY_ID_OPTIONAL = {
     # A user of another community is not among the form's choices: nothing is set.
     "limit-set": {"user"},
     "rules-page": {"user"},  # shows that form, unbound
+    # A charger or user of another community is not among the form's choices: nothing opens.
+    "learn-start": {"charger", "user"},
 }
 ID_PARAMETERS = {"note", "job", "session", "charger", "connector", "card", "member", "site", "user"}
 _READS = re.compile(
@@ -351,3 +356,10 @@ def test_a_limit_for_a_user_of_another_community_sets_nothing(client, manager, o
     response = client.post("/c/tilleuls/rules/limits/", {"user": outsider.pk, "monthly_kwh": "5"})
     assert response.status_code == 302
     assert not UsageLimit.objects.with_scopes_disabled().exists()
+
+
+def test_a_learn_window_on_a_charger_of_another_community_opens_nothing(client, manager, outsider):
+    foreign = builders.make_charger(builders.community_of(outsider))
+    client.force_login(manager)
+    client.post("/c/tilleuls/cards/learn/", {"charger": foreign.pk})
+    assert not LearnWindow.objects.with_scopes_disabled().exists()

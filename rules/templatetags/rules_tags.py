@@ -35,3 +35,11 @@ def weekdays(days: str) -> str:
     if len(days) > 2 and days == "".join(str(d) for d in range(int(days[0]), int(days[-1]) + 1)):
         return f"{names[days[0]]}–{names[days[-1]]}"
     return ", ".join(str(names[d]) for d in days if d in names)
+
+
+@register.simple_tag
+def learn_chargers() -> list[Any]:
+    """The community's chargers (in the current scope), for the learn-by-scanning form."""
+    from chargers.models import Charger
+
+    return list(Charger.objects.all())

@@ -33,6 +33,7 @@ SENTENCES = {
     "card.deactivate": _("deactivated the card %(target)s"),
     "card.reactivate": _("reactivated the card %(target)s"),
     "card.update": _("changed the name or expiry of the card %(target)s"),
+    "card.learn": _("opened a window to add a card by scanning it at %(target)s"),
     "card.merge": _("merged the duplicate spellings of the card %(target)s"),
     "group.create": _("created the user group %(target)s"),
     "group.update": _("changed the user group %(target)s"),
