@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from django.db import DatabaseError
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 STAMP_CHECK_SECONDS = 2.0
 SNAPSHOT_MAX_AGE = 60.0
+# A 1.6 start older than this when it arrives was started offline (replayed after reconnection).
+OFFLINE_GRACE_SECONDS = 600
 
 _CARD_ONLY = {
     AuthorizationStatus.INVALID.value: Reason.UNKNOWN_CARD,
@@ -95,9 +98,11 @@ class AccessRules:
         *,
         evse_id: int | None,
         action: str,
+        offline: bool = False,
     ) -> Decision:
         """May `id_tag` charge on this outlet (None: any outlet of the charger) now? A refusal
-        is emitted as an `access` event."""
+        is emitted as an `access` event; for a transaction the charger started offline, a
+        would-be refusal is emitted as a flag (type "offline") and the start is accepted."""
         snap = await self.snapshot(cp.community_id)
         card = await self.decisions.authorize(cp.community_id, id_tag or "")
         if snap is None:
@@ -112,7 +117,7 @@ class AccessRules:
             cp.emit(
                 "access",
                 {
-                    "type": "refused",
+                    "type": "offline" if offline else "refused",
                     "action": action,
                     "evse_id": evse_id,
                     "uid": normalize_card_uid(id_tag or "")[:36],
@@ -120,6 +125,8 @@ class AccessRules:
                     "holder_id": card.get("holder_id"),
                 },
             )
+        if offline:
+            return Decision(True)  # recorded and flagged, never refused after the fact
         return decision
 
 
@@ -132,8 +139,27 @@ def access_rules(gateway: Gateway) -> AccessRules:
 
 
 async def answer_status(
-    cp: GatewayChargePoint, id_tag: str | None, *, evse_id: int | None, action: str
+    cp: GatewayChargePoint,
+    id_tag: str | None,
+    *,
+    evse_id: int | None,
+    action: str,
+    offline: bool = False,
 ) -> str:
     """The AuthorizationStatus for the handlers (both versions)."""
-    decision = await access_rules(cp.gateway).decide(cp, id_tag, evse_id=evse_id, action=action)
+    decision = await access_rules(cp.gateway).decide(
+        cp, id_tag, evse_id=evse_id, action=action, offline=offline
+    )
     return decision.status(cp.version)
+
+
+def started_offline(timestamp: str | None) -> bool:
+    """A 1.6 StartTransaction whose own time is more than `OFFLINE_GRACE_SECONDS` old: the
+    charger started it offline and is replaying it now (1.6 has no offline flag)."""
+    try:
+        started = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return False
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return (timezone.now() - started).total_seconds() > OFFLINE_GRACE_SECONDS

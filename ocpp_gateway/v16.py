@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .access import answer_status
+from .access import answer_status, started_offline
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
 from .profiles import ENERGY, profile_16, same_value
@@ -108,7 +108,13 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
     transaction_id = await start_ids(cp.gateway).transaction_id(
         cp.id, (connector_id, id_tag, p["meterStart"], p["timestamp"])
     )
-    status = await answer_status(cp, id_tag, evse_id=connector_id, action="StartTransaction")
+    status = await answer_status(
+        cp,
+        id_tag,
+        evse_id=connector_id,
+        action="StartTransaction",
+        offline=started_offline(p["timestamp"]),
+    )
     cp.emit(
         "transaction",
         {
@@ -218,6 +224,7 @@ class ChargePoint16(GatewayChargePoint):
             "Reset",
             "RemoteStartTransaction",
             "RemoteStopTransaction",
+            "SendLocalList",  # offline authorization (rules.locallists)
         }
     )
 

@@ -163,12 +163,16 @@ async def transaction_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, 
     await cp.sync()
     if id_token:
         try:
-            if p["eventType"] != "Ended" and not p.get("offline"):
+            if p["eventType"] != "Ended":
                 # Started, or Updated when the driver authorizes after plugging in: the rules
-                # of use for this EVSE. An event queued offline is recorded, never refused
-                # after the fact; an ended one only gets its card's status.
+                # of use for this EVSE. An event queued offline is accepted and, when a rule
+                # would have refused it, flagged; an ended one only gets its card's status.
                 status = await answer_status(
-                    cp, id_token, evse_id=evse.get("id"), action="TransactionEvent"
+                    cp,
+                    id_token,
+                    evse_id=evse.get("id"),
+                    action="TransactionEvent",
+                    offline=bool(p.get("offline")),
                 )
             else:
                 status = (await cp.gateway.decisions.authorize(cp.community_id, id_token))["status"]
@@ -252,6 +256,7 @@ class ChargePoint201(GatewayChargePoint):
             "Reset",
             "RequestStartTransaction",
             "RequestStopTransaction",
+            "SendLocalList",  # offline authorization (rules.locallists)
         }
     )
 

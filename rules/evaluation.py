@@ -19,11 +19,19 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 
-from chargers.models import AuthorizationStatus, Charger, ChargingSession, Connector, card_decision
+from chargers.models import (
+    AuthorizationStatus,
+    ChargeCard,
+    Charger,
+    ChargingSession,
+    Connector,
+    card_decision,
+)
 from chargers.stamps import versions
-from communities.models import Community
+from communities.models import Community, Membership
 from sparklin.dates import month_bounds
 
 from .models import AccessPolicy, LearnWindow, Mode, Reason, RuleEvent, TimeWindow, UsageLimit
@@ -154,7 +162,21 @@ def build_snapshot(community_id: int, at: datetime | None = None) -> Snapshot:
         .filter(community_id=community_id, state=LearnWindow.State.OPEN, expires_at__gt=at)
         .values_list("charger_id", "expires_at")
     }
+    today = timezone.localtime(at, community.tz).date()
+    members = Membership.objects.with_scopes_disabled().current().filter(community=community)
+    cards = {
+        uid: holder
+        for uid, holder in ChargeCard.objects.with_scopes_disabled()
+        .filter(
+            Q(expires_on__isnull=True) | Q(expires_on__gte=today),
+            community_id=community_id,
+            active=True,
+            holder__in=members.values("user_id"),
+        )
+        .values_list("uid", "holder_id")
+    }
     return {
+        "cards": cards,
         "learning": learning,
         "community_id": community_id,
         "version": version,
@@ -316,3 +338,25 @@ def learning(snapshot: Snapshot, charger_id: int, at: datetime) -> bool:
     """Whether a learn window is open on this charger at `at` (the next card is offered)."""
     expires = snapshot.get("learning", {}).get(str(charger_id))
     return expires is not None and datetime.fromisoformat(expires) > at
+
+
+def _may_use(policy: Policy, holder: int) -> bool:
+    mode = policy["mode"]
+    if mode == Mode.NOBODY:
+        return False
+    if mode == Mode.CHOSEN:
+        return holder in (policy["users"] or ())
+    return True
+
+
+def local_entries(snapshot: Snapshot, charger_id: int) -> dict[str, str]:
+    """The local authorization list this charger should hold: {uid: "Accepted"} for the active,
+    unexpired cards of current members whose holder may charge on at least one of its outlets
+    (weekly windows and limits cannot be expressed in a list: they apply online)."""
+    evses = snapshot["outlets"].get(str(charger_id)) or [None]
+    policies = [policy_for(snapshot, charger_id, e) for e in evses]
+    return {
+        uid: "Accepted"
+        for uid, holder in snapshot.get("cards", {}).items()
+        if any(_may_use(p, holder) for p in policies)
+    }

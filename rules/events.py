@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 
 
 def apply_access(st: ChargerState, p: dict[str, Any], at: datetime) -> None:
-    """{"type": "refused", "action", "evse_id", "uid", "reason", "holder_id"} or
+    """{"type": "refused" | "offline", "action", "evse_id", "uid", "reason", "holder_id"} or
     {"type": "scan", "uid"}."""
     if p.get("type") == "scan":
         _apply_scan(st, p, at)
         return
-    if p.get("type") != "refused":
+    if p.get("type") not in ("refused", "offline"):
         return
     reason = p.get("reason")
     if reason not in Reason.values:
@@ -34,7 +34,7 @@ def apply_access(st: ChargerState, p: dict[str, Any], at: datetime) -> None:
         holder = None  # never let a stale id fail the charger's whole batch
     RuleEvent.objects.create(
         community_id=st.charger.community_id,
-        kind=RuleEvent.Kind.REFUSED,
+        kind=RuleEvent.Kind.OFFLINE if p.get("type") == "offline" else RuleEvent.Kind.REFUSED,
         reason=reason,
         action=clean_text(p.get("action"), 40),
         at=at,

@@ -11,7 +11,7 @@ from accounts.models import User
 from chargers.models import Charger
 from communities.models import Community, Membership
 
-from .models import Mode, UserGroup
+from .models import Mode, OfflineMode, UserGroup
 
 WEEKDAYS = [
     ("1", _("Monday")),
@@ -139,3 +139,11 @@ class LearnStartForm(forms.Form):
 
 class LearnConfirmForm(forms.Form):
     name = forms.CharField(label=_("Card name"), max_length=100, required=False)
+
+
+class OfflineForm(forms.Form):
+    mode = forms.ChoiceField(
+        label=_("While a charger cannot reach Sparklin"),
+        choices=OfflineMode.choices,
+        widget=forms.RadioSelect,
+    )

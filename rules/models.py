@@ -19,7 +19,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from chargers.models import Charger, ChargingSession, Connector
+from chargers.models import Charger, ChargerCommand, ChargingSession, Connector
 from communities.models import Community, Site, scoped_manager
 
 
@@ -143,12 +143,16 @@ class Reason(models.TextChoices):
 
 
 class RuleEvent(models.Model):
-    """A charge refused by a rule (Authorize, a start, a remote start) or a session stopped by
-    one (a limit reached), with its reason."""
+    """A charge refused by a rule (Authorize, a start, a remote start), a session stopped by
+    one (a limit reached), or a charge started offline that a rule would have refused, with its
+    reason."""
 
     class Kind(models.TextChoices):
         REFUSED = "refused", _("Refused")
         STOPPED = "stopped", _("Stopped")
+        # Started while the charger was offline with a card the rules would have refused:
+        # recorded and shown to managers, never refused after the fact.
+        OFFLINE = "offline", _("Started offline")
 
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.REFUSED)
@@ -219,3 +223,56 @@ class LearnWindow(models.Model):
     @property
     def remaining_seconds(self) -> int:
         return max(0, int((self.expires_at - timezone.now()).total_seconds()))
+
+
+class OfflineMode(models.TextChoices):
+    KNOWN = "known", _("Allow known cards")
+    EVERYONE = "everyone", _("Allow everyone")
+    NOBODY = "nobody", _("Allow nobody")
+
+
+class OfflinePolicy(models.Model):
+    """What the chargers of a site do while they cannot reach Sparklin (none: known cards)."""
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="offline_policy")
+    mode = models.CharField(
+        _("while offline"), max_length=10, choices=OfflineMode.choices, default=OfflineMode.KNOWN
+    )
+
+    objects = scoped_manager()
+
+    def __str__(self):
+        return f"{self.site}: {self.mode}"
+
+
+class LocalList(models.Model):
+    """The local authorization list of one charger as Sparklin last had it accepted: its
+    version and entries ({uid: status}); the list being sent (`pending_*`); the offline
+    behaviour applied; whether the charger supports local lists at all."""
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.OneToOneField(Charger, on_delete=models.CASCADE, related_name="local_list")
+    version = models.PositiveIntegerField(_("list version"), default=0)
+    entries = models.JSONField(default=dict, blank=True)
+    pending_command = models.ForeignKey(
+        ChargerCommand, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pending_version = models.PositiveIntegerField(default=0)
+    pending_entries = models.JSONField(default=dict, blank=True)
+    # None: not known yet; False: the charger answered NotSupported (or has no such feature).
+    supported = models.BooleanField(null=True, blank=True)
+    in_sync = models.BooleanField(default=False)
+    offline_mode = models.CharField(
+        max_length=10, blank=True, choices=OfflineMode.choices
+    )  # what was last sent
+    offline_command = models.ForeignKey(
+        ChargerCommand, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    synced_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+
+    objects = scoped_manager()
+
+    def __str__(self):
+        return f"{self.charger_id} v{self.version}"

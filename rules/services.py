@@ -40,6 +40,8 @@ from .models import (
     AccessPolicy,
     LearnWindow,
     Mode,
+    OfflineMode,
+    OfflinePolicy,
     Reason,
     RuleEvent,
     TimeWindow,
@@ -459,3 +461,20 @@ def confirm_learn_window(*, window: LearnWindow, actor: User, name: str = "") ->
     window.state = LearnWindow.State.CONFIRMED
     window.save(update_fields=["state"])
     return card
+
+
+@transaction.atomic
+def set_offline_policy(*, site: Site, actor: User, mode: str) -> OfflinePolicy:
+    """What the site's chargers do while they cannot reach Sparklin: allow known cards (their
+    local list), everyone, or nobody. Sent to the chargers with their lists
+    (`rules.locallists`)."""
+    community = site.community
+    _check(community, actor)
+    if mode not in OfflineMode.values:
+        raise RulesError(_("Choose what the chargers do while offline."))
+    policy, _created = OfflinePolicy.objects.update_or_create(
+        community=community, site=site, defaults={"mode": mode}
+    )
+    audit(community=community, actor=actor, action="rule.offline", target=site.name, mode=mode)
+    changed(community_id=community.pk)
+    return policy

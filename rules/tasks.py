@@ -29,3 +29,25 @@ def check_limits() -> int:
     if stopped:
         logger.info("Limits: %d session(s) asked to stop", stopped)
     return stopped
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sync_local_lists() -> int:
+    """Bring the local authorization lists and offline behaviour of every connected charger in
+    line with the cards and rules (`rules.locallists`), community by community."""
+    from chargers.models import Charger
+
+    from .locallists import sync_local_lists as sync
+
+    ids = sorted(
+        set(
+            Charger.objects.with_scopes_disabled()
+            .filter(connected=True)
+            .values_list("community_id", flat=True)
+        )
+    )
+    queued = 0
+    for community in Community.objects.filter(pk__in=ids):
+        with scope(community=community):
+            queued += sync(community=community)
+    return queued

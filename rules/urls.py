@@ -9,6 +9,7 @@ app_name = "rules"
 urlpatterns = [
     path("rules/", views.rules_page, name="rules-page"),
     path("rules/sites/<int:site>/", views.site_policy, name="site-policy"),
+    path("rules/sites/<int:site>/offline/", views.offline_policy, name="offline-policy"),
     path("rules/outlets/<int:connector>/", views.outlet_policy, name="outlet-policy"),
     path("rules/<int:policy>/remove/", views.policy_remove, name="policy-remove"),
     path("rules/<int:policy>/windows/add/", views.window_add, name="window-add"),

@@ -21,6 +21,7 @@ from .forms import (
     LearnConfirmForm,
     LearnStartForm,
     LimitForm,
+    OfflineForm,
     PolicyForm,
     WindowForm,
 )
@@ -77,6 +78,11 @@ def _policy_page(request: CommunityRequest, community, *, site=None, connector=N
             "policy": policy,
             "form": form,
             "window_form": WindowForm(),
+            "offline_form": OfflineForm(
+                initial={"mode": getattr(getattr(site, "offline_policy", None), "mode", "known")}
+            )
+            if site is not None
+            else None,
         },
     )
 
@@ -279,3 +285,16 @@ def learn_cancel(request: CommunityRequest, community, window):
     services.cancel_learn_window(window=found, actor=request.user)
     messages.success(request, _("Learning cancelled."))
     return redirect("rules:learn-detail", community=community, window=found.pk)
+
+
+@community_permission("rules:manage")
+@require_POST
+def offline_policy(request: CommunityRequest, community, site):
+    site = get_object_or_404(Site, pk=site)
+    form = OfflineForm(request.POST)
+    if form.is_valid():
+        services.set_offline_policy(site=site, actor=request.user, mode=form.cleaned_data["mode"])
+        messages.success(request, _("Offline behaviour saved: the chargers get it shortly."))
+    else:
+        messages.error(request, _("Choose what the chargers do while offline."))
+    return redirect("rules:site-policy", community=community, site=site.pk)

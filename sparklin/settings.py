@@ -245,6 +245,8 @@ else:
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 60)
 # How often sessions are checked against the limits of use (rules.tasks.check_limits).
 RULES_LIMITS_SECONDS = env_int("RULES_LIMITS_SECONDS", 60)
+# How often chargers' local authorization lists are brought in line (rules.tasks.sync_local_lists).
+RULES_LOCAL_LIST_SECONDS = env_int("RULES_LOCAL_LIST_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "chargers-sweep-offline": {
         "task": "chargers.tasks.sweep_offline",
@@ -273,6 +275,11 @@ CELERY_BEAT_SCHEDULE = {
     "rules-check-limits": {
         "task": "rules.tasks.check_limits",
         "schedule": float(RULES_LIMITS_SECONDS),
+    },
+    # Local authorization lists and offline behaviour follow card and rule changes.
+    "rules-sync-local-lists": {
+        "task": "rules.tasks.sync_local_lists",
+        "schedule": float(RULES_LOCAL_LIST_SECONDS),
     },
 }
 

@@ -43,3 +43,11 @@ def learn_chargers() -> list[Any]:
     from chargers.models import Charger
 
     return list(Charger.objects.all())
+
+
+@register.simple_tag
+def local_list(charger: Any) -> Any:
+    """The charger's local list state (None before the first sync)."""
+    from rules.models import LocalList
+
+    return LocalList.objects.filter(charger=charger).first()

@@ -43,6 +43,7 @@ SENTENCES = {
     "rule.window_add": _("added charging hours on %(target)s"),
     "rule.window_remove": _("removed charging hours on %(target)s"),
     "rule.limit": _("set the limits of use of %(target)s"),
+    "rule.offline": _("chose what the chargers of %(target)s do while offline"),
     "price.add": _("added the price %(target)s"),
     "price.update": _("corrected the price to %(target)s"),
     "price.delete": _("removed the price %(target)s"),

@@ -4,10 +4,11 @@ TransactionEvent Started), recorded with its reason; a change in the portal appl
 seconds; a portal remote start refused by the same evaluation."""
 
 import asyncio
-from datetime import date, time
+from datetime import date, time, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from django_scopes import scope
 
@@ -77,6 +78,10 @@ def arrange(reason, community, manager, individual, site, card):
             )
 
 
+def _now():
+    return timezone.now().isoformat()
+
+
 EXPECTED = {
     # reason: (1.6 status, 2.0.1 status)
     Reason.UNKNOWN_CARD: ("Invalid", "Invalid"),
@@ -98,7 +103,7 @@ async def _ask_16(gw, identity):
             2,
             "s1",
             "StartTransaction",
-            {"connectorId": 1, "idTag": UID, "meterStart": 0, "timestamp": "2026-01-05T09:00:00Z"},
+            {"connectorId": 1, "idTag": UID, "meterStart": 0, "timestamp": _now()},
         ],
     )
     await ws.close()
@@ -117,7 +122,7 @@ async def _ask_201(gw, identity):
             "TransactionEvent",
             {
                 "eventType": "Started",
-                "timestamp": "2026-01-05T09:00:00Z",
+                "timestamp": _now(),
                 "triggerReason": "Authorized",
                 "seqNo": 0,
                 "transactionInfo": {"transactionId": "tx-1"},
@@ -172,8 +177,11 @@ def test_a_portal_change_applies_within_seconds(
     monkeypatch.setattr(access, "STAMP_CHECK_SECONDS", 0.2)
 
     def close_site():
-        with scope(community=community):
-            services.set_policy(community=community, actor=manager, mode=Mode.NOBODY, site=site)
+        try:
+            with scope(community=community):
+                services.set_policy(community=community, actor=manager, mode=Mode.NOBODY, site=site)
+        finally:
+            connections.close_all()  # this thread's own connection
 
     async def scenario(gw):
         ws = await raw_client(gw.url, charger.identity, protocols=["ocpp1.6"])
@@ -196,8 +204,11 @@ def test_a_card_deactivated_in_the_portal_is_refused_within_seconds(
     monkeypatch.setattr(access, "STAMP_CHECK_SECONDS", 0.2)
 
     def deactivate():
-        with scope(community=community):
-            charger_services.deactivate_card(card=card, actor=manager)
+        try:
+            with scope(community=community):
+                charger_services.deactivate_card(card=card, actor=manager)
+        finally:
+            connections.close_all()  # this thread's own connection
 
     async def scenario(gw):
         ws = await raw_client(gw.url, charger.identity, protocols=["ocpp1.6"])
@@ -231,3 +242,41 @@ def test_a_remote_start_is_refused_by_the_same_rules(
             individual,
         )
         assert not charger.commands.exists()
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_charge_started_offline_is_accepted_and_flagged(
+    community, manager, individual, site, charger, card, version
+):
+    arrange(Reason.OUT_OF_SERVICE, community, manager, individual, site, card)
+    two_hours_ago = (timezone.now() - timedelta(hours=2)).isoformat()
+
+    async def scenario(gw):
+        if version == "1.6":
+            ws = await raw_client(gw.url, charger.identity, protocols=["ocpp1.6"])
+            start = {"connectorId": 1, "idTag": UID, "meterStart": 0, "timestamp": two_hours_ago}
+            answer = await exchange(ws, [2, "s1", "StartTransaction", start])
+            status = answer[2]["idTagInfo"]["status"]
+        else:
+            ws = await raw_client(gw.url, charger.identity, protocols=["ocpp2.0.1"])
+            event = {
+                "eventType": "Started",
+                "timestamp": two_hours_ago,
+                "triggerReason": "Authorized",
+                "seqNo": 0,
+                "offline": True,
+                "transactionInfo": {"transactionId": "off-1"},
+                "evse": {"id": 1, "connectorId": 1},
+                "idToken": {"idToken": UID, "type": "ISO14443"},
+            }
+            answer = await exchange(ws, [2, "t1", "TransactionEvent", event])
+            status = answer[2]["idTokenInfo"]["status"]
+        await ws.close()
+        return status
+
+    assert run(scenario) == "Accepted"
+    with scope(community=community):
+        session = ChargingSession.objects.get(charger=charger)
+        assert session.holder == individual  # recorded, never lost
+        event = RuleEvent.objects.get()
+        assert (event.kind, event.reason) == (RuleEvent.Kind.OFFLINE, Reason.OUT_OF_SERVICE)
