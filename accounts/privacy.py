@@ -143,6 +143,7 @@ def delete_account(*, user: User) -> None:
     sessions stay for accounting without holder, card or card UID; audit entries about them lose
     their name (those they wrote point to the anonymised account). The account is deactivated. Refused for the sole owner of an installation."""
     from chargers.models import ChargeCard, ChargingSession
+    from chargers.stamps import changed
     from communities.models import (
         AccessRequest,
         AuditEvent,
@@ -166,7 +167,12 @@ def delete_account(*, user: User) -> None:
             state=Membership.State.LEFT, left_at=now
         )
         ChargingSession.objects.filter(holder=user).update(holder=None, card=None, id_tag="")
-        ChargeCard.objects.filter(holder=user).update(holder=None, active=False, name="")
+        freed = set(ChargeCard.objects.filter(holder=user).values_list("community_id", flat=True))
+        ChargeCard.objects.filter(holder=user).update(
+            holder=None, active=False, name="", expires_on=None
+        )
+        for community_id in freed:  # the gateways forget these cards' decisions within seconds
+            changed(community_id=community_id)
         AccessRequest.objects.filter(user=user).delete()
         InstallerMember.objects.filter(user=user).delete()
         if user.email:

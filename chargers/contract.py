@@ -33,6 +33,7 @@ Kind = Literal[
     # Forwarding to third-party operators (forwarding.events applies them).
     "operator_state",
     "operator_frame",
+    "access",  # a refusal decided by a rule of use (applied by rules.events)
 ]
 
 

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import User
 from communities.models import Membership, Site
 
-from .models import Charger, Vendor
+from .models import ChargeCard, Charger, Vendor, normalize_card_uid
 
 
 class ChargerForm(forms.Form):
@@ -68,13 +68,38 @@ class ChargerEditForm(forms.Form):
         }
 
 
-class CardForm(forms.Form):
+class CardEditForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+    expires_on = forms.DateField(
+        label=_("Expires on"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        help_text=_("Last day the card works. Leave blank for no expiry."),
+    )
+
+    @classmethod
+    def initial_for(cls, card: ChargeCard) -> dict:
+        return {"name": card.name, "expires_on": card.expires_on}
+
+
+class CardForm(CardEditForm):
     uid = forms.CharField(
         label=_("Card UID"),
-        max_length=36,
-        help_text=_("As printed on the card or read by the charger, e.g. 04A23B11."),
+        max_length=64,
+        help_text=_(
+            "As printed on the card or read by the charger, e.g. 04A23B11 or 04:A2:3B:11 "
+            "(case and separators do not matter)."
+        ),
     )
-    name = forms.CharField(label=_("Name"), max_length=100, required=False)
+    field_order = ["uid", "name", "expires_on"]
+
+    def clean_uid(self) -> str:
+        uid = normalize_card_uid(self.cleaned_data["uid"])
+        if not uid:
+            raise forms.ValidationError(_("Enter the card UID."))
+        if len(uid) > 36:
+            raise forms.ValidationError(_("A card UID has at most 36 characters."))
+        return uid
 
 
 class MonthField(forms.CharField):

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -194,24 +195,47 @@ class Connector(models.Model):
         return self.charger.connected and self.status in REMOTE_STARTABLE_STATUSES
 
 
+# Separators people type or chargers print between the bytes of a UID: white space, colons and
+# dashes.
 _UID_SEPARATORS = re.compile(r"[\s:\-]+")
 
 
 def normalize_card_uid(uid: str) -> str:
-    """The one spelling of a card UID: upper case, without spaces, colons or dashes, so
-    `04:a2:3b-11` typed in the portal and `04A23B11` sent by a charger are the same card."""
+    """The one spelling of a card UID, the only one stored: upper case, without white space,
+    colons or dashes. `04:a2:3b-11` typed in the portal, `04A23B11` sent by a 1.6
+    charger as idTag and the same UID sent by a 2.0.1 station as an idToken of any type
+    (ISO14443, ISO15693, Local, Central…: the type is never part of the card) are one card;
+    `DEMO-CARD-01` and `DEMOCARD01` too."""
     return _UID_SEPARATORS.sub("", uid or "").upper()
 
 
 def card_uid_spellings(uid: str) -> list[str]:
-    """What to look up for a presented uid: the normal form, and the raw upper-case spelling
-    for rows written without going through `ChargeCard.save` (bulk loads, `update()`)."""
-    return sorted({normalize_card_uid(uid), (uid or "").strip().upper()} - {""})
+    """What to look up for a presented uid. Since chargers 0007 every stored uid is normalised
+    (`ChargeCard.save`, and a check constraint for writes that bypass it), so this is the normal
+    form alone; kept as a list for the worker's batched lookups."""
+    normal = normalize_card_uid(uid)
+    return [normal] if normal else []
+
+
+def uid_is_normal_q() -> models.Q:
+    """The stored uid is its own normal form (upper case, no separator): the check constraint."""
+    q = models.Q(uid=Upper("uid"))
+    for separator in (" ", ":", "-", "\t", "\n"):
+        q &= ~models.Q(uid__contains=separator)
+    return q
+
+
+class ChargeCardQuerySet(models.QuerySet):
+    def with_last_use(self):
+        """Each card with `last_used_at`: the start of its latest session."""
+        return self.annotate(last_used_at=models.Max("sessions__started_at"))
 
 
 class ChargeCard(models.Model):
-    """An RFID card (1.6 idTag, 2.0.1 idToken). The uid is stored normalised (upper case, no
-    separators) so the same card sent with different token types is one card."""
+    """An RFID card (1.6 idTag, 2.0.1 idToken). The uid is stored normalised
+    (`normalize_card_uid`), unique per community on that form: the same card typed with
+    separators or sent with another token type is one card. A card with no holder was freed (its
+    holder deleted their account) and can be given to someone again."""
 
     community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="cards")
     uid = models.CharField(_("card UID"), max_length=36)
@@ -225,22 +249,43 @@ class ChargeCard(models.Model):
         verbose_name=_("holder"),
     )
     active = models.BooleanField(_("active"), default=True)
+    # The last day the card works, in the community's time zone (none: no expiry).
+    expires_on = models.DateField(_("expires on"), null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = scoped_manager()
+    objects = scoped_manager(ChargeCardQuerySet)
 
     class Meta:
         ordering = ["name", "uid"]
-        constraints = [models.UniqueConstraint(fields=["community", "uid"], name="card_unique_uid")]
+        constraints = [
+            models.UniqueConstraint(fields=["community", "uid"], name="card_unique_uid"),
+            models.CheckConstraint(condition=uid_is_normal_q(), name="card_uid_normalised"),
+        ]
 
     def __str__(self):
         return self.name or self.uid
 
+    def save(self, *args, **kwargs):
+        self.uid = normalize_card_uid(self.uid)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expired()
+
+    def expired(self, today=None) -> bool:
+        """Past its expiry date in the community's time zone."""
+        if self.expires_on is None:
+            return False
+        if today is None:
+            today = timezone.localtime(timezone.now(), self.community.tz).date()
+        return today > self.expires_on
+
     @property
     def authorization_status(self) -> str:
         """What a charger is told when this card is presented: Accepted for an active card
-        whose holder is a current member of the card's community, Blocked otherwise (inactive
-        card, holder removed from the community, no holder)."""
+        whose holder is a current member of the card's community, Expired past its expiry date,
+        Blocked otherwise (inactive card, holder removed from the community, no holder)."""
         if not self.active or self.holder_id is None:
             return AuthorizationStatus.BLOCKED
         current = (
@@ -249,7 +294,11 @@ class ChargeCard(models.Model):
             .filter(community_id=self.community_id, user_id=self.holder_id)
             .exists()
         )
-        return AuthorizationStatus.ACCEPTED if current else AuthorizationStatus.BLOCKED
+        if not current:
+            return AuthorizationStatus.BLOCKED
+        if self.expired():
+            return AuthorizationStatus.EXPIRED
+        return AuthorizationStatus.ACCEPTED
 
 
 class AuthorizationStatus(models.TextChoices):
@@ -257,6 +306,7 @@ class AuthorizationStatus(models.TextChoices):
 
     ACCEPTED = "Accepted", _("Accepted")
     BLOCKED = "Blocked", _("Blocked")
+    EXPIRED = "Expired", _("Expired")
     INVALID = "Invalid", _("Unknown card")
 
 
@@ -265,8 +315,8 @@ def card_decision(community_id: int, uid: str) -> dict:
     scalars (the gateway caches it): {"status", "card_id", "holder_id"}. Unknown → Invalid."""
     card = (
         ChargeCard.objects.with_scopes_disabled()
+        .select_related("community")
         .filter(community_id=community_id, uid__in=card_uid_spellings(uid))
-        .order_by("-active")
         .first()
     )
     if card is None:
@@ -276,6 +326,25 @@ def card_decision(community_id: int, uid: str) -> dict:
         "card_id": card.pk,
         "holder_id": card.holder_id,
     }
+
+
+class AccessStamp(models.Model):
+    """A counter per community that moves with every change of who may charge (cards, and the
+    rules of use in `rules`): the gateways compare it every few seconds with the one their
+    cached decisions were built from, and the local authorization lists of the chargers are
+    re-sent when it moved. Written by `chargers.stamps.changed` inside the change's
+    transaction."""
+
+    community = models.OneToOneField(
+        Community, on_delete=models.CASCADE, related_name="access_stamp"
+    )
+    version = models.PositiveBigIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    objects = scoped_manager()
+
+    def __str__(self):
+        return f"{self.community_id} v{self.version}"
 
 
 class Anomaly(models.TextChoices):

@@ -15,6 +15,10 @@ from communities.models import Membership
 from communities.permissions import role_has
 from communities.services import audit
 
+# The one declared exception to the layering (tests/test_layering.py): a remote start obeys the
+# rules of use like a card presented at the charger.
+from rules.evaluation import Decision, evaluate_now, record_refusal
+
 from .hashers import hash_generated_password
 from .models import (
     ChargeCard,
@@ -26,12 +30,23 @@ from .models import (
     UnknownCharger,
     normalize_card_uid,
 )
+from .stamps import changed
 
 
 class ChargerError(Exception):
     def __init__(self, message):
         super().__init__(message)
         self.message = message
+
+
+class ChargerRefused(ChargerError):
+    """A remote start refused by a rule of use; `request_remote_start` records it once the
+    refused transaction is rolled back."""
+
+    def __init__(self, message, *, decision: Decision, refusal: dict[str, Any]):
+        super().__init__(message)
+        self.decision = decision
+        self.refusal = refusal
 
 
 def _identity_taken(identity: str, exclude_pk=None) -> bool:
@@ -119,18 +134,52 @@ def update_charger(
     return charger
 
 
+def card_conflict(*, community, uid: str) -> str:
+    """Why `uid` cannot be given to someone in `community`, or "" when it can: it is registered
+    here to a person (active or deactivated: a lost card is reactivated, not registered again).
+    A card freed by an account deletion (no holder) can be registered again."""
+    card = ChargeCard.objects.with_scopes_disabled().filter(community=community, uid=uid).first()
+    if card is None or card.holder_id is None:
+        return ""
+    holder = card.holder
+    name = (holder.get_full_name() or str(holder)) if holder else ""
+    if card.active:
+        return _("This card is already registered in the community (held by %(name)s).") % {
+            "name": name
+        }
+    return _(
+        "This card is already registered in the community (held by %(name)s, deactivated): "
+        "reactivate it instead."
+    ) % {"name": name}
+
+
 @transaction.atomic
-def add_card(*, community, actor, holder, uid: str, name: str = "") -> ChargeCard:
-    """Give a member an RFID card. The UID is stored normalised (the gateway's spelling)."""
+def add_card(*, community, actor, holder, uid: str, name: str = "", expires_on=None) -> ChargeCard:
+    """Give a member an RFID card. The UID is stored normalised (the gateway's spelling); a
+    card freed by an account deletion is given again (its row, kept for the sessions'
+    accounting, gets the new holder)."""
     uid = normalize_card_uid(uid)
     if not uid:
         raise ChargerError(_("Enter the card UID."))
     is_member = Membership.objects.with_scopes_disabled().current().of(community, holder).exists()
     if not is_member:
         raise ChargerError(_("Cards can only be given to members of the community."))
-    if ChargeCard.objects.with_scopes_disabled().filter(community=community, uid=uid).exists():
-        raise ChargerError(_("This card is already registered in the community."))
-    card = ChargeCard.objects.create(community=community, holder=holder, uid=uid, name=name)
+    conflict = card_conflict(community=community, uid=uid)
+    if conflict:
+        raise ChargerError(conflict)
+    card = (
+        ChargeCard.objects.with_scopes_disabled()
+        .select_for_update()
+        .filter(community=community, uid=uid, holder=None)
+        .first()
+    )
+    if card is None:
+        card = ChargeCard.objects.create(
+            community=community, holder=holder, uid=uid, name=name, expires_on=expires_on
+        )
+    else:
+        card.holder, card.name, card.expires_on, card.active = holder, name, expires_on, True
+        card.save(update_fields=["holder", "name", "expires_on", "active"])
     audit(
         community=community,
         actor=actor,
@@ -139,6 +188,24 @@ def add_card(*, community, actor, holder, uid: str, name: str = "") -> ChargeCar
         card_id=card.pk,
         holder_id=holder.pk,
     )
+    changed(community_id=community.pk)
+    return card
+
+
+@transaction.atomic
+def update_card(*, card: ChargeCard, actor, name: str, expires_on) -> ChargeCard:
+    """Rename a card or change its expiry date (none: no expiry)."""
+    card.name, card.expires_on = name, expires_on
+    card.save(update_fields=["name", "expires_on"])
+    audit(
+        community=card.community,
+        actor=actor,
+        action="card.update",
+        target=card.uid,
+        card_id=card.pk,
+        expires_on=expires_on.isoformat() if expires_on else None,
+    )
+    changed(community_id=card.community_id)
     return card
 
 
@@ -155,6 +222,32 @@ def deactivate_card(*, card: ChargeCard, actor) -> ChargeCard:
             target=card.uid,
             card_id=card.pk,
         )
+        changed(community_id=card.community_id)
+    return card
+
+
+@transaction.atomic
+def reactivate_card(*, card: ChargeCard, actor) -> ChargeCard:
+    """Make a deactivated card work again (found again), for a holder still a member."""
+    if card.active:
+        return card
+    if card.holder_id is None or not (
+        Membership.objects.with_scopes_disabled()
+        .current()
+        .filter(community_id=card.community_id, user_id=card.holder_id)
+        .exists()
+    ):
+        raise ChargerError(_("This card's holder is no longer a member: give it to someone."))
+    card.active = True
+    card.save(update_fields=["active"])
+    audit(
+        community=card.community,
+        actor=actor,
+        action="card.reactivate",
+        target=card.uid,
+        card_id=card.pk,
+    )
+    changed(community_id=card.community_id)
     return card
 
 
@@ -210,6 +303,14 @@ def _queue_command(
         command_uid=str(command.uid),
     )
     return command
+
+
+def queue_command(
+    *, charger: Charger, actor, action: str, payload: dict, **links
+) -> ChargerCommand:
+    """A pending command for the gateway holding the charger (the one command path), audited;
+    for other apps' services (rules: the stop of a session that reached a limit)."""
+    return _queue_command(charger=charger, actor=actor, action=action, payload=payload, **links)
 
 
 @transaction.atomic
@@ -318,13 +419,24 @@ def app_card_for(*, community, user, actor=None) -> ChargeCard:
     return card
 
 
-@transaction.atomic
 def request_remote_start(*, connector: Connector, user) -> ChargerCommand:
+    """Ask the charger to start charging on `connector` for `user` (see `_remote_start`). A
+    refusal by a rule of use is recorded for the driver and the managers, then raised."""
+    try:
+        return _remote_start(connector=connector, user=user)
+    except ChargerRefused as refused:
+        record_refusal(decision=refused.decision, action="RemoteStart", **refused.refusal)
+        raise
+
+
+@transaction.atomic
+def _remote_start(*, connector: Connector, user) -> ChargerCommand:
     """Ask the charger to start charging on `connector` for `user` (OCPP 1.6
     RemoteStartTransaction, 2.0.1 RequestStartTransaction), authorised with the user's card
     (their virtual app card when they have none). A pending command the gateway delivers; the
     session appears when the charger starts it. Refused when the charger is offline, the outlet
-    is busy, faulted or unavailable, or a start for it is already on its way."""
+    is busy, faulted or unavailable, a start for it is already on its way, or a rule of use
+    (`rules.evaluation`) does not let the user charge there now."""
     community = connector.charger.community
     _current_membership(community, user)
     connector = Connector.objects.select_for_update().select_related("charger").get(pk=connector.pk)
@@ -341,6 +453,20 @@ def request_remote_start(*, connector: Connector, user) -> ChargerCommand:
     if _in_flight(connector=connector, action__in=REMOTE_START_ACTIONS):
         raise ChargerError(_("A start is already on its way to this outlet."))
     card = app_card_for(community=community, user=user)
+    # The rules of use, as the gateway applies them to a card presented at the outlet.
+    decision = evaluate_now(connector=connector, uid=card.uid)
+    if not decision.allowed:
+        raise ChargerRefused(
+            _("You cannot charge on this outlet now: %(reason)s.") % {"reason": decision.label},
+            decision=decision,
+            refusal={
+                "community_id": community.pk,
+                "charger_id": charger.pk,
+                "evse_id": connector.evse_id,
+                "uid": card.uid,
+                "holder_id": user.pk,
+            },
+        )
     if charger.ocpp_version == OcppVersion.V16:
         action = "RemoteStartTransaction"
         payload = {"connectorId": connector.connector_id, "idTag": card.uid}

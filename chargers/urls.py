@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import commissioning, fleet
+from .views import cards, commissioning, fleet
 
 app_name = "chargers"
 
@@ -43,6 +43,8 @@ urlpatterns = [
     ),
     path("sessions/", fleet.session_list, name="session-list"),
     path("my-sessions/", fleet.my_session_list, name="my-session-list"),
-    path("users/<int:member>/cards/add/", fleet.card_add, name="card-add"),
-    path("cards/<int:card>/deactivate/", fleet.card_deactivate, name="card-deactivate"),
+    path("users/<int:member>/cards/add/", cards.card_add, name="card-add"),
+    path("cards/<int:card>/edit/", cards.card_edit, name="card-edit"),
+    path("cards/<int:card>/deactivate/", cards.card_deactivate, name="card-deactivate"),
+    path("cards/<int:card>/reactivate/", cards.card_reactivate, name="card-reactivate"),
 ]

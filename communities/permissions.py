@@ -63,6 +63,8 @@ PERMISSIONS: dict[str, set[str]] = {
     # Relay a charger's OCPP traffic to a third-party operator (forwarding/): managers and
     # installers with full access (it decides who authorizes charging in the Billing role).
     "operators:manage": _MANAGERS_AND_INSTALLER,
+    # Rules of use (rules/): user groups, access policies, time windows, limits; the refusals.
+    "rules:manage": _MANAGERS_AND_INSTALLER,
     "sessions:view_all": _MANAGERS_AND_INSTALLER,
     # Start and stop charging from the portal (drivers their own sessions, managers any):
     # members only, an installer does not charge on a driver's behalf.

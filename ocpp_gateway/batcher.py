@@ -320,7 +320,10 @@ class EventBatcher:
             del self._events[: len(batch)]
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._executor, self.publish, batch)
+                # Shielded: when the server cancels the flushing task at shutdown, a batch
+                # already taken from the queue still reaches the publisher thread (close()
+                # waits for it) instead of being dropped with the cancelled future.
+                await asyncio.shield(loop.run_in_executor(self._executor, self.publish, batch))
             except Exception as exc:
                 # Broker down (or, eager, the database): keep the events and try again next
                 # flush, dropping the oldest only beyond max_buffer so memory stays bounded.

@@ -130,6 +130,13 @@ class TTLCache(Generic[K, V]):
     def pop(self, key: K) -> None:
         self._data.pop(key, None)
 
+    def discard_if(self, test: Callable[[K], bool]) -> int:
+        """Drop the entries whose key passes `test`; returns how many."""
+        keys = [key for key in self._data if test(key)]
+        for key in keys:
+            del self._data[key]
+        return len(keys)
+
     def clear(self) -> None:
         self._data.clear()
 
@@ -387,6 +394,11 @@ class Decisions:
         self.cards.set(key, decision)
         self.last_cards.set(key, decision)
         return decision
+
+    def forget_community(self, community_id: int) -> None:
+        """Drop the cached card decisions of a community whose cards or rules changed (its
+        access stamp moved: `ocpp_gateway.access`). The last known answers stay, for outages."""
+        self.cards.discard_if(lambda key: key[0] == community_id)
 
     async def next_transaction_id(self) -> int:
         """A 1.6 transaction id unique across gateway processes and restarts."""

@@ -59,6 +59,7 @@ from .v16 import ChargePoint16
 from .v201 import ChargePoint201
 
 if TYPE_CHECKING:
+    from .access import AccessRules
     from .starts import StartIds
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ class Gateway:
 
     # Created on first use by `ocpp_gateway.starts.start_ids` (1.6 transaction ids).
     start_ids: StartIds
+    # Created on first use by `ocpp_gateway.access.access_rules` (rules of use).
+    access_rules: AccessRules
 
     @property
     def url(self) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from .access import answer_status, started_offline
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
 from .profiles import ENERGY, READ_BACK_16, profile_16, same_value
@@ -93,9 +94,10 @@ async def status_notification(cp: ChargePoint16, p: dict[str, Any]) -> dict[str,
 
 
 async def authorize(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
-    """Accepted / Invalid / Blocked from the charger's community cards."""
-    decision = await cp.gateway.decisions.authorize(cp.community_id, p["idTag"])
-    return {"idTagInfo": {"status": decision["status"]}}
+    """Accepted when the card may charge on at least one outlet of the charger now (its card
+    and the rules of use: `ocpp_gateway.access`); else Invalid / Blocked / Expired."""
+    status = await answer_status(cp, p["idTag"], evse_id=None, action="Authorize")
+    return {"idTagInfo": {"status": status}}
 
 
 async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +110,13 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
     transaction_id = relayed_transaction_id(cp) or await start_ids(cp.gateway).transaction_id(
         cp.id, (connector_id, id_tag, p["meterStart"], p["timestamp"])
     )
-    decision = await cp.gateway.decisions.authorize(cp.community_id, id_tag)
+    status = await answer_status(
+        cp,
+        id_tag,
+        evse_id=connector_id,
+        action="StartTransaction",
+        offline=started_offline(p["timestamp"]),
+    )
     cp.emit(
         "transaction",
         {
@@ -126,7 +134,7 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
         },
     )
     await cp.sync()
-    return {"transactionId": transaction_id, "idTagInfo": {"status": decision["status"]}}
+    return {"transactionId": transaction_id, "idTagInfo": {"status": status}}
 
 
 async def meter_values(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +229,7 @@ class ChargePoint16(GatewayChargePoint):
             # Power management's profiles (power.charging_profiles).
             "SetChargingProfile",
             "ClearChargingProfile",
+            "SendLocalList",  # offline authorization (rules.locallists)
         }
     )
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from chargers.contract import outlet_key
 
 from . import base
+from .access import answer_status
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
 from .profiles import ENERGY, READ_BACK_201, profile_201, same_value
@@ -126,10 +127,12 @@ async def status_notification(cp: ChargePoint201, p: dict[str, Any]) -> dict[str
 
 
 async def authorize(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
-    """Accepted / Invalid / Blocked; the token type (ISO14443, Local…) does not matter: the
-    same UID is the same card."""
-    decision = await cp.gateway.decisions.authorize(cp.community_id, p["idToken"]["idToken"])
-    return {"idTokenInfo": {"status": decision["status"]}}
+    """Accepted when the token may charge on at least one EVSE of the station now (its card and
+    the rules of use: `ocpp_gateway.access`), else why not (Invalid, Blocked, Expired,
+    NotAtThisLocation, NotAtThisTime, NoCredit); the token type (ISO14443, Local…) does not
+    matter: the same UID is the same card."""
+    status = await answer_status(cp, p["idToken"]["idToken"], evse_id=None, action="Authorize")
+    return {"idTokenInfo": {"status": status}}
 
 
 async def transaction_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
@@ -161,13 +164,25 @@ async def transaction_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, 
     await cp.sync()
     if id_token:
         try:
-            decision = await cp.gateway.decisions.authorize(cp.community_id, id_token)
+            if p["eventType"] != "Ended":
+                # Started, or Updated when the driver authorizes after plugging in: the rules
+                # of use for this EVSE. An event queued offline is accepted and, when a rule
+                # would have refused it, flagged; an ended one only gets its card's status.
+                status = await answer_status(
+                    cp,
+                    id_token,
+                    evse_id=evse.get("id"),
+                    action="TransactionEvent",
+                    offline=bool(p.get("offline")),
+                )
+            else:
+                status = (await cp.gateway.decisions.authorize(cp.community_id, id_token))["status"]
         except Exception:
             logger.warning(
                 "%s: TransactionEvent answered without idTokenInfo", cp.id, exc_info=True
             )
             return {}
-        return {"idTokenInfo": {"status": decision["status"]}}
+        return {"idTokenInfo": {"status": status}}
     return {}
 
 
@@ -245,6 +260,7 @@ class ChargePoint201(GatewayChargePoint):
             # Power management's profiles (power.charging_profiles).
             "SetChargingProfile",
             "ClearChargingProfile",
+            "SendLocalList",  # offline authorization (rules.locallists)
         }
     )
 

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "accounts",
     "communities",
     "chargers",
+    "rules",
     "ocpp_gateway",
     "simulator",
     "forwarding",
@@ -260,6 +261,10 @@ else:
 # Celery beat (`celery -A sparklin beat`): chargers whose heartbeats stopped become "not
 # connected" within two heartbeat intervals; the OCPP message log is kept OCPP_MESSAGE_LOG_DAYS.
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 60)
+# How often sessions are checked against the limits of use (rules.tasks.check_limits).
+RULES_LIMITS_SECONDS = env_int("RULES_LIMITS_SECONDS", 60)
+# How often chargers' local authorization lists are brought in line (rules.tasks.sync_local_lists).
+RULES_LOCAL_LIST_SECONDS = env_int("RULES_LOCAL_LIST_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "chargers-sweep-offline": {
         "task": "chargers.tasks.sweep_offline",
@@ -292,6 +297,15 @@ CELERY_BEAT_SCHEDULE = {
     "meters-purge-readings": {
         "task": "meters.tasks.purge_readings",
         "schedule": 3600.0,
+    # Sessions whose holder reached a limit of use (duration, kWh per month) are stopped.
+    "rules-check-limits": {
+        "task": "rules.tasks.check_limits",
+        "schedule": float(RULES_LIMITS_SECONDS),
+    },
+    # Local authorization lists and offline behaviour follow card and rule changes.
+    "rules-sync-local-lists": {
+        "task": "rules.tasks.sync_local_lists",
+        "schedule": float(RULES_LOCAL_LIST_SECONDS),
     },
 }
 

@@ -11,6 +11,7 @@ tenant_urlpatterns = [
     path("", include("communities.urls")),
     path("", include("chargers.urls")),
     path("", include("forwarding.urls")),
+    path("", include("rules.urls")),
     path("", include("billing.urls")),
     path("", include("meters.urls")),
     path("", include("power.urls")),

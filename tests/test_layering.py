@@ -1,9 +1,12 @@
-"""Apps depend one way: communities ← chargers ← billing ← meters ← power (an app's core imports only
-the apps to its left). The core is everything but the presentation modules (views, URLs, forms, template
-tags, context processors, admin, management commands), which compose pages from several apps
-and may import any of them. One declared exception: the worker's event pipeline and the
+"""Apps depend one way: communities ← chargers ← rules ← forwarding ← billing ← meters ← power (an app's core imports only
+the apps to its left). `rules` (rules of use) sits after chargers because its policies name sites
+and outlets and it stops sessions through the command path; billing never needs it. The core is
+everything but the presentation modules (views, URLs, forms, template tags, context processors,
+admin, management commands), which compose pages from several apps and may import any of them.
+Two declared exceptions: the worker's event pipeline and the
 session reads price sessions with `billing.prices` (light on purpose: it imports only
-`billing.models`).
+`billing.models`); and a portal remote start obeys the rules of use through `rules.evaluation`
+(the one evaluation function the gateway uses too).
 
 An AST walk (no extra tool): every import, at module level or inside a function, counts."""
 
@@ -19,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # their command rows: it sits last, nothing below it ever needs a limit it computed.
 # forwarding relays chargers' traffic (it reads chargers, the worker applies its events
 # through chargers.events.handlers.register); billing needs neither.
-ORDER = ["communities", "chargers", "forwarding", "billing", "meters", "power"]
+ORDER = ["communities", "chargers", "rules", "forwarding", "billing", "meters", "power"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
-ALLOWED = {("chargers", "billing.prices")}
+ALLOWED = {("chargers", "billing.prices"), ("chargers", "rules.evaluation")}
 
 
 def is_presentation(path: Path) -> bool:

@@ -7,7 +7,7 @@ raises)."""
 
 import inspect
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 from django.apps import apps
@@ -22,6 +22,7 @@ from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
 from power.models import Circuit
 from forwarding.models import OperatorConnection
+from rules.models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
 from tests import builders
 
 
@@ -79,7 +80,17 @@ def objects_of(community, holder):
     session = ChargingSession.objects.create(
         community=community, charger=charger, connector=connector, transaction_id="1"
     )
+    policy = AccessPolicy.objects.create(community=community, site=site, mode="members")
+    window = TimeWindow.objects.create(
+        community=community, policy=policy, days="12345", start=time(8), end=time(19)
+    )
     return {
+        "window": LearnWindow.objects.create(
+            community=community, charger=charger, user=holder, expires_at=timezone.now()
+        ).pk,
+        "policy": policy.pk,
+        "time_window": window.pk,
+        "group": UserGroup.objects.create(community=community, name=f"G{community.pk}").pk,
         "site": site.pk,
         "charger": charger.pk,
         "connector": connector.pk,
@@ -253,7 +264,15 @@ QUERY_ID_VIEWS = {
     "export-download": ("get", "job", {}),
 }
 # Views that only show an object named by a parameter when it is theirs (no 404 needed).
-QUERY_ID_OPTIONAL = {"export-list": {"job"}, "session-list": {"site", "user"}}
+QUERY_ID_OPTIONAL = {
+    "export-list": {"job"},
+    "session-list": {"site", "user"},
+    # A user of another community is not among the form's choices: nothing is set.
+    "limit-set": {"user"},
+    "rules-page": {"user"},  # shows that form, unbound
+    # A charger or user of another community is not among the form's choices: nothing opens.
+    "learn-start": {"charger", "user"},
+}
 ID_PARAMETERS = {"note", "job", "session", "charger", "connector", "card", "member", "site", "user"}
 _READS = re.compile(
     r"""(?:request\.(?:GET|POST)(?:\.get\(|\[)|_object_id\(request,\s*|cleaned_data\[)\s*["'](\w+)["']"""
@@ -344,3 +363,17 @@ def test_every_tenant_model_is_scoped(model, db):
             list(model.objects.all())
         with pytest.raises(ScopeError):
             model.objects.filter(pk=1).exists()
+
+
+def test_a_limit_for_a_user_of_another_community_sets_nothing(client, manager, outsider):
+    client.force_login(manager)
+    response = client.post("/c/tilleuls/rules/limits/", {"user": outsider.pk, "monthly_kwh": "5"})
+    assert response.status_code == 302
+    assert not UsageLimit.objects.with_scopes_disabled().exists()
+
+
+def test_a_learn_window_on_a_charger_of_another_community_opens_nothing(client, manager, outsider):
+    foreign = builders.make_charger(builders.community_of(outsider))
+    client.force_login(manager)
+    client.post("/c/tilleuls/cards/learn/", {"charger": foreign.pk})
+    assert not LearnWindow.objects.with_scopes_disabled().exists()

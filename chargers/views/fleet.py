@@ -11,14 +11,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from communities.models import Membership, Site
+from communities.models import Site
 from communities.permissions import community_permission, has_permission
 from sparklin.dates import month_bounds
 from sparklin.http import CommunityRequest
 from sparklin.live import render_live
 
 from .. import selectors, services
-from ..forms import CardForm, ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
+from ..forms import ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
 from ..models import (
     ChargeCard,
     Charger,
@@ -230,38 +230,3 @@ def my_session_list(request: CommunityRequest, community):
     page = Paginator(sessions, 50).get_page(request.GET.get("page"))
     cards = ChargeCard.objects.filter(holder=request.user)
     return render(request, "chargers/my_session_list.html", {"page": page, "cards": cards})
-
-
-@community_permission("cards:write")
-@require_POST
-def card_add(request: CommunityRequest, community, member):
-    membership: Membership = get_object_or_404(Membership.objects.select_related("user"), pk=member)
-    form = CardForm(request.POST)
-    if form.is_valid():
-        try:
-            card = services.add_card(
-                community=request.community,
-                actor=request.user,
-                holder=membership.user,
-                **form.cleaned_data,
-            )
-        except services.ChargerError as e:
-            messages.error(request, e.message)
-        else:
-            messages.success(request, _("Card %(uid)s added.") % {"uid": card.uid})
-    else:
-        for errors in form.errors.values():
-            messages.error(request, " ".join(str(e) for e in errors))
-    return redirect("communities:member-detail", community=community, member=membership.pk)
-
-
-@community_permission("cards:write")
-@require_POST
-def card_deactivate(request: CommunityRequest, community, card):
-    card = get_object_or_404(ChargeCard, pk=card)
-    services.deactivate_card(card=card, actor=request.user)
-    messages.success(request, _("Card %(uid)s deactivated.") % {"uid": card.uid})
-    membership = Membership.objects.filter(user=card.holder_id).first()
-    if membership:
-        return redirect("communities:member-detail", community=community, member=membership.pk)
-    return redirect("communities:member-list", community=community)

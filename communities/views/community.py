@@ -128,7 +128,11 @@ def member_detail(request: CommunityRequest, community, member):
     membership = get_object_or_404(Membership.objects.current().select_related("user"), pk=member)
     sessions = selectors.sessions_for_list().filter(holder=membership.user)
     page = Paginator(sessions, 25).get_page(request.GET.get("page"))
-    cards = ChargeCard.objects.filter(holder=membership.user)
+    cards = (
+        ChargeCard.objects.filter(holder=membership.user)
+        .select_related("community")
+        .with_last_use()
+    )
     return render(
         request,
         "communities/member_detail.html",

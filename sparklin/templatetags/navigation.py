@@ -72,7 +72,13 @@ _TABS: list[tuple[str, StrOrPromise, str, str, list[str]]] = [
         "!notes:manage&notes:view_own",
         ["note-*"],
     ),
-    ("management", _("Users"), "communities:member-list", "members:view", ["member-*", "card-add"]),
+    (
+        "management",
+        _("Users"),
+        "communities:member-list",
+        "members:view",
+        ["member-*", "card-*", "group-*"],
+    ),
     (
         "management",
         _("Sites"),
@@ -94,6 +100,13 @@ _TABS: list[tuple[str, StrOrPromise, str, str, list[str]]] = [
         "communities:settings",
         "community:manage",
         ["settings", "price-*"],
+    ),
+    (
+        "settings",
+        _("Rules of use"),
+        "rules:rules-page",
+        "rules:manage",
+        ["rules-page", "site-policy", "outlet-policy"],
     ),
     ("settings", _("Tools"), "billing:export-list", "exports:run", ["export-*"]),
     (

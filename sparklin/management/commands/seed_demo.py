@@ -30,6 +30,7 @@ from chargers.models import (
     Connector,
     InventoryCharger,
     Vendor,
+    normalize_card_uid,
 )
 from communities.models import (
     AccessGrant,
@@ -100,8 +101,8 @@ class Command(BaseCommand):
         )
         card, _ = ChargeCard.objects.update_or_create(
             community=community,
-            uid="DEMO-CARD-01",
-            defaults={"name": "Badge Lucas", "holder": driver, "active": True},
+            uid=normalize_card_uid("DEMO-CARD-01"),  # stored as DEMOCARD01, the one spelling
+            defaults={"name": "Badge Lucas", "holder": driver, "active": True, "expires_on": None},
         )
         chargers = []
         for identity, vendor, model, site_index, _protocol in CHARGERS:

@@ -1,0 +1,149 @@
+"""Forms of the Rules page and of user groups: every value checked server-side."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import User
+from chargers.models import Charger
+from communities.models import Community, Membership
+
+from .models import Mode, OfflineMode, UserGroup
+
+WEEKDAYS = [
+    ("1", _("Monday")),
+    ("2", _("Tuesday")),
+    ("3", _("Wednesday")),
+    ("4", _("Thursday")),
+    ("5", _("Friday")),
+    ("6", _("Saturday")),
+    ("7", _("Sunday")),
+]
+
+
+class MemberChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.get_full_name() or obj.phone)
+
+
+def _members(community: Community) -> Any:
+    ids = Membership.objects.current().filter(community=community).values("user_id")
+    return User.objects.filter(pk__in=ids).order_by("last_name", "first_name", "pk")
+
+
+class GroupForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=80)
+    members = MemberChoiceField(
+        label=_("Members"),
+        queryset=User.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(MemberChoiceField, self.fields["members"]).queryset = _members(community)
+
+
+class PolicyForm(forms.Form):
+    mode = forms.ChoiceField(
+        label=_("Who may charge"), choices=Mode.choices, widget=forms.RadioSelect
+    )
+    users = MemberChoiceField(
+        label=_("Users"),
+        queryset=User.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    groups: forms.ModelMultipleChoiceField = forms.ModelMultipleChoiceField(
+        label=_("Groups"),
+        queryset=UserGroup.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(MemberChoiceField, self.fields["users"]).queryset = _members(community)
+        cast(
+            forms.ModelMultipleChoiceField, self.fields["groups"]
+        ).queryset = UserGroup.objects.filter(community=community)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("mode") == Mode.CHOSEN and not data.get("users") and not data.get("groups"):
+            raise forms.ValidationError(_("Choose at least one user or group."))
+        return data
+
+
+class WindowForm(forms.Form):
+    days = forms.MultipleChoiceField(
+        label=_("Days"), choices=WEEKDAYS, widget=forms.CheckboxSelectMultiple
+    )
+    start = forms.TimeField(
+        label=_("From"), widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
+    )
+    end = forms.TimeField(
+        label=_("To"),
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text=_("An end before the start runs past midnight; 00:00 to 00:00 is all day."),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None and start == end and start.hour + start.minute:
+            raise forms.ValidationError(_("The window must not start and end at the same time."))
+        return data
+
+
+class MemberField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.get_full_name() or obj.phone)
+
+
+class LimitForm(forms.Form):
+    user = MemberField(label=_("User"), queryset=User.objects.none())
+    monthly_kwh = forms.DecimalField(
+        label=_("kWh per month"),
+        required=False,
+        min_value=1,
+        max_value=100000,
+        decimal_places=1,
+    )
+    session_minutes = forms.IntegerField(
+        label=_("Session duration (minutes)"), required=False, min_value=5, max_value=7 * 24 * 60
+    )
+
+    def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(MemberField, self.fields["user"]).queryset = _members(community)
+
+
+class LearnStartForm(forms.Form):
+    charger: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("Charger where the card will be presented"), queryset=Charger.objects.none()
+    )
+    user = MemberField(label=_("For"), queryset=User.objects.none(), required=False)
+
+    def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["charger"]).queryset = Charger.objects.filter(
+            community=community
+        )
+        cast(MemberField, self.fields["user"]).queryset = _members(community)
+
+
+class LearnConfirmForm(forms.Form):
+    name = forms.CharField(label=_("Card name"), max_length=100, required=False)
+
+
+class OfflineForm(forms.Form):
+    mode = forms.ChoiceField(
+        label=_("While a charger cannot reach Sparklin"),
+        choices=OfflineMode.choices,
+        widget=forms.RadioSelect,
+    )

@@ -1,0 +1,53 @@
+"""Rules of use in pages of other apps: the summary on a site, a driver's refusals, weekdays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.utils.translation import gettext as _
+
+from rules import selectors
+from rules.forms import WEEKDAYS
+from rules.models import RuleEvent
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def site_access(context: dict[str, Any], site: Any) -> list[dict[str, Any]]:
+    """Who may charge on `site` and its outlets now."""
+    return selectors.site_summaries(context["community"], [site])
+
+
+@register.simple_tag
+def my_rule_events(user: Any) -> list[RuleEvent]:
+    """The person's last refused or stopped charges (in the current community's scope)."""
+    return list(RuleEvent.objects.filter(holder=user).select_related("charger")[:10])
+
+
+@register.filter
+def weekdays(days: str) -> str:
+    """ "12345" → "Monday–Friday"; other sets listed."""
+    names = dict(WEEKDAYS)
+    if days == "1234567":
+        return _("Every day")
+    if len(days) > 2 and days == "".join(str(d) for d in range(int(days[0]), int(days[-1]) + 1)):
+        return f"{names[days[0]]}–{names[days[-1]]}"
+    return ", ".join(str(names[d]) for d in days if d in names)
+
+
+@register.simple_tag
+def learn_chargers() -> list[Any]:
+    """The community's chargers (in the current scope), for the learn-by-scanning form."""
+    from chargers.models import Charger
+
+    return list(Charger.objects.all())
+
+
+@register.simple_tag
+def local_list(charger: Any) -> Any:
+    """The charger's local list state (None before the first sync)."""
+    from rules.models import LocalList
+
+    return LocalList.objects.filter(charger=charger).first()

@@ -1,0 +1,168 @@
+"""The Rules page, user groups, charging hours and limits from the portal; the summary on a
+site; a driver's refusals; sessions stopped when a limit is reached."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from chargers.models import ChargerCommand, ChargingSession
+from communities.models import AuditEvent
+from rules import services
+from rules.models import AccessPolicy, Mode, Reason, RuleEvent, TimeWindow, UsageLimit, UserGroup
+from rules.tasks import check_limits
+from tests import builders
+
+pytestmark = pytest.mark.community_scope
+
+
+def test_only_managers_see_the_rules(client, individual, manager):
+    client.force_login(individual)
+    assert client.get("/c/tilleuls/rules/").status_code == 403
+    assert client.get("/c/tilleuls/users/groups/").status_code == 403
+    client.force_login(manager)
+    assert client.get("/c/tilleuls/rules/").status_code == 200
+
+
+def test_manager_reserves_a_site_to_a_group_during_working_hours(
+    manager_client, community, site, charger, individual
+):
+    builders.make_connector(charger, connector_id=1)
+    response = manager_client.post(
+        "/c/tilleuls/users/groups/", {"name": "Bureaux", "members": [individual.pk]}
+    )
+    assert response.status_code == 302
+    group = UserGroup.objects.get()
+    assert list(group.members.all()) == [individual]
+
+    url = f"/c/tilleuls/rules/sites/{site.pk}/"
+    refused = manager_client.post(url, {"mode": Mode.CHOSEN})
+    assert refused.status_code == 200 and refused.context["form"].non_field_errors()
+    assert manager_client.post(url, {"mode": Mode.CHOSEN, "groups": [group.pk]}).status_code == 302
+    policy = AccessPolicy.objects.get(site=site)
+    assert policy.mode == Mode.CHOSEN and list(policy.groups.all()) == [group]
+
+    window_url = f"/c/tilleuls/rules/{policy.pk}/windows/add/"
+    manager_client.post(window_url, {"start": "08:00", "end": "19:00"})  # no day: refused
+    assert not TimeWindow.objects.exists()
+    manager_client.post(
+        window_url, {"days": ["1", "2", "3", "4", "5"], "start": "08:00", "end": "19:00"}
+    )
+    window = TimeWindow.objects.get()
+    assert window.days == "12345"
+
+    page = manager_client.get("/c/tilleuls/rules/").content.decode()
+    assert "Bureaux" in page and "08:00–19:00" in page
+    site_page = manager_client.get(f"/c/tilleuls/sites/{site.pk}/").content.decode()
+    assert "Bureaux" in site_page and "08:00–19:00" in site_page
+
+    manager_client.post(f"/c/tilleuls/rules/windows/{window.pk}/remove/")
+    manager_client.post(f"/c/tilleuls/rules/{policy.pk}/remove/")
+    assert not AccessPolicy.objects.exists()
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"group.create", "rule.policy", "rule.window_add", "rule.window_remove"} <= actions
+    assert "rule.policy_remove" in actions
+
+
+def test_an_outlet_gets_its_own_rule(manager_client, site, charger):
+    outlet = builders.make_connector(charger, connector_id=2)
+    manager_client.post(f"/c/tilleuls/rules/outlets/{outlet.pk}/", {"mode": Mode.NOBODY})
+    assert AccessPolicy.objects.get(connector=outlet).mode == Mode.NOBODY
+
+
+def test_limits_set_and_removed(manager_client, individual):
+    manager_client.post(
+        "/c/tilleuls/rules/limits/",
+        {"user": individual.pk, "monthly_kwh": "150", "session_minutes": "240"},
+    )
+    limit = UsageLimit.objects.get()
+    assert (limit.monthly_kwh, limit.session_minutes) == (Decimal("150"), 240)
+    manager_client.post("/c/tilleuls/rules/limits/", {"user": individual.pk})
+    assert not UsageLimit.objects.exists()
+
+
+def test_a_group_of_a_former_member_cannot_be_saved(community, manager):
+    left = builders.make_member(community, state="left").user
+    with pytest.raises(services.RulesError):
+        services.save_group(community=community, actor=manager, name="X", members=[left])
+
+
+def test_an_individual_cannot_change_rules_through_the_service(community, individual, site):
+    with pytest.raises(services.RulesError):
+        services.set_policy(community=community, actor=individual, mode=Mode.NOBODY, site=site)
+
+
+def test_the_driver_sees_why_a_charge_was_refused(client, community, individual, charger):
+    RuleEvent.objects.create(
+        community=community,
+        reason=Reason.OUTSIDE_HOURS,
+        action="Authorize",
+        charger=charger,
+        holder=individual,
+        uid="04A1",
+    )
+    client.force_login(individual)
+    page = client.get("/c/tilleuls/my-sessions/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "en dehors des heures de recharge" in page or "outside charging hours" in page
+
+
+def _active_session(community, charger, holder, minutes_ago, version="1.6", energy_wh=0):
+    charger.connected, charger.ocpp_version = True, version
+    charger.save()
+    return ChargingSession.objects.create(
+        community=community,
+        charger=charger,
+        connector=builders.make_connector(charger, connector_id=1),
+        transaction_id="42" if version == "1.6" else "tx-42",
+        holder=holder,
+        id_tag="04A1",
+        started_at=timezone.now() - timedelta(minutes=minutes_ago),
+        meter_start_wh=Decimal("1000"),
+        meter_last_wh=Decimal(1000 + energy_wh),
+    )
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_session_past_its_duration_is_stopped_once(
+    community, manager, individual, charger, version
+):
+    services.set_limit(
+        community=community, actor=manager, user=individual, monthly_kwh=None, session_minutes=60
+    )
+    session = _active_session(community, charger, individual, minutes_ago=61, version=version)
+    assert check_limits() == 1
+    command = ChargerCommand.objects.get(session=session)
+    if version == "1.6":
+        assert (command.action, command.payload) == (
+            "RemoteStopTransaction",
+            {"transactionId": 42},
+        )
+    else:
+        assert (command.action, command.payload) == (
+            "RequestStopTransaction",
+            {"transactionId": "tx-42"},
+        )
+    assert check_limits() == 0  # a stop on its way is not asked twice
+    event = RuleEvent.objects.get()
+    assert (event.kind, event.reason, event.session) == (
+        RuleEvent.Kind.STOPPED,
+        Reason.SESSION_DURATION,
+        session,
+    )
+
+
+def test_a_session_reaching_the_monthly_limit_is_stopped(community, manager, individual, charger):
+    services.set_limit(
+        community=community,
+        actor=manager,
+        user=individual,
+        monthly_kwh=Decimal("10"),
+        session_minutes=None,
+    )
+    session = _active_session(community, charger, individual, minutes_ago=5, energy_wh=9000)
+    assert check_limits() == 0  # 9 kWh of 10
+    session.meter_last_wh = Decimal("11000")
+    session.save()
+    assert check_limits() == 1
+    assert RuleEvent.objects.get().reason == Reason.MONTHLY_LIMIT
