@@ -216,6 +216,10 @@ class ChargePoint16(GatewayChargePoint):
             "Reset",
             "RemoteStartTransaction",
             "RemoteStopTransaction",
+            # Fleet operations (chargers.operations).
+            "UnlockConnector",
+            "ChangeAvailability",
+            "TriggerMessage",
         }
     )
 

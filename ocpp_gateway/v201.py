@@ -241,6 +241,10 @@ class ChargePoint201(GatewayChargePoint):
             "Reset",
             "RequestStartTransaction",
             "RequestStopTransaction",
+            # Fleet operations (chargers.operations).
+            "UnlockConnector",
+            "ChangeAvailability",
+            "TriggerMessage",
         }
     )
 
