@@ -41,6 +41,7 @@ from ..models import (
     card_uid_spellings,
     normalize_card_uid,
 )
+from . import uptime
 from .sql import insert_rows, update_rows
 from .values import (
     ENERGY_REGISTER,
@@ -129,6 +130,8 @@ class ChargerState:
         self.messages: list[tuple] = []
         self.new_commands: list[ChargerCommand] = []
         self.dirty_commands: dict[int, ChargerCommand] = {}
+        # Connection intervals (start, end or None), written by `uptime.flush`.
+        self.connections: list[tuple[datetime | None, datetime | None]] = []
         self.rejected: list[tuple[Event, str]] = []
         self.failed: BaseException | None = None
 
@@ -474,6 +477,7 @@ class Batch:
                 groups[tuple(sorted(st.fields))].append(st.charger)
         for fields, chargers in groups.items():
             update_rows(Charger, chargers, list(fields))
+        uptime.flush(good)
 
         return {
             "chargers": len(good),

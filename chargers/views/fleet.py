@@ -28,6 +28,7 @@ from ..models import (
     UnknownCharger,
 )
 from ..redaction import redact_payload
+from ..uptime import charger_uptime
 
 
 @community_permission("outlets:view")
@@ -136,6 +137,7 @@ def charger_detail(request: CommunityRequest, community, charger):
             # Events the worker kept aside (chargers.events.quarantine): a notice.
             "quarantine": quarantine,
             "quarantine_count": sum(q.count for q in quarantine),
+            "uptime": charger_uptime(charger),  # templates/chargers/_charger_uptime.html
         },
     )
 

@@ -104,3 +104,26 @@ def test_every_operation_reaches_the_charger_and_its_answer_is_recorded(
 
 async def post_form(client, url, data):
     return await until_db(lambda: client.post(url, data))
+
+
+def test_a_connection_becomes_one_interval_closed_by_its_disconnection(charger):
+    """The gateway names the interval: its disconnected event repeats the connection's start."""
+    from chargers.models import ConnectionInterval
+
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled) as cp:
+            await cp.boot()
+            await until_db(lambda: ConnectionInterval.objects.filter(charger=charger).exists())
+        return await until_db(
+            lambda: (
+                ConnectionInterval.objects.filter(charger=charger, ended_by="disconnected")
+                .values_list("started_at", "ended_at")
+                .first()
+            )
+        )
+
+    started, ended = run(scenario, command_poll_seconds=0.05)
+    assert ConnectionInterval.objects.filter(charger=charger).count() == 1
+    assert Charger.objects.get(pk=charger.pk).connected_since == started < ended
