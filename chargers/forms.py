@@ -201,3 +201,15 @@ class MoveForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = cast(forms.ModelChoiceField, self.fields["site"])
         field.queryset = Site.objects.exclude(pk=charger.site_id).order_by("name")
+
+
+class LogFilterForm(forms.Form):
+    """The OCPP log's filter: one action (its calls and their answers), checked on the server."""
+
+    action = forms.CharField(label=_("Action"), max_length=60, required=False)
+
+    def clean_action(self):
+        action = self.cleaned_data["action"].strip()
+        if action and not re.fullmatch(r"[A-Za-z0-9]+", action):
+            raise forms.ValidationError(_("Enter an OCPP action name, e.g. StatusNotification."))
+        return action

@@ -37,6 +37,11 @@ urlpatterns = [
         operations.outlet_availability,
         name="outlet-availability",
     ),
+    path(
+        "chargers/<int:charger>/log/download/",
+        operations.charger_log_download,
+        name="charger-log-download",
+    ),
     path("chargers/<int:charger>/move/", operations.charger_move, name="charger-move"),
     path("chargers/<int:charger>/delete/", operations.charger_delete, name="charger-delete"),
     path("sites/<int:site>/chargers/claim/", commissioning.charger_claim, name="charger-claim"),

@@ -1,20 +1,21 @@
 """Fleet operations from the charger page (`chargers.operations`): restart, unlock an outlet,
-availability, reports, move and delete. Each POST asks a service and returns to the charger
+availability, reports, move and delete; and the download of the OCPP log's last 24 hours. Each POST asks a service and returns to the charger
 page with a message; a hard restart and a deletion go through the confirmation pattern
 (`sparklin/confirm.py`)."""
 
 from django.contrib import messages
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from communities.permissions import community_permission
+from communities.permissions import community_permission, has_permission
 from sparklin.confirm import Confirmation, confirm, render_confirmation
 from sparklin.http import CommunityRequest
 
-from .. import operations
+from .. import ocpp_log, operations
 from ..forms import AvailabilityForm, MoveForm, ReportForm
 from ..models import Charger, Connector
 from ..services import ChargerError
@@ -170,3 +171,17 @@ def charger_delete(request: CommunityRequest, community: str, charger: int) -> H
         return redirect(page)
     messages.success(request, _("Charger %(identity)s deleted.") % {"identity": identity})
     return redirect("communities:site-detail", community=community, site=obj.site_id)
+
+
+@community_permission("chargers:view")
+def charger_log_download(request: CommunityRequest, community: str, charger: int):
+    """The last 24 hours of OCPP frames as JSON lines, streamed (for support); redacted for
+    whoever may not see personal data, like the page."""
+    obj = get_object_or_404(Charger, pk=charger)
+    lines = ocpp_log.export_last_day(
+        charger=obj, actor=request.user, redact=not has_permission(request, "sessions:view_all")
+    )
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="{obj.identity}-ocpp-{stamp}.jsonl"'
+    return response

@@ -33,6 +33,7 @@ SENTENCES = {
     "charger.availability": _("changed the availability of an outlet: %(target)s"),
     "charger.trigger": _("asked the charger for a report: %(target)s"),
     "charger.move": _("moved the charger %(target)s"),
+    "charger.log_download": _("downloaded the OCPP log of the charger %(target)s"),
     "charger.delete": _("deleted the charger %(target)s"),
     "charger.events_retry": _("asked to record again the events kept aside for %(target)s"),
     "card.add": _("added the card %(target)s"),
