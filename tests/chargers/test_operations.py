@@ -313,3 +313,15 @@ def test_move_from_the_page(community, charger, manager_client):
     manager_client.post(url, {"site": target.pk})
     charger.refresh_from_db()
     assert charger.site == target
+
+
+def test_the_commands_table_shows_the_chargers_answer(charger, manager_client):
+    ChargerCommand.objects.create(
+        community=charger.community, charger=charger, action="UnlockConnector",
+        status=ChargerCommand.Status.REJECTED, response={"status": "UnlockFailed"},
+    )  # fmt: skip
+    assert "UnlockFailed" in page_of(manager_client, charger)
+
+
+def page_of(client, charger):
+    return client.get(f"/c/tilleuls/chargers/{charger.pk}/").content.decode()
