@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.formfields import PhoneNumberField
 
@@ -43,6 +44,7 @@ class ReportForm(forms.Form):
     def clean_page(self):
         # Where the report came from: a path of this site only (never a foreign URL).
         page = (self.cleaned_data.get("page") or "").strip()
-        if not page.startswith("/") or page.startswith("//") or any(c in page for c in "\r\n"):
+        local = url_has_allowed_host_and_scheme(page, allowed_hosts=set())  # no host, no scheme
+        if not page.startswith("/") or not local or any(c in page for c in "\r\n\\"):
             return ""
         return page

@@ -96,9 +96,11 @@ def test_a_photo_is_stored_without_its_metadata(manager_client):
 def test_the_community_is_named_only_when_the_person_has_access(manager_client, outsider):
     report(manager_client, page="/c/elsewhere/outlets/")
     report(manager_client, page="https://evil.example/c/tilleuls/")
-    first, second = Ticket.objects.order_by("pk")
+    answer = report(manager_client, page="/\\evil.example/")
+    assert answer.url == "/"  # never redirected off the site
+    first, second, third = Ticket.objects.order_by("pk")
     assert first.source_community is None and first.community_name == ""
-    assert second.page == "" and second.source_community is None
+    assert second.page == "" and second.source_community is None and third.page == ""
 
 
 def test_reports_are_limited_per_person(manager_client, settings):
