@@ -50,8 +50,12 @@ class ConnectedPayload(TypedDict):
     gateway: str  # the instance id of the gateway process holding the connection
 
 
-class DisconnectedPayload(TypedDict):
+class DisconnectedPayload(TypedDict, total=False):
     code: int | None  # the websocket close code
+    # When this connection opened: the `received_at` of its `connected` event (ISO 8601, UTC),
+    # so the worker closes exactly that connection interval whatever the order it applies them.
+    # Absent from events queued by an older gateway.
+    connected_at: str
 
 
 class RefusedPayload(TypedDict):

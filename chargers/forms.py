@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import User
 from communities.models import Membership, Site
 
-from .models import ChargeCard, Charger, Vendor, normalize_card_uid
+from .models import ChargeCard, Charger, Connector, Vendor, normalize_card_uid
 
 
 class ChargerForm(forms.Form):
@@ -187,3 +187,54 @@ class ConfigurationForm(forms.Form):
             self.add_error("value", _("Enter measurand names separated by commas."))
         data["value"] = re.sub(r"\s*,\s*", ",", value)
         return data
+
+
+# --- fleet operations (chargers.operations) ---------------------------------------------------
+class ReportForm(forms.Form):
+    """Ask the charger for a report: what, and for which outlet (blank: the whole charger)."""
+
+    report = forms.ChoiceField(
+        label=_("Report"),
+        choices=[("status", _("Outlet status")), ("meter_values", _("Meter reading"))],
+    )
+    connector: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("Outlet"),
+        queryset=Connector.objects.none(),
+        required=False,
+        empty_label=_("Whole charger"),
+    )
+
+    def __init__(self, *args, charger: Charger, **kwargs):
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["connector"]).queryset = charger.connectors.all()
+
+
+class AvailabilityForm(forms.Form):
+    available = forms.TypedChoiceField(
+        label=_("Availability"),
+        choices=[("1", _("Available")), ("0", _("Unavailable"))],
+        coerce=lambda v: v == "1",
+    )
+
+
+class MoveForm(forms.Form):
+    site: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("New site"), queryset=Site.objects.none(), empty_label=None
+    )
+
+    def __init__(self, *args, charger: Charger, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = cast(forms.ModelChoiceField, self.fields["site"])
+        field.queryset = Site.objects.exclude(pk=charger.site_id).order_by("name")
+
+
+class LogFilterForm(forms.Form):
+    """The OCPP log's filter: one action (its calls and their answers), checked on the server."""
+
+    action = forms.CharField(label=_("Action"), max_length=60, required=False)
+
+    def clean_action(self):
+        action = self.cleaned_data["action"].strip()
+        if action and not re.fullmatch(r"[A-Za-z0-9]+", action):
+            raise forms.ValidationError(_("Enter an OCPP action name, e.g. StatusNotification."))
+        return action

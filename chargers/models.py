@@ -668,3 +668,44 @@ class TransactionStart(models.Model):
 
     def __str__(self):
         return f"{self.start_key[:12]}… → {self.transaction_id}"
+
+
+class ConnectionInterval(models.Model):
+    """One connection of a charger to a gateway, from the websocket opening to its end: the
+    uptime history. Keyed by (charger, started_at) — the gateway's time of the `connected`
+    event, which its `disconnected` event repeats — so the worker writes both ends as upserts, in
+    any order, any number of times (`chargers.events.uptime`). An end the gateway never reported
+    (it died, the socket went silent, the charger reconnected elsewhere) is estimated: the next
+    connection's start, or the charger's last message at the offline sweep; a real disconnection
+    arriving later replaces the estimate."""
+
+    class End(models.TextChoices):
+        DISCONNECTED = "disconnected", _("Disconnected")
+        REPLACED = "replaced", _("Reconnected")
+        SILENT = "silent", _("Went silent")
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="connections")
+    started_at = models.DateTimeField(_("connected"))
+    ended_at = models.DateTimeField(_("disconnected"), null=True, blank=True)
+    ended_by = models.CharField(max_length=20, choices=End.choices, blank=True)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "started_at"], name="connection_interval_unique"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["charger"],
+                condition=models.Q(ended_at__isnull=True),
+                name="connection_interval_open",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.charger_id}: {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"

@@ -110,12 +110,15 @@ def update_charger(
     password: str = "",
     clear_password: bool = False,
 ) -> Charger:
-    """Move a charger to another site of its community, rename it, change its vendor/model or
-    its password (blank keeps the current one; clear_password removes it)."""
-    if site.community_id != charger.community_id:
-        raise ChargerError(_("This site belongs to another community."))
-    charger.site, charger.vendor, charger.model, charger.name = site, vendor, model, name
-    fields = ["site", "vendor", "model", "name"]
+    """Rename a charger, change its vendor/model or its password (blank keeps the current one;
+    clear_password removes it), or move it to another site of its community
+    (`chargers.operations.move_charger`)."""
+    if site.pk != charger.site_id:
+        from .operations import move_charger  # the one rule (and audit entry) for a move
+
+        charger = move_charger(charger=charger, actor=actor, site=site)
+    charger.vendor, charger.model, charger.name = vendor, model, name
+    fields = ["vendor", "model", "name"]
     if password:
         charger.password_hash = make_password(password)
         fields.append("password_hash")
@@ -282,8 +285,17 @@ CONFIGURABLE_SETTINGS = {
 
 
 def _queue_command(
-    *, charger: Charger, actor, action: str, payload: dict, **links
+    *,
+    charger: Charger,
+    actor,
+    action: str,
+    payload: dict,
+    audit_action: str = "charger.command",
+    audit_target: str = "",
+    **links,
 ) -> ChargerCommand:
+    """A pending portal command (the command bus delivers it) and its audit entry: a generic
+    "sent a command" unless the caller names its own (fleet operations, `chargers.operations`)."""
     command = ChargerCommand.objects.create(
         community=charger.community,
         charger=charger,
@@ -296,8 +308,8 @@ def _queue_command(
     audit(
         community=charger.community,
         actor=actor,
-        action="charger.command",
-        target=charger.identity,
+        action=audit_action,
+        target=audit_target or charger.identity,
         charger_id=charger.pk,
         command=action,
         command_uid=str(command.uid),

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import cards, commissioning, fleet
+from .views import cards, commissioning, fleet, operations
 
 app_name = "chargers"
 
@@ -20,6 +20,30 @@ urlpatterns = [
         fleet.charger_events_retry,
         name="charger-events-retry",
     ),
+    path("chargers/<int:charger>/reset/", operations.charger_reset, name="charger-reset"),
+    path(
+        "chargers/<int:charger>/reset/hard/",
+        operations.charger_reset_hard,
+        name="charger-reset-hard",
+    ),
+    path("chargers/<int:charger>/report/", operations.charger_report, name="charger-report"),
+    path(
+        "chargers/<int:charger>/outlets/<int:connector>/unlock/",
+        operations.outlet_unlock,
+        name="outlet-unlock",
+    ),
+    path(
+        "chargers/<int:charger>/outlets/<int:connector>/availability/",
+        operations.outlet_availability,
+        name="outlet-availability",
+    ),
+    path(
+        "chargers/<int:charger>/log/download/",
+        operations.charger_log_download,
+        name="charger-log-download",
+    ),
+    path("chargers/<int:charger>/move/", operations.charger_move, name="charger-move"),
+    path("chargers/<int:charger>/delete/", operations.charger_delete, name="charger-delete"),
     path("sites/<int:site>/chargers/claim/", commissioning.charger_claim, name="charger-claim"),
     path(
         "chargers/<int:charger>/commissioning/",

@@ -58,7 +58,10 @@ PERMISSIONS: dict[str, set[str]] = {
     "outlets:view": _MEMBERS | {INSTALLER_FULL, INSTALLER_LIMITED},  # no names without sessions
     "chargers:view": _CHARGER_CARE,  # health, configuration, message log
     "chargers:configure": _CHARGER_CARE,  # commissioning page, settings, reconfigure
-    "chargers:write": _MANAGERS_AND_INSTALLER,  # register, claim, edit
+    "chargers:write": _MANAGERS_AND_INSTALLER,  # register, claim, edit, move, delete
+    # Fleet operations on a charger (restart, unlock, availability, report): a limited
+    # installer sees the charger page but does not act on the charger.
+    "chargers:operate": _MANAGERS_AND_INSTALLER,
     "cards:write": _MANAGERS_AND_INSTALLER,
     # Relay a charger's OCPP traffic to a third-party operator (forwarding/): managers and
     # installers with full access (it decides who authorizes charging in the Billing role).

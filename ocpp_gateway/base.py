@@ -591,6 +591,11 @@ class GatewayChargePoint:
 _request_ids = itertools.count(1)
 
 
+# Answers that mean "done" or "will be done": a stored value that needs a reboot, an unlocked
+# connector (UnlockConnector), an availability or reset applied once the session ends.
+ACCEPTED_STATUSES = frozenset({"Accepted", "RebootRequired", "Unlocked", "Scheduled"})
+
+
 def command_status(response: object) -> str:
     """accepted/rejected from a command's answer: its `status` when it has one (RebootRequired
     counts as accepted: the value is stored), or all per-item statuses (SetVariables)."""
@@ -603,7 +608,7 @@ def command_status(response: object) -> str:
             ok = all(r.get("attributeStatus") in ("Accepted", "RebootRequired") for r in results)
             return "accepted" if ok else "rejected"
         return "accepted"
-    return "accepted" if status in ("Accepted", "RebootRequired") else "rejected"
+    return "accepted" if status in ACCEPTED_STATUSES else "rejected"
 
 
 def frame_problem(frame: object) -> str | None:

@@ -33,6 +33,7 @@ import ssl
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from http import HTTPStatus
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Any
@@ -523,6 +524,9 @@ class Gateway:
                 # The charger reconnected before we noticed the old socket died: the new one
                 # wins, and the old one must not record a disconnection.
                 self._close_stale(previous, "Replaced by a new connection")
+            # The connection's start names its interval (chargers.events.uptime): the same
+            # instant is the connected event's time and the disconnected event's `connected_at`.
+            opened = datetime.fromtimestamp(cp.connected_at, UTC)
             self.batcher.emit(
                 identity,
                 "connected",
@@ -531,6 +535,7 @@ class Gateway:
                     "remote_address": remote,
                     "gateway": self.instance_id,
                 },
+                opened,
             )
             self.registry.register(identity, cp.connected_at)
             self.forwarder.attach(cp)
@@ -543,7 +548,11 @@ class Gateway:
                 if self.connections.get(identity) is cp:
                     del self.connections[identity]
                 if not cp.superseded:
-                    self.batcher.emit(identity, "disconnected", {"code": ws.close_code})
+                    self.batcher.emit(
+                        identity,
+                        "disconnected",
+                        {"code": ws.close_code, "connected_at": opened.isoformat()},
+                    )
                     self.registry.unregister(identity, cp.connected_at)
 
 

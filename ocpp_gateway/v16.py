@@ -230,6 +230,10 @@ class ChargePoint16(GatewayChargePoint):
             "SetChargingProfile",
             "ClearChargingProfile",
             "SendLocalList",  # offline authorization (rules.locallists)
+            # Fleet operations (chargers.operations).
+            "UnlockConnector",
+            "ChangeAvailability",
+            "TriggerMessage",
         }
     )
 

@@ -261,6 +261,10 @@ class ChargePoint201(GatewayChargePoint):
             "SetChargingProfile",
             "ClearChargingProfile",
             "SendLocalList",  # offline authorization (rules.locallists)
+            # Fleet operations (chargers.operations).
+            "UnlockConnector",
+            "ChangeAvailability",
+            "TriggerMessage",
         }
     )
 

@@ -41,6 +41,8 @@ from ocpp.v201.enums import Action as Action201
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from .operations import Operations16, Operations201
+
 logger = logging.getLogger(__name__)
 
 ENERGY = "Energy.Active.Import.Register"
@@ -186,7 +188,7 @@ class _Simulated:
         return sum(1 for a, _ in self.received if a == action)
 
 
-class SimulatedCharger16(_Simulated, ChargePoint16):
+class SimulatedCharger16(Operations16, _Simulated, ChargePoint16):
     """An OCPP 1.6J charge point."""
 
     version = "1.6"
@@ -395,7 +397,7 @@ class SimulatedCharger16(_Simulated, ChargePoint16):
         }
 
 
-class SimulatedCharger201(_Simulated, ChargePoint201):
+class SimulatedCharger201(Operations201, _Simulated, ChargePoint201):
     """An OCPP 2.0.1 charging station with one EVSE and one connector."""
 
     version = "2.0.1"

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "billing",
     "meters",
     "power",
+    "support",
 ]
 
 MIDDLEWARE = [
@@ -117,6 +118,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "communities.context_processors.community",
+                "support.context_processors.support",
             ],
         },
     }
@@ -336,6 +338,15 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 if env_str("EMAIL_HOST") and "EMAIL_BACKEND" not in os.environ:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+# --- Support ("Report a problem", support/) ---------------------------------------------------
+# Where reports are e-mailed, and the address and phone shown in every page's footer (the
+# Sparklin guide's after-sales contacts by default).
+SUPPORT_EMAIL = env_str("SUPPORT_EMAIL", "sav@sparklin.io")
+SUPPORT_PHONE = env_str("SUPPORT_PHONE", "06 64 18 21 96")
+SUPPORT_SCREENSHOT_MAX_MB = env_int("SUPPORT_SCREENSHOT_MAX_MB", 5)
+SUPPORT_REPORTS_PER_HOUR = env_int("SUPPORT_REPORTS_PER_HOUR", 5)
+SUPPORT_REPORTS_PER_DAY = env_int("SUPPORT_REPORTS_PER_DAY", 20)
 
 # --- Login codes ------------------------------------------------------------------------------
 LOGIN_CODE_TTL_SECONDS = env_int("LOGIN_CODE_TTL_SECONDS", 600)

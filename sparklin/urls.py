@@ -31,6 +31,7 @@ urlpatterns = [
     path("invitations/<str:token>/", lifecycle.invitation_accept, name="invitation-accept"),
     path("access/request/", lifecycle.access_request_create, name="access-request-create"),
     path("c/<slug:community>/", include(tenant_urlpatterns)),
+    path("support/", include("support.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

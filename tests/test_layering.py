@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # their command rows: it sits last, nothing below it ever needs a limit it computed.
 # forwarding relays chargers' traffic (it reads chargers, the worker applies its events
 # through chargers.events.handlers.register); billing needs neither.
-ORDER = ["communities", "chargers", "rules", "forwarding", "billing", "meters", "power"]
+# support sits last: a report may describe anything (its community, later a charger), and
+# nothing depends on the support desk.
+ORDER = ["communities", "chargers", "rules", "forwarding", "billing", "meters", "power", "support"]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices"), ("chargers", "rules.evaluation")}
 

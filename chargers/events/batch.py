@@ -43,6 +43,7 @@ from ..models import (
 )
 from . import main_meter
 from .main_meter import MainMeterSamples
+from . import uptime
 from .sql import insert_rows, update_rows
 from .values import (
     ENERGY_REGISTER,
@@ -134,6 +135,8 @@ class ChargerState:
         self.messages: list[tuple] = []
         self.new_commands: list[ChargerCommand] = []
         self.dirty_commands: dict[int, ChargerCommand] = {}
+        # Connection intervals (start, end or None), written by `uptime.flush`.
+        self.connections: list[tuple[datetime | None, datetime | None]] = []
         self.rejected: list[tuple[Event, str]] = []
         # Rows of the kinds other apps registered (`handlers.register`), by their own key.
         self.extra: dict[str, list[Any]] = {}
@@ -484,6 +487,7 @@ class Batch:
                 groups[tuple(sorted(st.fields))].append(st.charger)
         for fields, chargers in groups.items():
             update_rows(Charger, chargers, list(fields))
+        uptime.flush(good)
 
         for flush in EXTRA_FLUSHES:
             flush(good)

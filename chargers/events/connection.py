@@ -15,6 +15,7 @@ from ..contract import (
     MessagePayload,
 )
 from ..models import ChargerCommand, OcppMessage
+from . import uptime
 from .batch import ChargerState, canonical_uuid
 from .sessions import close_sessions_at_reboot
 from .values import Rejected, bounded_json, clean_text, frame_payload, small_int
@@ -31,6 +32,7 @@ _MAX_CONFIGURATION_KEYS = 1_000
 
 
 def apply_connected(st: ChargerState, p: ConnectedPayload, at: datetime) -> None:
+    uptime.record_connected(st, at)  # whatever the order: intervals are upserts
     c = st.charger
     if c.connection_changed_at is not None and at < c.connection_changed_at:
         return
@@ -42,6 +44,7 @@ def apply_connected(st: ChargerState, p: ConnectedPayload, at: datetime) -> None
 
 
 def apply_disconnected(st: ChargerState, p: DisconnectedPayload, at: datetime) -> None:
+    uptime.record_disconnected(st, p, at)
     c = st.charger
     if c.connection_changed_at is not None and at < c.connection_changed_at:
         return

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from ..models import Charger, OcppMessage
+from . import uptime
 
 
 def sweep_offline(now: datetime | None = None, sweep_every: int = 60) -> int:
@@ -35,6 +36,7 @@ def sweep_offline(now: datetime | None = None, sweep_every: int = 60) -> int:
                 .exclude(last_seen__gte=cutoff)
                 .update(connected=False, connection_changed_at=now)
             )
+        uptime.close_silent()  # their connection intervals end at their last message
     return changed
 
 

@@ -6,19 +6,27 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from communities.models import Site
 from communities.permissions import community_permission, has_permission
+from ocpp_gateway.ocpplib import known_actions
 from sparklin.dates import month_bounds
 from sparklin.http import CommunityRequest
 from sparklin.live import render_live
 
-from .. import selectors, services
-from ..forms import ChargerEditForm, ChargerForm, RefusedLookupForm, SessionFilterForm
+from .. import ocpp_log, selectors, services
+from ..forms import (
+    CardForm,
+    ChargerEditForm,
+    ChargerForm,
+    LogFilterForm,
+    RefusedLookupForm,
+    SessionFilterForm,
+)
 from ..models import (
     ChargeCard,
     Charger,
@@ -27,7 +35,7 @@ from ..models import (
     QuarantinedEvents,
     UnknownCharger,
 )
-from ..redaction import redact_payload
+from ..uptime import charger_uptime
 
 
 @community_permission("outlets:view")
@@ -118,11 +126,11 @@ def charger_add(request: CommunityRequest, community, site):
 @community_permission("chargers:view")
 def charger_detail(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
-    log = Paginator(charger.messages.all(), 50).get_page(request.GET.get("page"))
-    if not has_permission(request, "sessions:view_all"):
-        # Limited installer access: the frames without card identifiers or personal data.
-        for message in log:
-            message.payload = redact_payload(message.payload, action=message.action)
+    log_form = LogFilterForm(request.GET or None)
+    action = log_form.cleaned_data["action"] if log_form.is_valid() else ""
+    log = Paginator(ocpp_log.messages(charger, action=action), 50).get_page(request.GET.get("page"))
+    # Limited installer access: the frames without card identifiers or personal data.
+    ocpp_log.prepare(log, redact=not has_permission(request, "sessions:view_all"))
     quarantine = list(charger.quarantine.exclude(state=QuarantinedEvents.State.RESOLVED)[:5])
     return render(
         request,
@@ -130,12 +138,16 @@ def charger_detail(request: CommunityRequest, community, charger):
         {
             "charger": charger,
             "connectors": charger.connectors.all(),
-            "log": log,
+            "log": log,  # templates/chargers/_charger_log.html
+            "log_form": log_form,
+            "log_query": urlencode({"action": action}) if action else "",
+            "log_actions": sorted(known_actions(charger.ocpp_version or "1.6")),
             "commands": charger.commands.select_related("asked_by")[:20],
             "gateway_url": settings.GATEWAY_PUBLIC_URL,
             # Events the worker kept aside (chargers.events.quarantine): a notice.
             "quarantine": quarantine,
             "quarantine_count": sum(q.count for q in quarantine),
+            "uptime": charger_uptime(charger),  # templates/chargers/_charger_uptime.html
         },
     )
 
