@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import commissioning, fleet
+from .views import commissioning, fleet, sessions
 
 app_name = "chargers"
 
@@ -42,6 +42,7 @@ urlpatterns = [
         name="charger-reconfigure",
     ),
     path("sessions/", fleet.session_list, name="session-list"),
+    path("sessions/<int:session>/", sessions.session_detail, name="session-detail"),
     path("my-sessions/", fleet.my_session_list, name="my-session-list"),
     path("users/<int:member>/cards/add/", fleet.card_add, name="card-add"),
     path("cards/<int:card>/deactivate/", fleet.card_deactivate, name="card-deactivate"),

@@ -75,7 +75,7 @@ def objects_of(community, holder):
     company = builders.make_company()
     connector = builders.make_connector(charger)
     session = ChargingSession.objects.create(
-        community=community, charger=charger, connector=connector, transaction_id="1"
+        community=community, charger=charger, connector=connector, transaction_id="1", holder=holder
     )
     return {
         "site": site.pk,
@@ -239,7 +239,12 @@ QUERY_ID_VIEWS = {
     "export-download": ("get", "job", {}),
 }
 # Views that only show an object named by a parameter when it is theirs (no 404 needed).
-QUERY_ID_OPTIONAL = {"export-list": {"job"}, "session-list": {"site", "user"}}
+QUERY_ID_OPTIONAL = {
+    "export-list": {"job"},
+    "session-list": {"site", "user"},
+    "dashboard": {"site", "user"},
+    "outlet-list": {"site"},
+}
 ID_PARAMETERS = {"note", "job", "session", "charger", "connector", "card", "member", "site", "user"}
 _READS = re.compile(
     r"""(?:request\.(?:GET|POST)(?:\.get\(|\[)|_object_id\(request,\s*|cleaned_data\[)\s*["'](\w+)["']"""
