@@ -28,17 +28,24 @@ def _pair(
             id=f"{prefix}-energy",
             title=_("Energy, %(period)s") % {"period": title},
             labels=labels,
-            series=[Series(_("Energy"), [round(f.energy_kwh, 3) for f in figures], "kWh")],
+            series=[
+                Series(_("Energy"), [_value(f, round(f.energy_kwh, 3)) for f in figures], "kWh")
+            ],
             unit="kWh",
         ),
         Chart(
             id=f"{prefix}-cost",
             title=_("Cost, %(period)s") % {"period": title},
             labels=labels,
-            series=[Series(_("Cost"), [float(f.cost) for f in figures], currency)],
+            series=[Series(_("Cost"), [_value(f, float(f.cost)) for f in figures], currency)],
             unit=currency,
         ),
     ]
+
+
+def _value(figures: usage.Usage, value: float) -> float | None:
+    """None for a period without sessions (the chart says "no data" when all are)."""
+    return value if figures.sessions else None
 
 
 def usage_charts(

@@ -162,20 +162,34 @@ def test_dashboard_charts_and_bounded_queries(
         assert manager_client.get("/c/tilleuls/").status_code == 200
 
 
+def _chart_values(page: str, chart: str) -> list:
+    """The numbers a chart draws (its json_script)."""
+    import json
+    import re
+
+    found = re.search(rf'<script id="{chart}-data" type="application/json">(.*?)</script>', page)
+    assert found, chart
+    return json.loads(found.group(1))["series"][0]["values"]
+
+
 def test_dashboard_chart_filters_by_person_and_a_driver_sees_their_own(
     client, manager_client, community, charger, individual
 ):
     other = builders.make_member(community, Role.INDIVIDUAL).user
     make_session(charger, holder=individual, energy_wh="8000")
     make_session(charger, holder=other, energy_wh="3000")
-    mine = manager_client.get(f"/c/tilleuls/?user={individual.pk}")
-    assert '"values": [8.0]' in mine.content.decode().replace(", null", "") or "8.0" in (
-        mine.content.decode()
-    )
+    everyone = manager_client.get("/c/tilleuls/").content.decode()
+    assert _chart_values(everyone, "usage-month-energy")[-1] == 11.0
+    assert _chart_values(everyone, "usage-month-energy")[:-1] == [None] * 11  # no sessions
+    mine = manager_client.get(f"/c/tilleuls/?user={individual.pk}").content.decode()
+    assert _chart_values(mine, "usage-month-energy")[-1] == 8.0
+    assert _chart_values(mine, "usage-month-cost")[-1] == 2.01  # 8 kWh × 0.2516, to the cent
     client.force_login(other)
     page = client.get("/c/tilleuls/").content.decode()
-    assert "3.0" in page and "8.0" not in page
+    assert _chart_values(page, "usage-month-energy")[-1] == 3.0
     assert 'name="user"' not in page  # no filter for drivers
+    forged = client.get(f"/c/tilleuls/?user={individual.pk}").content.decode()
+    assert _chart_values(forged, "usage-month-energy")[-1] == 3.0  # a driver's own, always
 
 
 # --- sessions list, CSV --------------------------------------------------------------------
