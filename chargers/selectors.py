@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from billing.prices import session_cost
@@ -89,6 +89,45 @@ def outlets(*, search: str = "", state: str = "", site: Site | None = None) -> Q
     return qs
 
 
+def _latest_power(field: str) -> Subquery:
+    return Subquery(
+        MeterSample.objects.filter(session=OuterRef("pk"), measurand=POWER, phase="")
+        .order_by("-timestamp")
+        .values(field)[:1]
+    )
+
+
+def with_power(sessions: QuerySet[ChargingSession]) -> QuerySet[ChargingSession]:
+    """Sessions annotated with `power_value` and `power_unit`: their latest whole-meter power
+    reading (one index lookup each); `power_kw(session)` reads it in kW."""
+    return sessions.annotate(power_value=_latest_power("value"), power_unit=_latest_power("unit"))
+
+
+def power_kw(session: ChargingSession) -> float | None:
+    """The live power of a session annotated by `with_power`, in kW (None if never reported)."""
+    value = getattr(session, "power_value", None)
+    if value is None:
+        return None
+    return round(_to_kilo(value, getattr(session, "power_unit", "") or ""), 2)
+
+
+def site_power(sites: Iterable[Site]) -> dict[int, tuple[float, int]]:
+    """Live power (kW) and number of outlets charging, per site: the latest power reading of
+    every session in progress on the sites given (one query, one index lookup per session)."""
+    totals: dict[int, tuple[float, int]] = {site.pk: (0.0, 0) for site in sites}
+    sessions = (
+        ChargingSession.objects.filter(
+            state=ChargingSession.State.ACTIVE, charger__site__in=list(totals)
+        )
+        .annotate(power_value=_latest_power("value"), power_unit=_latest_power("unit"))
+        .values_list("charger__site_id", "power_value", "power_unit")
+    )
+    for site_id, value, unit in sessions:
+        kw, n = totals[site_id]
+        totals[site_id] = (kw + (_to_kilo(value, unit or "") if value is not None else 0.0), n + 1)
+    return {pk: (round(kw, 2), n) for pk, (kw, n) in totals.items()}
+
+
 def with_live(connectors: Iterable[Connector]) -> list[Row]:
     """The given outlets (a page of them) with their session in progress and, on each
     connector, `remote_command`: the latest start/stop asked from the portal for it in the last
@@ -96,10 +135,14 @@ def with_live(connectors: Iterable[Connector]) -> list[Row]:
     bounded by the number of outlets given."""
     connectors = list(connectors)
     ids = [c.pk for c in connectors]
-    active = ChargingSession.objects.filter(
-        state=ChargingSession.State.ACTIVE, connector_id__in=ids
-    ).select_related("holder")
+    active = with_power(
+        ChargingSession.objects.filter(
+            state=ChargingSession.State.ACTIVE, connector_id__in=ids
+        ).select_related("holder")
+    )
     by_connector = {s.connector_id: s for s in active if s.connector_id}
+    for session in by_connector.values():
+        session.power_kw = power_kw(session)  # type: ignore[attr-defined]
     commands: dict[int, ChargerCommand] = {}
     for command in (
         _recent_remote_commands().filter(connector_id__in=ids).order_by("created_at", "pk")

@@ -18,6 +18,7 @@ from chargers import selectors
 from chargers.forms import CardForm, UsageFilterForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from chargers.usage_charts import usage_charts
+from sparklin.charts import Chart, Series
 from sparklin.confirm import Confirmation, confirm, render_confirmation
 from sparklin.dates import current_month, month_bounds
 from sparklin.http import CommunityRequest
@@ -243,8 +244,18 @@ def member_remove(request: CommunityRequest, community, member):
 
 @community_permission("sites:view")
 def site_list(request: CommunityRequest, community):
-    sites = Site.objects.annotate(charger_count=Count("chargers")).order_by("name", "pk")
-    return render(request, "communities/site_list.html", {"sites": sites})
+    sites = list(Site.objects.annotate(charger_count=Count("chargers")).order_by("name", "pk"))
+    power = selectors.site_power(sites)
+    for site in sites:
+        site.power_kw, site.charging = power[site.pk]  # type: ignore[attr-defined]
+    chart = Chart(
+        id="site-power",
+        title=_("Power now, by site"),
+        labels=[site.name for site in sites],
+        series=[Series(_("Power"), [power[site.pk][0] for site in sites], "kW")],
+        unit="kW",
+    )
+    return render(request, "communities/site_list.html", {"sites": sites, "chart": chart})
 
 
 @community_permission("sites:write")
@@ -268,8 +279,17 @@ def site_detail(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
     chargers = Charger.objects.filter(site=site).order_by("identity").prefetch_related("connectors")
     page = Paginator(chargers, CHARGERS_PER_PAGE).get_page(request.GET.get("page"))
+    power_kw, charging = selectors.site_power([site])[site.pk]
     return render(
-        request, "communities/site_detail.html", {"site": site, "chargers": page, "page": page}
+        request,
+        "communities/site_detail.html",
+        {
+            "site": site,
+            "chargers": page,
+            "page": page,
+            "power_kw": power_kw,
+            "charging": charging,
+        },
     )
 
 

@@ -294,3 +294,25 @@ def test_rollup_sum_matches_the_sessions(community, charger):
         make_session(charger, energy_wh=wh)
     total = SessionDay.objects.aggregate(e=Sum("energy_wh"))["e"]
     assert total == Decimal("6500.0")
+
+
+def test_live_power_per_outlet_and_per_site(manager_client, community, site):
+    from chargers.models import MeterSample
+
+    other = builders.make_site(community, name="Other site")
+    now = timezone.now()
+    for target, watts in [(site, "7400"), (site, "3700"), (other, "11")]:
+        (connector,) = _fleet(community, 1, target, status="Charging")
+        session = make_session(connector.charger, connector, active=True, meter_last_wh="2000")
+        for minutes, value, unit in [(2, "1000", "W"), (1, watts, "W" if watts != "11" else "kW")]:
+            MeterSample.objects.create(
+                community=community, session=session, timestamp=now - timedelta(minutes=minutes),
+                measurand="Power.Active.Import", value=Decimal(value), unit=unit,
+            )  # fmt: skip
+    assert selectors.site_power([site, other]) == {site.pk: (11.1, 2), other.pk: (11.0, 1)}
+    outlets = manager_client.get(f"/c/tilleuls/outlets/?site={site.pk}").content.decode()
+    assert "7.4 kW" in outlets and "3.7 kW" in outlets
+    sites = manager_client.get("/c/tilleuls/sites/").content.decode()
+    assert f'data-site-power="{other.pk}">11 kW' in sites and 'id="site-power"' in sites
+    detail = manager_client.get(f"/c/tilleuls/sites/{site.pk}/").content.decode()
+    assert "11.1 kW" in detail and "2 outlets charging" in detail
