@@ -84,6 +84,7 @@ bench: setup services
 	  $(PY) -m bench
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(PY) -m bench.lag
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m bench.portal
 
 messages: setup
 	$(PY) manage.py makemessages -l fr --ignore=.venv --ignore=tests

@@ -29,60 +29,125 @@ def _iso(value):
     return value.isoformat() if value else ""
 
 
-def _connector_label(connector):
-    if connector is None:
-        return ""
-    if connector.evse_id != connector.connector_id:
-        return f"{connector.evse_id}.{connector.connector_id}"
-    return str(connector.connector_id)
-
-
 def write_sessions_csv(out, *, community, year: int, month: int) -> int:
     """Write the sessions of `community` started in the given month (community time zone) to the
     text stream `out` as CSV. Times are ISO 8601 in the community's time zone; decimals use '.';
     energy in kWh with 3 decimals, cost with 2. Returns the number of sessions written."""
+    counter = [0]
+    for chunk in iter_sessions_csv(community=community, year=year, month=month, counter=counter):
+        out.write(chunk)
+    return counter[0]
+
+
+class _Buffer:
+    """Where the csv writer writes: the text of the rows since the last chunk."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+    def take(self) -> str:
+        text, self.parts = "".join(self.parts), []
+        return text
+
+
+def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_rows: int = 2000):
+    """The sessions CSV of a month as text chunks of `chunk_rows` lines, read from the database
+    in chunks as well (`iterator`, a server-side cursor on PostgreSQL): a streamed download
+    starts at once and holds one chunk in memory whatever the size of the month. The same bytes
+    as `write_sessions_csv`. `counter[0]` counts the sessions written."""
     start, end = month_bounds(community, year, month)
+    buffer = _Buffer()
     writer = safe_csv.writer(
-        out,
+        buffer,
         columns=SESSIONS_HEADER,
         types={n: safe_csv.NUMBER for n in ("energy_kwh", "price_per_kwh", "cost")},
         lineterminator="\n",
     )
     writer.writerow(SESSIONS_HEADER)
     tz = community.tz
-    sessions = (
+    # Plain tuples, not model instances: a month of a large fleet is ~100,000 rows.
+    rows = (
         ChargingSession.objects.filter(
             community=community, started_at__gte=start, started_at__lt=end
         )
-        .select_related("charger", "connector", "holder", "card")
         .annotate(holder_left=holder_left())
         .order_by("started_at", "pk")
+        .values_list(
+            "charger__identity",
+            "connector__evse_id",
+            "connector__connector_id",
+            "transaction_id",
+            "holder_id",
+            "holder_left",
+            "holder__first_name",
+            "holder__last_name",
+            "holder__phone",
+            "card__uid",
+            "id_tag",
+            "started_at",
+            "stopped_at",
+            "energy_wh",
+            "price_per_kwh",
+            "cost",
+        )
     )
+    former = gettext("Former member")
     count = 0
-    for s in sessions.iterator(chunk_size=500):
-        energy = (Decimal(s.energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
-        if s.holder_left:
+    for (
+        identity,
+        evse_id,
+        connector_id,
+        transaction_id,
+        holder_id,
+        left,
+        first_name,
+        last_name,
+        phone,
+        card_uid,
+        id_tag,
+        started_at,
+        stopped_at,
+        energy_wh,
+        price,
+        cost,
+    ) in rows.iterator(chunk_size=chunk_rows):
+        energy = (Decimal(energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
+        if left:
             # Someone who left: the remaining members see neither name nor card.
-            user, card = gettext("Former member"), ""
+            user, card = former, ""
         else:
-            user = (s.holder.get_full_name() or str(s.holder.phone)) if s.holder else ""
-            card = s.card.uid if s.card else s.id_tag
+            name = f"{first_name} {last_name}".strip()
+            user = (name or str(phone)) if holder_id else ""
+            card = card_uid if card_uid else id_tag
+        if connector_id is None:
+            connector = ""
+        elif evse_id != connector_id:
+            connector = f"{evse_id}.{connector_id}"
+        else:
+            connector = str(connector_id)
         writer.writerow(
             [
-                s.charger.identity,
-                _connector_label(s.connector),
-                s.transaction_id,
+                identity,
+                connector,
+                transaction_id,
                 user,
                 card,
-                _iso(s.started_at.astimezone(tz) if s.started_at else None),
-                _iso(s.stopped_at.astimezone(tz) if s.stopped_at else None),
+                _iso(started_at.astimezone(tz) if started_at else None),
+                _iso(stopped_at.astimezone(tz) if stopped_at else None),
                 f"{energy:.3f}",
-                "" if s.price_per_kwh is None else f"{s.price_per_kwh:.4f}",
-                f"{Decimal(s.cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
+                "" if price is None else f"{price:.4f}",
+                f"{Decimal(cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
             ]
         )
         count += 1
-    return count
+        if counter is not None:
+            counter[0] = count
+        if count % chunk_rows == 0:
+            yield buffer.take()
+    yield buffer.take()
 
 
 NOTES_HEADER = [

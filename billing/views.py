@@ -1,24 +1,30 @@
 """Price history, exports (Tools tab) and expense notes: the month list with sending states,
 ZIP exports with a progress partial, "send now", re-sending, drivers' own notes."""
 
-import io
-
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
+from django_scopes import scope
 
 from communities.permissions import community_permission, has_permission
 from communities.templatetags.portal import price as price_filter
 from sparklin.confirm import Confirmation, confirm, render_confirmation
 
 from . import dispatch, export_jobs, prices, services
-from .exports import write_sessions_csv
+from .exports import iter_sessions_csv
 from .forms import ExportForm, IdForm, NoteResendForm, NotesMonthsForm, PriceForm
 from .models import ExpenseNote, ExpenseRun, ExportJob, NoteDispatch, Price
 from .months import months_q
@@ -177,12 +183,25 @@ def export_sessions(request, community):
             request, "billing/export_list.html", _tools_context(request, form=form), status=400
         )
     year, month = form.cleaned_data["month"]
-    out = io.StringIO()
-    write_sessions_csv(out, community=request.community, year=year, month=month)
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        _in_scope(request.community, iter_sessions_csv, year=year, month=month),
+        content_type="text/csv; charset=utf-8",
+    )
     filename = f"sessions-{request.community.slug}-{year:04d}-{month:02d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _in_scope(community, chunks, **kwargs):
+    """A streamed body is produced after the view returned, outside the middleware's scope:
+    its queries run in the community's scope again, in the language of the request."""
+    language = translation.get_language()
+
+    def body():
+        with scope(community=community), translation.override(language):
+            yield from chunks(community=community, **kwargs)
+
+    return body()
 
 
 @community_permission("notes:manage")

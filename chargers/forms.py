@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import User
 from communities.models import Membership, Site
 
-from .models import ChargeCard, Charger, Connector, Vendor, normalize_card_uid
+from .models import ChargeCard, Charger, Connector, OutletState, Vendor, normalize_card_uid
 
 
 class ChargerForm(forms.Form):
@@ -117,6 +117,22 @@ class MonthField(forms.CharField):
         return int(m.group(1)), int(m.group(2))
 
 
+# A person is chosen from a list up to this many members; above, through their page's link
+# (`?user=<id>`), which the same field validates.
+USER_CHOICES_MAX = 200
+
+
+def _people_field(form: forms.Form, community) -> None:
+    field = cast(forms.ModelChoiceField, form.fields["user"])
+    # Current members only: the names of those who left are no longer shown.
+    members = Membership.objects.current().filter(community=community)
+    field.queryset = User.objects.filter(memberships__in=members).order_by(
+        "last_name", "first_name"
+    )
+    if members.count() > USER_CHOICES_MAX:
+        field.widget = forms.HiddenInput()
+
+
 class SessionFilterForm(forms.Form):
     month = MonthField(
         label=_("Month"), required=False, widget=forms.TextInput(attrs={"type": "month"})
@@ -130,11 +146,52 @@ class SessionFilterForm(forms.Form):
 
     def __init__(self, *args, community, **kwargs):
         super().__init__(*args, **kwargs)
-        # Current members only: the names of those who left are no longer shown.
-        cast(forms.ModelChoiceField, self.fields["user"]).queryset = User.objects.filter(
-            memberships__in=Membership.objects.current().filter(community=community)
-        ).order_by("last_name", "first_name")
+        _people_field(self, community)
         cast(forms.ModelChoiceField, self.fields["site"]).queryset = Site.objects.all()
+
+
+class OutletFilterForm(forms.Form):
+    """The outlets page's filters (GET): a serial number or name fragment, a state, a site."""
+
+    q = forms.CharField(label=_("Search"), max_length=48, required=False)
+    state = forms.ChoiceField(label=_("State"), required=False)
+    site: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("Site"), queryset=Site.objects.none(), required=False, empty_label=_("All sites")
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["state"]).choices = [
+            ("", _("All states")),
+            *OutletState.choices,
+        ]
+        cast(forms.ModelChoiceField, self.fields["site"]).queryset = Site.objects.order_by("name")
+
+    def clean_q(self):
+        return self.cleaned_data["q"].strip()
+
+    def filters(self) -> dict:
+        """Keyword arguments of `chargers.selectors.outlets` (none when the form is invalid)."""
+        if not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        return {"search": data["q"], "state": data["state"], "site": data["site"]}
+
+
+class UsageFilterForm(forms.Form):
+    """The dashboard charts' filter for managers (GET): one site, one person."""
+
+    site: forms.ModelChoiceField = forms.ModelChoiceField(
+        label=_("Site"), queryset=Site.objects.none(), required=False, empty_label=_("All sites")
+    )
+    user = forms.ModelChoiceField(
+        label=_("User"), queryset=User.objects.none(), required=False, empty_label=_("All users")
+    )
+
+    def __init__(self, *args, community, **kwargs):
+        super().__init__(*args, **kwargs)
+        cast(forms.ModelChoiceField, self.fields["site"]).queryset = Site.objects.order_by("name")
+        _people_field(self, community)
 
 
 class RefusedLookupForm(forms.Form):

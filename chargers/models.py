@@ -145,6 +145,30 @@ OCPP_STATUS_TO_STATE = {
 }
 
 
+def outlet_state_q(state: str, prefix: str = "") -> models.Q:
+    """Outlets (Connector rows, or rows reaching one through `prefix`) in the shown state, as
+    `Connector.state` derives it: the same mapping, as a filter the database applies."""
+    connected = models.Q(**{f"{prefix}charger__connected": True})
+    if state == OutletState.NOT_CONNECTED:
+        return ~connected
+    statuses = [s for s, shown in OCPP_STATUS_TO_STATE.items() if shown == state]
+    if state == OutletState.AVAILABLE:
+        statuses.append("")  # not reported yet
+    q = models.Q(**{f"{prefix}status__in": statuses})
+    if state == OutletState.UNAVAILABLE:  # a status Sparklin does not know
+        q |= ~models.Q(**{f"{prefix}status__in": [*OCPP_STATUS_TO_STATE, ""]})
+    return connected & q
+
+
+def outlet_state(connected: bool, status: str) -> str:
+    """What people see for an outlet (the one mapping, also behind `outlet_state_q`)."""
+    if not connected:
+        return OutletState.NOT_CONNECTED
+    return OCPP_STATUS_TO_STATE.get(
+        status, OutletState.AVAILABLE if not status else OutletState.UNAVAILABLE
+    )
+
+
 # OCPP statuses in which a remote start makes sense ("" = not reported yet, shown available).
 REMOTE_STARTABLE_STATUSES = frozenset({"", "Available", "Preparing", "Occupied"})
 
@@ -178,11 +202,7 @@ class Connector(models.Model):
 
     @property
     def state(self) -> str:
-        if not self.charger.connected:
-            return OutletState.NOT_CONNECTED
-        return OCPP_STATUS_TO_STATE.get(
-            self.status, OutletState.AVAILABLE if not self.status else OutletState.UNAVAILABLE
-        )
+        return outlet_state(self.charger.connected, self.status)
 
     def get_state_display(self):
         return OutletState(self.state).label
@@ -709,3 +729,36 @@ class ConnectionInterval(models.Model):
 
     def __str__(self):
         return f"{self.charger_id}: {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
+
+
+class SessionDay(models.Model):
+    """The completed sessions of one community, day (local date of their start in the
+    community's time zone) and site, summed: what the dashboard's totals and charts read
+    instead of a year of sessions (`chargers/usage.py`, the one home of "energy and cost of a
+    period"). PostgreSQL keeps it exact with statement-level triggers on the sessions table
+    (migration 0007): every INSERT/UPDATE/DELETE of sessions, by the worker, the portal or a
+    bulk load, subtracts what its old rows contributed and adds what its new rows do, in the
+    same transaction; a charger moving to another site moves its history, a time-zone change
+    rebuilds the community. No foreign-key constraints: rows are derived, and deleting a
+    community must not depend on the order in which its sessions and these rows go."""
+
+    community = models.ForeignKey(
+        Community, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    site = models.ForeignKey(
+        Site, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    day = models.DateField()
+    sessions = models.IntegerField(default=0)
+    energy_wh = models.DecimalField(max_digits=18, decimal_places=1, default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+
+    objects = scoped_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["community", "day", "site"], name="session_day_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.day} site {self.site_id}: {self.sessions} sessions"

@@ -6,26 +6,33 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import (
-    Count,
-    Max,
-    QuerySet,
-    Sum,
-)
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from billing.prices import session_cost
-from communities.models import Community
+from communities.models import Community, Site
 from communities.selectors import holder_left
 from sparklin.dates import current_month, month_bounds
 from sparklin.live import fingerprint
 
-from .models import Charger, ChargerCommand, ChargingSession, Connector, OutletState
+from . import usage
+from .models import (
+    Charger,
+    ChargerCommand,
+    ChargingSession,
+    Connector,
+    MeterSample,
+    OcppMessage,
+    OutletState,
+    outlet_state,
+    outlet_state_q,
+)
 from .services import REMOTE_ACTIONS
 
 if TYPE_CHECKING:
@@ -67,26 +74,90 @@ def _recent_remote_commands() -> QuerySet[ChargerCommand]:
     )
 
 
-def outlet_rows(community: Community, user: User | None = None) -> list[Row]:
-    """Every outlet with its charger, site and session in progress (3 queries). Each connector
-    carries `remote_command`: the latest start/stop asked from the portal for it in the last
-    minutes (None otherwise), so the page shows pending → sent → accepted/rejected."""
-    connectors = list(
-        Connector.objects.select_related("charger__site").order_by(
-            "charger__site__name", "charger__identity", "evse_id", "connector_id"
-        )
+def outlets(*, search: str = "", state: str = "", site: Site | None = None) -> QuerySet[Connector]:
+    """Outlets with their charger and site, in the order of the outlets page, filtered by a
+    serial number or name fragment, a shown state (`outlet_state_q`) and a site."""
+    qs = Connector.objects.select_related("charger__site").order_by(
+        "charger__site__name", "charger__identity", "evse_id", "connector_id"
     )
-    active = ChargingSession.objects.filter(state=ChargingSession.State.ACTIVE).select_related(
-        "holder"
+    if search:
+        qs = qs.filter(Q(charger__identity__icontains=search) | Q(charger__name__icontains=search))
+    if state:
+        qs = qs.filter(outlet_state_q(state))
+    if site is not None:
+        qs = qs.filter(charger__site=site)
+    return qs
+
+
+def _latest_power(field: str) -> Subquery:
+    return Subquery(
+        MeterSample.objects.filter(session=OuterRef("pk"), measurand=POWER, phase="")
+        .order_by("-timestamp")
+        .values(field)[:1]
+    )
+
+
+def with_power(sessions: QuerySet[ChargingSession]) -> QuerySet[ChargingSession]:
+    """Sessions annotated with `power_value` and `power_unit`: their latest whole-meter power
+    reading (one index lookup each); `power_kw(session)` reads it in kW."""
+    return sessions.annotate(power_value=_latest_power("value"), power_unit=_latest_power("unit"))
+
+
+def power_kw(session: ChargingSession) -> float | None:
+    """The live power of a session annotated by `with_power`, in kW (None if never reported)."""
+    value = getattr(session, "power_value", None)
+    if value is None:
+        return None
+    return round(_to_kilo(value, getattr(session, "power_unit", "") or ""), 2)
+
+
+def site_power(sites: Iterable[Site]) -> dict[int, tuple[float, int]]:
+    """Live power (kW) and number of outlets charging, per site: the latest power reading of
+    every session in progress on the sites given (one query, one index lookup per session)."""
+    totals: dict[int, tuple[float, int]] = {site.pk: (0.0, 0) for site in sites}
+    sessions = (
+        ChargingSession.objects.filter(
+            state=ChargingSession.State.ACTIVE, charger__site__in=list(totals)
+        )
+        .annotate(power_value=_latest_power("value"), power_unit=_latest_power("unit"))
+        .values_list("charger__site_id", "power_value", "power_unit")
+    )
+    for site_id, value, unit in sessions:
+        kw, n = totals[site_id]
+        totals[site_id] = (kw + (_to_kilo(value, unit or "") if value is not None else 0.0), n + 1)
+    return {pk: (round(kw, 2), n) for pk, (kw, n) in totals.items()}
+
+
+def with_live(connectors: Iterable[Connector]) -> list[Row]:
+    """The given outlets (a page of them) with their session in progress and, on each
+    connector, `remote_command`: the latest start/stop asked from the portal for it in the last
+    minutes (None otherwise), so the page shows pending → sent → accepted/rejected. Two queries
+    bounded by the number of outlets given."""
+    connectors = list(connectors)
+    ids = [c.pk for c in connectors]
+    active = with_power(
+        ChargingSession.objects.filter(
+            state=ChargingSession.State.ACTIVE, connector_id__in=ids
+        ).select_related("holder")
     )
     by_connector = {s.connector_id: s for s in active if s.connector_id}
+    for session in by_connector.values():
+        session.power_kw = power_kw(session)  # type: ignore[attr-defined]
     commands: dict[int, ChargerCommand] = {}
-    for command in _recent_remote_commands().order_by("created_at", "pk"):
+    for command in (
+        _recent_remote_commands().filter(connector_id__in=ids).order_by("created_at", "pk")
+    ):
         assert command.connector_id is not None
         commands[command.connector_id] = command  # the newest wins
     for c in connectors:
         c.remote_command = commands.get(c.pk)  # type: ignore[attr-defined]
     return [(c, by_connector.get(c.pk)) for c in connectors]
+
+
+def outlet_rows(community: Community, user: User | None = None) -> list[Row]:
+    """Every outlet with its charger, site and session in progress (3 queries): for small
+    communities and tests; pages list `outlets()` a page at a time through `with_live`."""
+    return with_live(outlets())
 
 
 def outlets_fingerprint(rows: list[Row]) -> str:
@@ -109,7 +180,10 @@ def _command_key(connector: Connector) -> str:
 
 # One statement, written once (no ORM compilation per poll): each subquery digests the rows a
 # live region shows as `count:sum(hashtext(fields…))`, so a change of any listed field in any
-# row, a row added or removed, changes it; the month's sessions by count and latest write.
+# row, a row added or removed, changes it. The month's completed sessions are digested through
+# their per-day rollup (`SessionDay`, a few rows per day whatever the fleet): a session that
+# completes leaves the sessions in progress and changes its day's row; one recorded completed
+# (an offline replay) changes its day's count.
 _LIVE_TOKEN_SQL = """
 SELECT
   (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, name))), 0)
@@ -127,9 +201,9 @@ SELECT
      FROM chargers_chargercommand
      WHERE community_id = %(community)s AND connector_id IS NOT NULL
        AND action = ANY(%(actions)s) AND created_at >= %(commands_since)s),
-  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '')
-     FROM chargers_chargingsession
-     WHERE community_id = %(community)s AND started_at >= %(sessions_since)s)
+  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', day, site_id, sessions,
+          energy_wh, cost))), 0)
+     FROM chargers_sessionday WHERE community_id = %(community)s AND day >= %(days_since)s)
 """
 
 
@@ -137,8 +211,9 @@ def live_token(community: Community, sessions_since: datetime | None = None) -> 
     """A cheap change token of what the live regions of outlets and the dashboard show: one
     statement that digests, inside the database, the community's sites, chargers (name, site,
     connection), outlets (status and its time), sessions in progress (energy so far, holder)
-    and the remote commands still shown; with `sessions_since`, also every session started since
-    then (the dashboard's month totals and latest sessions). A poll compares it first and
+    and the remote commands still shown; with `sessions_since`, also the completed sessions
+    started since then, through their per-day rollup (the dashboard's month totals and latest
+    sessions). A poll compares it first and
     answers 204 before any list query (healthchecks compares `updated` first). None off
     PostgreSQL (the SQLite demo): the caller then fingerprints the rows it lists."""
     if connection.vendor != "postgresql":
@@ -148,7 +223,7 @@ def live_token(community: Community, sessions_since: datetime | None = None) -> 
         "active": ChargingSession.State.ACTIVE.value,
         "actions": list(REMOTE_ACTIONS),
         "commands_since": timezone.now() - REMOTE_COMMAND_SHOWN,
-        "sessions_since": sessions_since,  # NULL: no rows, a constant part
+        "days_since": sessions_since.astimezone(community.tz).date() if sessions_since else None,
     }
     with connection.cursor() as cursor:
         cursor.execute(_LIVE_TOKEN_SQL, params)
@@ -165,30 +240,29 @@ def configuration_token(charger: Charger) -> str:
     return fingerprint(summary["n"], summary["latest"], charger.configuration)
 
 
-def state_counts(rows: list[Row]) -> list[tuple[OutletState, StrOrPromise, int]]:
-    counts = Counter(connector.state for connector, _ in rows)
+def state_counts() -> list[tuple[OutletState, StrOrPromise, int]]:
+    """How many outlets are in each shown state: one GROUP BY over (connected, status)."""
+    counts: Counter[str] = Counter()
+    grouped = Connector.objects.values_list("charger__connected", "status").annotate(n=Count("pk"))
+    for connected, status, n in grouped.order_by():
+        counts[outlet_state(connected, status)] += n
     return [(state, state.label, counts.get(state, 0)) for state in OutletState]
 
 
-def month_totals(
-    community: Community, sessions_qs: QuerySet[ChargingSession] | None = None
-) -> dict[str, Any]:
-    """Energy (Wh) and cost of the sessions started this month (community time zone); sessions
-    in progress count with their energy and cost so far. Costs are the sum of each session's
-    cost (`billing.prices.session_cost`), as the session rows and the expense notes show them."""
-    start, end = month_bounds(community, *current_month(community))
-    qs = (sessions_qs if sessions_qs is not None else ChargingSession.objects.all()).filter(
-        started_at__gte=start, started_at__lt=end
-    )
-    done = qs.filter(state=ChargingSession.State.COMPLETED).aggregate(
-        energy=Sum("energy_wh"), cost=Sum("cost")
-    )
-    energy = done["energy"] or Decimal(0)
-    cost = done["cost"] or Decimal(0)
-    for session in qs.filter(state=ChargingSession.State.ACTIVE):
-        energy += live_energy_wh(session)
-        cost += live_cost(session) or Decimal(0)
-    return {"energy_wh": energy, "cost": cost, "count": qs.count(), "month_start": start}
+def month_totals(community: Community, holder: User | None = None) -> dict[str, Any]:
+    """Energy (Wh), cost and number of the sessions started this month (community time zone),
+    those in progress with their energy and cost so far: `chargers.usage`, the one home of a
+    period's figures (the cost is the sum of each session's cost, as the session rows and the
+    expense notes show them)."""
+    start = month_bounds(community, *current_month(community))[0]
+    first = start.date()
+    month = usage.total(community, first, usage.add_months(first, 1), holder=holder)
+    return {
+        "energy_wh": month.energy_wh,
+        "cost": month.cost,
+        "count": month.sessions,
+        "month_start": start,
+    }
 
 
 def sessions_for_list() -> QuerySet[ChargingSession]:
@@ -198,3 +272,91 @@ def sessions_for_list() -> QuerySet[ChargingSession]:
         .annotate(holder_left=holder_left())
         .order_by("-started_at", "-pk")
     )
+
+
+# --- one session: its curve and its frames ------------------------------------------------------
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+# At most this many points per curve (a session sampled every 10 s for a day has 8,640).
+CURVE_POINTS = 300
+# At most this many frames on the session page; the charger's log has the rest.
+SESSION_FRAMES = 300
+_SESSION_ACTIONS = (
+    "StartTransaction",
+    "StopTransaction",
+    "RemoteStartTransaction",
+    "RemoteStopTransaction",
+    "RequestStartTransaction",
+    "RequestStopTransaction",
+)
+
+
+def _to_kilo(value: Decimal, unit: str) -> float:
+    """A power or energy reading in kW / kWh (OCPP's default units are W and Wh)."""
+    return float(value) if unit.lower().startswith("k") else float(value) / 1000
+
+
+def session_curve(session: ChargingSession) -> list[tuple[datetime, float | None, float | None]]:
+    """(time, power kW, energy kWh since the start) of a session, from its meter samples
+    (whole-meter readings, no phase), at most `CURVE_POINTS` points evenly chosen. When the
+    charger sends no power, it is derived from the energy register between two readings."""
+    samples = (
+        MeterSample.objects.filter(
+            session=session, phase="", measurand__in=[ENERGY_REGISTER, POWER]
+        )
+        .order_by("timestamp")
+        .values_list("timestamp", "measurand", "value", "unit")
+    )
+    start_kwh = None if session.meter_start_wh is None else float(session.meter_start_wh) / 1000
+    points: dict[datetime, list[float | None]] = {}
+    for at, measurand, value, unit in samples:
+        point = points.setdefault(at, [None, None])
+        if measurand == POWER:
+            point[0] = _to_kilo(value, unit)
+        else:
+            kwh = _to_kilo(value, unit)
+            if start_kwh is None:
+                start_kwh = kwh
+            point[1] = round(max(kwh - start_kwh, 0.0), 3)
+    rows = sorted(points.items())
+    if not any(p[0] is not None for _, p in rows):  # derive power from the register
+        previous: tuple[datetime, float] | None = None
+        for at, point in rows:
+            if point[1] is not None:
+                if previous is not None and at > previous[0]:
+                    hours = (at - previous[0]).total_seconds() / 3600
+                    point[0] = round(max(point[1] - previous[1], 0.0) / hours, 2)
+                previous = (at, point[1])
+    step = max(1, -(-len(rows) // CURVE_POINTS))
+    chosen = rows[::step]
+    if rows and chosen[-1] is not rows[-1]:
+        chosen.append(rows[-1])
+    return [(at, p[0], p[1]) for at, p in chosen]
+
+
+def session_frames(session: ChargingSession) -> tuple[list[OcppMessage], bool]:
+    """The OCPP frames of a session: those naming its transaction (1.6 `transactionId`, 2.0.1
+    `transactionInfo.transactionId`), the starts and stops asked or reported on its charger
+    while it ran, and the answers to them. Read in the charger's log over the session's time
+    (±1 min), at most `SESSION_FRAMES`; True when there were more."""
+    if session.started_at is None:
+        return [], False
+    since = session.started_at - timedelta(minutes=1)
+    until = (session.stopped_at or timezone.now()) + timedelta(minutes=1)
+    window = OcppMessage.objects.filter(charger_id=session.charger_id, at__gte=since, at__lte=until)
+    tid = session.transaction_id
+    naming = Q(payload__transactionId=tid) | Q(payload__transactionInfo__transactionId=tid)
+    if tid.isdigit():  # 1.6 sends it as a number
+        naming |= Q(payload__transactionId=int(tid))
+    calls = list(
+        window.filter(naming | Q(action__in=_SESSION_ACTIONS, message_type=2)).order_by("at", "pk")[
+            : SESSION_FRAMES + 1
+        ]
+    )
+    more = len(calls) > SESSION_FRAMES
+    calls = calls[:SESSION_FRAMES]
+    seen = {m.pk for m in calls}
+    asked = {m.unique_id for m in calls if m.message_type == 2}
+    answers = window.filter(unique_id__in=asked, message_type__in=[3, 4]).exclude(pk__in=seen)
+    frames = sorted([*calls, *answers[:SESSION_FRAMES]], key=lambda m: (m.at, m.pk))
+    return frames, more

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from .views import cards, commissioning, fleet, operations
+from .views import cards, commissioning, fleet, operations, sessions
 
 app_name = "chargers"
 
@@ -66,6 +66,7 @@ urlpatterns = [
         name="charger-reconfigure",
     ),
     path("sessions/", fleet.session_list, name="session-list"),
+    path("sessions/<int:session>/", sessions.session_detail, name="session-detail"),
     path("my-sessions/", fleet.my_session_list, name="my-session-list"),
     path("users/<int:member>/cards/add/", cards.card_add, name="card-add"),
     path("cards/<int:card>/edit/", cards.card_edit, name="card-edit"),

@@ -3,6 +3,7 @@ from typing import cast
 
 from django import forms
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.formfields import PhoneNumberField
@@ -166,3 +167,24 @@ class AccessRequestForm(forms.Form):
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+
+class MemberSearchForm(forms.Form):
+    """The users page's search (GET): a name, e-mail or phone fragment."""
+
+    q = forms.CharField(label=_("Search"), max_length=100, required=False)
+
+    def clean_q(self):
+        return self.cleaned_data["q"].strip()
+
+    def search_q(self) -> Q:
+        text = self.cleaned_data["q"]
+        digits = "".join(ch for ch in text if ch.isdigit())
+        q = (
+            Q(user__first_name__icontains=text)
+            | Q(user__last_name__icontains=text)
+            | Q(user__email__icontains=text)
+        )
+        if len(digits) >= 3:
+            q |= Q(user__phone__contains=digits.lstrip("0"))
+        return q

@@ -78,7 +78,7 @@ def objects_of(community, holder):
     company = builders.make_company()
     connector = builders.make_connector(charger)
     session = ChargingSession.objects.create(
-        community=community, charger=charger, connector=connector, transaction_id="1"
+        community=community, charger=charger, connector=connector, transaction_id="1", holder=holder
     )
     policy = AccessPolicy.objects.create(community=community, site=site, mode="members")
     window = TimeWindow.objects.create(
@@ -272,6 +272,8 @@ QUERY_ID_OPTIONAL = {
     "rules-page": {"user"},  # shows that form, unbound
     # A charger or user of another community is not among the form's choices: nothing opens.
     "learn-start": {"charger", "user"},
+    "dashboard": {"site", "user"},
+    "outlet-list": {"site"},
 }
 ID_PARAMETERS = {"note", "job", "session", "charger", "connector", "card", "member", "site", "user"}
 _READS = re.compile(

@@ -17,6 +17,7 @@ from ocpp_gateway.ocpplib import known_actions
 from sparklin.dates import month_bounds
 from sparklin.http import CommunityRequest
 from sparklin.live import render_live
+from sparklin.pagination import uncounted_page
 
 from .. import ocpp_log, selectors, services
 from ..forms import (
@@ -24,6 +25,7 @@ from ..forms import (
     ChargerEditForm,
     ChargerForm,
     LogFilterForm,
+    OutletFilterForm,
     RefusedLookupForm,
     SessionFilterForm,
 )
@@ -37,20 +39,38 @@ from ..models import (
 )
 from ..uptime import charger_uptime
 
+OUTLETS_PER_PAGE = 50
+
 
 @community_permission("outlets:view")
 def outlet_list(request: CommunityRequest, community: str) -> HttpResponse:
-    """Every outlet and its state. The table polls itself every 5 s with the change token of
-    what it shows and gets 204 (htmx swaps nothing) until something changes; the token is one
-    query, so an unchanged poll lists nothing."""
-    page = ("chargers/outlet_list.html", "outlet-table")
+    """Outlets, 50 a page, searchable and filterable by state and site. The table polls itself
+    every 5 s with the change token of what it shows and gets 204 (htmx swaps nothing) until
+    something changes; the token is one query, so an unchanged poll lists nothing."""
+    form = OutletFilterForm(request.GET or None)
+    query = request.GET.copy()
+    query.pop("fp", None)
+    poll_query = query.urlencode()  # the poll shows the same page with the same filters
+    query.pop("page", None)
+
+    def context() -> dict:
+        connectors = selectors.outlets(**form.filters())
+        page = Paginator(connectors, OUTLETS_PER_PAGE).get_page(request.GET.get("page"))
+        return {
+            "rows": selectors.with_live(page),
+            "page": page,
+            "query": query.urlencode(),
+            "poll_query": poll_query,
+        }
+
+    template = ("chargers/outlet_list.html", "outlet-table")
     token = selectors.live_token(request.community)
     if token is None:  # no cheap token (SQLite): fingerprint the rows listed
-        rows = selectors.outlet_rows(request.community)
-        return render_live(request, *page, {"rows": rows}, selectors.outlets_fingerprint(rows))
-    return render_live(
-        request, *page, lambda: {"rows": selectors.outlet_rows(request.community)}, token
-    )
+        data = context()
+        return render_live(
+            request, *template, data, selectors.outlets_fingerprint(data["rows"]), {"form": form}
+        )
+    return render_live(request, *template, context, token, {"form": form})
 
 
 def _back(request, community) -> str:
@@ -226,7 +246,8 @@ def session_list(request: CommunityRequest, community):
             sessions = sessions.filter(holder=data["user"])
         if data["site"]:
             sessions = sessions.filter(charger__site=data["site"])
-    page = Paginator(sessions, 50).get_page(request.GET.get("page"))
+    # A community's history is millions of rows: pages are not counted.
+    page = uncounted_page(sessions, request.GET.get("page"), 50)
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,16 +15,26 @@ from django.utils.translation import gettext as _
 from billing.forms import PriceForm
 from billing.prices import price_history
 from chargers import selectors
-from chargers.forms import CardForm
+from chargers.forms import CardForm, UsageFilterForm
 from chargers.models import ChargeCard, Charger, ChargingSession
+from chargers.usage_charts import usage_charts
+from sparklin.charts import Chart, Series
 from sparklin.confirm import Confirmation, confirm, render_confirmation
 from sparklin.dates import current_month, month_bounds
 from sparklin.http import CommunityRequest
 from sparklin.live import fingerprint, render_live
+from sparklin.pagination import uncounted_page
 
 from .. import services
 from ..access import user_company
-from ..forms import CommunityForm, CommunitySettingsForm, MemberAddForm, MemberEditForm, SiteForm
+from ..forms import (
+    CommunityForm,
+    CommunitySettingsForm,
+    MemberAddForm,
+    MemberEditForm,
+    MemberSearchForm,
+    SiteForm,
+)
 from ..middleware import user_communities
 from ..models import Community, Membership, Site
 from ..permissions import community_permission, has_permission
@@ -50,39 +60,68 @@ def community_create(request):
     return render(request, "communities/community_create.html", {"form": form})
 
 
+# The dashboard lists at most this many outlets and sessions in progress; the outlets and
+# sessions pages have the rest.
+DASHBOARD_ROWS = 10
+
+
 @community_permission("community:view")
 def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
-    """The community's home: outlets, this month's totals, sessions in progress and the latest
-    ones (the person's own for drivers). Live like the outlets page: the change token (one
-    query) comes first, an unchanged poll answers 204 before any list query."""
+    """The community's home: outlets by state, this month's totals, sessions in progress and
+    the latest ones, energy and cost charts (the person's own for drivers; a manager can choose
+    a site or a person). Live like the outlets page: the change token (one query) comes first,
+    an unchanged poll answers 204 before any list query. Every figure is an aggregate or a
+    bounded list, whatever the size of the fleet."""
     tenant = request.community
     manager = has_permission(request, "sessions:view_all")
     sessions = selectors.sessions_for_list()
-    if not manager:
-        sessions = sessions.filter(holder=request.user)
+    holder = None if manager else request.user
+    if holder is not None:
+        sessions = sessions.filter(holder=holder)
+    active = sessions.filter(state=ChargingSession.State.ACTIVE)
 
-    def context(rows: list[selectors.Row] | None = None) -> dict[str, Any]:
-        rows = rows if rows is not None else selectors.outlet_rows(tenant)
+    def context() -> dict[str, Any]:
+        outlets = list(selectors.outlets()[: DASHBOARD_ROWS + 1]) if not manager else []
         return {
-            "rows": rows,
-            "counts": selectors.state_counts(rows),
-            "totals": selectors.month_totals(tenant, sessions),
-            "active_sessions": list(sessions.filter(state=ChargingSession.State.ACTIVE)),
-            "latest_sessions": sessions[:10],
+            "rows": selectors.with_live(outlets[:DASHBOARD_ROWS]),
+            "more_outlets": len(outlets) > DASHBOARD_ROWS,
+            "counts": selectors.state_counts(),
+            "totals": selectors.month_totals(tenant, holder),
+            "active_sessions": active[:DASHBOARD_ROWS],
+            "active_count": active.count(),
+            "latest_sessions": sessions[:DASHBOARD_ROWS],
             "my_cards": ChargeCard.objects.filter(holder=request.user) if not manager else None,
+        }
+
+    def page_extra() -> dict[str, Any]:
+        form = UsageFilterForm(request.GET or None, community=tenant) if manager else None
+        site = user = None
+        if form is not None and form.is_valid():
+            site, user = form.cleaned_data["site"], form.cleaned_data["user"]
+        return {
+            "usage_form": form,
+            "charts": usage_charts(tenant, holder=holder or user, site=site),
         }
 
     page = ("communities/dashboard.html", "dashboard-live")
     month_start = month_bounds(tenant, *current_month(tenant))[0]
     token = selectors.live_token(tenant, sessions_since=month_start)
     if token is None:  # no cheap token (SQLite): fingerprint what is shown
-        data = context(selectors.outlet_rows(tenant))
+        data = context()
         totals = data["totals"]
         fp = fingerprint(
-            selectors.outlets_fingerprint(data["rows"]), totals["count"], totals["energy_wh"]
+            selectors.outlets_fingerprint(data["rows"]),
+            data["counts"],
+            data["active_count"],
+            totals["count"],
+            totals["energy_wh"],
         )
-        return render_live(request, *page, data, fp)
-    return render_live(request, *page, context, token)
+        return render_live(request, *page, data, fp, page_extra)
+    return render_live(request, *page, context, token, page_extra)
+
+
+MEMBERS_PER_PAGE = 50
+CHARGERS_PER_PAGE = 50
 
 
 @community_permission("members:view")
@@ -91,9 +130,19 @@ def member_list(request: CommunityRequest, community: str) -> HttpResponse:
     members = (
         Membership.objects.current()
         .select_related("user")
-        .order_by("state", "user__last_name", "user__first_name")
+        .order_by("state", "user__last_name", "user__first_name", "pk")
     )
-    return render(request, "communities/member_list.html", {"members": members})
+    form = MemberSearchForm(request.GET or None)
+    if form.is_valid() and form.cleaned_data["q"]:
+        members = members.filter(form.search_q())
+    page = Paginator(members, MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "communities/member_list.html",
+        {"members": page, "page": page, "form": form, "query": query.urlencode()},
+    )
 
 
 @community_permission("members:write")
@@ -127,7 +176,7 @@ def member_detail(request: CommunityRequest, community, member):
     # Someone who left is no longer shown (name, contact, sessions) to the remaining members.
     membership = get_object_or_404(Membership.objects.current().select_related("user"), pk=member)
     sessions = selectors.sessions_for_list().filter(holder=membership.user)
-    page = Paginator(sessions, 25).get_page(request.GET.get("page"))
+    page = uncounted_page(sessions, request.GET.get("page"), 25)
     cards = (
         ChargeCard.objects.filter(holder=membership.user)
         .select_related("community")
@@ -199,8 +248,18 @@ def member_remove(request: CommunityRequest, community, member):
 
 @community_permission("sites:view")
 def site_list(request: CommunityRequest, community):
-    sites = Site.objects.all().prefetch_related("chargers")
-    return render(request, "communities/site_list.html", {"sites": sites})
+    sites = list(Site.objects.annotate(charger_count=Count("chargers")).order_by("name", "pk"))
+    power = selectors.site_power(sites)
+    for site in sites:
+        site.power_kw, site.charging = power[site.pk]  # type: ignore[attr-defined]
+    chart = Chart(
+        id="site-power",
+        title=_("Power now, by site"),
+        labels=[site.name for site in sites],
+        series=[Series(_("Power"), [power[site.pk][0] for site in sites], "kW")],
+        unit="kW",
+    )
+    return render(request, "communities/site_list.html", {"sites": sites, "chart": chart})
 
 
 @community_permission("sites:write")
@@ -222,8 +281,20 @@ def site_add(request: CommunityRequest, community):
 @community_permission("sites:view")
 def site_detail(request: CommunityRequest, community, site):
     site = get_object_or_404(Site, pk=site)
-    chargers = Charger.objects.filter(site=site).prefetch_related("connectors")
-    return render(request, "communities/site_detail.html", {"site": site, "chargers": chargers})
+    chargers = Charger.objects.filter(site=site).order_by("identity").prefetch_related("connectors")
+    page = Paginator(chargers, CHARGERS_PER_PAGE).get_page(request.GET.get("page"))
+    power_kw, charging = selectors.site_power([site])[site.pk]
+    return render(
+        request,
+        "communities/site_detail.html",
+        {
+            "site": site,
+            "chargers": page,
+            "page": page,
+            "power_kw": power_kw,
+            "charging": charging,
+        },
+    )
 
 
 @community_permission("sites:write")

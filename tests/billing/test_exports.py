@@ -61,7 +61,7 @@ def test_portal_download(manager_client, sessions, individual):
     response = manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-01"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     assert "sessions-tilleuls-2025-01.csv" in response["Content-Disposition"]
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert ",".join(rows[0]) == HEADER
     assert len(rows) == 2  # one session in January, not the neighbours nor the other community
     row = dict(zip(rows[0], rows[1], strict=True))
@@ -86,9 +86,8 @@ def test_bad_month_in_portal(manager_client, sessions):
 def test_command_matches_portal(manager_client, sessions, tmp_path):
     out = io.StringIO()
     call_command("export_sessions", "--community", "tilleuls", "--month", "2025-01", stdout=out)
-    portal = manager_client.get(
-        "/c/tilleuls/exports/sessions.csv", {"month": "2025-01"}
-    ).content.decode()
+    response = manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-01"})
+    portal = b"".join(response.streaming_content).decode()
     assert out.getvalue() == portal
     target = tmp_path / "x.csv"
     call_command(
@@ -126,7 +125,7 @@ def test_export_hides_name_and_card_of_a_member_who_left(manager_client, session
     response = manager_client.get(
         "/c/tilleuls/exports/sessions.csv", {"month": "2025-01"}, HTTP_ACCEPT_LANGUAGE="en"
     )
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [(r["user"], r["card"]) for r in rows] == [("Former member", "")]
     assert rows[0]["energy_kwh"] == "12.346"  # the session itself stays in the history
 

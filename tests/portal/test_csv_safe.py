@@ -72,7 +72,7 @@ def _rows(text):
 
 def test_sessions_csv_from_the_portal_is_neutralised(manager_client, poisoned_session):
     response = manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-01"})
-    (row,) = _rows(response.content.decode())
+    (row,) = _rows(b"".join(response.streaming_content).decode())
     assert row["user"] == '\'=HYPERLINK("http://evil.example")'
     assert row["card"] == "'@SUM(1)"
     assert row["energy_kwh"] == "1.500" and row["cost"] == "0.38"

@@ -29,6 +29,7 @@ from chargers.models import (
     ChargingSession,
     Connector,
     InventoryCharger,
+    MeterSample,
     Vendor,
     normalize_card_uid,
 )
@@ -217,7 +218,7 @@ class Command(BaseCommand):
             price = price_at(community, started)
             cost = session_cost(energy_wh, price)
             meter_start = Decimal(100000 * n)
-            ChargingSession.objects.update_or_create(
+            session = ChargingSession.objects.update_or_create(
                 charger=charger,
                 transaction_id=f"demo-{last_month:%Y%m}-{n}",
                 defaults={
@@ -237,4 +238,29 @@ class Command(BaseCommand):
                     "cost": cost,
                     "stop_reason": "Local",
                 },
-            )
+            )[0]
+            self._curve(session, started, minutes, meter_start, energy_wh)
+
+    def _curve(self, session, started, minutes, meter_start, energy_wh):
+        """Meter values every 5 minutes (energy register and power), so the session page draws
+        a curve: full power, then tapering over the last fifth, as a car's battery fills."""
+        steps = max(minutes // 5, 1)
+        taper = max(steps // 5, 1)
+        weights = [1.0 if k < steps - taper else (steps - k) / (taper + 1) for k in range(steps)]
+        per_weight = float(energy_wh) / sum(weights)
+        samples, register = [], float(meter_start)
+        for k, weight in enumerate(weights):
+            at = started + timedelta(minutes=5 * (k + 1))
+            register += per_weight * weight
+            power_w = per_weight * weight * 12  # Wh in 5 minutes → W
+            for measurand, value, unit in [
+                ("Energy.Active.Import.Register", register, "Wh"),
+                ("Power.Active.Import", power_w, "W"),
+            ]:
+                samples.append(
+                    MeterSample(
+                        community=session.community, session=session, timestamp=at,
+                        measurand=measurand, value=Decimal(f"{value:.3f}"), unit=unit,
+                    )
+                )  # fmt: skip
+        MeterSample.objects.bulk_create(samples, ignore_conflicts=True)

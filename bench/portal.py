@@ -1,0 +1,234 @@
+"""`python -m bench.portal [--runs N] [--sessions M] [--chargers C] [--keep] [--reuse]`: the
+portal's pages at fleet scale.
+
+Builds (`bench/portal_data.py`, set-based, about a minute) one community with 10,000 chargers
+and 1,000,000 sessions in its own PostgreSQL database `<name>_portal_bench` next to the one
+DATABASE_URL names, then requests each page N times as its manager through Django's test
+client (the whole middleware stack, no network) and prints, per page, p50/p95 of the wall
+time, the number of SQL queries and the response size; the sessions CSV of one month also
+with its time to first byte and the Python memory it allocated at its peak (tracemalloc, one
+extra run). `--keep` keeps the database, `--reuse` uses a kept one instead of building it.
+Not a timed test: numbers for the README and docs/architecture.md; the goal is p95 ≤ 150 ms
+with a number of queries that does not grow with the fleet."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench import prepare_database
+
+GOAL_MS = 150.0
+
+
+@dataclass
+class Result:
+    name: str
+    times: list[float] = field(default_factory=list)
+    queries: int = 0
+    size: int = 0
+    status: int = 0
+    first_byte: list[float] = field(default_factory=list)
+    peak_kb: float | None = None
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def _consume(response) -> tuple[int, float | None]:
+    """The body's size, and when its first chunk came for a streamed response."""
+    if not getattr(response, "streaming", False):
+        return len(response.content), None
+    size, first = 0, None
+    for chunk in response.streaming_content:
+        if first is None:
+            first = time.perf_counter()
+        size += len(chunk)
+    return size, first
+
+
+def measure(name: str, request: Callable[[], object], runs: int) -> Result:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    result = Result(name)
+    request()  # warm: templates compiled, PostgreSQL's caches filled
+    for i in range(runs):
+        with CaptureQueriesContext(connection) as queries:
+            began = time.perf_counter()
+            response = request()
+            size, first = _consume(response)
+            result.times.append(time.perf_counter() - began)
+        if first is not None:
+            result.first_byte.append(first - began)
+        if i == 0:
+            result.queries, result.size = len(queries), size
+            result.status = response.status_code  # type: ignore[attr-defined]
+    tracemalloc.start()
+    _consume(request())
+    result.peak_kb = tracemalloc.get_traced_memory()[1] / 1024
+    tracemalloc.stop()
+    return result
+
+
+def run_pages(ids: dict[str, int], runs: int) -> list[Result]:
+    from django.test import Client
+    from django.urls import NoReverseMatch, reverse
+    from django.utils import timezone
+
+    from accounts.models import User
+
+    client = Client()
+    client.force_login(User.objects.get(pk=ids["manager"]))
+    slug = "fleet"
+
+    def url(name: str, **kwargs: int) -> str:
+        try:
+            return reverse(name, kwargs={"community": slug, **kwargs})
+        except NoReverseMatch:  # a page this version does not have
+            return ""
+
+    def get(path: str, **extra: str) -> Callable[[], object]:
+        return lambda: client.get(path, **extra)
+
+    def poll(name: str) -> Callable[[], object]:
+        """An htmx poll of a live region that shows what the page just showed."""
+        page = client.get(url(name)).content.decode()
+        fp = re.search(r'"fp": "([0-9a-f]+)"', page)
+        assert fp, f"no fingerprint on {name}"
+        return get(url(name), data={"fp": fp.group(1)}, HTTP_HX_REQUEST="true")  # type: ignore[arg-type]
+
+    last_month = timezone.localdate().replace(day=1) - timezone.timedelta(days=1)
+    pages: list[tuple[str, Callable[[], object]]] = [
+        ("dashboard", get(url("communities:dashboard"))),
+        ("dashboard poll (unchanged)", poll("communities:dashboard")),
+        ("outlets", get(url("chargers:outlet-list"))),
+        ("outlets poll (unchanged)", poll("chargers:outlet-list")),
+        ("outlets, one site", get(url("chargers:outlet-list") + f"?site={ids['site']}")),
+        ("outlets, faulted", get(url("chargers:outlet-list") + "?state=faulted")),
+        ("outlets, search", get(url("chargers:outlet-list") + "?q=FLEET-0123")),
+        ("sessions", get(url("chargers:session-list"))),
+        ("session detail", get(url("chargers:session-detail", session=ids["session"]))),
+        ("charger", get(url("chargers:charger-detail", charger=ids["charger"]))),
+        ("user", get(url("communities:member-detail", member=ids["member"]))),
+        ("users", get(url("communities:member-list"))),
+        ("site (1,000 chargers)", get(url("communities:site-detail", site=ids["site"]))),
+        ("sites", get(url("communities:site-list"))),
+        (
+            "sessions CSV (one month)",
+            get(url("billing:export-sessions") + f"?month={last_month:%Y-%m}"),
+        ),
+    ]
+    results = []
+    for name, request in pages:
+        if not request.__closure__ or not all(  # type: ignore[attr-defined]
+            c.cell_contents for c in request.__closure__ if isinstance(c.cell_contents, str)
+        ):
+            continue
+        result = measure(name, request, runs)
+        results.append(result)
+        print(_line(result), flush=True)
+    return results
+
+
+def _line(r: Result) -> str:
+    flag = "ok " if r.pct(0.95) <= GOAL_MS and r.status in (200, 204) else "!! "
+    extra = ""
+    if r.first_byte:
+        extra = f"  first byte p50 {statistics.median(r.first_byte) * 1000:7.1f} ms"
+    return (
+        f"{flag}{r.name:<28} {r.status}  p50 {r.pct(0.5):7.1f} ms  p95 {r.pct(0.95):7.1f} ms  "
+        f"{r.queries:3d} queries  {r.size / 1024:8.1f} KB  peak {r.peak_kb or 0:8.0f} KB{extra}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.portal", description=__doc__)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--chargers", type=int, default=10_000)
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--reuse", action="store_true", help="use a kept database as it is")
+    args = parser.parse_args(argv)
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        print("bench.portal needs PostgreSQL: set DATABASE_URL.", file=sys.stderr)
+        return 2
+    name = url.rsplit("/", 1)[-1].split("?")[0] + "_portal_bench"
+    if args.reuse:
+        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
+        where, cleanup = f"PostgreSQL ({name}, reused)", lambda: None
+    else:
+        where, cleanup = prepare_database(name, keep=args.keep)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test.utils import override_settings
+
+    # Not setup_test_environment(): its instrumented rendering copies every template context.
+    override_settings(
+        ALLOWED_HOSTS=["testserver"],
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    ).enable()
+    print(f"Portal at fleet scale — {where}, Python {platform.python_version()}")
+    try:
+        if args.reuse:
+            ids = _ids()
+        else:
+            call_command("migrate", verbosity=0)
+            began = time.perf_counter()
+            from bench.portal_data import build
+
+            print(f"Building {args.chargers:,} chargers and {args.sessions:,} sessions:")
+            ids = build(chargers=args.chargers, sessions=args.sessions)
+            print(f"  built in {time.perf_counter() - began:.0f} s")
+        print(f"{args.runs} runs per page; goal p95 ≤ {GOAL_MS:.0f} ms")
+        results = run_pages(ids, args.runs)
+    finally:
+        cleanup()
+    slow = [r.name for r in results if r.pct(0.95) > GOAL_MS]
+    print("All pages within the goal." if not slow else f"Over the goal: {', '.join(slow)}")
+    return 0
+
+
+def _ids() -> dict[str, int]:
+    """The ids `portal_data.build` returned, found again in a kept database."""
+    from django.db import connection
+
+    from bench.portal_data import MANAGER_PHONE, SLUG
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT c.id, u.id,
+                 (SELECT id FROM communities_site WHERE community_id = c.id ORDER BY id LIMIT 1),
+                 (SELECT id FROM chargers_charger WHERE community_id = c.id ORDER BY id LIMIT 1),
+                 (SELECT m.id FROM communities_membership m JOIN accounts_user v
+                    ON v.id = m.user_id WHERE v.phone LIKE '+3361%%' ORDER BY m.id LIMIT 1),
+                 (SELECT id FROM chargers_chargingsession WHERE community_id = c.id
+                  ORDER BY started_at DESC LIMIT 1 OFFSET 5)
+               FROM communities_community c, accounts_user u
+               WHERE c.slug = %s AND u.phone = %s""",
+            [SLUG, MANAGER_PHONE],
+        )
+        row = cursor.fetchone()
+    keys = ("community", "manager", "site", "charger", "member", "session")
+    return dict(zip(keys, row, strict=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Energy and cost of a period: the one home of the dashboard's totals and charts (per day, per
+month; the whole community, one site, one person).
+
+A period is counted by the local day its sessions started on (the community's time zone), as
+expense notes and exports count months. Completed sessions count with their recorded energy and
+cost; sessions in progress with their energy and cost so far (`selectors.live_energy_wh`,
+`billing.prices.session_cost`: the one rounding rule).
+
+Completed sessions of the whole community or of one site are read from `SessionDay`, the
+per-day rollup PostgreSQL keeps exact with triggers (a year is ~365 rows per site instead of a
+million sessions); one person's are summed from their own sessions (a few hundred a year,
+through the holder index), and so is everything on SQLite (the demo). Sessions in progress are
+at most one per outlet and always read live."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection
+from django.db.models import Case, Count, F, Sum, Value, When
+from django.db.models.functions import Greatest, TruncDate
+
+from billing.prices import session_cost
+from communities.models import Community, Site
+
+from .models import ChargingSession, SessionDay
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+
+@dataclass
+class Usage:
+    sessions: int = 0
+    energy_wh: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+
+    def add(self, sessions: int, energy_wh: Decimal | None, cost: Decimal | None) -> None:
+        self.sessions += sessions
+        self.energy_wh += energy_wh or Decimal(0)
+        self.cost += cost or Decimal(0)
+
+    @property
+    def energy_kwh(self) -> float:
+        return float(self.energy_wh / 1000)
+
+
+def rollup_available() -> bool:
+    """`SessionDay` is kept by PostgreSQL triggers (migration chargers 0007); not on SQLite."""
+    return connection.vendor == "postgresql"
+
+
+def _bounds(community: Community, first: date, end: date) -> tuple[datetime, datetime]:
+    tz = community.tz
+    return datetime.combine(first, time(), tz), datetime.combine(end, time(), tz)
+
+
+def _live_sessions(
+    community: Community, first: date, end: date, holder: User | None, site: Site | None
+) -> list[tuple[date, Decimal, Decimal]]:
+    """(local start day, energy so far, cost so far) of the sessions in progress."""
+    start, stop = _bounds(community, first, end)
+    qs = ChargingSession.objects.filter(
+        state=ChargingSession.State.ACTIVE, started_at__gte=start, started_at__lt=stop
+    )
+    if holder is not None:
+        qs = qs.filter(holder=holder)
+    if site is not None:
+        qs = qs.filter(charger__site=site)
+    # Energy so far and the local day computed by the database: one short row per session.
+    live_wh = Case(
+        When(
+            meter_last_wh__isnull=False,
+            meter_start_wh__isnull=False,
+            then=Greatest(F("meter_last_wh") - F("meter_start_wh"), Value(Decimal(0))),
+        ),
+        default=F("energy_wh"),
+    )
+    rows = []
+    for day, energy, price in qs.values_list(
+        TruncDate("started_at", tzinfo=community.tz), live_wh, "price_per_kwh"
+    ):
+        energy = energy or Decimal(0)
+        rows.append((day, energy, session_cost(energy, price) or Decimal(0)))
+    return rows
+
+
+def _completed_by_day(
+    community: Community, first: date, end: date, holder: User | None, site: Site | None
+) -> list[tuple[date, int, Decimal | None, Decimal | None]]:
+    if holder is None and rollup_available():
+        days = SessionDay.objects.filter(day__gte=first, day__lt=end)
+        if site is not None:
+            days = days.filter(site=site)
+        return list(
+            days.values("day")
+            .annotate(n=Sum("sessions"), e=Sum("energy_wh"), c=Sum("cost"))
+            .values_list("day", "n", "e", "c")
+        )
+    start, stop = _bounds(community, first, end)
+    sessions = ChargingSession.objects.filter(
+        state=ChargingSession.State.COMPLETED, started_at__gte=start, started_at__lt=stop
+    )
+    if holder is not None:
+        sessions = sessions.filter(holder=holder)
+    if site is not None:
+        sessions = sessions.filter(charger__site=site)
+    return list(
+        sessions.annotate(local_day=TruncDate("started_at", tzinfo=community.tz))
+        .values("local_day")
+        .annotate(n=Count("pk"), e=Sum("energy_wh"), c=Sum("cost"))
+        .values_list("local_day", "n", "e", "c")
+    )
+
+
+def usage(
+    community: Community,
+    first: date,
+    end: date,
+    *,
+    holder: User | None = None,
+    site: Site | None = None,
+    key: Callable[[date], Hashable] | None = None,
+) -> dict[Any, Usage]:
+    """Sessions, energy and cost of the sessions that started on local days [first, end),
+    grouped by `key(day)` (default: the day itself). Two or three queries whatever the fleet."""
+    key = key or (lambda d: d)
+    out: dict[Any, Usage] = defaultdict(Usage)
+    for day, n, energy, cost in _completed_by_day(community, first, end, holder, site):
+        out[key(day)].add(n or 0, energy, cost)
+    for day, energy, cost in _live_sessions(community, first, end, holder, site):
+        out[key(day)].add(1, energy, cost)
+    return out
+
+
+def total(
+    community: Community,
+    first: date,
+    end: date,
+    *,
+    holder: User | None = None,
+    site: Site | None = None,
+) -> Usage:
+    """Sessions, energy and cost of local days [first, end), added up."""
+    return usage(community, first, end, holder=holder, site=site, key=lambda d: None).get(
+        None, Usage()
+    )
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def days_of(first: date, end: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((end - first).days)]
