@@ -280,25 +280,27 @@ CELERY_BEAT_SCHEDULE = {
         "task": "chargers.tasks.purge_unknown_chargers",
         "schedule": 3600.0,
     },
-    # Expense notes: hourly, the month-end run where the 1st 06:00 local time has passed,
-    # new versions of notes whose sessions changed, retries of failed sends.
     # Login codes nobody can use any more (their phone numbers with them), idle rate limits.
     "accounts-prune-login-data": {
         "task": "accounts.tasks.prune_login_data",
         "schedule": 3600.0,
     },
-    "forwarding-purge-frames": {
-        "task": "forwarding.tasks.purge_forwarded_frames",
-        "schedule": 6 * 3600.0,
-    },
+    # Expense notes: hourly, the month-end run where the 1st 06:00 local time has passed,
+    # new versions of notes whose sessions changed, retries of failed sends.
     "billing-expense-notes": {
         "task": "billing.tasks.check_months",
         "schedule": 3600.0,
+    },
+    # Frames forwarded to operators, kept for the charger page's log.
+    "forwarding-purge-frames": {
+        "task": "forwarding.tasks.purge_forwarded_frames",
+        "schedule": 6 * 3600.0,
     },
     # Site meter readings older than METER_READINGS_DAYS.
     "meters-purge-readings": {
         "task": "meters.tasks.purge_readings",
         "schedule": 3600.0,
+    },
     # Sessions whose holder reached a limit of use (duration, kWh per month) are stopped.
     "rules-check-limits": {
         "task": "rules.tasks.check_limits",

@@ -20,8 +20,8 @@ from chargers.models import ChargingSession
 from communities.access import INSTALLER_FULL, INSTALLER_LIMITED
 from communities.models import AccessRequest, Invitation, Role
 from communities.permissions import PERMISSIONS
-from power.models import Circuit
 from forwarding.models import OperatorConnection
+from power.models import Circuit
 from rules.models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
 from tests import builders
 

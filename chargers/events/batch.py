@@ -41,9 +41,8 @@ from ..models import (
     card_uid_spellings,
     normalize_card_uid,
 )
-from . import main_meter
+from . import main_meter, uptime
 from .main_meter import MainMeterSamples
-from . import uptime
 from .sql import insert_rows, update_rows
 from .values import (
     ENERGY_REGISTER,

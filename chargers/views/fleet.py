@@ -21,7 +21,6 @@ from sparklin.pagination import uncounted_page
 
 from .. import ocpp_log, selectors, services
 from ..forms import (
-    CardForm,
     ChargerEditForm,
     ChargerForm,
     LogFilterForm,
