@@ -460,15 +460,29 @@ class QueueWatcher:
                 self.depths.append((time.time(), ready))
                 time.sleep(self.interval)
 
-    def drained_at(self, after: float) -> float | None:
-        """The first time after `after` when no message waited (the worker had caught up)."""
-        for at, ready in self.depths:
-            if at >= after and ready == 0:
-                return at
-        return None
-
     def stop(self) -> None:
         self._stop = True
+
+
+def _drained_at(queue_watcher, after, answered, seen) -> float | None:
+    """When the boot storm has drained: the first time after `after` when no message waited in
+    the queue and every sample answered before had its row (the worker holds the messages it
+    batches unacknowledged, so an empty queue alone does not say it caught up)."""
+    import bisect
+
+    done = sorted((sent, seen.get((i, tx, ms), float("inf"))) for i, tx, ms, sent in answered)
+    sent_times = [sent for sent, _ in done]
+    latest, prefix = 0.0, []
+    for _, visible in done:
+        latest = max(latest, visible)
+        prefix.append(latest)
+    for at, ready in queue_watcher.depths:
+        if at < after or ready:
+            continue
+        n = bisect.bisect_left(sent_times, at)
+        if n == 0 or prefix[n - 1] <= at:
+            return at
+    return None
 
 
 def _database_cpu(dsn: str, database: str) -> float:
@@ -678,7 +692,7 @@ def main(argv=None) -> int:
         # The boot storm: every charger connects, boots, reports its status and is configured
         # during the ramp; it has drained once no message waits for the worker any more.
         last_connected = counters.get("last_connected_at", started + args.ramp)
-        drained = queue_watcher.drained_at(last_connected)
+        drained = _drained_at(queue_watcher, last_connected, answered, watcher.seen)
         steady_from = max(started + args.ramp, drained or last_connected)
 
         def lag_of(selected):

@@ -41,6 +41,8 @@ logger = logging.getLogger("chargers.batching")
 
 # Messages held at most before a flush, whatever their events: bounds the memory of a buffer.
 MAX_MESSAGES = 1_000
+# Messages held at most outside the prefetch limit (buffered, or in jobs the pool has not run).
+MAX_HELD = 2 * MAX_MESSAGES
 
 Outcome = Literal["ack", "requeue"]
 # What a pool job receives: each message's events and how many times it was retried already.
@@ -80,6 +82,7 @@ class Buffer:
         self.max_events = max_events
         self.requests: list[Any] = []
         self.events = 0
+        self.held = 0  # messages received and not yet acknowledged or requeued
         self._timer: Any = None
 
     def strategy(self, app: Any) -> Callable[..., None]:
@@ -140,9 +143,13 @@ class Buffer:
     def receive(self, request: Any) -> None:
         """Hold `request` (not counted against the prefetch limit while held), now or at its
         ETA."""
-        qos = self.consumer.qos
-        qos.increment_eventually()
+        # Held messages beyond MAX_HELD (jobs queued in a busy prefork pool) count against
+        # the prefetch limit again: the broker stops delivering, memory stays bounded.
+        qos = self.consumer.qos if self.held < MAX_HELD else None
+        if qos is not None:
+            qos.increment_eventually()
         request._sparklin_qos = qos  # released on that QoS, even after a reconnection
+        self.held += 1
         eta = request.eta
         delay = (eta - datetime.now(UTC)).total_seconds() if eta is not None else 0
         if delay > 0:
@@ -183,7 +190,9 @@ class Buffer:
                 outcomes = ["requeue"] * len(requests)
             for request, outcome in zip(requests, outcomes, strict=True):
                 self.settle(request, outcome)
-                request._sparklin_qos.decrement_eventually()
+                if request._sparklin_qos is not None:
+                    request._sparklin_qos.decrement_eventually()
+                self.held -= 1
 
         self.consumer.pool.apply_async(
             apply_messages,

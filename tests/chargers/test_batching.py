@@ -287,3 +287,34 @@ def test_a_message_that_is_not_a_batch_of_events_is_dropped_not_retried():
     buf.receive(odd)
     consumer.timer.fire()
     assert odd.outcome == "ack"
+
+
+@pytest.mark.django_db
+def test_messages_held_beyond_the_bound_count_against_the_prefetch_limit(charger, monkeypatch):
+    """A prefork pool whose processes are all busy: jobs wait, and past MAX_HELD messages the
+    consumer stops raising its prefetch limit, so the broker stops delivering."""
+    monkeypatch.setattr(batching, "MAX_HELD", 3)
+    consumer = FakeConsumer(pool=BusyPool())
+    buf = buffer(consumer, max_events=1)  # every message is a job of its own
+    requests = [FakeRequest([tx(charger, "started", f"h-{n}", 0)]) for n in range(5)]
+    for request in requests:
+        buf.receive(request)
+    assert consumer.qos.value == 4 + 3 and buf.held == 5
+    consumer.pool.finish()
+    assert consumer.qos.value == 4 and buf.held == 0
+    assert [r.outcome for r in requests] == ["ack"] * 5
+
+
+class BusyPool:
+    """Jobs wait until `finish()`, as in a prefork pool with every process busy."""
+
+    def __init__(self):
+        self.waiting = []
+
+    def apply_async(self, target, args, callback, error_callback):
+        self.waiting.append((target, args, callback))
+
+    def finish(self):
+        for target, args, callback in self.waiting:
+            callback(target(*args))
+        self.waiting = []
