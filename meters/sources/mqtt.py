@@ -142,7 +142,11 @@ class MqttLink:
             self._changed.set()
             was_connected = False
             while not self._stop.is_set():
-                rc = self.client.loop(timeout=0.5)
+                try:
+                    rc = self.client.loop(timeout=0.5)
+                except Exception:  # TLS or socket trouble paho did not turn into a code
+                    logger.exception("mqtt %s: network loop failed", self.broker.display)
+                    rc = mqtt.MQTT_ERR_CONN_LOST
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     break
                 was_connected = was_connected or self._connected
@@ -183,6 +187,15 @@ class MqttLink:
         self._changed.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        # An exception escaping a callback would end paho's loop, and this thread with it.
+        try:
+            self._deliver(message)
+        except Exception:
+            logger.exception(
+                "mqtt %s: message on %s not handled", self.broker.display, message.topic
+            )
+
+    def _deliver(self, message) -> None:
         at = timezone.now()
         with self._lock:
             routes = list(self._routes.get(message.topic, ()))
