@@ -153,7 +153,7 @@ class MqttLink:
                 if self._connected and self._changed.is_set():
                     self._changed.clear()
                     self._resubscribe()
-            if self._connected:
+            if self._connected and not self._stop.is_set():
                 logger.warning("mqtt %s: connection lost", self.broker.display)
                 self._report_all(f"MQTT broker {self.broker.display}: connection lost")
             self._connected = False

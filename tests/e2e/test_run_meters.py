@@ -60,3 +60,4 @@ def test_run_meters_reads_modbus_and_mqtt_meters_and_stops_on_sigterm():
     # One line per state change, not per retry (the link cut, then the refused reconnections).
     assert 1 <= output.count(f"meter {modbus.pk} (ABB): Modbus 127.0.0.1:{server.port}") <= 2
     assert "run_meters: stopped" in output
+    assert "connection lost" not in output  # a clean stop is not an outage
