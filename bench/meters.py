@@ -1,6 +1,7 @@
 """`python -m bench.meters [--meters N] [--batches B] [--batch-size S] [--keep]`: how many meter
 readings per second `meters.readings.record_readings` stores in bulk (validation, the meters'
-lookup, the insert, the `last_reading_at` update), and what one `site_measurement` costs.
+lookup, the insert, the `last_reading_at` update), and what `site_measurement` costs for one
+site and `site_measurements` for all of them (a controller cycle).
 
 Seeds N grid meters on N sites in 10 communities, then records B batches of S readings spread
 over the meters (three phases, currents, energy registers), as run_meters' flush and the
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     from django_scopes import scopes_disabled
 
     from meters.models import MeterReading
-    from meters.readings import record_readings, site_measurement
+    from meters.readings import record_readings, site_measurement, site_measurements
 
     try:
         call_command("migrate", verbosity=0)
@@ -116,12 +117,21 @@ def main(argv=None) -> int:
         with scopes_disabled():
             stored = MeterReading.objects.count()
             site_ids = list(
-                MeterReading.objects.values_list("meter__site_id", flat=True).distinct()[:200]
+                MeterReading.objects.order_by()
+                .values_list("meter__site_id", flat=True)
+                .distinct()[:200]
             )
         started = time.perf_counter()
         for site_id in site_ids:
             site_measurement(site_id=site_id)
         per_site = (time.perf_counter() - started) / max(len(site_ids), 1)
+        with scopes_disabled():
+            every_site = list(
+                MeterReading.objects.order_by().values_list("meter__site_id", flat=True).distinct()
+            )
+        started = time.perf_counter()
+        site_measurements(site_ids=every_site)
+        bulk = time.perf_counter() - started
         print(f"bench.meters on {where}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
         print(f"  {args.meters} meters, {args.batches} batches × {args.batch_size} readings")
         print(
@@ -129,6 +139,10 @@ def main(argv=None) -> int:
         )
         print(f"  round trips per batch: {queries[0] / args.batches:.1f}; rows stored: {stored:,}")
         print(f"  site_measurement: {per_site * 1000:.2f} ms per site ({len(site_ids)} sites)")
+        print(
+            f"  site_measurements: {len(every_site)} sites in {bulk * 1000:.0f} ms "
+            f"({bulk / max(len(every_site), 1) * 1e6:.0f} µs per site, 2 queries)"
+        )
     finally:
         cleanup()
     return 0

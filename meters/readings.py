@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from chargers.events.sql import insert_rows
@@ -184,16 +186,43 @@ def site_measurement(*, site_id: int) -> SiteMeasurement | None:
     A grid meter that never spoke, or is silent, gives `stale=True` (with its last values, if
     any: the caller decides what a stale figure is worth — power management falls back to its
     failsafe limits)."""
+    return site_measurements(site_ids=[site_id])[site_id]
+
+
+def site_measurements(*, site_ids: Iterable[int]) -> dict[int, SiteMeasurement | None]:
+    """`site_measurement` for many sites in two queries whatever their number (a controller
+    cycle over every site)."""
+    ids = sorted(set(site_ids))
+    newest = (
+        MeterReading.objects.with_scopes_disabled()
+        .filter(meter_id=OuterRef("pk"))
+        .order_by("-at")
+        .values("pk")[:1]
+    )
     meters = list(
         Meter.objects.with_scopes_disabled()
-        .filter(site_id=site_id, enabled=True, role__in=[Meter.Role.GRID, Meter.Role.SOLAR])
-        .only("pk", "role", "last_reading_at", "created_at")
+        .filter(site_id__in=ids, enabled=True, role__in=[Meter.Role.GRID, Meter.Role.SOLAR])
+        .only("pk", "site_id", "role", "last_reading_at", "created_at")
+        .annotate(newest_id=Subquery(newest))
+        .order_by("pk")
     )
+    latest = MeterReading.objects.with_scopes_disabled().in_bulk(
+        [m.newest_id for m in meters if m.newest_id is not None]
+    )
+    by_site: dict[int, list[Meter]] = {site_id: [] for site_id in ids}
+    for meter in meters:
+        by_site[meter.site_id].append(meter)
+    now = timezone.now()
+    return {site_id: _measure(site_meters, latest, now) for site_id, site_meters in by_site.items()}
+
+
+def _measure(
+    meters: list[Meter], latest: dict[Any, MeterReading], now: datetime
+) -> SiteMeasurement | None:
     grid = next((m for m in meters if m.role == Meter.Role.GRID), None)
     if grid is None:
         return None
-    now = timezone.now()
-    reading = latest_reading(grid.pk)
+    reading = latest.get(grid.newest_id)  # type: ignore[attr-defined]
     if reading is None:
         return SiteMeasurement(
             at=grid.created_at,
@@ -207,7 +236,7 @@ def site_measurement(*, site_id: int) -> SiteMeasurement | None:
     for meter in meters:
         if meter.role != Meter.Role.SOLAR or is_silent(meter, now):
             continue
-        produced = latest_reading(meter.pk)
+        produced = latest.get(meter.newest_id)  # type: ignore[attr-defined]
         if produced is None:
             continue
         # Production whatever way the meter is wired: an inverter's output may read as export.

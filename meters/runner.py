@@ -306,6 +306,13 @@ class Runner:
                     self.report(spec.id, f"Modbus {config.host}:{config.port}: {e}"[:300])
                     await asyncio.sleep(max(retry_delay(attempt), config.interval))
                     continue
+                except Exception as e:  # a bug or an answer nobody foresaw: this meter only
+                    logger.exception("%s: unexpected error", spec.label)
+                    client.close()
+                    attempt += 1
+                    self.report(spec.id, f"Modbus {config.host}:{config.port}: {e!r}"[:300])
+                    await asyncio.sleep(max(retry_delay(attempt), config.interval))
+                    continue
                 attempt = 0
                 self.submit(reading)
                 await asyncio.sleep(max(0.0, config.interval - (time.monotonic() - started)))

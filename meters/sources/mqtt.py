@@ -142,14 +142,18 @@ class MqttLink:
             self._changed.set()
             was_connected = False
             while not self._stop.is_set():
-                rc = self.client.loop(timeout=0.5)
+                try:
+                    rc = self.client.loop(timeout=0.5)
+                except Exception:  # TLS or socket trouble paho did not turn into a code
+                    logger.exception("mqtt %s: network loop failed", self.broker.display)
+                    rc = mqtt.MQTT_ERR_CONN_LOST
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     break
                 was_connected = was_connected or self._connected
                 if self._connected and self._changed.is_set():
                     self._changed.clear()
                     self._resubscribe()
-            if self._connected:
+            if self._connected and not self._stop.is_set():
                 logger.warning("mqtt %s: connection lost", self.broker.display)
                 self._report_all(f"MQTT broker {self.broker.display}: connection lost")
             self._connected = False
@@ -183,6 +187,15 @@ class MqttLink:
         self._changed.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        # An exception escaping a callback would end paho's loop, and this thread with it.
+        try:
+            self._deliver(message)
+        except Exception:
+            logger.exception(
+                "mqtt %s: message on %s not handled", self.broker.display, message.topic
+            )
+
+    def _deliver(self, message) -> None:
         at = timezone.now()
         with self._lock:
             routes = list(self._routes.get(message.topic, ()))

@@ -215,3 +215,22 @@ def test_the_grid_history_for_charts(grid):
         (NOW, 0.0),
     ]
     assert readings.grid_history(site_id=make_site(grid.community).pk, since=since) == []
+
+
+def test_many_sites_are_measured_in_two_queries(grid, django_assert_num_queries):
+    other = make_meter(make_site(grid.community), name="Other grid")
+    bare = make_site(grid.community)
+    with time_machine.travel(NOW, tick=False):
+        readings.record_readings(
+            [
+                NewReading(meter_id=grid.pk, at=NOW - timedelta(seconds=3), power_w_total=1.0),
+                NewReading(meter_id=grid.pk, at=NOW - timedelta(seconds=1), power_w_total=2.0),
+                NewReading(meter_id=other.pk, at=NOW - timedelta(seconds=2), power_w_total=3.0),
+            ]
+        )
+        with django_assert_num_queries(2):
+            found = readings.site_measurements(site_ids=[grid.site_id, other.site_id, bare.pk])
+        assert found[grid.site_id] == readings.site_measurement(site_id=grid.site_id)
+    assert found[grid.site_id].grid_power_total_w == 2.0
+    assert found[other.site_id].grid_power_total_w == 3.0 and not found[other.site_id].stale
+    assert found[bare.pk] is None
