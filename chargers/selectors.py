@@ -25,7 +25,14 @@ from communities.selectors import holder_left
 from sparklin.dates import current_month, month_bounds
 from sparklin.live import fingerprint
 
-from .models import Charger, ChargerCommand, ChargingSession, Connector, OutletState
+from .models import (
+    Charger,
+    ChargerCommand,
+    ChargingSession,
+    Connector,
+    MeterSample,
+    OutletState,
+)
 from .services import REMOTE_ACTIONS
 
 if TYPE_CHECKING:
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
 
 # How long the outcome of a remote start/stop stays shown on its outlet.
 REMOTE_COMMAND_SHOWN = timedelta(minutes=10)
+# A power sample older than this says nothing about what a session draws now.
+POWER_SHOWN = timedelta(minutes=5)
 
 Row = tuple[Connector, ChargingSession | None]
 
@@ -86,7 +95,27 @@ def outlet_rows(community: Community, user: User | None = None) -> list[Row]:
         commands[command.connector_id] = command  # the newest wins
     for c in connectors:
         c.remote_command = commands.get(c.pk)  # type: ignore[attr-defined]
+    attach_power_kw(list(by_connector.values()))
     return [(c, by_connector.get(c.pk)) for c in connectors]
+
+
+def attach_power_kw(sessions: list[ChargingSession]) -> None:
+    """Set `power_kw` on each session in progress: its latest Power.Active.Import sample of the
+    last minutes (None without one), one query for all (the outlets page's kW column)."""
+    latest: dict[int, tuple[datetime, Decimal]] = {}
+    if sessions:
+        samples = MeterSample.objects.filter(
+            session__in=[s.pk for s in sessions],
+            measurand="Power.Active.Import",
+            phase="",
+            timestamp__gte=timezone.now() - POWER_SHOWN,
+        ).values_list("session_id", "timestamp", "value")
+        for session_id, at, value in samples:
+            if session_id not in latest or at > latest[session_id][0]:
+                latest[session_id] = (at, value)
+    for s in sessions:
+        found = latest.get(s.pk)
+        s.power_kw = (found[1] / 1000).quantize(Decimal("0.1")) if found else None  # type: ignore[attr-defined]
 
 
 def outlets_fingerprint(rows: list[Row]) -> str:

@@ -207,3 +207,22 @@ def test_the_old_grid_limit_becomes_the_grid_connection(community):
         power = SitePower.objects.get(site_id=site.pk)
     assert (power.phases, power.voltage_v, power.limit_a) == (3, 230, Decimal("31.8"))
     assert not power.managed  # nothing was controlled before: no mode switched on
+
+
+def test_the_outlets_page_shows_each_session_power(manager_client, site):
+    from chargers.models import MeterSample
+
+    from .conftest import start_session
+
+    state = make_managed_charger(site, "PWR-KW")
+    session = start_session(state.charger, "55")
+    MeterSample.objects.create(
+        community=site.community,
+        session=session,
+        timestamp=timezone.now(),
+        measurand="Power.Active.Import",
+        value=Decimal("7360"),
+        unit="W",
+    )
+    page = manager_client.get("/c/tilleuls/outlets/").content.decode()
+    assert "Power (kW)" in page and "7.4" in page
