@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 # How long the outcome of a remote start/stop stays shown on its outlet.
 REMOTE_COMMAND_SHOWN = timedelta(minutes=10)
+# A power sample older than this says nothing about what a session draws now.
+POWER_SHOWN = timedelta(minutes=5)
 
 Row = tuple[Connector, ChargingSession | None]
 

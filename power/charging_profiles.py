@@ -150,11 +150,24 @@ def dynamic_profile(
     }
 
 
-def clear_dynamic(version: str, *, outlet: int) -> dict[str, Any]:
-    """ClearChargingProfile payload removing a session's dynamic limit (the failsafe stays)."""
+def clear_profiles(version: str) -> list[dict[str, Any]]:
+    """ClearChargingProfile payloads removing what power management stored in a charger: the
+    failsafe (by its id) and the dynamic TxProfiles (by purpose and stack level), when a site
+    stops being managed. Profiles set by others (another stack level) are left alone."""
     if version == "1.6":
-        return {"id": DYNAMIC_PROFILE_ID_BASE + outlet}
-    return {"chargingProfileId": DYNAMIC_PROFILE_ID_BASE + outlet}
+        return [
+            {"id": FAILSAFE_PROFILE_ID},
+            {"chargingProfilePurpose": "TxProfile", "stackLevel": DYNAMIC_STACK_LEVEL},
+        ]
+    return [
+        {"chargingProfileId": FAILSAFE_PROFILE_ID},
+        {
+            "chargingProfileCriteria": {
+                "chargingProfilePurpose": "TxProfile",
+                "stackLevel": DYNAMIC_STACK_LEVEL,
+            }
+        },
+    ]
 
 
 def profile_limit(payload: dict[str, Any]) -> float | None:

@@ -184,7 +184,6 @@ class ChargerPowerForm(forms.Form):
         max_value=Decimal("500"),
         decimal_places=1,
         initial=IEC_MIN_A,
-        help_text=_("6 A at least (IEC 61851): below it a session is paused."),
     )
     max_a = forms.DecimalField(
         label=_("Maximum current (A)"),

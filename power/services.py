@@ -14,11 +14,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from chargers.models import Charger
+from chargers.models import Charger, ChargerCommand, OcppVersion
 from communities.models import Site
 from communities.permissions import user_can
 from communities.services import audit
 
+from . import charging_profiles
 from .models import ChargerPower, Circuit, PeakWindow, Sharing, SitePower, Wiring
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ def configure_site(
 ) -> SitePower:
     """Set a site's grid connection (phases, nominal voltage, limit per phase, safety margin)
     and its modes. Peak shaving needs a cap and at least one window; "minimum + solar" needs
-    solar balancing; the margin must leave something to share."""
+    solar balancing; the margin must leave something to share. Switching every mode off asks
+    the site's chargers to clear the profiles power management stored in them."""
     _allowed(site, actor)
     windows = windows or []
     if phases not in (1, 3):
@@ -88,6 +90,7 @@ def configure_site(
         site=site,
         defaults={"community": site.community, "limit_a": limit_a},
     )
+    was_managed = not created and power.managed
     power.phases, power.voltage_v, power.limit_a, power.margin_a = (
         phases,
         voltage_v,
@@ -111,10 +114,14 @@ def configure_site(
             for w in windows
         ]
     )
+    cleared = 0
+    if was_managed and not power.managed:
+        cleared = _clear_profiles(site, actor)
     audit(
         community=site.community,
         actor=actor,
         action="power.site",
+        cleared=cleared,
         target=site.name,
         site_id=site.pk,
         phases=phases,
@@ -131,6 +138,34 @@ def configure_site(
         ],
     )
     return power
+
+
+def _clear_profiles(site: Site, actor: User | None) -> int:
+    """The site is no longer managed: ask each of its chargers (through the command path) to
+    drop the failsafe and dynamic profiles power management stored in it, and forget what the
+    controller had sent. Returns the number of chargers asked."""
+    chargers = list(
+        Charger.objects.filter(site=site, power__isnull=False, ocpp_version__in=OcppVersion.values)
+    )
+    ChargerCommand.objects.bulk_create(
+        [
+            ChargerCommand(
+                community=site.community,
+                charger=charger,
+                action=charging_profiles.CLEAR,
+                payload=payload,
+                from_portal=True,
+                asked_by=actor if actor is not None and actor.pk else None,
+            )
+            for charger in chargers
+            for payload in charging_profiles.clear_profiles(charger.ocpp_version)
+        ]
+    )
+    ChargerPower.objects.filter(charger__site=site).update(
+        **{name: None for name in ChargerPower.STATE_FIELDS if name != "limit_transaction"},
+        limit_transaction="",
+    )
+    return len(chargers)
 
 
 def _check_parent(site: Site, circuit: Circuit | None, parent: Circuit | None) -> None:

@@ -217,3 +217,38 @@ def test_history_points_are_recorded(managed):
     Controller().cycle()
     point = PowerSample.objects.get()
     assert point.limit_w == 32 * 230 * 3 and point.failsafe is False
+
+
+def test_measured_currents_are_mapped_to_the_site_phases_through_the_wiring(managed, site):
+    from chargers.models import MeterSample
+    from power.controller import load_sites
+
+    rotated = make_managed_charger(site, "PWR-ROT", wiring="l2l3l1")
+    session = start_session(rotated.charger, "900")
+    now = timezone.now()
+    for phase, amperes in (("L1", 10), ("L2", 5), ("L3", 0)):
+        MeterSample.objects.create(
+            community=site.community,
+            session=session,
+            timestamp=now,
+            measurand="Current.Import",
+            phase=phase,
+            value=amperes,
+            unit="A",
+        )
+    single = make_managed_charger(site, "PWR-L3", wiring="l3")
+    other = start_session(single.charger, "901")
+    MeterSample.objects.create(
+        community=site.community,
+        session=other,
+        timestamp=now,
+        measurand="Power.Active.Import",
+        value=2300,
+        unit="W",
+    )
+    (inputs,) = load_sites(now)
+    # Its L1 is the site's L2, its L2 the site's L3, its L3 the site's L1.
+    assert inputs.draws[rotated.charger_id][0] == (0.0, 10.0, 5.0)
+    # Power only, single-phase on L3: 2,300 W / 230 V on the site's L3.
+    assert inputs.draws[single.charger_id][0] == (None, None, 10.0)
+    assert inputs.spec.charger(single.charger_id).phases == (2,)

@@ -207,3 +207,47 @@ def test_the_old_grid_limit_becomes_the_grid_connection(community):
         power = SitePower.objects.get(site_id=site.pk)
     assert (power.phases, power.voltage_v, power.limit_a) == (3, 230, Decimal("31.8"))
     assert not power.managed  # nothing was controlled before: no mode switched on
+
+
+def test_the_outlets_page_shows_each_session_power(manager_client, site):
+    from chargers.models import MeterSample
+
+    from .conftest import start_session
+
+    state = make_managed_charger(site, "PWR-KW")
+    session = start_session(state.charger, "55")
+    MeterSample.objects.create(
+        community=site.community,
+        session=session,
+        timestamp=timezone.now(),
+        measurand="Power.Active.Import",
+        value=Decimal("7360"),
+        unit="W",
+    )
+    page = manager_client.get("/c/tilleuls/outlets/").content.decode()
+    assert "Power (kW)" in page and "7.4" in page
+
+
+def test_switching_management_off_clears_the_chargers_profiles(manager_client, site):
+    from chargers.models import ChargerCommand
+    from ocpp_gateway import validation
+
+    make_site_power(site)
+    old = make_managed_charger(site, "PWR-CLR-16", version="1.6")
+    new = make_managed_charger(site, "PWR-CLR-201", version="2.0.1")
+    ChargerPower.objects.filter(pk=old.pk).update(failsafe_a=10.6, limit_a=16)
+    response = manager_client.post(
+        url(site, "settings/"), settings_post(**{"site-load_balancing": ""})
+    )
+    assert response.status_code == 302
+    rows = ChargerCommand.objects.filter(action="ClearChargingProfile")
+    assert rows.count() == 4 and all(r.from_portal and r.status == "pending" for r in rows)
+    for row in rows:
+        validation.validate(row.charger.ocpp_version, "ClearChargingProfile", row.payload)
+    assert {r.charger_id for r in rows} == {old.charger_id, new.charger_id}
+    old.refresh_from_db()
+    assert old.failsafe_a is None and old.limit_a is None
+    assert AuditEvent.objects.get(action="power.site").data["cleared"] == 2
+    # Saving an unmanaged site again asks nothing more.
+    manager_client.post(url(site, "settings/"), settings_post(**{"site-load_balancing": ""}))
+    assert ChargerCommand.objects.filter(action="ClearChargingProfile").count() == 4
