@@ -10,6 +10,7 @@ from accounts.models import User
 from billing.models import Price
 from chargers.models import ChargeCard, Charger, ChargingSession, InventoryCharger, card_decision
 from communities.models import AccessGrant, Community, InstallerMember, Membership, Role
+from rules.models import AccessPolicy, TimeWindow, UserGroup
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def counts():
     models = [
         User, Community, Membership, Charger, ChargeCard, ChargingSession, Price,
-        InventoryCharger, AccessGrant, InstallerMember,
+        InventoryCharger, AccessGrant, InstallerMember, UserGroup, AccessPolicy, TimeWindow,
     ]  # fmt: skip
     # A global command: count every community's rows (the scoped models' managers say so).
     return {
@@ -54,3 +55,15 @@ def test_seed_demo_is_the_documented_data_and_idempotent():
         assert AccessGrant.objects.get(community=demo).scope == AccessGrant.Scope.LIMITED
         assert InstallerMember.objects.get(user__phone="+33600000003").is_admin
         assert InventoryCharger.objects.filter(claimed_at__isnull=True).count() == 2
+        # Rules of use: the headquarters open to all, Bercy reserved to a group on weekdays.
+        group = UserGroup.objects.get(community=demo)
+        assert [u.phone for u in group.members.all()] == ["+33600000002"]
+        bercy = AccessPolicy.objects.get(site__name="Entrepôt de Bercy")
+        assert bercy.mode == "chosen" and list(bercy.groups.all()) == [group]
+        window = TimeWindow.objects.get(policy=bercy)
+        assert (window.days, str(window.start), str(window.end)) == (
+            "12345",
+            "08:00:00",
+            "19:00:00",
+        )
+        assert AccessPolicy.objects.get(site__name="Siège — parking").mode == "members"

@@ -8,6 +8,9 @@ recipient finance@demo.example; and a few completed sessions last month so pages
 Installers: company "Demo Électricité" whose admin is +33600000003; it installed DEMO-SPARK1-01
 and keeps limited access to `demo`; the charger inventory holds DEMO-INV-0001 and
 DEMO-INV-0002 (PIN 1234), unclaimed, to try commissioning by serial number and PIN.
+Rules of use: DEMO-SPARK1-01 (headquarters) open to every member; the Bercy outlets
+(DEMO-ZAPTEC-01, DEMO-VOLTTIME-01) reserved to the group "Équipe Bercy" (the driver) on weekdays
+08:00–19:00, Paris time.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -30,6 +33,7 @@ from chargers.models import (
     Vendor,
     normalize_card_uid,
 )
+from chargers.stamps import changed
 from communities.models import (
     AccessGrant,
     Community,
@@ -39,6 +43,7 @@ from communities.models import (
     Role,
     Site,
 )
+from rules.models import AccessPolicy, Mode, TimeWindow, UserGroup
 
 MANAGER_PHONE = "+33600000001"
 DRIVER_PHONE = "+33600000002"
@@ -115,6 +120,7 @@ class Command(BaseCommand):
             chargers.append(charger)
         self._history(community, chargers[0], driver, card)
         self._installer(community, chargers[0])
+        self._rules(community, sites, driver)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: community 'demo', owner and manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
@@ -150,6 +156,28 @@ class Command(BaseCommand):
             )
         )
         import_inventory([row for row in INVENTORY if row["serial"] not in claimed])
+
+    def _rules(self, community, sites, driver):
+        """Rules of use: the headquarters (DEMO-SPARK1-01) open to every member; the Bercy
+        outlets reserved to the group "Équipe Bercy" (the driver) on weekdays 08:00–19:00."""
+        group, _ = UserGroup.objects.get_or_create(community=community, name="Équipe Bercy")
+        group.members.set([driver])
+        AccessPolicy.objects.update_or_create(
+            community=community, site=sites[0], connector=None, defaults={"mode": Mode.MEMBERS}
+        )
+        bercy, _ = AccessPolicy.objects.update_or_create(
+            community=community, site=sites[1], connector=None, defaults={"mode": Mode.CHOSEN}
+        )
+        bercy.users.clear()
+        bercy.groups.set([group])
+        TimeWindow.objects.filter(policy=bercy).exclude(days="12345").delete()
+        TimeWindow.objects.update_or_create(
+            community=community,
+            policy=bercy,
+            days="12345",
+            defaults={"start": time(8), "end": time(19)},
+        )
+        changed(community_id=community.pk)
 
     def _person(self, phone, first, last, email):
         user = User.objects.filter(phone=phone).first()
