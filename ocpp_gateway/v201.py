@@ -164,10 +164,14 @@ async def transaction_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, 
     await cp.sync()
     if id_token:
         try:
-            if p["eventType"] != "Ended":
+            if p["eventType"] == "Started" or (
+                p["eventType"] == "Updated" and p.get("triggerReason") == "Authorized"
+            ):
                 # Started, or Updated when the driver authorizes after plugging in: the rules
                 # of use for this EVSE. An event queued offline is accepted and, when a rule
-                # would have refused it, flagged; an ended one only gets its card's status.
+                # would have refused it, flagged. Other updates (meter values of a session
+                # already allowed, which may run past the end of a window) and the end only
+                # get the card's status.
                 status = await answer_status(
                     cp,
                     id_token,

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
+from django_scopes import scope
 
 from chargers.models import (
     AuthorizationStatus,
@@ -121,9 +122,16 @@ def month_usage_wh(community: Community, user_ids: list[int], at: datetime) -> d
 
 
 def build_snapshot(community_id: int, at: datetime | None = None) -> Snapshot:
-    """Everything `evaluate` needs for one community, as plain data (a few queries)."""
-    at = at or timezone.now()
+    """Everything `evaluate` needs for one community, as plain data (a few queries). Runs in
+    the community's scope (the gateway calls it with none): related managers of scoped models
+    (a policy's groups, a group's members) then work as in the portal."""
     community = Community.objects.get(pk=community_id)
+    with scope(community=community):
+        return _build_snapshot(community, at or timezone.now())
+
+
+def _build_snapshot(community: Community, at: datetime) -> Snapshot:
+    community_id = community.pk
     version = versions([community_id])[community_id]
     chargers = Charger.objects.with_scopes_disabled().filter(community_id=community_id)
     charger_site = {str(pk): site for pk, site in chargers.values_list("pk", "site_id")}

@@ -8,9 +8,9 @@ app_name = "rules"
 
 urlpatterns = [
     path("rules/", views.rules_page, name="rules-page"),
-    path("rules/sites/<int:site>/", views.site_policy, name="site-policy"),
+    path("rules/sites/<int:site>/", views.site_policy, name="rules-site"),
     path("rules/sites/<int:site>/offline/", views.offline_policy, name="offline-policy"),
-    path("rules/outlets/<int:connector>/", views.outlet_policy, name="outlet-policy"),
+    path("rules/outlets/<int:connector>/", views.outlet_policy, name="rules-outlet"),
     path("rules/<int:policy>/remove/", views.policy_remove, name="policy-remove"),
     path("rules/<int:policy>/windows/add/", views.window_add, name="window-add"),
     path("rules/windows/<int:time_window>/remove/", views.window_remove, name="window-remove"),

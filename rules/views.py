@@ -145,8 +145,8 @@ def window_remove(request: CommunityRequest, community, time_window):
 
 def _back_to_policy(community, policy: AccessPolicy):
     if policy.site_id is not None:
-        return redirect("rules:site-policy", community=community, site=policy.site_id)
-    return redirect("rules:outlet-policy", community=community, connector=policy.connector_id)
+        return redirect("rules:rules-site", community=community, site=policy.site_id)
+    return redirect("rules:rules-outlet", community=community, connector=policy.connector_id)
 
 
 @community_permission("rules:manage")
@@ -297,4 +297,4 @@ def offline_policy(request: CommunityRequest, community, site):
         messages.success(request, _("Offline behaviour saved: the chargers get it shortly."))
     else:
         messages.error(request, _("Choose what the chargers do while offline."))
-    return redirect("rules:site-policy", community=community, site=site.pk)
+    return redirect("rules:rules-site", community=community, site=site.pk)

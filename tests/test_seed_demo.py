@@ -12,6 +12,7 @@ from chargers.models import ChargeCard, Charger, ChargingSession, InventoryCharg
 from communities.models import AccessGrant, Community, InstallerMember, Membership, Role
 from meters.models import Meter
 from power.models import ChargerPower, SitePower
+from rules.models import AccessPolicy, TimeWindow, UserGroup
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +21,7 @@ def counts():
     models = [
         User, Community, Membership, Charger, ChargeCard, ChargingSession, Price,
         InventoryCharger, AccessGrant, InstallerMember, SitePower, ChargerPower, Meter,
+        UserGroup, AccessPolicy, TimeWindow,
     ]  # fmt: skip
     # A global command: count every community's rows (the scoped models' managers say so).
     return {
@@ -65,3 +67,15 @@ def test_seed_demo_is_the_documented_data_and_idempotent():
             "DEMO-ZAPTEC-01",
         ]
         assert Meter.objects.get(site=power.site).role == Meter.Role.GRID
+        # Rules of use: the headquarters open to all, Bercy reserved to a group on weekdays.
+        group = UserGroup.objects.get(community=demo)
+        assert [u.phone for u in group.members.all()] == ["+33600000002"]
+        bercy = AccessPolicy.objects.get(site__name="Entrepôt de Bercy")
+        assert bercy.mode == "chosen" and list(bercy.groups.all()) == [group]
+        window = TimeWindow.objects.get(policy=bercy)
+        assert (window.days, str(window.start), str(window.end)) == (
+            "12345",
+            "08:00:00",
+            "19:00:00",
+        )
+        assert AccessPolicy.objects.get(site__name="Siège — parking").mode == "members"

@@ -106,7 +106,7 @@ _TABS: list[tuple[str, StrOrPromise, str, str, list[str]]] = [
         _("Rules of use"),
         "rules:rules-page",
         "rules:manage",
-        ["rules-page", "site-policy", "outlet-policy"],
+        ["rules-page", "rules-site", "rules-outlet"],
     ),
     ("settings", _("Tools"), "billing:export-list", "exports:run", ["export-*"]),
     (

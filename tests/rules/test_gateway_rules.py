@@ -46,8 +46,17 @@ def arrange(reason, community, manager, individual, site, card):
             card.expires_on = date(2020, 1, 31)
             card.save()
         elif reason == Reason.NOT_ALLOWED:
+            # A group and a user: the gateway builds its snapshot outside any scope.
+            group = services.save_group(
+                community=community, actor=manager, name="Staff", members=[manager]
+            )
             services.set_policy(
-                community=community, actor=manager, mode=Mode.CHOSEN, site=site, users=[manager]
+                community=community,
+                actor=manager,
+                mode=Mode.CHOSEN,
+                site=site,
+                users=[manager],
+                groups=[group],
             )
         elif reason == Reason.OUT_OF_SERVICE:
             services.set_policy(community=community, actor=manager, mode=Mode.NOBODY, site=site)
@@ -280,3 +289,42 @@ def test_a_charge_started_offline_is_accepted_and_flagged(
         assert session.holder == individual  # recorded, never lost
         event = RuleEvent.objects.get()
         assert (event.kind, event.reason) == (RuleEvent.Kind.OFFLINE, Reason.OUT_OF_SERVICE)
+
+
+def test_a_group_lets_its_members_in_at_the_charger(community, manager, individual, site, charger):
+    with scope(community=community):
+        group = services.save_group(
+            community=community, actor=manager, name="Residents", members=[individual]
+        )
+        services.set_policy(
+            community=community, actor=manager, mode=Mode.CHOSEN, site=site, groups=[group]
+        )
+        builders.make_card(community, holder=individual, uid=UID)
+    assert run(lambda gw: _ask_16(gw, charger.identity)) == ("Accepted", "Accepted")
+
+
+def test_meter_updates_of_an_allowed_session_are_not_refused_later(
+    community, manager, individual, site, charger, card
+):
+    """2.0.1: the rules answer a start (or an authorization after plugging in); a periodic
+    update carrying the token gets the card's status, so a session allowed at 18:55 is not
+    cut by its station at 19:00 because of an answer."""
+    arrange(Reason.OUT_OF_SERVICE, community, manager, individual, site, card)
+
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity, protocols=["ocpp2.0.1"])
+        update = {
+            "eventType": "Updated",
+            "timestamp": _now(),
+            "triggerReason": "MeterValuePeriodic",
+            "seqNo": 3,
+            "transactionInfo": {"transactionId": "tx-9"},
+            "idToken": {"idToken": UID, "type": "ISO14443"},
+        }
+        answer = await exchange(ws, [2, "u1", "TransactionEvent", update])
+        await ws.close()
+        return answer[2]["idTokenInfo"]["status"]
+
+    assert run(scenario) == "Accepted"
+    with scope(community=community):
+        assert not RuleEvent.objects.exists()

@@ -10,6 +10,9 @@ and keeps limited access to `demo`; the charger inventory holds DEMO-INV-0001 an
 DEMO-INV-0002 (PIN 1234), unclaimed, to try commissioning by serial number and PIN.
 Power management: "Entrepôt de Bercy" (DEMO-ZAPTEC-01, DEMO-VOLTTIME-01) is a three-phase 32 A
 grid connection with dynamic load balancing (2 A margin) and the demo grid meter.
+Rules of use: DEMO-SPARK1-01 (headquarters) open to every member; the Bercy outlets
+(DEMO-ZAPTEC-01, DEMO-VOLTTIME-01) reserved to the group "Équipe Bercy" (the driver) on weekdays
+08:00–19:00, Paris time.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -33,6 +36,7 @@ from chargers.models import (
     Vendor,
     normalize_card_uid,
 )
+from chargers.stamps import changed
 from communities.models import (
     AccessGrant,
     Community,
@@ -44,6 +48,7 @@ from communities.models import (
 )
 from meters.demo import ensure_demo_meter
 from power.models import ChargerPower, SitePower
+from rules.models import AccessPolicy, Mode, TimeWindow, UserGroup
 
 MANAGER_PHONE = "+33600000001"
 DRIVER_PHONE = "+33600000002"
@@ -121,6 +126,7 @@ class Command(BaseCommand):
         self._history(community, chargers[0], driver, card)
         self._power(sites[1], [c for c in chargers if c.site_id == sites[1].pk])
         self._installer(community, chargers[0])
+        self._rules(community, sites, driver)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo ready: community 'demo', owner and manager {MANAGER_PHONE}, driver {DRIVER_PHONE}, "
@@ -186,6 +192,28 @@ class Command(BaseCommand):
             )
         )
         import_inventory([row for row in INVENTORY if row["serial"] not in claimed])
+
+    def _rules(self, community, sites, driver):
+        """Rules of use: the headquarters (DEMO-SPARK1-01) open to every member; the Bercy
+        outlets reserved to the group "Équipe Bercy" (the driver) on weekdays 08:00–19:00."""
+        group, _ = UserGroup.objects.get_or_create(community=community, name="Équipe Bercy")
+        group.members.set([driver])
+        AccessPolicy.objects.update_or_create(
+            community=community, site=sites[0], connector=None, defaults={"mode": Mode.MEMBERS}
+        )
+        bercy, _ = AccessPolicy.objects.update_or_create(
+            community=community, site=sites[1], connector=None, defaults={"mode": Mode.CHOSEN}
+        )
+        bercy.users.clear()
+        bercy.groups.set([group])
+        TimeWindow.objects.filter(policy=bercy).exclude(days="12345").delete()
+        TimeWindow.objects.update_or_create(
+            community=community,
+            policy=bercy,
+            days="12345",
+            defaults={"start": time(8), "end": time(19)},
+        )
+        changed(community_id=community.pk)
 
     def _person(self, phone, first, last, email):
         user = User.objects.filter(phone=phone).first()
