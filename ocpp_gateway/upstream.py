@@ -52,7 +52,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +74,7 @@ from . import validation
 from .base import MAX_LOGGED_FRAME, MAX_UNIQUE_ID, utc_now
 from .decisions import db_call
 from .ocpplib import OCPPError
+from .starts import LRU_SIZE, start_key
 
 if TYPE_CHECKING:
     from .base import GatewayChargePoint
@@ -797,7 +798,18 @@ class ChargerRelay:
         billing = self.billing
         awaited: Item | None = None
         durable = False
+        retried: dict[str, Any] | None = None
+        key = ""
+        if billing is not None and action == "StartTransaction":
+            # A charger that lost the answer sends the same start again (new message id): it
+            # gets the operator's first answer, and the operator one start, as Sparklin's own
+            # ids do (ocpp_gateway.starts).
+            fields = (payload["connectorId"], payload["idTag"], payload["meterStart"])
+            key = start_key(cp.id, (*fields, payload["timestamp"]))
+            retried = self.forwarder.starts.get(key)
         for upstream in self.upstreams.values():
+            if retried is not None and upstream is billing:
+                continue
             try:
                 item = upstream.offer(unique_id, action, frame)
             except Exception:  # the buffer (disk): forwarding never breaks Sparklin's answer
@@ -818,9 +830,11 @@ class ChargerRelay:
                     upstream._note(f"{action}: the gateway's buffer failed")
         if billing is None or action not in DECIDED_BY_BILLING:
             return await handler(cp, payload)
-        decided: dict[str, Any] | None = None
+        decided: dict[str, Any] | None = retried
         if awaited is not None:
             decided = await billing.decision(awaited, settings.FORWARDING_ANSWER_TIMEOUT)
+            if decided is not None and key:
+                self.forwarder.remember_start(key, decided)
         if decided is None:
             return await self._fallback(billing, action, payload, handler)
         if action == "StartTransaction":
@@ -877,6 +891,14 @@ class Forwarder:
         self.reported_at: dict[int, float] = {}
         self.dirty: set[Upstream] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        # The Billing operators' answers to recent 1.6 starts, by `starts.start_key`.
+        self.starts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def remember_start(self, key: str, answer: dict[str, Any]) -> None:
+        self.starts[key] = answer
+        self.starts.move_to_end(key)
+        while len(self.starts) > LRU_SIZE:
+            self.starts.popitem(last=False)
 
     @property
     def buffer(self) -> Buffer:
