@@ -41,6 +41,17 @@ def _fast(settings, tmp_path):
     settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True  # the operator runs on loopback
 
 
+@pytest.fixture(autouse=True)
+def _join_flag_restored():
+    """Two gateways in one process run eager tasks in two batcher threads at once; celery's
+    "inside a task" flag is process-wide and can be left set by their interleaving, which
+    would make a later test's `.get()` refuse. Restored after each test."""
+    from celery.result import allow_join_result
+
+    with allow_join_result():
+        yield
+
+
 @pytest.fixture
 def card(community, individual):
     return builders.make_card(community, holder=individual, uid="04A23B11")
