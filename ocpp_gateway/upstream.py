@@ -20,7 +20,8 @@ auth when a password is set) and the charger's OCPP version, and relays:
   charging profiles, resets and firmware are never relayed.
 
 Durability: what an operator must receive is written to a SQLite file (`Buffer`, one per gateway
-instance under `FORWARDING_BUFFER_DIR`) before it is queued, and deleted once the operator
+instance under `FORWARDING_BUFFER_DIR`; committed off the loop, before the charger is answered)
+when it is queued, and deleted once the operator
 answered it (or let it time out on an open connection), so an operator that is down, or a
 gateway restart, loses nothing: the backlog is replayed in order when the operator is reachable
 again (reconnection with exponential backoff and jitter). It is bounded per (charger, operator):
@@ -48,9 +49,10 @@ import logging
 import random
 import socket
 import sqlite3
+import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +74,7 @@ from . import validation
 from .base import MAX_LOGGED_FRAME, MAX_UNIQUE_ID, utc_now
 from .decisions import db_call
 from .ocpplib import OCPPError
+from .starts import LRU_SIZE, start_key
 
 if TYPE_CHECKING:
     from .base import GatewayChargePoint
@@ -205,8 +208,15 @@ def priority_of(action: str) -> int:
 
 class Buffer:
     """What operators must still receive, in one SQLite file per gateway instance (WAL,
-    synchronous=NORMAL: a row survives the process; one small local write per frame, no
-    network). Rows are keyed by operator connection and read back in insertion order."""
+    synchronous=NORMAL: a committed row survives the process). Rows are keyed by operator
+    connection and read back in insertion order.
+
+    The event loop never writes the file itself: `add`/`remove` note the change in memory (ids
+    are drawn here, in order) and a flush commits everything noted so far in one transaction,
+    in a thread; `sync()` waits until what was added is committed — awaited before the charger
+    is answered, so a frame whose answer told the charger it may forget it is on disk. The rare
+    paths that read the file (a relay loading its backlog, a full buffer choosing what to drop)
+    flush first, on the loop."""
 
     def __init__(self, path: Path, limit: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,71 +226,135 @@ class Buffer:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, "
             "operator INTEGER NOT NULL, priority INTEGER NOT NULL, unique_id TEXT NOT NULL, "
             "action TEXT NOT NULL, frame TEXT NOT NULL)"
         )
         self.db.execute("CREATE INDEX IF NOT EXISTS outbox_operator ON outbox (operator, id)")
+        (last,) = self.db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
+        self._next = int(last) + 1
         self._counts: dict[int, int] = {}
+        self._adds: list[tuple[int, int, int, str, str, str]] = []
+        self._removes: list[tuple[int]] = []
+        self._lock = threading.Lock()  # the connection and the pending lists
+        self._flush: asyncio.Task[None] | None = None
+
+    # --- writes, noted on the loop, committed by a flush ---------------------------------------
+    def _commit(self) -> None:
+        """Commit what was noted (runs in a thread, or on the loop for the rare paths)."""
+        with self._lock:
+            adds, self._adds = self._adds, []
+            removes, self._removes = self._removes, []
+            if not adds and not removes:
+                return
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO outbox (id, operator, priority, unique_id, action, "
+                    "frame) VALUES (?,?,?,?,?,?)",
+                    adds,
+                )
+                self.db.executemany("DELETE FROM outbox WHERE id = ?", removes)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                self._adds = adds + self._adds  # kept for the next flush
+                self._removes = removes + self._removes
+                raise
+
+    def schedule(self) -> asyncio.Task[None]:
+        """A flush of what is noted (one at a time; a new one starts when the last is done)."""
+        task = self._flush
+        if task is None or task.done():
+            task = self._flush = asyncio.create_task(self._flush_soon(), name="forwarding-buffer")
+        return task
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(0)  # let the frames of this turn of the loop join the flush
+        await asyncio.to_thread(self._commit)
+
+    async def sync(self) -> None:
+        """Return once everything added so far is committed."""
+        while self._adds:
+            await asyncio.shield(self.schedule())
 
     def count(self, operator: int) -> int:
         known = self._counts.get(operator)
         if known is None:
-            (known,) = self.db.execute(
-                "SELECT count(*) FROM outbox WHERE operator = ?", (operator,)
-            ).fetchone()
+            self._commit()
+            with self._lock:
+                (known,) = self.db.execute(
+                    "SELECT count(*) FROM outbox WHERE operator = ?", (operator,)
+                ).fetchone()
             self._counts[operator] = int(known)
         return int(known)
 
     def add(self, operator: int, unique_id: str, action: str, frame: str) -> tuple[int, list[int]]:
-        """Store one frame; returns its row id and the ids dropped to stay within the limit."""
+        """Note one frame; returns its id and the ids dropped to stay within the limit."""
         before = self.count(operator)
-        cursor = self.db.execute(
-            "INSERT INTO outbox (operator, priority, unique_id, action, frame) VALUES (?,?,?,?,?)",
-            (operator, priority_of(action), unique_id, action, frame),
-        )
+        rowid = self._next
+        self._next += 1
+        with self._lock:
+            self._adds.append((rowid, operator, priority_of(action), unique_id, action, frame))
         self._counts[operator] = before + 1
-        rowid = int(cursor.lastrowid or 0)
         dropped: list[int] = []
         excess = self._counts[operator] - self.limit
-        for priority in (METER, OTHER):  # transaction messages are never dropped
-            if excess <= 0:
-                break
-            ids = [
-                r[0]
-                for r in self.db.execute(
-                    "SELECT id FROM outbox WHERE operator = ? AND priority = ? AND id != ? "
-                    "ORDER BY id LIMIT ?",
-                    (operator, priority, rowid, excess),
-                )
-            ]
-            for drop in ids:
-                self.remove(operator, drop)
-            dropped += ids
-            excess -= len(ids)
+        if excess > 0:
+            self._commit()  # the choice reads the file: everything noted is in it
+            for priority in (METER, OTHER):  # transaction messages are never dropped
+                if excess <= 0:
+                    break
+                with self._lock:
+                    ids = [
+                        int(r[0])
+                        for r in self.db.execute(
+                            "SELECT id FROM outbox WHERE operator = ? AND priority = ? "
+                            "AND id != ? ORDER BY id LIMIT ?",
+                            (operator, priority, rowid, excess),
+                        )
+                    ]
+                for drop in ids:
+                    self.remove(operator, drop)
+                dropped += ids
+                excess -= len(ids)
         return rowid, dropped
 
-    def load(self, operator: int) -> list[tuple[int, str, str, str]]:
-        return [
-            (int(r[0]), r[1], r[2], r[3])
-            for r in self.db.execute(
-                "SELECT id, unique_id, action, frame FROM outbox WHERE operator = ? ORDER BY id",
-                (operator,),
-            )
-        ]
-
     def remove(self, operator: int, rowid: int) -> None:
-        deleted = self.db.execute("DELETE FROM outbox WHERE id = ?", (rowid,)).rowcount
-        if deleted and operator in self._counts:
-            self._counts[operator] = max(0, self._counts[operator] - deleted)
+        with self._lock:
+            self._removes.append((rowid,))
+        if operator in self._counts:
+            self._counts[operator] = max(0, self._counts[operator] - 1)
+
+    def load(self, operator: int) -> list[tuple[int, str, str, str]]:
+        self._commit()
+        with self._lock:
+            return [
+                (int(r[0]), r[1], r[2], r[3])
+                for r in self.db.execute(
+                    "SELECT id, unique_id, action, frame FROM outbox WHERE operator = ? "
+                    "ORDER BY id",
+                    (operator,),
+                )
+            ]
 
     def forget(self, operator: int) -> None:
         """The operator was disconnected in the portal: nothing more is owed to it."""
-        self.db.execute("DELETE FROM outbox WHERE operator = ?", (operator,))
+        self._commit()
+        with self._lock:
+            self.db.execute("DELETE FROM outbox WHERE operator = ?", (operator,))
         self._counts[operator] = 0
 
     def close(self) -> None:
+        self._commit()
         self.db.close()
+
+    async def aclose(self) -> None:
+        """Let a flush in progress finish, commit the rest, close."""
+        task = self._flush
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+        self.close()
 
 
 # --- one relay -------------------------------------------------------------------------------
@@ -477,6 +551,7 @@ class Upstream:
             if item.rowid is not None:
                 self.by_rowid.pop(item.rowid, None)
                 self.relay.forwarder.buffer.remove(self.id, item.rowid)
+                self.relay.forwarder.buffer.schedule()
             self.report()
 
     async def _exchange(self, ws: ClientConnection, item: Item, reader: asyncio.Task[None]) -> bool:
@@ -722,20 +797,44 @@ class ChargerRelay:
         frame = json.dumps([2, unique_id, action, payload], separators=_COMPACT)
         billing = self.billing
         awaited: Item | None = None
+        durable = False
+        retried: dict[str, Any] | None = None
+        key = ""
+        if billing is not None and action == "StartTransaction":
+            # A charger that lost the answer sends the same start again (new message id): it
+            # gets the operator's first answer, and the operator one start, as Sparklin's own
+            # ids do (ocpp_gateway.starts).
+            fields = (payload["connectorId"], payload["idTag"], payload["meterStart"])
+            key = start_key(cp.id, (*fields, payload["timestamp"]))
+            retried = self.forwarder.starts.get(key)
         for upstream in self.upstreams.values():
+            if retried is not None and upstream is billing:
+                continue
             try:
                 item = upstream.offer(unique_id, action, frame)
             except Exception:  # the buffer (disk): forwarding never breaks Sparklin's answer
                 logger.exception("%s: %s not forwarded to operator %s", cp.id, action, upstream.id)
                 upstream._note(f"{action} not forwarded: the gateway's buffer failed")
                 item = None
+            if item is not None and item.rowid is not None:
+                durable = True
             if upstream is billing and action in DECIDED_BY_BILLING and item is not None:
                 awaited = item
+        if durable:
+            # On disk before the charger may forget the frame (see Buffer).
+            try:
+                await self.forwarder.buffer.sync()
+            except Exception:
+                logger.exception("%s: the forwarding buffer could not be written", cp.id)
+                for upstream in self.upstreams.values():
+                    upstream._note(f"{action}: the gateway's buffer failed")
         if billing is None or action not in DECIDED_BY_BILLING:
             return await handler(cp, payload)
-        decided: dict[str, Any] | None = None
+        decided: dict[str, Any] | None = retried
         if awaited is not None:
             decided = await billing.decision(awaited, settings.FORWARDING_ANSWER_TIMEOUT)
+            if decided is not None and key:
+                self.forwarder.remember_start(key, decided)
         if decided is None:
             return await self._fallback(billing, action, payload, handler)
         if action == "StartTransaction":
@@ -792,6 +891,14 @@ class Forwarder:
         self.reported_at: dict[int, float] = {}
         self.dirty: set[Upstream] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        # The Billing operators' answers to recent 1.6 starts, by `starts.start_key`.
+        self.starts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def remember_start(self, key: str, answer: dict[str, Any]) -> None:
+        self.starts[key] = answer
+        self.starts.move_to_end(key)
+        while len(self.starts) > LRU_SIZE:
+            self.starts.popitem(last=False)
 
     @property
     def buffer(self) -> Buffer:
@@ -914,5 +1021,5 @@ class Forwarder:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._buffer is not None:
-            self._buffer.close()
+            await self._buffer.aclose()
             self._buffer = None

@@ -41,6 +41,17 @@ def _fast(settings, tmp_path):
     settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True  # the operator runs on loopback
 
 
+@pytest.fixture(autouse=True)
+def _join_flag_restored():
+    """Two gateways in one process run eager tasks in two batcher threads at once; celery's
+    "inside a task" flag is process-wide and can be left set by their interleaving, which
+    would make a later test's `.get()` refuse. Restored after each test."""
+    from celery.result import allow_join_result
+
+    with allow_join_result():
+        yield
+
+
 @pytest.fixture
 def card(community, individual):
     return builders.make_card(community, holder=individual, uid="04A23B11")
@@ -531,3 +542,37 @@ def test_a_failing_buffer_never_breaks_sparklins_own_answers(charger, card, monk
     assert status == "Accepted" and session["authorization"] == "Accepted"
     assert ChargingSession.objects.get(charger=charger).state == "completed"
     assert "buffer failed" in OperatorConnection.objects.get(pk=operator.pk).last_error
+
+
+def test_a_retried_start_gets_the_billing_operators_first_answer_once(charger, card):
+    """The charger lost the answer to its StartTransaction and sends it again (same connector,
+    idTag, meterStart, timestamp; a new message id): it gets the same operator id, the operator
+    sees one start, Sparklin one session."""
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator(first_transaction_id=777) as op:
+            await until_db(lambda: make_operator(charger, op.url, role="billing"))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity)
+                from ocpp.v16 import call as call16
+
+                start = call16.StartTransaction(
+                    connector_id=1,
+                    id_tag=card.uid,
+                    meter_start=100,
+                    timestamp="2026-12-01T10:00:00Z",
+                )
+                first = await cp.call(start)
+                again = await cp.call(start)
+                await gw.batcher.sync()
+                return op, first.transaction_id, again.transaction_id
+
+    op, first, again = run(scenario)
+    assert first == again == 777
+    assert len(op.calls("StartTransaction")) == 1
+    assert list(ChargingSession.objects.values_list("transaction_id", flat=True)) == ["777"]
