@@ -289,6 +289,9 @@ class LogFilterForm(forms.Form):
     """The OCPP log's filter: one action (its calls and their answers), checked on the server."""
 
     action = forms.CharField(label=_("Action"), max_length=60, required=False)
+    # Keyset cursors (chargers.ocpp_log.page): an unreadable one shows the newest frames.
+    before = forms.CharField(required=False, max_length=80)
+    after = forms.CharField(required=False, max_length=80)
 
     def clean_action(self):
         action = self.cleaned_data["action"].strip()

@@ -146,8 +146,11 @@ def charger_add(request: CommunityRequest, community, site):
 def charger_detail(request: CommunityRequest, community, charger):
     charger = get_object_or_404(Charger.objects.select_related("site"), pk=charger)
     log_form = LogFilterForm(request.GET or None)
-    action = log_form.cleaned_data["action"] if log_form.is_valid() else ""
-    log = Paginator(ocpp_log.messages(charger, action=action), 50).get_page(request.GET.get("page"))
+    where = log_form.cleaned_data if log_form.is_valid() else {}
+    action = where.get("action", "")
+    log = ocpp_log.page(
+        charger, action=action, before=where.get("before", ""), after=where.get("after", "")
+    )
     # Limited installer access: the frames without card identifiers or personal data.
     ocpp_log.prepare(log, redact=not has_permission(request, "sessions:view_all"))
     quarantine = list(charger.quarantine.exclude(state=QuarantinedEvents.State.RESOLVED)[:5])

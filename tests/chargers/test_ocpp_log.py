@@ -3,6 +3,7 @@ filter kept; the last 24 hours downloaded as streamed JSON lines, audited, redac
 limited installer like the page."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -58,15 +59,36 @@ def test_a_bad_filter_is_refused_on_the_server(charger, manager_client):
     assert "Enter an OCPP action name" in html and "zzqq" in html  # unfiltered
 
 
-def test_pages_keep_the_filter(charger, manager_client):
+def test_pages_by_keyset_keep_the_filter(charger, manager_client):
     now = timezone.now()
     for i in range(55):
-        make_message(charger, "MeterValues", at=now - timedelta(seconds=i))
+        make_message(charger, "MeterValues", at=now - timedelta(seconds=i // 2))  # equal times
     make_message(charger, "Heartbeat")
     html = page(manager_client, charger, "?action=MeterValues")
-    assert "?action=MeterValues&amp;page=2" in html
-    html = page(manager_client, charger, "?action=MeterValues&page=2")
-    assert html.count('<pre class="payload">') == 5
+    assert html.count('<pre class="payload">') == 50 and "Newer" not in html
+    older = re.search(r'href="(\?action=MeterValues&amp;before=[^"#]+)#log"', html).group(1)
+    html = page(manager_client, charger, older.replace("&amp;", "&"))
+    assert html.count('<pre class="payload">') == 5 and "Older" not in html
+    newer = re.search(r'href="(\?action=MeterValues&amp;after=[^"#]+)#log"', html).group(1)
+    html = page(manager_client, charger, newer.replace("&amp;", "&"))
+    assert html.count('<pre class="payload">') == 50 and "Older" in html
+    # An unreadable cursor shows the newest frames.
+    html = page(manager_client, charger, "?before=yesterday_1")
+    assert html.count('<pre class="payload">') == 50
+
+
+def test_a_page_costs_the_same_queries_whatever_the_log(
+    charger, manager_client, django_assert_max_num_queries
+):
+    make_message(charger, "Heartbeat")
+    url = f"/c/tilleuls/chargers/{charger.pk}/"
+    with django_assert_max_num_queries(20) as few:
+        manager_client.get(url)
+    now = timezone.now()
+    for i in range(120):
+        make_message(charger, "MeterValues", at=now - timedelta(seconds=i))
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        manager_client.get(url + "?action=MeterValues")
 
 
 def test_limited_installer_reads_redacted_frames(client, charger, installer_limited):

@@ -184,7 +184,9 @@ def test_charger_detail_log_is_paginated_newest_first(manager_client, charger):
     response = manager_client.get(f"/c/tilleuls/chargers/{charger.pk}/")
     actions = [m.action for m in response.context["log"]]
     assert actions[0] == "Action59" and len(actions) == 50
-    page2 = manager_client.get(f"/c/tilleuls/chargers/{charger.pk}/?page=2")
+    # Pages by keyset (chargers.ocpp_log.page): the next one starts after the last frame shown.
+    older = response.context["log"].older
+    page2 = manager_client.get(f"/c/tilleuls/chargers/{charger.pk}/", {"before": older})
     assert [m.action for m in page2.context["log"]][-1] == "Action00"
 
 
