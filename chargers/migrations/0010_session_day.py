@@ -111,7 +111,7 @@ def _postgresql_only(sql):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chargers", "0006_transaction_start"),
+        ("chargers", "0009_connection_interval"),
         ("communities", "0002_installers"),
     ]
 

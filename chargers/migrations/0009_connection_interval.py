@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chargers', '0006_transaction_start'),
+        ('chargers', '0008_access_stamp'),
         ('communities', '0002_installers'),
     ]
 
