@@ -68,7 +68,10 @@ def live_sessions(
 ) -> Live:
     """(local start day, energy so far, cost so far) of every session in progress (at most one
     per outlet): computed once, it can serve several periods (`usage(live=…)`)."""
-    qs = ChargingSession.objects.filter(state=ChargingSession.State.ACTIVE)
+    # A session without a start time (a stop never seen starting) belongs to no period.
+    qs = ChargingSession.objects.filter(
+        state=ChargingSession.State.ACTIVE, started_at__isnull=False
+    )
     if holder is not None:
         qs = qs.filter(holder=holder)
     if site is not None:

@@ -132,6 +132,9 @@ def test_rollup_and_direct_sums_agree(community, charger, individual, monkeypatc
     for days, wh in [(0, "1000"), (3, "2500"), (40, "7000"), (200, "12345")]:
         make_session(charger, holder=individual, energy_wh=wh, started_at=now - timedelta(days))
     make_session(charger, active=True, meter_last_wh="4000", started_at=now)
+    ChargingSession.objects.create(  # no start time: in no period, and no error
+        community=community, charger=charger, transaction_id="no-start"
+    )
     today = timezone.localtime(now, community.tz).date()
     first, end = today - timedelta(days=365), today + timedelta(days=1)
     rolled = usage.usage(community, first, end)
