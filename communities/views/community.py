@@ -120,7 +120,7 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
         totals = data["totals"]
         fp = fingerprint(
             selectors.outlets_fingerprint(data["rows"]),
-            data["counts"],
+            [(state, n) for state, _label, n in data["counts"]],
             data["active_count"],
             totals["count"],
             totals["energy_wh"],

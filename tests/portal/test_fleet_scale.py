@@ -319,3 +319,18 @@ def test_live_power_per_outlet_and_per_site(manager_client, community, site):
     assert f'data-site-power="{other.pk}">11 kW' in sites and 'id="site-power"' in sites
     detail = manager_client.get(f"/c/tilleuls/sites/{site.pk}/").content.decode()
     assert "11.1 kW" in detail and "2 outlets charging" in detail
+
+
+def test_dashboard_poll_answers_204_without_the_token_too(
+    manager_client, community, charger, monkeypatch
+):
+    """Off PostgreSQL (the SQLite demo) the dashboard fingerprints what it shows: stable while
+    nothing changes."""
+    builders.make_connector(charger, 1, status="Available")
+    monkeypatch.setattr(selectors, "live_token", lambda *a, **k: None)
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    first = manager_client.get("/c/tilleuls/", **htmx).content.decode()
+    import re
+
+    fp = re.search(r'"fp": "([0-9a-f]+)"', first).group(1)
+    assert manager_client.get("/c/tilleuls/", {"fp": fp}, **htmx).status_code == 204
