@@ -251,14 +251,16 @@ def state_counts() -> list[tuple[OutletState, StrOrPromise, int]]:
     return [(state, state.label, counts.get(state, 0)) for state in OutletState]
 
 
-def month_totals(community: Community, holder: User | None = None) -> dict[str, Any]:
+def month_totals(
+    community: Community, holder: User | None = None, live: usage.Live | None = None
+) -> dict[str, Any]:
     """Energy (Wh), cost and number of the sessions started this month (community time zone),
     those in progress with their energy and cost so far: `chargers.usage`, the one home of a
     period's figures (the cost is the sum of each session's cost, as the session rows and the
     expense notes show them)."""
     start = month_bounds(community, *current_month(community))[0]
     first = start.date()
-    month = usage.total(community, first, usage.add_months(first, 1), holder=holder)
+    month = usage.total(community, first, usage.add_months(first, 1), holder=holder, live=live)
     return {
         "energy_wh": month.energy_wh,
         "cost": month.cost,

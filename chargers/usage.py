@@ -60,13 +60,17 @@ def _bounds(community: Community, first: date, end: date) -> tuple[datetime, dat
     return datetime.combine(first, time(), tz), datetime.combine(end, time(), tz)
 
 
-def _live_sessions(
-    community: Community, first: date, end: date, holder: User | None, site: Site | None
-) -> list[tuple[date, Decimal, Decimal]]:
-    """(local start day, energy so far, cost so far) of the sessions in progress."""
-    start, stop = _bounds(community, first, end)
+Live = list[tuple[date, Decimal, Decimal]]
+
+
+def live_sessions(
+    community: Community, *, holder: User | None = None, site: Site | None = None
+) -> Live:
+    """(local start day, energy so far, cost so far) of every session in progress (at most one
+    per outlet): computed once, it can serve several periods (`usage(live=…)`)."""
+    # A session without a start time (a stop never seen starting) belongs to no period.
     qs = ChargingSession.objects.filter(
-        state=ChargingSession.State.ACTIVE, started_at__gte=start, started_at__lt=stop
+        state=ChargingSession.State.ACTIVE, started_at__isnull=False
     )
     if holder is not None:
         qs = qs.filter(holder=holder)
@@ -81,7 +85,7 @@ def _live_sessions(
         ),
         default=F("energy_wh"),
     )
-    rows = []
+    rows: Live = []
     for day, energy, price in qs.values_list(
         TruncDate("started_at", tzinfo=community.tz), live_wh, "price_per_kwh"
     ):
@@ -126,15 +130,20 @@ def usage(
     holder: User | None = None,
     site: Site | None = None,
     key: Callable[[date], Hashable] | None = None,
+    live: Live | None = None,
 ) -> dict[Any, Usage]:
     """Sessions, energy and cost of the sessions that started on local days [first, end),
-    grouped by `key(day)` (default: the day itself). Two or three queries whatever the fleet."""
+    grouped by `key(day)` (default: the day itself). Two queries whatever the fleet, one when
+    `live` (`live_sessions` with the same holder and site) is given."""
     key = key or (lambda d: d)
     out: dict[Any, Usage] = defaultdict(Usage)
     for day, n, energy, cost in _completed_by_day(community, first, end, holder, site):
         out[key(day)].add(n or 0, energy, cost)
-    for day, energy, cost in _live_sessions(community, first, end, holder, site):
-        out[key(day)].add(1, energy, cost)
+    if live is None:
+        live = live_sessions(community, holder=holder, site=site)
+    for day, energy, cost in live:
+        if first <= day < end:
+            out[key(day)].add(1, energy, cost)
     return out
 
 
@@ -145,11 +154,11 @@ def total(
     *,
     holder: User | None = None,
     site: Site | None = None,
+    live: Live | None = None,
 ) -> Usage:
     """Sessions, energy and cost of local days [first, end), added up."""
-    return usage(community, first, end, holder=holder, site=site, key=lambda d: None).get(
-        None, Usage()
-    )
+    figures = usage(community, first, end, holder=holder, site=site, key=lambda d: None, live=live)
+    return figures.get(None, Usage())
 
 
 def month_start(day: date) -> date:

@@ -49,7 +49,11 @@ def _value(figures: usage.Usage, value: float) -> float | None:
 
 
 def usage_charts(
-    community: Community, *, holder: User | None = None, site: Site | None = None
+    community: Community,
+    *,
+    holder: User | None = None,
+    site: Site | None = None,
+    live: usage.Live | None = None,
 ) -> list[Chart]:
     """Four charts: energy and cost per day of this month, energy and cost per month of the
     last 12 months (this one included). Two or three queries."""
@@ -58,7 +62,9 @@ def usage_charts(
     days = usage.days_of(month, usage.add_months(month, 1))
     first = usage.add_months(month, -11)
     # One read of the 12 months by day; this month's days and the months come from it.
-    per_day = usage.usage(community, first, usage.add_months(month, 1), holder=holder, site=site)
+    per_day = usage.usage(
+        community, first, usage.add_months(month, 1), holder=holder, site=site, live=live
+    )
     per_month: dict[date, usage.Usage] = {}
     for day, figures in per_day.items():
         per_month.setdefault(usage.month_start(day), usage.Usage()).add(

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from billing.forms import PriceForm
 from billing.prices import price_history
-from chargers import selectors
+from chargers import selectors, usage
 from chargers.forms import CardForm, UsageFilterForm
 from chargers.models import ChargeCard, Charger, ChargingSession
 from chargers.usage_charts import usage_charts
@@ -79,6 +79,13 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
     if holder is not None:
         sessions = sessions.filter(holder=holder)
     active = sessions.filter(state=ChargingSession.State.ACTIVE)
+    live: dict[tuple, Any] = {}
+
+    def live_for(person: Any = holder, site: Any = None) -> Any:
+        """Sessions in progress read once per request for the totals and the charts."""
+        if (person, site) not in live:
+            live[person, site] = usage.live_sessions(tenant, holder=person, site=site)
+        return live[person, site]
 
     def context() -> dict[str, Any]:
         outlets = list(selectors.outlets()[: DASHBOARD_ROWS + 1]) if not manager else []
@@ -86,7 +93,7 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
             "rows": selectors.with_live(outlets[:DASHBOARD_ROWS]),
             "more_outlets": len(outlets) > DASHBOARD_ROWS,
             "counts": selectors.state_counts(),
-            "totals": selectors.month_totals(tenant, holder),
+            "totals": selectors.month_totals(tenant, holder, live_for()),
             "active_sessions": active[:DASHBOARD_ROWS],
             "active_count": active.count(),
             "latest_sessions": sessions[:DASHBOARD_ROWS],
@@ -100,7 +107,9 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
             site, user = form.cleaned_data["site"], form.cleaned_data["user"]
         return {
             "usage_form": form,
-            "charts": usage_charts(tenant, holder=holder or user, site=site),
+            "charts": usage_charts(
+                tenant, holder=holder or user, site=site, live=live_for(holder or user, site)
+            ),
         }
 
     page = ("communities/dashboard.html", "dashboard-live")
@@ -111,7 +120,7 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
         totals = data["totals"]
         fp = fingerprint(
             selectors.outlets_fingerprint(data["rows"]),
-            data["counts"],
+            [(state, n) for state, _label, n in data["counts"]],
             data["active_count"],
             totals["count"],
             totals["energy_wh"],

@@ -163,5 +163,8 @@ def test_charts_render_with_the_demo_data_and_screenshots(
                     page.wait_for_function("() => window.Chart !== undefined")
                     page.wait_for_timeout(150)
                 page.screenshot(path=str(_shot(f"{name}-{device}-{language}")), full_page=True)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= viewport[0], f"{name} {device} {language}: {width} px wide"
+                assert _box(page.locator("header.topbar"))["height"] < 60, "header on one line"
                 assert not re.search(r"Traceback|Server Error", page.content())
             context.close()

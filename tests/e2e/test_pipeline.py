@@ -86,7 +86,7 @@ def test_sessions_in_16_and_201_reach_the_portal_and_the_export(
     assert by_tx[r201["transaction_id"]]["charger"] == "E2E-201"
     download = client.get(f"/c/e2e/exports/sessions.csv?month={month}")
     assert download.status_code == 200
-    assert download.content.decode() == out.getvalue()
+    assert b"".join(download.streaming_content).decode() == out.getvalue()
 
 
 def test_worker_down_during_a_session_loses_nothing(fleet, worker, gateway_process):

@@ -132,6 +132,9 @@ def test_rollup_and_direct_sums_agree(community, charger, individual, monkeypatc
     for days, wh in [(0, "1000"), (3, "2500"), (40, "7000"), (200, "12345")]:
         make_session(charger, holder=individual, energy_wh=wh, started_at=now - timedelta(days))
     make_session(charger, active=True, meter_last_wh="4000", started_at=now)
+    ChargingSession.objects.create(  # no start time: in no period, and no error
+        community=community, charger=charger, transaction_id="no-start"
+    )
     today = timezone.localtime(now, community.tz).date()
     first, end = today - timedelta(days=365), today + timedelta(days=1)
     rolled = usage.usage(community, first, end)
@@ -316,3 +319,18 @@ def test_live_power_per_outlet_and_per_site(manager_client, community, site):
     assert f'data-site-power="{other.pk}">11 kW' in sites and 'id="site-power"' in sites
     detail = manager_client.get(f"/c/tilleuls/sites/{site.pk}/").content.decode()
     assert "11.1 kW" in detail and "2 outlets charging" in detail
+
+
+def test_dashboard_poll_answers_204_without_the_token_too(
+    manager_client, community, charger, monkeypatch
+):
+    """Off PostgreSQL (the SQLite demo) the dashboard fingerprints what it shows: stable while
+    nothing changes."""
+    builders.make_connector(charger, 1, status="Available")
+    monkeypatch.setattr(selectors, "live_token", lambda *a, **k: None)
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    first = manager_client.get("/c/tilleuls/", **htmx).content.decode()
+    import re
+
+    fp = re.search(r'"fp": "([0-9a-f]+)"', first).group(1)
+    assert manager_client.get("/c/tilleuls/", {"fp": fp}, **htmx).status_code == 204
