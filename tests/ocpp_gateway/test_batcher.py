@@ -110,3 +110,34 @@ def test_an_unexpected_publishing_error_is_logged_with_its_traceback(caplog):
     with caplog.at_level("ERROR", logger="ocpp_gateway.batcher"):
         run(scenario())
     assert caplog.records[0].exc_info is not None
+
+
+def test_the_publish_thread_runs_calls_in_order_on_one_thread_and_returns_their_outcome():
+    import threading
+
+    from ocpp_gateway.batcher import PublishThread
+
+    executor = PublishThread()
+    seen = []
+
+    def record(n):
+        seen.append((n, threading.current_thread().name))
+        if n == 3:
+            raise ValueError("three")
+        return n * 10
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(executor, record, n) for n in range(5)),
+            return_exceptions=True,
+        )
+        executor.shutdown(wait=True)
+        return results
+
+    results = run(scenario())
+    assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError) and results[4] == 40
+    assert [n for n, _ in seen] == [0, 1, 2, 3, 4]
+    assert {name for _, name in seen} == {"gateway-events"}
+    with pytest.raises(RuntimeError):
+        executor.submit(record, 5)
