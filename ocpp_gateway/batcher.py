@@ -206,6 +206,25 @@ class PublishThread(Executor):
             self._thread.join()
 
 
+async def _outcome(publishing: asyncio.Future[None]) -> tuple[Exception | None, bool]:
+    """Wait for a publish running in the publishing thread: (its error or None, whether the
+    waiting task was cancelled meanwhile). A flusher cancelled mid-publish (the gateway
+    stopping) still waits for the outcome — the batch is already in the thread — so its events
+    are counted once, neither lost nor published again by the final flush."""
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(publishing)
+        except asyncio.CancelledError:
+            if publishing.cancelled():
+                raise
+            cancelled = True
+        except Exception as exc:
+            return exc, cancelled
+        else:
+            return None, cancelled
+
+
 def _expire(future: asyncio.Future[None], after: float) -> None:
     if not future.done():
         future.set_exception(NotDurable(f"events not durable after {after}s"))
@@ -344,13 +363,14 @@ class EventBatcher:
             batch = self._events[: self.max_batch * 5]
             del self._events[: len(batch)]
             loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(self._executor, self.publish, batch)
-            except Exception as exc:
+            error, cancelled = await _outcome(
+                loop.run_in_executor(self._executor, self.publish, batch)
+            )
+            if error is not None:
                 # Broker down (or, eager, the database): keep the events and try again next
                 # flush, dropping the oldest only beyond max_buffer so memory stays bounded.
                 self._events[:0] = batch
-                self._log_failure(exc)
+                self._log_failure(error)
                 if len(self._events) > self.max_buffer:
                     dropped = len(self._events) - self.max_buffer
                     del self._events[:dropped]
@@ -358,6 +378,8 @@ class EventBatcher:
                     self._drops += 1
                     self._settle_waiters()
                     logger.error("Dropped %d gateway events (buffer full)", dropped)
+                if cancelled:
+                    raise asyncio.CancelledError
                 return False
             self.published += len(batch)
             self._done += len(batch)
@@ -369,6 +391,8 @@ class EventBatcher:
                     self._failed_attempts,
                 )
                 self._failing_since = None
+            if cancelled:
+                raise asyncio.CancelledError
         return True
 
     def _log_failure(self, exc: Exception) -> None:

@@ -141,3 +141,34 @@ def test_the_publish_thread_runs_calls_in_order_on_one_thread_and_returns_their_
     assert {name for _, name in seen} == {"gateway-events"}
     with pytest.raises(RuntimeError):
         executor.submit(record, 5)
+
+
+def test_a_flusher_stopped_mid_publish_neither_loses_nor_repeats_the_batch():
+    """The gateway cancels the flusher when it stops; a batch already in the publishing thread
+    is waited for and counted, so the final flush does not publish it again (and a batch the
+    thread had not started is not dropped on the floor)."""
+    import threading
+
+    release = threading.Event()
+    published: list[list] = []
+
+    def slow(batch):
+        release.wait(5)
+        published.append(list(batch))
+
+    async def scenario():
+        batcher = EventBatcher(publish=slow, flush_seconds=0.05, durable_window=0.0)
+        flusher = asyncio.create_task(batcher.run())
+        batcher.emit("CP-1", "heartbeat")
+        await asyncio.sleep(0.2)  # the flusher is inside the publish now
+        flusher.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await flusher
+        batcher.emit("CP-1", "status", {"status": "Available"})
+        await batcher.close()
+        return batcher.published
+
+    assert run(scenario()) == 2
+    assert [[e["kind"] for e in batch] for batch in published] == [["heartbeat"], ["status"]]
