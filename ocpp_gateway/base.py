@@ -71,6 +71,8 @@ _HEAD = re.compile(r'^\s*\[\s*(\d{1,3})\s*,\s*"([^"\\]{1,' + str(_ANSWERABLE_ID)
 # Strings (skipped) and brackets, to measure nesting without decoding.
 _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _COMPACT = (",", ":")
+# One encoder for every frame sent: `json.dumps(…, separators=…)` builds a new one per call.
+_encode = json.JSONEncoder(separators=_COMPACT).encode
 
 
 def utc_now() -> datetime:
@@ -387,9 +389,7 @@ class GatewayChargePoint:
             logger.exception("%s: %s handler failed", self.id, action)
             await self._send_error(unique_id, action, InternalError())
             return
-        await self._send(
-            3, unique_id, action, json.dumps([3, unique_id, answer], separators=_COMPACT)
-        )
+        await self._send(3, unique_id, action, _encode([3, unique_id, answer]))
         if self._boots != boots:
             self._after_boot()
 
@@ -430,10 +430,7 @@ class GatewayChargePoint:
         await self._connection.send(text)
 
     async def _send_error(self, unique_id: str, action: str, error: OCPPError) -> None:
-        text = json.dumps(
-            [4, unique_id, error.code, error.description or "", error.details or {}],
-            separators=_COMPACT,
-        )
+        text = _encode([4, unique_id, error.code, error.description or "", error.details or {}])
         await self._send(4, unique_id, action, text)
 
     async def call(
@@ -455,7 +452,7 @@ class GatewayChargePoint:
                     2,
                     unique_id,
                     action,
-                    json.dumps([2, unique_id, action, payload], separators=_COMPACT),
+                    _encode([2, unique_id, action, payload]),
                 )
                 return await asyncio.wait_for(future, self._timeout)
             finally:

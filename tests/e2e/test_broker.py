@@ -55,6 +55,23 @@ def test_a_published_batch_is_a_persistent_message_on_the_durable_queue(broker):
     assert message.headers["task"] == "chargers.tasks.process_events"
 
 
+def test_the_publisher_declares_the_queue_once_per_connection_so_no_batch_is_unroutable(broker):
+    """Each publish skips Celery's declaration (declare=[]): the connection declared the queue
+    when it opened, so a batch published before any worker declared it is kept, not dropped."""
+    name = app.conf.task_default_queue
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(name)
+    publisher = Publisher(timeout=5)
+    events = [{"identity": "CP-1", "kind": "heartbeat", "payload": {}, "received_at": "x"}]
+    try:
+        publisher(events)
+    finally:
+        publisher.close()
+    with app.connection_for_write() as conn:
+        _, count, _ = conn.default_channel.queue_declare(name, durable=True, passive=True)
+    assert count == 1
+
+
 def test_publishing_to_a_broker_that_is_down_raises_quickly(broker):
     publisher = Publisher(timeout=2, url=f"amqp://guest:guest@127.0.0.1:{free_port()}//")
     started = time.monotonic()

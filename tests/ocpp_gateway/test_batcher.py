@@ -195,3 +195,65 @@ def test_sqlite_busy_in_the_embedded_mode_is_retried_without_a_word(caplog):
         assert run(scenario()) == 1
     assert len(attempts) == 2
     assert not caplog.records
+
+
+def test_the_publish_thread_runs_calls_in_order_on_one_thread_and_returns_their_outcome():
+    import threading
+
+    from ocpp_gateway.batcher import PublishThread
+
+    executor = PublishThread()
+    seen = []
+
+    def record(n):
+        seen.append((n, threading.current_thread().name))
+        if n == 3:
+            raise ValueError("three")
+        return n * 10
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(executor, record, n) for n in range(5)),
+            return_exceptions=True,
+        )
+        executor.shutdown(wait=True)
+        return results
+
+    results = run(scenario())
+    assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError) and results[4] == 40
+    assert [n for n, _ in seen] == [0, 1, 2, 3, 4]
+    assert {name for _, name in seen} == {"gateway-events"}
+    with pytest.raises(RuntimeError):
+        executor.submit(record, 5)
+
+
+def test_a_flusher_stopped_mid_publish_neither_loses_nor_repeats_the_batch():
+    """The gateway cancels the flusher when it stops; a batch already in the publishing thread
+    is waited for and counted, so the final flush does not publish it again (and a batch the
+    thread had not started is not dropped on the floor)."""
+    import threading
+
+    release = threading.Event()
+    published: list[list] = []
+
+    def slow(batch):
+        release.wait(5)
+        published.append(list(batch))
+
+    async def scenario():
+        batcher = EventBatcher(publish=slow, flush_seconds=0.05, durable_window=0.0)
+        flusher = asyncio.create_task(batcher.run())
+        batcher.emit("CP-1", "heartbeat")
+        await asyncio.sleep(0.2)  # the flusher is inside the publish now
+        flusher.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await flusher
+        batcher.emit("CP-1", "status", {"status": "Available"})
+        await batcher.close()
+        return batcher.published
+
+    assert run(scenario()) == 2
+    assert [[e["kind"] for e in batch] for batch in published] == [["heartbeat"], ["status"]]
