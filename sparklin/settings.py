@@ -222,7 +222,7 @@ CELERY_TASK_SERIALIZER = "json"
 # The worker applies the gateway's event messages waiting for it as one batch
 # (chargers/batching.py): a first message waits this long for others, a batch is applied at
 # once when it holds this many events.
-WORKER_EVENTS_WINDOW_SECONDS = float(env_str("WORKER_EVENTS_WINDOW_SECONDS", "0.05"))
+WORKER_EVENTS_WINDOW_SECONDS = env_float("WORKER_EVENTS_WINDOW_SECONDS", 0.05)
 WORKER_EVENTS_MAX_BATCH = env_int("WORKER_EVENTS_MAX_BATCH", 5000)
 # Keep the worker's database connection across tasks (Celery's Django fixup would open one per
 # task); sparklin/celery.py drops broken or expired ones around each task instead.
@@ -238,7 +238,7 @@ CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-CELERY_BROKER_CONNECTION_TIMEOUT = float(env_str("CELERY_BROKER_CONNECTION_TIMEOUT", "4"))
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4)
 CELERY_BROKER_HEARTBEAT = env_int("CELERY_BROKER_HEARTBEAT", 30)
 # A publish that cannot complete raises instead of blocking: bounded retries here, the
 # gateway's batcher keeps the events and tries again (GATEWAY_PUBLISH_TIMEOUT_SECONDS).
@@ -379,17 +379,17 @@ GATEWAY_HEARTBEAT_INTERVAL = env_int("GATEWAY_HEARTBEAT_INTERVAL", 300)
 GATEWAY_METER_SAMPLE_INTERVAL = env_int("GATEWAY_METER_SAMPLE_INTERVAL", 60)
 GATEWAY_RESPONSE_TIMEOUT = env_int("GATEWAY_RESPONSE_TIMEOUT", 30)
 # How often each gateway looks for commands asked in the portal (ocpp_gateway.commands).
-GATEWAY_COMMAND_POLL_SECONDS = float(env_str("GATEWAY_COMMAND_POLL_SECONDS", "1.0"))
-GATEWAY_EVENT_FLUSH_SECONDS = float(env_str("GATEWAY_EVENT_FLUSH_SECONDS", "0.5"))
+GATEWAY_COMMAND_POLL_SECONDS = env_float("GATEWAY_COMMAND_POLL_SECONDS", 1.0)
+GATEWAY_EVENT_FLUSH_SECONDS = env_float("GATEWAY_EVENT_FLUSH_SECONDS", 0.5)
 # Durable before answered (ocpp_gateway.batcher): how long the flusher gathers events once a
 # handler waits to answer (the window grows from the first figure when idle to the second when
 # the gateway publishes big batches back to back), and how long a handler waits before giving up (CALLERROR).
-GATEWAY_DURABLE_WINDOW_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_SECONDS", "0.02"))
-GATEWAY_DURABLE_WINDOW_MAX_SECONDS = float(env_str("GATEWAY_DURABLE_WINDOW_MAX_SECONDS", "0.1"))
-GATEWAY_DURABLE_TIMEOUT_SECONDS = float(env_str("GATEWAY_DURABLE_TIMEOUT_SECONDS", "20"))
+GATEWAY_DURABLE_WINDOW_SECONDS = env_float("GATEWAY_DURABLE_WINDOW_SECONDS", 0.02)
+GATEWAY_DURABLE_WINDOW_MAX_SECONDS = env_float("GATEWAY_DURABLE_WINDOW_MAX_SECONDS", 0.1)
+GATEWAY_DURABLE_TIMEOUT_SECONDS = env_float("GATEWAY_DURABLE_TIMEOUT_SECONDS", 20)
 # Longest a single publish (connect, send, broker confirm) may take before it counts as failed
 # and the batcher retries; never blocks the publishing thread forever.
-GATEWAY_PUBLISH_TIMEOUT_SECONDS = float(env_str("GATEWAY_PUBLISH_TIMEOUT_SECONDS", "5"))
+GATEWAY_PUBLISH_TIMEOUT_SECONDS = env_float("GATEWAY_PUBLISH_TIMEOUT_SECONDS", 5)
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
 # Storms (ocpp_gateway.server): the listen backlog (the kernel caps it at net.core.somaxconn),
 # the time a charger has to finish its opening handshake, and how often the charger directory
@@ -397,9 +397,9 @@ OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 30)
 GATEWAY_BACKLOG = env_int("GATEWAY_BACKLOG", 4096)
 # This gateway process's name (several behind a balancer); default host name + random suffix.
 GATEWAY_INSTANCE_ID = env_str("GATEWAY_INSTANCE_ID")
-GATEWAY_OPEN_TIMEOUT = float(env_str("GATEWAY_OPEN_TIMEOUT", "60"))
-GATEWAY_DIRECTORY_REFRESH_SECONDS = float(env_str("GATEWAY_DIRECTORY_REFRESH_SECONDS", "5"))
-GATEWAY_DIRECTORY_RELOAD_SECONDS = float(env_str("GATEWAY_DIRECTORY_RELOAD_SECONDS", "300"))
+GATEWAY_OPEN_TIMEOUT = env_float("GATEWAY_OPEN_TIMEOUT", 60)
+GATEWAY_DIRECTORY_REFRESH_SECONDS = env_float("GATEWAY_DIRECTORY_REFRESH_SECONDS", 5)
+GATEWAY_DIRECTORY_RELOAD_SECONDS = env_float("GATEWAY_DIRECTORY_RELOAD_SECONDS", 300)
 # Redis connections of one gateway process (registry and takeover notices), whatever the fleet.
 GATEWAY_REDIS_MAX_CONNECTIONS = env_int("GATEWAY_REDIS_MAX_CONNECTIONS", 4)
 # Lifetime of a registry entry; each gateway re-claims its chargers every third of it.
@@ -410,11 +410,11 @@ FORWARDING_KEY = env_str("FORWARDING_KEY")
 # The gateway's durable buffer of what operators must receive (one SQLite file per instance).
 FORWARDING_BUFFER_DIR = env_str("FORWARDING_BUFFER_DIR", str(BASE_DIR / "var" / "forwarding"))
 FORWARDING_BUFFER_MAX = env_int("FORWARDING_BUFFER_MAX", 5000)  # frames per operator connection
-FORWARDING_ANSWER_TIMEOUT = float(env_str("FORWARDING_ANSWER_TIMEOUT", "5"))
-FORWARDING_REFRESH_SECONDS = float(env_str("FORWARDING_REFRESH_SECONDS", "2"))
+FORWARDING_ANSWER_TIMEOUT = env_float("FORWARDING_ANSWER_TIMEOUT", 5)
+FORWARDING_REFRESH_SECONDS = env_float("FORWARDING_REFRESH_SECONDS", 2)
 # Operators on loopback/private addresses (tests, a lab): refused by default (SSRF).
 FORWARDING_ALLOW_PRIVATE_HOSTS = env_bool("FORWARDING_ALLOW_PRIVATE_HOSTS", False)
-FORWARDING_RECONNECT_MAX_SECONDS = float(env_str("FORWARDING_RECONNECT_MAX_SECONDS", "60"))
+FORWARDING_RECONNECT_MAX_SECONDS = env_float("FORWARDING_RECONNECT_MAX_SECONDS", 60)
 # Refused identities kept (chargers.tasks.purge_unknown_chargers).
 UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
 UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)
