@@ -43,9 +43,9 @@ def building_load(at: datetime, config: SimulatedConfig) -> tuple[float, float, 
     working = local.weekday() < 5
     activity = 0.85 * _bump(hour, 10.5, 2.5) + 0.7 * _bump(hour, 15.0, 2.0)
     load = config.base_w + config.peak_w * activity * (1.0 if working else 0.25)
-    # A cold-room compressor: 6 kW for the first 12 minutes of every hour (the "jump").
+    # A cold-room compressor: 3 kW for the first 12 minutes of every hour (the "jump").
     if local.minute < 12:
-        load += 6000.0
+        load += 3000.0
     slot = int(at.timestamp() // max(config.interval, 1))
     noise = random.Random(slot * 7919 + config.seed).uniform(-0.05, 0.05)
     load *= 1 + noise
