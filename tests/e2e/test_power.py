@@ -1,7 +1,8 @@
 """Power management end to end: three simulated chargers on a 3 × 32 A site, a real worker,
 gateway, `run_meters` reading an MQTT grid meter on the machine's Mosquitto (the test publishes
-the building load plus what the chargers draw, as a real meter at the connection point would),
-and `run_power`. The building load jumps → within 10 s the limits the chargers apply keep the
+the building load plus what the chargers draw, as a real meter at the connection point would)
+and a Modbus TCP solar meter (a pymodbus server serving an Eastron SDM630's registers), and
+`run_power`. The building load jumps → within 10 s the limits the chargers apply keep the
 site under its limit; the meter goes silent → the failsafe limits apply; one charger ignores its
 profile → it is flagged non-compliant and the others are lowered."""
 
@@ -17,9 +18,11 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from meters.models import Meter
+from meters.readings import site_measurement
 from power.models import ChargerPower
 from simulator.fleet import connect_charger
 from tests import builders
+from tests.meters.servers import ModbusMeterServer
 
 from .processes import Process, free_port, gateway, wait_for_port, wait_until
 
@@ -28,6 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("power_site")]
 CARD = "PWR-E2E-CARD"
 LIMIT_A = 32.0
 IDENTITIES = ["PWR-E2E-1", "PWR-E2E-2", "PWR-E2E-3"]
+SOLAR_W = {"power_w_l1": 800.0, "power_w_l2": 800.0, "power_w_l3": 800.0, "power_w_total": 2400.0}
 FAST = {
     "POWER_CYCLE_SECONDS": "0.5",
     "POWER_OBEDIENCE_SECONDS": "3",
@@ -58,10 +62,25 @@ def power_site(e2e_env):
             "paths": {"power_w_l1": "l1", "power_w_l2": "l2", "power_w_l3": "l3"},
         },
     )
+    # The roof's inverter behind an SDM630 on Modbus TCP: 2.4 kW of production.
+    solar = ModbusMeterServer("sdm630", SOLAR_W, unit=2)
+    builders.make_meter(
+        site,
+        kind=Meter.Kind.MODBUS,
+        role=Meter.Role.SOLAR,
+        config={
+            "host": "127.0.0.1",
+            "port": solar.port,
+            "unit": 2,
+            "model": "sdm630",
+            "interval": 1,
+        },
+    )
     chargers = [builders.make_charger(community, site=site, identity=i) for i in IDENTITIES]
     for c in chargers:
         ChargerPower.objects.create(community=community, charger=c)
-    return {"community": community, "site": site, "topic": topic, "chargers": chargers}
+    yield {"community": community, "site": site, "topic": topic, "chargers": chargers}
+    solar.close()
 
 
 class Fleet:
@@ -153,6 +172,15 @@ def test_limits_follow_the_building_failsafe_and_obedience(power_site, e2e_env, 
             what="the first limits",
         )
         assert sum(steady.values()) == 27.0
+        # The solar meter is read over Modbus by the same run_meters, next to the MQTT one.
+        measured = wait_until(
+            lambda: (
+                (m := site_measurement(site_id=power_site["site"].pk)) and m.solar_power_w and m
+            ),
+            timeout=20,
+            what="the Modbus solar meter read",
+        )
+        assert measured.solar_power_w == pytest.approx(2400.0)
 
         # The building load jumps to 20 A: within 10 s the chargers are under the limit.
         fleet.building_a = 20.0

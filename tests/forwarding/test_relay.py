@@ -576,3 +576,44 @@ def test_a_retried_start_gets_the_billing_operators_first_answer_once(charger, c
     assert first == again == 777
     assert len(op.calls("StartTransaction")) == 1
     assert list(ChargingSession.objects.values_list("transaction_id", flat=True)) == ["777"]
+
+
+def test_201_billing_operator_answers_the_transaction_events(charger, card):
+    """2.0.1 Billing: the TransactionEvent answers the charger gets are the operator's — a card
+    Sparklin would accept is refused at Started and Ended because the operator says Invalid —
+    while Sparklin still records the session itself."""
+    from ocpp.v201 import call as call201
+
+    from simulator.fleet import now_iso
+
+    settled = configured(charger, "2.0.1")
+
+    def event(event_type, seq, **extra):
+        return call201.TransactionEvent(
+            event_type=event_type,
+            timestamp=now_iso(),
+            trigger_reason="Authorized" if event_type == "Started" else "StopAuthorized",
+            seq_no=seq,
+            transaction_info={"transaction_id": "T-201-BILLING", **extra},
+            evse={"id": 1, "connector_id": 1},
+            id_token={"id_token": card.uid, "type": "ISO14443"},
+        )
+
+    async def scenario(gw):
+        async with Operator(refused_cards={card.uid}) as op:
+            await until_db(lambda: make_operator(charger, op.url, role="billing"))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "2.0.1", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity)
+                started = await cp.call(event("Started", 0, charging_state="Charging"))
+                ended = await cp.call(event("Ended", 1, stopped_reason="DeAuthorized"))
+                await gw.batcher.sync()
+                return started, ended
+
+    started, ended = run(scenario)
+    assert started.id_token_info["status"] == "Invalid"  # the operator's word, not Sparklin's
+    assert ended.id_token_info["status"] == "Invalid"
+    assert ChargingSession.objects.filter(charger=charger, transaction_id="T-201-BILLING").exists()
