@@ -20,11 +20,11 @@ from chargers.models import ChargingSession
 from communities.models import Community, Membership, Role
 from tests import builders
 from tests.communities.portal_data import make_session
+from tests.e2e.test_browser_portal import VIEWPORTS
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path("/work/shots/portala")
-VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
 
 
 def _context(page, live_server, user, language="en", viewport=(1366, 768)):

@@ -24,7 +24,7 @@ from tests import builders
 from tests.communities.portal_data import make_message, make_session
 
 from .processes import free_port
-from .test_browser_portal import VIEWPORTS, _logged_in_context
+from .test_browser_portal import _logged_in_context, shoot_pages
 
 pytestmark = pytest.mark.browser
 
@@ -168,19 +168,5 @@ def test_screenshots(world, live_server, browser_page):
         ("support-report", manager, f"/support/?from={c}/outlets/"),
     ]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for language in ("en", "fr"):
-        for device, viewport in VIEWPORTS.items():
-            contexts = {}
-            for name, user, path in pages:
-                if user.pk not in contexts:
-                    contexts[user.pk] = _logged_in_context(
-                        browser_page, live_server, user, language, viewport
-                    )
-                page = contexts[user.pk].new_page()
-                response = page.goto(f"{live_server.url}{path}")
-                assert response.status < 500, (name, response.status)
-                page.screenshot(path=SHOTS / f"{name}-{device}-{language}.png", full_page=True)
-                page.close()
-            for context in contexts.values():
-                context.close()
+    shoot_pages(browser_page, live_server, pages, SHOTS)
     assert len(list(SHOTS.glob("*.png"))) >= len(pages) * 4

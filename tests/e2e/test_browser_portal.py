@@ -100,6 +100,36 @@ def _logged_in_context(page, live_server, user, language="en", viewport=(1366, 7
     return context
 
 
+def shoot_pages(browser_page, live_server, pages, shots):
+    """Screenshots of `pages` ((name, user or None, path)) at every viewport, in English and
+    French, into `shots` as `<name>-<device>-<language>.png`; one browser context per person."""
+    for language in ("en", "fr"):
+        for device, viewport in VIEWPORTS.items():
+            contexts = {}
+            for name, user, path in pages:
+                key = user.pk if user else None
+                if key not in contexts:
+                    if user is None:
+                        contexts[key] = browser_page.context.browser.new_context(
+                            viewport={"width": viewport[0], "height": viewport[1]}
+                        )
+                        contexts[key].add_cookies(
+                            [{"name": "django_language", "value": language,
+                              "url": live_server.url}]
+                        )  # fmt: skip
+                    else:
+                        contexts[key] = _logged_in_context(
+                            browser_page, live_server, user, language, viewport
+                        )
+                page = contexts[key].new_page()
+                response = page.goto(f"{live_server.url}{path}")
+                assert response.status < 500, (name, response.status)
+                page.screenshot(path=shots / f"{name}-{device}-{language}.png", full_page=True)
+                page.close()
+            for context in contexts.values():
+                context.close()
+
+
 def test_account_deletion_is_confirmed_by_an_sms_code(world, live_server, browser_page):
     person = builders.make_user(phone="+33611112222", first_name="Paul", language="en")
     builders.make_member(world["community"], Role.INDIVIDUAL, user=person)
@@ -210,30 +240,6 @@ def test_screenshots(world, live_server, browser_page):
     )
     SHOTS.mkdir(parents=True, exist_ok=True)
     pages = _pages(world, owner, manager, member, limited_installer, token)
-    for language in ("en", "fr"):
-        for device, viewport in VIEWPORTS.items():
-            contexts = {}
-            for name, user, path in pages:
-                key = user.pk if user else None
-                if key not in contexts:
-                    if user is None:
-                        contexts[key] = browser_page.context.browser.new_context(
-                            viewport={"width": viewport[0], "height": viewport[1]}
-                        )
-                        contexts[key].add_cookies(
-                            [{"name": "django_language", "value": language,
-                              "url": live_server.url}]
-                        )  # fmt: skip
-                    else:
-                        contexts[key] = _logged_in_context(
-                            browser_page, live_server, user, language, viewport
-                        )
-                page = contexts[key].new_page()
-                response = page.goto(f"{live_server.url}{path}")
-                assert response.status < 500, (name, response.status)
-                page.screenshot(path=SHOTS / f"{name}-{device}-{language}.png", full_page=True)
-                page.close()
-            for context in contexts.values():
-                context.close()
+    shoot_pages(browser_page, live_server, pages, SHOTS)
     page_names = {name for name, _u, _p in pages}
     assert len(list(SHOTS.glob("*.png"))) >= len(page_names) * 4

@@ -17,12 +17,12 @@ from playwright.sync_api import expect
 from communities.models import Role
 from power.models import ChargerPower, PowerSample
 from tests import builders
+from tests.e2e.test_browser_portal import VIEWPORTS
 from tests.power.conftest import make_managed_charger, make_site_power, start_session
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path("/work/shots/power")
-VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
 
 
 @pytest.fixture

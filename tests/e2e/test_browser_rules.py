@@ -24,12 +24,11 @@ from ocpp_gateway.server import Gateway
 from rules.models import AccessPolicy, LearnWindow, Mode, TimeWindow
 from tests import builders
 
-from .test_browser_portal import _logged_in_context
+from .test_browser_portal import VIEWPORTS, _logged_in_context
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path("/work/shots/rules")
-VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
 
 
 class GatewayThread:
