@@ -24,7 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # through chargers.events.handlers.register); billing needs neither.
 # support sits last: a report may describe anything (its community, later a charger), and
 # nothing depends on the support desk.
-ORDER = ["communities", "chargers", "rules", "forwarding", "billing", "meters", "power", "support"]
+ORDER = [
+    "communities",
+    "chargers",
+    "rules",
+    "notifications",
+    "forwarding",
+    "billing",
+    "meters",
+    "power",
+    "support",
+]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices"), ("chargers", "rules.evaluation")}
 
