@@ -3,9 +3,10 @@
 Sources, read where they are already recorded (nothing is added to the gateway nor to the
 other apps' services):
 - access requests (`communities.AccessRequest`, pending) → managers (`access_requests:decide`);
-- refusals (`rules.RuleEvent`, refused or started offline, every reason but an unknown card:
-  a stranger's badge is not a rule the managers set, and a badge-happy passer-by would flood
-  them) → managers (`rules:manage`); stops by a limit (`RuleEvent` stopped) → the driver;
+- refusals (`rules.RuleEvent` refused, every reason but an unknown card: a stranger's badge is
+  not a rule the managers set, and a badge-happy passer-by would flood them) and charges
+  started offline that the rules would have refused (unknown cards included: someone charged)
+  → managers (`rules:manage`); stops by a limit (`RuleEvent` stopped) → the driver;
 - chargers not connected for the installation's `offline_minutes` (an outage is named by the
   charger's `connection_changed_at`: one notice per outage), and "back online" to those told;
 - sessions that ended (the worker's batch names them, `hooks.after_batch`) → the driver.
@@ -91,7 +92,12 @@ def access_request_facts(since: datetime) -> list[Fact]:
             r.community_id,
             Kind.ACCESS_REQUEST,
             f"access_request:{r.pk}",
-            {"name": str(r.user), "message": r.message[:300], "at": _iso(r.created_at)},
+            {
+                "name": str(r.user),
+                "user_id": r.user_id,
+                "message": r.message[:300],
+                "at": _iso(r.created_at),
+            },
             [u for u in people.get(r.community_id, []) if u.pk != r.user_id],
         )
         for r in rows
@@ -103,7 +109,6 @@ def rule_event_facts(since: datetime) -> list[Fact]:
         RuleEvent.objects.with_scopes_disabled()
         .filter(at__gte=since)
         .exclude(kind=RuleEvent.Kind.REFUSED, reason=Reason.UNKNOWN_CARD)
-        .exclude(kind=RuleEvent.Kind.OFFLINE, reason=Reason.UNKNOWN_CARD)
         .select_related("charger", "holder")
         .order_by("at", "pk")
     )
@@ -118,6 +123,7 @@ def rule_event_facts(since: datetime) -> list[Fact]:
             "charger_id": r.charger_id,
             "evse_id": r.evse_id,
             "holder": str(r.holder) if r.holder else "",
+            "holder_id": r.holder_id,
             "uid": r.uid,
             "at": _iso(r.at),
         }

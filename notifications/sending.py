@@ -160,3 +160,11 @@ def deliver(message: Message, recipient: User, channel: str) -> None:
     )
     email.attach_alternative(html, "text/html")
     email.send()
+
+
+def purge(now: datetime | None = None) -> int:
+    """Rows older than `NOTIFY_KEEP_DAYS`, whatever their state (a fact that old is never sent:
+    it is past the maximum age)."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.NOTIFY_KEEP_DAYS)
+    deleted, _ = Notification.objects.with_scopes_disabled().filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -6,7 +6,8 @@
 - `session_ended` (queued after a worker batch's commit with the sessions it completed);
 - `dispatch` (beat, same period): every group with rows due (after the throttle, retries,
   claims left by a dead worker) gets its `send_group`;
-- `send_group` (CommunityTask): one message for one person, kind and channel.
+- `send_group` (CommunityTask): one message for one person, kind and channel;
+- `purge` (beat, daily): rows older than `NOTIFY_KEEP_DAYS`.
 All are idempotent: rows are unique per fact, recipient and channel, and sending claims them."""
 
 from __future__ import annotations
@@ -69,3 +70,10 @@ def send_group(*, community, recipient_id: int, kind: str, channel: str) -> str:
     return sending.send_group(
         community=community, recipient_id=recipient_id, kind=kind, channel=channel
     )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def purge() -> int:
+    """Delete notification rows older than `NOTIFY_KEEP_DAYS` (they name people and places);
+    returns how many."""
+    return sending.purge()

@@ -271,11 +271,13 @@ RULES_LOCAL_LIST_SECONDS = env_int("RULES_LOCAL_LIST_SECONDS", 30)
 # Notifications (notifications/): how often facts are collected and due messages sent; at most
 # one message per person, kind and channel per NOTIFY_THROTTLE_MINUTES (the rest is gathered into
 # the next one); facts older than NOTIFY_MAX_AGE_MINUTES when first seen are not announced; a
-# charger not connected for NOTIFY_OFFLINE_MINUTES is announced (an installation may change it).
+# charger not connected for NOTIFY_OFFLINE_MINUTES is announced (an installation may change it);
+# rows are kept NOTIFY_KEEP_DAYS.
 NOTIFY_SCAN_SECONDS = env_float("NOTIFY_SCAN_SECONDS", 30)
 NOTIFY_THROTTLE_MINUTES = env_float("NOTIFY_THROTTLE_MINUTES", 15)
 NOTIFY_MAX_AGE_MINUTES = env_float("NOTIFY_MAX_AGE_MINUTES", 60)
 NOTIFY_OFFLINE_MINUTES = int(env_float("NOTIFY_OFFLINE_MINUTES", 15))
+NOTIFY_KEEP_DAYS = env_float("NOTIFY_KEEP_DAYS", 30)
 CELERY_BEAT_SCHEDULE = {
     "chargers-sweep-offline": {
         "task": "chargers.tasks.sweep_offline",
@@ -329,6 +331,10 @@ CELERY_BEAT_SCHEDULE = {
     "notifications-dispatch": {
         "task": "notifications.tasks.dispatch",
         "schedule": NOTIFY_SCAN_SECONDS,
+    },
+    "notifications-purge": {
+        "task": "notifications.tasks.purge",
+        "schedule": 24 * 3600.0,
     },
 }
 

@@ -345,3 +345,33 @@ def test_community_offline_delay_is_set_by_managers_validated_and_audited(
         from communities.models import AuditEvent
 
         assert AuditEvent.objects.filter(action="notifications.offline_minutes").count() == 1
+
+
+def test_a_charge_started_offline_with_an_unknown_card_is_told_to_the_managers(
+    community, people, charger, django_capture_on_commit_callbacks
+):
+    refusal(community, charger, reason=Reason.UNKNOWN_CARD, kind=RuleEvent.Kind.OFFLINE)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_collect()
+    (boss,) = inbox("boss@example.org")
+    assert "started while the charger was offline" in boss.body and "unknown card" in boss.body
+
+
+def test_old_rows_are_purged_and_an_erased_account_takes_its_notices_along(
+    community, people, charger
+):
+    from accounts.privacy import delete_account
+    from notifications.tasks import purge
+
+    refusal(community, charger, holder=people["driver"])
+    AccessRequest.objects.create(community=community, user=builders.make_user())
+    collect.collect()
+    assert Notification.objects.count() == 4  # two facts × two managers
+    delete_account(user=people["driver"])  # named by the refusal
+    assert Notification.objects.count() == 2
+    delete_account(user=people["boss"])  # a recipient
+    assert Notification.objects.count() == 1
+    assert not Preference.objects.filter(user=people["boss"]).exists()
+    with time_machine.travel(timezone.now() + timedelta(days=31)):
+        assert purge.delay().get() == 1
+    assert not Notification.objects.exists()
