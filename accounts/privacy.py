@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_scopes import scopes_disabled
@@ -141,7 +142,8 @@ def delete_account(*, user: User) -> None:
     """Erase `user`'s personal data: names, e-mail and phone (replaced by a unique placeholder),
     login codes, cards, installer company memberships, invitations sent to them; memberships end;
     sessions stay for accounting without holder, card or card UID; audit entries about them lose
-    their name (those they wrote point to the anonymised account). The account is deactivated. Refused for the sole owner of an installation."""
+    their name (those they wrote point to the anonymised account); notifications to them or naming
+    them are deleted. The account is deactivated. Refused for the sole owner of an installation."""
     from chargers.models import ChargeCard, ChargingSession
     from chargers.stamps import changed
     from communities.models import (
@@ -151,6 +153,7 @@ def delete_account(*, user: User) -> None:
         Invitation,
         Membership,
     )
+    from notifications.models import Notification, Preference
 
     owned = sole_owner_communities(user)
     if owned:
@@ -174,6 +177,11 @@ def delete_account(*, user: User) -> None:
         for community_id in freed:  # the gateways forget these cards' decisions within seconds
             changed(community_id=community_id)
         AccessRequest.objects.filter(user=user).delete()
+        # Notices to them, and notices naming them (their access requests, their refusals).
+        Notification.objects.filter(
+            Q(recipient=user) | Q(data__user_id=user.pk) | Q(data__holder_id=user.pk)
+        ).delete()
+        Preference.objects.filter(user=user).delete()
         InstallerMember.objects.filter(user=user).delete()
         if user.email:
             Invitation.objects.filter(email__iexact=user.email).update(email="")

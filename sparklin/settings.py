@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "communities",
     "chargers",
     "rules",
+    "notifications",
     "ocpp_gateway",
     "simulator",
     "forwarding",
@@ -267,6 +268,16 @@ OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 60)
 RULES_LIMITS_SECONDS = env_int("RULES_LIMITS_SECONDS", 60)
 # How often chargers' local authorization lists are brought in line (rules.tasks.sync_local_lists).
 RULES_LOCAL_LIST_SECONDS = env_int("RULES_LOCAL_LIST_SECONDS", 30)
+# Notifications (notifications/): how often facts are collected and due messages sent; at most
+# one message per person, kind and channel per NOTIFY_THROTTLE_MINUTES (the rest is gathered into
+# the next one); facts older than NOTIFY_MAX_AGE_MINUTES when first seen are not announced; a
+# charger not connected for NOTIFY_OFFLINE_MINUTES is announced (an installation may change it);
+# rows are kept NOTIFY_KEEP_DAYS.
+NOTIFY_SCAN_SECONDS = env_float("NOTIFY_SCAN_SECONDS", 30)
+NOTIFY_THROTTLE_MINUTES = env_float("NOTIFY_THROTTLE_MINUTES", 15)
+NOTIFY_MAX_AGE_MINUTES = env_float("NOTIFY_MAX_AGE_MINUTES", 60)
+NOTIFY_OFFLINE_MINUTES = int(env_float("NOTIFY_OFFLINE_MINUTES", 15))
+NOTIFY_KEEP_DAYS = env_float("NOTIFY_KEEP_DAYS", 30)
 CELERY_BEAT_SCHEDULE = {
     "chargers-sweep-offline": {
         "task": "chargers.tasks.sweep_offline",
@@ -310,6 +321,20 @@ CELERY_BEAT_SCHEDULE = {
     "rules-sync-local-lists": {
         "task": "rules.tasks.sync_local_lists",
         "schedule": float(RULES_LOCAL_LIST_SECONDS),
+    },
+    # Notifications: facts to tell (access requests, refusals, chargers offline), then the
+    # messages due (throttled digests, retries).
+    "notifications-collect": {
+        "task": "notifications.tasks.collect",
+        "schedule": NOTIFY_SCAN_SECONDS,
+    },
+    "notifications-dispatch": {
+        "task": "notifications.tasks.dispatch",
+        "schedule": NOTIFY_SCAN_SECONDS,
+    },
+    "notifications-purge": {
+        "task": "notifications.tasks.purge",
+        "schedule": 24 * 3600.0,
     },
 }
 

@@ -6,12 +6,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from communities.views import community, installers, lifecycle
+from notifications import views as notification_views
 
 tenant_urlpatterns = [
     path("", include("communities.urls")),
     path("", include("chargers.urls")),
     path("", include("forwarding.urls")),
     path("", include("rules.urls")),
+    path("", include("notifications.urls")),
     path("", include("billing.urls")),
     path("", include("meters.urls")),
     path("", include("power.urls")),
@@ -19,6 +21,11 @@ tenant_urlpatterns = [
 
 urlpatterns = [
     path("", community.home, name="home"),
+    path(
+        "accounts/me/notifications/",
+        notification_views.preferences_save,
+        name="notification-preferences",
+    ),
     path("accounts/", include("accounts.urls")),
     path("communities/new/", community.community_create, name="community-create"),
     path("installer/", installers.installer_home, name="installer-home"),

@@ -1,4 +1,4 @@
-"""Apps depend one way: communities ← chargers ← rules ← forwarding ← billing ← meters ← power (an app's core imports only
+"""Apps depend one way: communities ← chargers ← rules ← notifications ← forwarding ← billing ← meters ← power (an app's core imports only
 the apps to its left). `rules` (rules of use) sits after chargers because its policies name sites
 and outlets and it stops sessions through the command path; billing never needs it. The core is
 everything but the presentation modules (views, URLs, forms, template tags, context processors,
@@ -22,9 +22,22 @@ ROOT = Path(__file__).resolve().parent.parent
 # their command rows: it sits last, nothing below it ever needs a limit it computed.
 # forwarding relays chargers' traffic (it reads chargers, the worker applies its events
 # through chargers.events.handlers.register); billing needs neither.
+# notifications reads what communities, chargers and rules record (access requests, refusals,
+# sessions, connections) and tells people; nothing needs it, the worker reaches it through
+# chargers.events.batch.EXTRA_FLUSHES.
 # support sits last: a report may describe anything (its community, later a charger), and
 # nothing depends on the support desk.
-ORDER = ["communities", "chargers", "rules", "forwarding", "billing", "meters", "power", "support"]
+ORDER = [
+    "communities",
+    "chargers",
+    "rules",
+    "notifications",
+    "forwarding",
+    "billing",
+    "meters",
+    "power",
+    "support",
+]
 PRESENTATION = {"views", "urls", "forms", "templatetags", "context_processors", "admin"}
 ALLOWED = {("chargers", "billing.prices"), ("chargers", "rules.evaluation")}
 
