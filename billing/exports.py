@@ -22,6 +22,7 @@ SESSIONS_HEADER = [
     "energy_kwh",
     "price_per_kwh",
     "cost",
+    "free",  # "true" for free charging (rules of use: priced 0, never billed)
 ]
 
 
@@ -92,6 +93,7 @@ def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_r
             "energy_wh",
             "price_per_kwh",
             "cost",
+            "free",
         )
     )
     former = gettext("Former member")
@@ -113,6 +115,7 @@ def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_r
         energy_wh,
         price,
         cost,
+        free,
     ) in rows.iterator(chunk_size=chunk_rows):
         energy = (Decimal(energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
         if left:
@@ -140,6 +143,7 @@ def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_r
                 f"{energy:.3f}",
                 "" if price is None else f"{price:.4f}",
                 f"{Decimal(cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
+                "true" if free else "false",
             ]
         )
         count += 1

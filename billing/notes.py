@@ -56,6 +56,8 @@ def session_line(session) -> dict:
         "energy_wh": str(Decimal(session.energy_wh).quantize(Decimal("0.1"))),
         "price_per_kwh": None if session.price_per_kwh is None else str(session.price_per_kwh),
         "amount": str(Decimal(session.cost).quantize(CENT)),
+        # Free charging (rules of use): printed as free, amount 0, never billed.
+        "free": session.free,
     }
 
 

@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from django.template.loader import get_template, render_to_string
 from django.utils import translation
+from django.utils.translation import gettext
 
 from . import formatting as fmt
 
@@ -93,7 +94,9 @@ def note_context(note, language: str) -> dict:
                 "duration": fmt.duration(elapsed, language) if elapsed is not None else "",
                 "kwh": fmt.kwh(line["energy_wh"], language),
                 "price": (
-                    fmt.money(line["price_per_kwh"], cur, language, decimals=4)
+                    gettext("Free")
+                    if line.get("free")
+                    else fmt.money(line["price_per_kwh"], cur, language, decimals=4)
                     if line["price_per_kwh"] is not None
                     else "—"
                 ),

@@ -133,6 +133,7 @@ def _priced_between(community, start: date, end: date | None) -> bool:
     sessions = ChargingSession.objects.with_scopes_disabled().filter(
         community=community,
         price_per_kwh__isnull=False,
+        free=False,  # free charging is priced 0 whatever the price in force
         started_at__gte=_local_midnight(community, start),
     )
     if end is not None:

@@ -115,6 +115,9 @@ class TransactionPayload(TypedDict):
     seq_no: int | None
     offline: bool
     samples: list[Sample]
+    # A start allowed by a free-charging rule of use (`rules.evaluation.Decision.free`): the
+    # session is priced 0 and shown as free. Absent (false) from every other event.
+    free: NotRequired[bool]
 
 
 class MeterValuesPayload(TypedDict):

@@ -417,6 +417,9 @@ class ChargingSession(models.Model):
     cost = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     stop_reason = models.CharField(max_length=40, blank=True)
     offline = models.BooleanField(default=False)
+    # Started on an outlet whose rules of use say "free charging for anyone" (the gateway's
+    # decision at the start): priced 0 whatever the kWh price, shown as free, never billed.
+    free = models.BooleanField(_("free charging"), default=False, db_default=False)
     # The highest 2.0.1 TransactionEvent seqNo seen (informative: samples are kept whatever
     # their seqNo, some chargers send 0 every time).
     last_seq_no = models.IntegerField(null=True, blank=True)

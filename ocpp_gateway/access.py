@@ -126,8 +126,20 @@ class AccessRules:
                 },
             )
         if offline:
-            return Decision(True)  # recorded and flagged, never refused after the fact
+            # Recorded and flagged, never refused after the fact (still free on a free outlet).
+            return Decision(True, free=decision.free)
         return decision
+
+    async def free_outlet(self, cp: GatewayChargePoint, evse_id: int | None) -> bool:
+        """Whether a transaction started without any token on this outlet (a 2.0.1 station
+        with `AuthCtrlr.Enabled` false: no idToken, or type NoAuthorization with an empty one)
+        is free charging under the rules of use now. Nothing is emitted: there is no card to
+        refuse."""
+        snap = await self.snapshot(cp.community_id)
+        if snap is None:
+            return False
+        card = {"status": AuthorizationStatus.INVALID.value, "card_id": None, "holder_id": None}
+        return evaluate(snap, charger_id=cp.charger["id"], evse_id=evse_id, card=card).free
 
 
 def access_rules(gateway: Gateway) -> AccessRules:
@@ -136,6 +148,21 @@ def access_rules(gateway: Gateway) -> AccessRules:
     if rules is None:
         rules = gateway.access_rules = AccessRules(gateway.decisions)
     return rules
+
+
+async def answer(
+    cp: GatewayChargePoint,
+    id_tag: str | None,
+    *,
+    evse_id: int | None,
+    action: str,
+    offline: bool = False,
+) -> Decision:
+    """The decision for the handlers (both versions): `.status(cp.version)` is the
+    AuthorizationStatus to answer, `.free` marks a start on a free-charging outlet."""
+    return await access_rules(cp.gateway).decide(
+        cp, id_tag, evse_id=evse_id, action=action, offline=offline
+    )
 
 
 async def answer_status(
@@ -147,9 +174,7 @@ async def answer_status(
     offline: bool = False,
 ) -> str:
     """The AuthorizationStatus for the handlers (both versions)."""
-    decision = await access_rules(cp.gateway).decide(
-        cp, id_tag, evse_id=evse_id, action=action, offline=offline
-    )
+    decision = await answer(cp, id_tag, evse_id=evse_id, action=action, offline=offline)
     return decision.status(cp.version)
 
 

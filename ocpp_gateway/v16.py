@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .access import answer_status, started_offline
+from .access import answer, answer_status, started_offline
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
 from .profiles import ENERGY, READ_BACK_16, profile_16, same_value
@@ -110,31 +110,33 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
     transaction_id = relayed_transaction_id(cp) or await start_ids(cp.gateway).transaction_id(
         cp.id, (connector_id, id_tag, p["meterStart"], p["timestamp"])
     )
-    status = await answer_status(
+    decision = await answer(
         cp,
         id_tag,
         evse_id=connector_id,
         action="StartTransaction",
         offline=started_offline(p["timestamp"]),
     )
-    cp.emit(
-        "transaction",
-        {
-            "event": "started",
-            "transaction_id": str(transaction_id),
-            "evse_id": connector_id,
-            "connector_id": connector_id,
-            "id_tag": id_tag,
-            "timestamp": p["timestamp"],
-            "meter_wh": p["meterStart"],
-            "reason": "",
-            "seq_no": None,
-            "offline": False,
-            "samples": [],
-        },
-    )
+    event = {
+        "event": "started",
+        "transaction_id": str(transaction_id),
+        "evse_id": connector_id,
+        "connector_id": connector_id,
+        "id_tag": id_tag,
+        "timestamp": p["timestamp"],
+        "meter_wh": p["meterStart"],
+        "reason": "",
+        "seq_no": None,
+        "offline": False,
+        "samples": [],
+    }
+    if decision.free:
+        # A free-charging outlet: whatever idTag the charger sent (its FreeVendIdTag, any card)
+        # the session is free.
+        event["free"] = True
+    cp.emit("transaction", event)
     await cp.sync()
-    return {"transactionId": transaction_id, "idTagInfo": {"status": status}}
+    return {"transactionId": transaction_id, "idTagInfo": {"status": decision.status(cp.version)}}
 
 
 async def meter_values(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +231,10 @@ class ChargePoint16(GatewayChargePoint):
             # Power management's profiles (power.charging_profiles).
             "SetChargingProfile",
             "ClearChargingProfile",
-            "SendLocalList",  # offline authorization (rules.locallists)
+            # Offline authorization (rules.locallists): the list, and its version checked
+            # after each boot or reconnection.
+            "SendLocalList",
+            "GetLocalListVersion",
             # Fleet operations (chargers.operations).
             "UnlockConnector",
             "ChangeAvailability",

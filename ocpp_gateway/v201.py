@@ -19,7 +19,7 @@ from django.conf import settings
 from chargers.contract import outlet_key
 
 from . import base
-from .access import answer_status
+from .access import access_rules, answer, answer_status
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
 from .profiles import ENERGY, READ_BACK_201, profile_201, same_value
@@ -140,54 +140,68 @@ async def transaction_event(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, 
     upserts by transaction id. Durable before answered; then an idToken gets its status from
     what is known — the decision (served from cache when the database is away) or, when even
     that fails, no idTokenInfo (optional in the response) — never a CALLERROR for a recorded
-    event."""
+    event.
+
+    Started, or Updated when the driver authorizes after plugging in, is asked the rules of use
+    for this EVSE before it is recorded, so a start on a free-charging outlet is recorded free.
+    A station whose authorization is off (`AuthCtrlr.Enabled` false, which Sparklin sets on
+    free-charging stations) starts without a token — none, or type NoAuthorization with an empty
+    idToken — and its Started is free when the outlet's rules say so. An event queued offline is
+    accepted and, when a rule would have refused it, flagged. Other updates (meter values of a
+    session already allowed, which may run past the end of a window) and the end only get the
+    card's status."""
     evse = p.get("evse") or {}
     outlet = outlet_key(evse.get("id"), evse.get("connectorId"))
     id_token = (p.get("idToken") or {}).get("idToken")
     info = p["transactionInfo"]
-    cp.emit(
-        "transaction",
-        {
-            "event": _EVENTS[p["eventType"]],
-            "transaction_id": info["transactionId"],
-            "evse_id": outlet[0] if outlet else evse.get("id"),
-            "connector_id": outlet[1] if outlet else None,
-            "id_tag": id_token,
-            "timestamp": p["timestamp"],
-            "meter_wh": None,
-            "reason": info.get("stoppedReason") or "",
-            "seq_no": p["seqNo"],
-            "offline": bool(p.get("offline")),
-            "samples": samples_201(p.get("meterValue")),
-        },
+    event_type = p["eventType"]
+    ask_rules = event_type == "Started" or (
+        event_type == "Updated" and p.get("triggerReason") == "Authorized"
     )
-    await cp.sync()
-    if id_token:
+    decision, free, failed = None, False, False
+    if ask_rules:
         try:
-            if p["eventType"] == "Started" or (
-                p["eventType"] == "Updated" and p.get("triggerReason") == "Authorized"
-            ):
-                # Started, or Updated when the driver authorizes after plugging in: the rules
-                # of use for this EVSE. An event queued offline is accepted and, when a rule
-                # would have refused it, flagged. Other updates (meter values of a session
-                # already allowed, which may run past the end of a window) and the end only
-                # get the card's status.
-                status = await answer_status(
+            if id_token:
+                decision = await answer(
                     cp,
                     id_token,
                     evse_id=evse.get("id"),
                     action="TransactionEvent",
                     offline=bool(p.get("offline")),
                 )
-            else:
-                status = (await cp.gateway.decisions.authorize(cp.community_id, id_token))["status"]
+                free = decision.free
+            elif event_type == "Started":
+                free = await access_rules(cp.gateway).free_outlet(cp, evse.get("id"))
         except Exception:
-            logger.warning(
-                "%s: TransactionEvent answered without idTokenInfo", cp.id, exc_info=True
-            )
-            return {}
-        return {"idTokenInfo": {"status": status}}
-    return {}
+            failed = True
+            logger.warning("%s: TransactionEvent decision failed", cp.id, exc_info=True)
+    event: dict[str, Any] = {
+        "event": _EVENTS[event_type],
+        "transaction_id": info["transactionId"],
+        "evse_id": outlet[0] if outlet else evse.get("id"),
+        "connector_id": outlet[1] if outlet else None,
+        "id_tag": id_token,
+        "timestamp": p["timestamp"],
+        "meter_wh": None,
+        "reason": info.get("stoppedReason") or "",
+        "seq_no": p["seqNo"],
+        "offline": bool(p.get("offline")),
+        "samples": samples_201(p.get("meterValue")),
+    }
+    if free:
+        event["free"] = True
+    cp.emit("transaction", event)
+    await cp.sync()
+    if not id_token or failed:
+        return {}
+    if decision is not None:
+        return {"idTokenInfo": {"status": decision.status(cp.version)}}
+    try:
+        status = (await cp.gateway.decisions.authorize(cp.community_id, id_token))["status"]
+    except Exception:
+        logger.warning("%s: TransactionEvent answered without idTokenInfo", cp.id, exc_info=True)
+        return {}
+    return {"idTokenInfo": {"status": status}}
 
 
 async def meter_values(cp: ChargePoint201, p: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +278,10 @@ class ChargePoint201(GatewayChargePoint):
             # Power management's profiles (power.charging_profiles).
             "SetChargingProfile",
             "ClearChargingProfile",
-            "SendLocalList",  # offline authorization (rules.locallists)
+            # Offline authorization (rules.locallists): the list, and its version checked
+            # after each boot or reconnection.
+            "SendLocalList",
+            "GetLocalListVersion",
             # Fleet operations (chargers.operations).
             "UnlockConnector",
             "ChangeAvailability",

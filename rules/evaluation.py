@@ -368,3 +368,15 @@ def local_entries(snapshot: Snapshot, charger_id: int) -> dict[str, str]:
         for uid, holder in snapshot.get("cards", {}).items()
         if any(_may_use(p, holder) for p in policies)
     }
+
+
+def free_vend(snapshot: Snapshot, charger_id: int) -> bool:
+    """Whether the charger itself may stop asking for cards: every outlet of it is free
+    charging at all times (a free policy with weekly windows still needs the charger to ask,
+    so that a start outside the windows is refused; any card is then accepted inside them)."""
+    evses = snapshot["outlets"].get(str(charger_id)) or [None]
+    return all(
+        (policy := policy_for(snapshot, charger_id, e))["mode"] == Mode.FREE
+        and not policy["windows"]
+        for e in evses
+    )

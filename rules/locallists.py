@@ -16,26 +16,86 @@ rules reaches the lists within that time) looks at every connected charger of th
    once per change: 1.6 `LocalAuthListEnabled`, `LocalAuthorizeOffline`,
    `AllowOfflineTxForUnknownId`, `LocalPreAuthorize` (off: online, Sparklin decides); 2.0.1
    `LocalAuthListCtrlr.Enabled`, `AuthCtrlr.LocalAuthorizeOffline`,
-   `AuthCtrlr.OfflineTxForUnknownIdEnabled`, `AuthCtrlr.LocalPreAuthorize`."""
+   `AuthCtrlr.OfflineTxForUnknownIdEnabled`, `AuthCtrlr.LocalPreAuthorize`;
+5. free charging (`rules.evaluation.free_vend`: every outlet free at all times), sent once per
+   change and undone when the rules change back: 2.0.1 `AuthCtrlr.Enabled` false (the station
+   then starts transactions without authorization: no idToken, or type NoAuthorization with an
+   empty one, which the gateway records as free); 1.6 has no standard key, so a vendor's
+   free-vend keys where known (`FREE_VEND_16`, or `FreeVendEnabled` seen in the configuration
+   the charger reported) with `FreeVendIdTag`; any other 1.6 charger keeps asking, and the
+   gateway accepts every idTag on its free outlets (`free_vend` = "gateway");
+6. after each boot or reconnection, `GetLocalListVersion`: a version other than the one Sparklin
+   had accepted (a factory reset, a replaced unit, a list lost) makes the next list a full one
+   and sends the offline behaviour again; 1.6's -1 (no local list support) flags the charger."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
-from chargers.models import Charger, ChargerCommand, OcppVersion
+from chargers.models import Charger, ChargerCommand, OcppVersion, Vendor
 from chargers.services import ChargerError, queue_command
 from communities.models import Community
 
-from .evaluation import build_snapshot, local_entries
+from .evaluation import build_snapshot, free_vend, local_entries
 from .models import LocalList, OfflineMode, OfflinePolicy
 
 # 2.0.1 needs a token type in a list entry; stored UIDs have none (one card whatever its type),
 # and RFID cards, the ones lists are for, are ISO 14443.
 TOKEN_TYPE = "ISO14443"
 MAX_ENTRIES = 5000  # beyond this the list is cut (chargers cap theirs far lower)
+
+
+# 1.6 chargers whose free-vend keys are known: (switch key, idTag key). Spark 1 is our own
+# charger; others are recognised from the configuration they report (`_free_vend_keys_16`).
+FREE_VEND_16 = {Vendor.SPARK1.value: ("FreeVendEnabled", "FreeVendIdTag")}
+# The idTag a 1.6 free-vend charger starts its transactions with (any idTag is accepted on a
+# free outlet; this one makes them recognisable in the message log).
+FREE_VEND_ID_TAG = "FREEVEND"
+
+
+def _free_vend_keys_16(charger: Charger) -> tuple[str, str | None] | None:
+    known = FREE_VEND_16.get(charger.vendor)
+    if known is not None:
+        return known
+    reported = charger.configuration or {}
+    if "FreeVendEnabled" in reported:
+        return "FreeVendEnabled", "FreeVendIdTag" if "FreeVendIdTag" in reported else None
+    return None
+
+
+def free_vend_commands(charger: Charger, free: bool) -> tuple[str, list[tuple[str, dict]]]:
+    """How free charging is applied to (or taken off) this charger: ("charger", its commands)
+    when the charger can be told to stop asking for cards, else ("gateway", []) — the gateway
+    then accepts any idTag on its free outlets. `free` False gives the commands that restore
+    authorization (nothing for "gateway")."""
+    if charger.ocpp_version == OcppVersion.V201:
+        value = "false" if free else "true"
+        return "charger", [
+            (
+                "SetVariables",
+                {
+                    "setVariableData": [
+                        {
+                            "attributeValue": value,
+                            "component": {"name": "AuthCtrlr"},
+                            "variable": {"name": "Enabled"},
+                        }
+                    ]
+                },
+            )
+        ]
+    keys = _free_vend_keys_16(charger)
+    if keys is None:
+        return "gateway", []
+    switch, id_tag_key = keys
+    commands: list[tuple[str, dict]] = [
+        ("ChangeConfiguration", {"key": switch, "value": "true" if free else "false"})
+    ]
+    if free and id_tag_key:
+        commands.insert(0, ("ChangeConfiguration", {"key": id_tag_key, "value": FREE_VEND_ID_TAG}))
+    return "charger", commands
 
 
 def _offline_values(mode: str) -> dict[str, str]:
@@ -116,7 +176,8 @@ def _settle(state: LocalList) -> bool:
     answer = (command.response or {}).get("status") if isinstance(command.response, dict) else ""
     if command.status == ChargerCommand.Status.ACCEPTED:
         state.version, state.entries = state.pending_version, state.pending_entries
-        state.supported, state.synced_at, state.last_error = True, timezone.now(), ""
+        state.supported, state.synced_at, state.last_error = True, command.updated_at, ""
+        state.reported_version = None  # what the charger holds now is this list
     elif answer == "NotSupported":
         state.supported, state.last_error = False, "NotSupported"
     elif answer in ("VersionMismatch", "Failed"):
@@ -127,13 +188,94 @@ def _settle(state: LocalList) -> bool:
     return True
 
 
+def _reported_version(command: ChargerCommand) -> int | None:
+    response = command.response if isinstance(command.response, dict) else {}
+    value = response.get("listVersion", response.get("versionNumber"))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _settle_version(state: LocalList) -> None:
+    """Take the charger's answer to GetLocalListVersion into account (see the docstring)."""
+    command = state.version_command
+    if command is None or command.status in (
+        ChargerCommand.Status.PENDING,
+        ChargerCommand.Status.SENT,
+    ):
+        return
+    state.version_command, state.version_checked_at = None, command.updated_at
+    reported = _reported_version(command)
+    if command.status != ChargerCommand.Status.ACCEPTED or reported is None:
+        return  # no usable answer: asked again after the next boot or reconnection
+    state.reported_version = reported
+    if reported == -1:  # 1.6: "the Charge Point does not support Local Authorization Lists"
+        state.supported, state.last_error = False, "NotSupported"
+    elif reported != state.version and state.pending_command is None:
+        # The charger lost or replaced what it was sent: start again from a full list, and
+        # tell it the offline behaviour again (a factory reset loses that too).
+        state.version, state.entries, state.offline_mode = 0, {}, ""
+        if state.free_vend == "charger":
+            state.free_vend = ""  # sent again below if the outlets are still free
+        state.last_error = f"VersionMismatch: {reported}"
+
+
+def _ask_version(charger: Charger, state: LocalList) -> None:
+    """Ask the charger its list version once after each boot or reconnection."""
+    if state.version_command_id is not None or state.pending_command_id is not None:
+        return  # already asked, or a list is on its way (its answer tells the version)
+    if state.supported is False or state.version == 0:
+        return  # no list to check: a full one follows anyway
+    moments = (charger.last_boot_at, charger.connected_since)
+    since = max((t for t in moments if t is not None), default=None)
+    known = max((t for t in (state.version_checked_at, state.synced_at) if t), default=None)
+    if since is None or (known is not None and known >= since):
+        return  # the version is known since the charger last booted or connected
+    try:
+        state.version_command = queue_command(
+            charger=charger, actor=None, action="GetLocalListVersion", payload={}
+        )
+    except ChargerError:
+        pass
+
+
+def _sync_free_vend(charger: Charger, state: LocalList, free: bool) -> None:
+    """Tell the charger to stop (or start again) asking for cards, once per change. A charger
+    that refuses the setting keeps asking, and the gateway accepts every card on its free
+    outlets ("gateway")."""
+    command = state.free_vend_command
+    if command is not None and command.status not in (
+        ChargerCommand.Status.PENDING,
+        ChargerCommand.Status.SENT,
+    ):
+        if command.status != ChargerCommand.Status.ACCEPTED and state.free_vend == "charger":
+            state.free_vend = "gateway"
+        state.free_vend_command = None
+    if (state.free_vend != "") == free:
+        return
+    how, commands = free_vend_commands(charger, free)
+    if not free and state.free_vend != "charger":
+        commands = []  # only the gateway applied it: nothing to undo on the charger
+    try:
+        for action, payload in commands:
+            state.free_vend_command = queue_command(
+                charger=charger, actor=None, action=action, payload=payload
+            )
+    except ChargerError:
+        return  # tried again at the next sync
+    state.free_vend = how if free else ""
+
+
 @transaction.atomic
 def sync_charger(charger: Charger, snapshot: dict[str, Any], mode: str) -> LocalList:
-    """Bring one charger's list and offline behaviour in line (see the module docstring)."""
+    """Bring one charger's list, offline behaviour and free charging in line (see the module
+    docstring)."""
     state, _created = LocalList.objects.select_for_update().get_or_create(
         charger=charger, defaults={"community_id": charger.community_id}
     )
-    if not _settle(state) or state.supported is False:
+    settled = _settle(state)
+    _settle_version(state)
+    _ask_version(charger, state)
+    _sync_free_vend(charger, state, free_vend(snapshot, charger.pk))
+    if not settled or state.supported is False:
         state.in_sync = False
         state.save()
         return state

@@ -271,8 +271,33 @@ class LocalList(models.Model):
     )
     synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=200, blank=True)
+    # Free charging as last applied (`rules.locallists`): "" off; "charger" the charger was
+    # told to stop asking for cards (2.0.1 AuthCtrlr.Enabled false, 1.6 a vendor's free-vend
+    # keys); "gateway" a 1.6 charger without such a setting, whose every card the gateway
+    # accepts on its free outlets.
+    free_vend = models.CharField(max_length=10, blank=True)
+    free_vend_command = models.ForeignKey(
+        ChargerCommand, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The version the charger itself reported (GetLocalListVersion, asked after each boot or
+    # reconnection) and when: a version other than Sparklin's makes the next list a full one.
+    reported_version = models.IntegerField(null=True, blank=True)
+    version_command = models.ForeignKey(
+        ChargerCommand, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    version_checked_at = models.DateTimeField(null=True, blank=True)
 
     objects = scoped_manager()
 
     def __str__(self):
         return f"{self.charger_id} v{self.version}"
+
+    @property
+    def reported_differs(self) -> bool:
+        """The charger reported another list version than Sparklin's (until a new list is
+        accepted, which makes the report moot)."""
+        if self.reported_version is None:
+            return False
+        return self.reported_version != self.version or self.last_error.startswith(
+            "VersionMismatch"
+        )

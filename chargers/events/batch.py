@@ -79,6 +79,7 @@ SESSION_FIELDS = [
     "cost",
     "stop_reason",
     "offline",
+    "free",
     "last_seq_no",
     "anomaly",
     "updated_at",

@@ -126,6 +126,10 @@ def apply_transaction(st: ChargerState, p: TransactionPayload, at: datetime) -> 
         session.last_seq_no = max(seq_no, session.last_seq_no if session.last_seq_no else seq_no)
     if p.get("offline"):
         session.offline = True
+    if p.get("free") and not session.free:
+        # Allowed by a free-charging rule (the gateway's decision at the start, or when a
+        # 2.0.1 driver authorized after plugging in): priced 0, never billed.
+        session.free, session.price_per_kwh = True, Decimal(0)
     if _outlet_of(session) is None:
         session.connector = st.connector(p.get("evse_id"), p.get("connector_id"))
     _attach_card(st, session, p.get("id_tag"))

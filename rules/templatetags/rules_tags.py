@@ -20,6 +20,14 @@ def site_access(context: dict[str, Any], site: Any) -> list[dict[str, Any]]:
     return selectors.site_summaries(context["community"], [site])
 
 
+@register.simple_tag(takes_context=True)
+def charger_access(context: dict[str, Any], charger: Any) -> list[tuple[Any, Any]]:
+    """Who may charge on each outlet of `charger` now: (connector, summary) pairs, from the
+    same summaries as its site's page."""
+    (row,) = selectors.site_summaries(context["community"], [charger.site])
+    return [(c, summary) for c, summary in row["outlets"] if c.charger_id == charger.pk]
+
+
 @register.simple_tag
 def my_rule_events(user: Any) -> list[RuleEvent]:
     """The person's last refused or stopped charges (in the current community's scope)."""

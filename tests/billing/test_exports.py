@@ -12,7 +12,8 @@ from tests.communities.portal_data import local, make_session
 pytestmark = pytest.mark.community_scope
 
 HEADER = (
-    "charger,connector,transaction_id,user,card,started_at,stopped_at,energy_kwh,price_per_kwh,cost"
+    "charger,connector,transaction_id,user,card,started_at,stopped_at,energy_kwh,price_per_kwh,"
+    "cost,free"
 )
 
 
@@ -74,6 +75,16 @@ def test_portal_download(manager_client, sessions, individual):
     assert (
         row["energy_kwh"] == "12.346" and row["price_per_kwh"] == "0.2516" and row["cost"] == "3.11"
     )
+    assert row["free"] == "false"
+
+
+def test_free_session_is_marked_free_at_no_cost(manager_client, sessions):
+    sessions.free, sessions.price_per_kwh, sessions.cost = True, 0, 0
+    sessions.save()
+    response = manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-01"})
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert (row["free"], row["price_per_kwh"], row["cost"]) == ("true", "0.0000", "0.00")
 
 
 def test_bad_month_in_portal(manager_client, sessions):

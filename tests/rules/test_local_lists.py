@@ -202,3 +202,165 @@ def test_the_gateway_delivers_the_list_and_records_the_answer(community, individ
     with scope(community=community):
         state = LocalList.objects.get(charger=charger)
         assert state.version == 1 and state.in_sync and state.synced_at <= timezone.now()
+
+
+def _answer_version(command, response):
+    command.status, command.response = ChargerCommand.Status.ACCEPTED, response
+    command.save()
+
+
+def _version_checks(charger):
+    return list(
+        ChargerCommand.objects.filter(charger=charger, action="GetLocalListVersion").order_by("pk")
+    )
+
+
+@pytest.mark.community_scope
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_list_version_checked_after_each_boot_a_mismatch_resends_it_in_full(
+    client, community, manager, individual, charger, version
+):
+    _connected(charger, version)
+    field = "listVersion" if version == "1.6" else "versionNumber"
+    builders.make_card(community, holder=individual, uid="AAAA")
+    sync_local_lists(community=community)
+    (full,) = _lists(charger)
+    _answer(full, "Accepted")
+    sync_local_lists(community=community)
+    assert _version_checks(charger) == []  # just accepted: its version is known
+    offline_before = ChargerCommand.objects.exclude(
+        action__in=["SendLocalList", "GetLocalListVersion"]
+    ).count()
+
+    # The charger restarts: its version is asked once, and matches.
+    charger.last_boot_at = timezone.now()
+    charger.save()
+    sync_local_lists(community=community)
+    sync_local_lists(community=community)
+    (check,) = _version_checks(charger)
+    assert check.payload == {}
+    _answer_version(check, {field: 1})
+    sync_local_lists(community=community)
+    state = LocalList.objects.get(charger=charger)
+    assert (state.reported_version, state.version, state.in_sync) == (1, 1, True)
+    assert len(_lists(charger)) == 1 and len(_version_checks(charger)) == 1
+
+    # It reconnects after a factory reset: its list is gone. Sent again in full, with the
+    # offline behaviour.
+    charger.connected_since = timezone.now()
+    charger.save()
+    sync_local_lists(community=community)
+    check = _version_checks(charger)[-1]
+    _answer_version(check, {field: 0})
+    sync_local_lists(community=community)
+    again = _lists(charger)[-1]
+    assert len(_lists(charger)) == 2
+    assert again.payload["updateType"] == "Full"
+    assert again.payload.get("listVersion", again.payload.get("versionNumber")) == 1
+    offline_after = ChargerCommand.objects.exclude(
+        action__in=["SendLocalList", "GetLocalListVersion"]
+    ).count()
+    assert offline_after > offline_before
+    state = LocalList.objects.get(charger=charger)
+    assert state.reported_version == 0 and not state.in_sync
+    client.force_login(manager)
+    page = client.get(f"/c/tilleuls/chargers/{charger.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    assert "Differs: the full list is sent again" in page.content.decode()
+    _answer(again, "Accepted")
+    sync_local_lists(community=community)
+    state = LocalList.objects.get(charger=charger)
+    assert state.in_sync and state.version == 1 and not state.reported_differs
+
+
+@pytest.mark.community_scope
+def test_16_version_minus_one_flags_a_charger_without_local_lists(community, individual, charger):
+    _connected(charger)
+    builders.make_card(community, holder=individual, uid="AAAA")
+    sync_local_lists(community=community)
+    _answer(_lists(charger)[0], "Accepted")
+    sync_local_lists(community=community)
+    charger.last_boot_at = timezone.now()
+    charger.save()
+    sync_local_lists(community=community)
+    _answer_version(_version_checks(charger)[0], {"listVersion": -1})
+    sync_local_lists(community=community)
+    assert LocalList.objects.get(charger=charger).supported is False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_the_gateway_asks_the_version_after_a_boot_and_resends_a_lost_list(
+    community, individual, charger, version
+):
+    """Loopback: Sparklin had list version 5 accepted; the charger boots and reports 3 to
+    GetLocalListVersion; the next list it receives is a full one."""
+    builders.make_card(community, holder=individual, uid="04A23B11")
+    builders.make_connector(charger, 1)
+    LocalList.objects.create(
+        community=community,
+        charger=charger,
+        version=5,
+        entries={"04A23B11": "Accepted"},
+        supported=True,
+        in_sync=True,
+        offline_mode="known",
+        synced_at=timezone.now() - timezone.timedelta(days=1),
+    )
+    if version == "1.6":
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+    else:
+        boot = {"chargingStation": {"vendorName": "V", "model": "M"}, "reason": "PowerUp"}
+
+    def _in_thread(func):
+        try:
+            func()
+        finally:
+            connections.close_all()
+
+    def _sync_as_beat():
+        with scope(community=community):
+            from chargers.models import Charger
+
+            Charger.objects.filter(pk=charger.pk).update(connected=True, ocpp_version=version)
+        sync_task()
+
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity, protocols=[f"ocpp{version}"])
+        await ws.send(json.dumps([2, "b1", "BootNotification", boot]))
+        received = []
+        async with asyncio.timeout(12):
+            while "SendLocalList" not in [action for action, _ in received]:
+                frame = json.loads(await ws.recv())
+                if frame[0] == 3 and frame[1] == "b1":
+                    await asyncio.sleep(0.3)  # the boot recorded (last_boot_at)
+                    await asyncio.to_thread(_in_thread, _sync_as_beat)
+                    continue
+                if frame[0] != 2:
+                    continue
+                received.append((frame[2], frame[3]))
+                if frame[2] == "GetLocalListVersion":
+                    answer = {"listVersion": 3} if version == "1.6" else {"versionNumber": 3}
+                elif frame[2] == "GetConfiguration":
+                    answer = {"configurationKey": []}
+                else:
+                    answer = {"status": "Accepted"}
+                await ws.send(json.dumps([3, frame[1], answer]))
+                if frame[2] == "GetLocalListVersion":
+                    await asyncio.sleep(0.3)  # the answer recorded
+                    await asyncio.to_thread(_in_thread, _sync_as_beat)
+        await asyncio.sleep(0.3)
+        await ws.close()
+        return received
+
+    received = run(scenario, command_poll_seconds=0.1)
+    actions = [action for action, _ in received]
+    assert actions.count("GetLocalListVersion") == 1
+    assert actions.index("GetLocalListVersion") < actions.index("SendLocalList")
+    sent = dict(received)["SendLocalList"]
+    assert sent["updateType"] == "Full"
+    assert sent.get("listVersion", sent.get("versionNumber")) == 1
+    with scope(community=community):
+        state = LocalList.objects.get(charger=charger)
+        assert state.reported_version == 3
+        check = ChargerCommand.objects.get(action="GetLocalListVersion")
+        assert check.status == ChargerCommand.Status.ACCEPTED

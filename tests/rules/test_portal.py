@@ -166,3 +166,18 @@ def test_a_session_reaching_the_monthly_limit_is_stopped(community, manager, ind
     session.save()
     assert check_limits() == 1
     assert RuleEvent.objects.get().reason == Reason.MONTHLY_LIMIT
+
+
+def test_the_charger_page_says_who_may_charge_on_each_outlet_now(
+    client, community, manager, site, charger
+):
+    first = builders.make_connector(charger, 1)
+    builders.make_connector(charger, 2)
+    services.set_policy(community=community, actor=manager, mode=Mode.FREE, site=site)
+    services.set_policy(community=community, actor=manager, mode=Mode.NOBODY, connector=first)
+    client.force_login(manager)
+    page = client.get(f"/c/tilleuls/chargers/{charger.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    html = page.content.decode()
+    assert "Who may charge now" in html
+    assert "Out of service" in html  # outlet 1, its own rule
+    assert "Free charging for anyone" in html and "as its site" in html  # outlet 2
