@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chargers.models import Charger
+from chargers.services import reconfigure
 from communities.permissions import user_can
 from communities.services import audit
 
@@ -65,6 +67,30 @@ def _check(
     return parsed.to_json()
 
 
+def _main_meter_charger(kind: str, config: dict[str, Any], enabled: bool) -> str | None:
+    """The charger whose connector 0 an OCPP meter reads (None for other kinds, or disabled)."""
+    if kind != Meter.Kind.OCPP or not enabled:
+        return None
+    return str(config.get("charger") or "") or None
+
+
+def _main_meter_changed(*, site: Site, actor: User, before: str | None, after: str | None) -> None:
+    """An OCPP meter now reads another charger (or starts or stops reading one). The gateways'
+    charger directory learns it from the chargers' `updated_at` (a charger reading a site's main
+    meter is asked for connector-0 clock-aligned data at boot); the charger it now reads is
+    reconfigured at once when connected, so its readings start without waiting for a reboot."""
+    if before == after:
+        return
+    identities = [i for i in (before, after) if i]
+    Charger.objects.filter(community=site.community, identity__in=identities).update(
+        updated_at=timezone.now()
+    )
+    if after:
+        charger = Charger.objects.filter(community=site.community, identity=after).first()
+        if charger is not None and charger.connected:
+            reconfigure(charger=charger, actor=actor)
+
+
 @transaction.atomic
 def create_meter(
     *,
@@ -88,6 +114,9 @@ def create_meter(
         role=role,
         config=config,
         enabled=enabled,
+    )
+    _main_meter_changed(
+        site=site, actor=actor, before=None, after=_main_meter_charger(kind, config, enabled)
     )
     audit(
         community=site.community,
@@ -122,6 +151,7 @@ def update_meter(
         enabled=enabled,
         meter=meter,
     )
+    before = _main_meter_charger(meter.kind, meter.config, meter.enabled)
     meter.name, meter.kind, meter.role, meter.config, meter.enabled = (
         name,
         kind,
@@ -131,6 +161,12 @@ def update_meter(
     )
     meter.last_error = ""
     meter.save()
+    _main_meter_changed(
+        site=meter.site,
+        actor=actor,
+        before=before,
+        after=_main_meter_charger(kind, config, enabled),
+    )
     audit(
         community=meter.community,
         actor=actor,
@@ -154,4 +190,6 @@ def delete_meter(*, meter: Meter, actor: User) -> None:
         target=meter.name,
         site_id=meter.site_id,
     )
+    before = _main_meter_charger(meter.kind, meter.config, meter.enabled)
     meter.delete()
+    _main_meter_changed(site=meter.site, actor=actor, before=before, after=None)

@@ -31,12 +31,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError
 from websockets.exceptions import ConnectionClosed
 
 from chargers.contract import Kind
 
 from . import validation
 from .batcher import NotDurable
+from .decisions import db_call, load_charger
 from .ocpplib import (
     FormationViolationError,
     InternalError,
@@ -501,6 +503,7 @@ class GatewayChargePoint:
         if action == "Reconfigure":
             status = "failed"
             try:
+                await self.reload_charger()
                 await self.configure()
                 status = "accepted"
             finally:
@@ -530,6 +533,18 @@ class GatewayChargePoint:
     def applied_configuration(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The configuration values an accepted command set (versioned classes override)."""
         return {}
+
+    async def reload_charger(self) -> None:
+        """Read this charger's row again before a configuration asked from the portal: the
+        directory's copy may be seconds old (a meter that was just made to read this charger's
+        connector 0 must be configured now). Updated in place: it is the directory's dict."""
+        try:
+            row = await db_call(load_charger, self.id)
+        except DatabaseError as exc:
+            logger.warning("%s: charger not reloaded before its configuration (%s)", self.id, exc)
+            return
+        if row is not None and row["id"] == self.charger["id"]:
+            self.charger.update(row)
 
     # --- configuration at every boot ----------------------------------------------------------
     def _after_boot(self) -> None:

@@ -32,12 +32,14 @@ from django.db import (
     close_old_connections,
     transaction,
 )
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
 from chargers import hashers
 from chargers.models import Charger, TransactionIdBlock, card_decision, normalize_card_uid
+from meters.models import Meter
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
 
-# A charger as the gateway holds it: the CHARGER_FIELDS columns by name (`load_charger`).
+# A charger as the gateway holds it: the CHARGER_FIELDS columns by name and `main_meter`
+# (`load_charger`).
 ChargerRow = dict[str, Any]
 # A card decision (`chargers.models.card_decision`): {"status", "card_id", "holder_id"}.
 CardDecision = dict[str, Any]
@@ -62,6 +65,25 @@ CHARGER_FIELDS = (
     "heartbeat_interval",
     "vendor",
 )
+
+
+def _with_main_meter(chargers: QuerySet[Charger]) -> QuerySet[Charger]:
+    """`main_meter`: whether an enabled OCPP meter of the charger's community reads this charger
+    (its connector 0 / EVSE 0): the gateway then asks it for clock-aligned main-meter data at
+    boot (`profiles.main_meter_16/201`). A correlated EXISTS on the community's few meters;
+    `meters.services` moves the charger's `updated_at` when such a meter changes, so the
+    directory's delta sees it."""
+    meters = (
+        Meter.objects.with_scopes_disabled()
+        .annotate(charger_identity=KeyTextTransform("charger", "config"))
+        .filter(
+            kind=Meter.Kind.OCPP,
+            enabled=True,
+            community_id=OuterRef("community_id"),
+            charger_identity=OuterRef("identity"),
+        )
+    )
+    return chargers.annotate(main_meter=Exists(meters))
 
 
 def _with_fresh_connection(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -149,7 +171,9 @@ def load_charger(identity: str) -> ChargerRow | None:
     the event loop), or None."""
     with scopes_disabled():
         row: ChargerRow | None = (
-            Charger.objects.filter(identity=identity).values(*CHARGER_FIELDS).first()
+            _with_main_meter(Charger.objects.filter(identity=identity))
+            .values(*CHARGER_FIELDS, "main_meter")
+            .first()
         )
     return row
 
@@ -165,7 +189,11 @@ def load_directory(
             rows = rows.filter(updated_at__gte=changed_since)
         chargers: list[ChargerRow] = []
         newest: datetime | None = None
-        for row in rows.values(*CHARGER_FIELDS, "updated_at").iterator(chunk_size=2000):
+        for row in (
+            _with_main_meter(rows)
+            .values(*CHARGER_FIELDS, "main_meter", "updated_at")
+            .iterator(chunk_size=2000)
+        ):
             updated_at = row.pop("updated_at")
             if newest is None or updated_at > newest:
                 newest = updated_at

@@ -17,7 +17,7 @@ from django.conf import settings
 from .access import answer, answer_status, started_offline
 from .base import GatewayChargePoint, iso_now
 from .ocpplib import request
-from .profiles import ENERGY, READ_BACK_16, profile_16, same_value
+from .profiles import ENERGY, FALLBACKS_16, READ_BACK_16, profile_16, same_value
 from .starts import start_ids
 from .upstream import relayed_transaction_id
 
@@ -248,6 +248,11 @@ class ChargePoint16(GatewayChargePoint):
         return {}
 
     # --- configuration ------------------------------------------------------------------------
+    def profile(self) -> list[tuple[str, str]]:
+        """The settings this charger should have: its vendor's, and the main meter's when it is
+        a site's OCPP meter."""
+        return profile_16(self.charger.get("vendor"), bool(self.charger.get("main_meter")))
+
     async def configure(self) -> None:
         """Full configuration (first connection, firmware change, "Reconfigure"): read the whole
         configuration, then set what differs from the vendor profile."""
@@ -258,14 +263,14 @@ class ChargePoint16(GatewayChargePoint):
                 current[item["key"]] = item.get("value")
             if current:
                 self.emit("configuration", {"values": current})
-        await self._apply(profile_16(self.charger.get("vendor")), current, set())
+        await self._apply(self.profile(), current, set())
 
     async def check_configuration(self) -> None:
         """At every other boot: read only the profile's keys and set those that differ (a
         factory reset or a replaced unit loses them without any firmware change). The read is
         kept in the message log, not as a command row; the smart-charging keys it reports
         (`READ_BACK_16`) are stored."""
-        wanted = profile_16(self.charger.get("vendor"))
+        wanted = self.profile()
         status, result = await self.command(
             "GetConfiguration",
             request("1.6", "GetConfiguration", key=[key for key, _ in wanted] + list(READ_BACK_16)),
@@ -292,9 +297,12 @@ class ChargePoint16(GatewayChargePoint):
             status, _ = await self.command(
                 "ChangeConfiguration", request("1.6", "ChangeConfiguration", key=key, value=value)
             )
-            if status == "rejected" and key == "MeterValuesSampledData" and value != ENERGY:
-                # Some meters cannot report power: energy alone is what billing needs.
-                value = ENERGY
+            for fallback in FALLBACKS_16.get(key, ()):
+                if status != "rejected":
+                    break
+                # A charger or meter that cannot measure everything asked: the next, shorter
+                # list (energy alone for billing; import power alone for a main meter).
+                value = fallback
                 status, _ = await self.command(
                     "ChangeConfiguration",
                     request("1.6", "ChangeConfiguration", key=key, value=value),

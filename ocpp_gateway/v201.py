@@ -308,6 +308,11 @@ class ChargePoint201(GatewayChargePoint):
         }
 
     # --- configuration ------------------------------------------------------------------------
+    def profile(self) -> list[tuple[str, str, str]]:
+        """The variables this station should have: its vendor's, and the main meter's (EVSE 0
+        aligned data) when it is a site's OCPP meter."""
+        return profile_201(self.charger.get("vendor"), bool(self.charger.get("main_meter")))
+
     async def configure(self) -> None:
         """Full configuration (first connection, firmware change, "Reconfigure"): ask for the
         configuration inventory (it arrives as NotifyReport parts), then set the profile in one
@@ -335,7 +340,7 @@ class ChargePoint201(GatewayChargePoint):
             self._reports.pop(request_id, None)
             if not self._reports:
                 self._reports = None
-        await self._set(profile_201(self.charger.get("vendor")))
+        await self._set(self.profile())
 
     async def check_configuration(self) -> None:
         """At every other boot: read the profile's variables (GetVariables) and set those that
@@ -343,7 +348,7 @@ class ChargePoint201(GatewayChargePoint):
         Variables the station does not know are left alone. The read is kept in the message log,
         not as a command row; the smart-charging variables it reports (`READ_BACK_201`) are
         stored."""
-        wanted = profile_201(self.charger.get("vendor"))
+        wanted = self.profile()
         asked = [(c, v) for c, v, _ in wanted] + list(READ_BACK_201)
         status, result = await self.command(
             "GetVariables",

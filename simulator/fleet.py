@@ -27,6 +27,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ocpp.routing import after, on
@@ -86,6 +87,8 @@ class _Simulated:
         self.car_phases = 3
         self.disobey = False
         self.reject_profiles = False
+        # A setting the charger cannot take (tests): refuse(key, value) → True to reject it.
+        self.refuse_setting: Callable[[str, str], bool] | None = None
 
     def _store_profile(self, profile_id: int, profile: dict) -> str:
         if self.reject_profiles:
@@ -220,6 +223,8 @@ class SimulatedCharger16(Operations16, _Simulated, ChargePoint16):
     @on(Action16.change_configuration)
     def on_change_configuration(self, key, value, **kwargs):
         self.received.append(("ChangeConfiguration", {"key": key, "value": value}))
+        if self.refuse_setting is not None and self.refuse_setting(key, value):
+            return result16.ChangeConfiguration(status="Rejected")
         self.configuration[key] = value
         return result16.ChangeConfiguration(status="Accepted")
 

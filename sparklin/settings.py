@@ -402,6 +402,9 @@ GATEWAY_PORT = env_int("GATEWAY_PORT", 9000)
 GATEWAY_PUBLIC_URL = env_str("GATEWAY_PUBLIC_URL", "ws://localhost:9000/ocpp/")
 GATEWAY_HEARTBEAT_INTERVAL = env_int("GATEWAY_HEARTBEAT_INTERVAL", 300)
 GATEWAY_METER_SAMPLE_INTERVAL = env_int("GATEWAY_METER_SAMPLE_INTERVAL", 60)
+# Clock-aligned main-meter data asked of a charger that is a site's OCPP meter (seconds; keep it
+# well below METER_SILENT_SECONDS).
+GATEWAY_MAIN_METER_INTERVAL = env_int("GATEWAY_MAIN_METER_INTERVAL", 10)
 GATEWAY_RESPONSE_TIMEOUT = env_int("GATEWAY_RESPONSE_TIMEOUT", 30)
 # How often each gateway looks for commands asked in the portal (ocpp_gateway.commands).
 GATEWAY_COMMAND_POLL_SECONDS = env_float("GATEWAY_COMMAND_POLL_SECONDS", 1.0)
