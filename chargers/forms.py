@@ -129,7 +129,8 @@ def _people_field(form: forms.Form, community) -> None:
     field.queryset = User.objects.filter(memberships__in=members).order_by(
         "last_name", "first_name"
     )
-    if members.count() > USER_CHOICES_MAX:
+    # Counted up to the bound only: a fleet's thousands of members are not counted.
+    if members.values("pk")[: USER_CHOICES_MAX + 1].count() > USER_CHOICES_MAX:
         field.widget = forms.HiddenInput()
 
 

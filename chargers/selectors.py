@@ -5,8 +5,10 @@ scoped managers filter by community."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -180,43 +182,78 @@ def _command_key(connector: Connector) -> str:
     return f"{command.pk}:{command.status}" if command else ""
 
 
-# One statement, written once (no ORM compilation per poll): each subquery digests the rows a
-# live region shows as `count:sum(hashtext(fields…))`, so a change of any listed field in any
-# row, a row added or removed, changes it. The month's completed sessions are digested through
-# their per-day rollup (`SessionDay`, a few rows per day whatever the fleet): a session that
-# completes leaves the sessions in progress and changes its day's row; one recorded completed
-# (an offline replay) changes its day's count.
+# One statement, written once (no ORM compilation per poll): each part digests the rows a live
+# region shows as `count:sum(hash_record((fields…)))`, so a change of any listed field in any
+# row, a row added or removed, changes it. `hash_record` hashes each field with its type's hash
+# function (PostgreSQL ≥ 14): measured at 10,000 chargers, a quarter cheaper than hashing their
+# text (timestamps formatted). Outlets are digested per OCPP status, which counts them by status
+# in the same scan; the dashboard adds the outlets of disconnected chargers
+# (`_DISCONNECTED_SQL`) to count them by shown state without a second pass over the fleet.
+# The month's completed sessions are digested through their per-day rollup (`SessionDay`, a few
+# rows per day whatever the fleet): a session that completes leaves the sessions in progress and
+# changes its day's row; one recorded completed (an offline replay) changes its day's count.
 _LIVE_TOKEN_SQL = """
+WITH active AS (
+  SELECT count(*) AS n,
+         coalesce(sum(hash_record((id, connector_id, holder_id, meter_last_wh, updated_at))),
+                  0) AS h
+    FROM chargers_chargingsession WHERE community_id = %(community)s AND state = %(active)s
+)
 SELECT
-  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, name))), 0)
+  (SELECT count(*) || ':' || coalesce(sum(hash_record((id, name))), 0)
      FROM communities_site WHERE community_id = %(community)s),
-  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, name, identity, site_id,
-          connected, connection_changed_at))), 0)
+  (SELECT count(*) || ':' || coalesce(sum(hash_record((id, name, identity, site_id, connected,
+          connection_changed_at))), 0)
      FROM chargers_charger WHERE community_id = %(community)s),
-  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, charger_id, evse_id,
-          connector_id, status, error_code, status_at))), 0)
-     FROM chargers_connector WHERE community_id = %(community)s),
-  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, connector_id, holder_id,
-          meter_last_wh, updated_at))), 0)
-     FROM chargers_chargingsession WHERE community_id = %(community)s AND state = %(active)s),
-  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', id, status))), 0)
+  (SELECT coalesce(json_agg(json_build_array(status, n, h::text) ORDER BY status), '[]')
+     FROM (SELECT status, count(*) AS n,
+                  sum(hash_record((id, charger_id, evse_id, connector_id, status, error_code,
+                      status_at))) AS h
+             FROM chargers_connector WHERE community_id = %(community)s GROUP BY status) k),
+  (SELECT n FROM active),
+  (SELECT h FROM active),
+  (SELECT count(*) || ':' || coalesce(sum(hash_record((id, status))), 0)
      FROM chargers_chargercommand
      WHERE community_id = %(community)s AND connector_id IS NOT NULL
        AND action = ANY(%(actions)s) AND created_at >= %(commands_since)s),
-  (SELECT count(*) || ':' || coalesce(sum(hashtext(concat_ws('|', day, site_id, sessions,
-          energy_wh, cost))), 0)
+  (SELECT count(*) || ':' || coalesce(sum(hash_record((day, site_id, sessions, energy_wh,
+          cost))), 0)
      FROM chargers_sessionday WHERE community_id = %(community)s AND day >= %(days_since)s)
 """
+# The outlets of disconnected chargers by OCPP status (shown "not connected" whatever their
+# status): usually a few chargers, read only when the counts are shown, not by polls.
+_DISCONNECTED_SQL = """
+SELECT k.status, count(*) FROM chargers_connector k
+  JOIN chargers_charger ch ON ch.id = k.charger_id
+ WHERE ch.community_id = %(community)s AND NOT ch.connected
+ GROUP BY k.status
+"""
+
+StateCounts = list[tuple[OutletState, "StrOrPromise", int]]
 
 
-def live_token(community: Community, sessions_since: datetime | None = None) -> str | None:
-    """A cheap change token of what the live regions of outlets and the dashboard show: one
-    statement that digests, inside the database, the community's sites, chargers (name, site,
-    connection), outlets (status and its time), sessions in progress (energy so far, holder)
-    and the remote commands still shown; with `sessions_since`, also the completed sessions
-    started since then, through their per-day rollup (the dashboard's month totals and latest
-    sessions). A poll compares it first and
-    answers 204 before any list query (healthchecks compares `updated` first). None off
+@dataclass(frozen=True)
+class LiveSummary:
+    """What one statement tells about a community's live regions: their change token, the
+    number of outlets per OCPP status and the number of sessions in progress."""
+
+    token: str
+    community_id: int
+    by_status: dict[str, int]
+    active_sessions: int
+
+
+def live_summary(
+    community: Community, sessions_since: datetime | None = None
+) -> LiveSummary | None:
+    """The change token of what the live regions of outlets and the dashboard show, computed
+    by one statement that digests, inside the database, the community's sites, chargers
+    (name, site, connection) and outlets (status and its time), the sessions in progress
+    (energy so far, holder) and the remote commands still shown; with `sessions_since`, also
+    the completed sessions started since then, through their per-day rollup (the dashboard's
+    month totals and latest sessions). A poll compares the token first and answers 204 before
+    any list query (healthchecks compares `updated` first). The same statement counts the
+    outlets per status and the sessions in progress (`state_counts(summary)`). None off
     PostgreSQL (the SQLite demo): the caller then fingerprints the rows it lists."""
     if connection.vendor != "postgresql":
         return None
@@ -230,7 +267,26 @@ def live_token(community: Community, sessions_since: datetime | None = None) -> 
     with connection.cursor() as cursor:
         cursor.execute(_LIVE_TOKEN_SQL, params)
         row = cursor.fetchone()
-    return hashlib.sha256("/".join(map(str, row)).encode()).hexdigest()[:20]
+    sites, chargers, outlets, active, active_digest, commands, days = row
+    if isinstance(outlets, str):  # a driver that does not decode json
+        outlets = json.loads(outlets)
+    token = hashlib.sha256(
+        "/".join(
+            map(str, (sites, chargers, outlets, active, active_digest, commands, days))
+        ).encode()
+    ).hexdigest()[:20]
+    return LiveSummary(
+        token=token,
+        community_id=community.pk,
+        by_status={status: n for status, n, _digest in outlets},
+        active_sessions=active,
+    )
+
+
+def live_token(community: Community, sessions_since: datetime | None = None) -> str | None:
+    """`live_summary`'s change token alone (the outlets page)."""
+    summary = live_summary(community, sessions_since)
+    return summary.token if summary else None
 
 
 def configuration_token(charger: Charger) -> str:
@@ -242,12 +298,29 @@ def configuration_token(charger: Charger) -> str:
     return fingerprint(summary["n"], summary["latest"], charger.configuration)
 
 
-def state_counts() -> list[tuple[OutletState, StrOrPromise, int]]:
-    """How many outlets are in each shown state: one GROUP BY over (connected, status)."""
+def state_counts(summary: LiveSummary | None = None) -> StateCounts:
+    """How many outlets are in each shown state. From a `live_summary` (its outlets per
+    status, less those of disconnected chargers: one small query), otherwise one GROUP BY over
+    (connected, status) joining every outlet to its charger."""
+    if summary is None:
+        grouped = Connector.objects.values_list("charger__connected", "status").annotate(
+            n=Count("pk")
+        )
+        return _state_counts(grouped.order_by())
+    with connection.cursor() as cursor:
+        cursor.execute(_DISCONNECTED_SQL, {"community": summary.community_id})
+        disconnected = Counter(dict(cursor.fetchall()))
+    rows = [(True, status, n - disconnected[status]) for status, n in summary.by_status.items()]
+    rows += [(False, status, n) for status, n in disconnected.items()]
+    return _state_counts(rows)
+
+
+def _state_counts(grouped: Iterable[tuple[bool, str, int]]) -> StateCounts:
+    """Outlets counted by (connected, OCPP status) → by shown state (`outlet_state`)."""
     counts: Counter[str] = Counter()
-    grouped = Connector.objects.values_list("charger__connected", "status").annotate(n=Count("pk"))
-    for connected, status, n in grouped.order_by():
-        counts[outlet_state(connected, status)] += n
+    for connected, status, n in grouped:
+        if n:
+            counts[outlet_state(connected, status)] += n
     return [(state, state.label, counts.get(state, 0)) for state in OutletState]
 
 
@@ -270,9 +343,11 @@ def month_totals(
 
 
 def sessions_for_list() -> QuerySet[ChargingSession]:
-    """Sessions with their charger, outlet, holder and card, annotated with `holder_left`."""
+    """Sessions with their charger, site, outlet and holder, annotated with `holder_left`.
+    Not the card (the session page adds it): a sixth joined table took PostgreSQL ~10 times
+    longer to plan (24 ms instead of 2.5 ms measured at fleet scale) than to run the query."""
     return (
-        ChargingSession.objects.select_related("charger__site", "connector", "holder", "card")
+        ChargingSession.objects.select_related("charger__site", "connector", "holder")
         .annotate(holder_left=holder_left())
         .order_by("-started_at", "-pk")
     )

@@ -22,7 +22,7 @@ def session_detail(request: CommunityRequest, community: str, session: int) -> H
     """A session's page, from the sessions lists: managers any session, a driver their own
     (anything else answers 404, like an id of another community). The OCPP frames are shown to
     those who may read the charger's log, redacted as the log is for limited access."""
-    found = get_object_or_404(selectors.sessions_for_list(), pk=session)
+    found = get_object_or_404(selectors.sessions_for_list().select_related("card"), pk=session)
     if found.holder_id != request.user.pk and not has_permission(request, "sessions:view_all"):
         raise Http404
     frames: list[OcppMessage] = []

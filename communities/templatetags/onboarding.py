@@ -43,7 +43,8 @@ def onboarding_steps(context: dict[str, Any]) -> list[Step]:
     slug = community.slug
     first_site = Site.objects.order_by("pk").first()
     has_charger = Charger.objects.exists()
-    others = Membership.objects.current().filter(community=community).count() > 1
+    # Two are enough to know (not a count of a fleet's thousands of members).
+    others = Membership.objects.current().filter(community=community).values("pk")[:2].count() > 1
     steps = [
         Step(
             _("Add a site"),

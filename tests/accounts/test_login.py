@@ -88,6 +88,8 @@ def test_code_is_single_use(client, post, person, outbox):
     response = post(CODE, {"code": code})
     assert response.status_code == 200
     assert "_auth_user_id" not in client.session
+    # Said as it is, not "expired": the person knows to ask for a new code.
+    assert "already used" in response.content.decode()
 
 
 def test_wrong_code(client, post, person, outbox):

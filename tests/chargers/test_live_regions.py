@@ -40,7 +40,7 @@ def tables_listed(sqls):
     """Tables read outside the token query (whose subqueries read them all)."""
     listed = set()
     for sql in sqls:
-        if "hashtext" in sql:
+        if "hash_record" in sql:
             continue
         for table in ("chargers_connector", "chargers_chargingsession", "chargers_chargercommand"):
             if f'FROM "{table}"' in sql:
@@ -53,7 +53,7 @@ def test_unchanged_poll_is_204_before_any_list_query(manager_client, fleet, url)
     _, response, sqls = poll(manager_client, url)
     assert response.status_code == 204
     assert tables_listed(sqls) == set()
-    token_queries = [s for s in sqls if "hashtext" in s]
+    token_queries = [s for s in sqls if "hash_record" in s]
     assert len(token_queries) == 1
     # session + user (auth), membership (middleware), the token: nothing else.
     assert len(sqls) <= 4, sqls

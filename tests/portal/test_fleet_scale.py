@@ -47,6 +47,10 @@ def test_outlet_state_filter_agrees_with_the_shown_state(community, site):
         assert set(selectors.outlets(state=state).values_list("pk", flat=True)) == expected
     counts = {state: n for state, _label, n in selectors.state_counts()}
     assert counts == {s: sum(1 for c in connectors if c.state == s) for s in OutletState}
+    # The dashboard's counts, from the change token's statement (PostgreSQL), agree.
+    summary = selectors.live_summary(community)
+    assert summary is not None
+    assert {state: n for state, _label, n in selectors.state_counts(summary)} == counts
 
 
 def test_outlets_page_is_paginated_searchable_and_filtered(manager_client, community, site):
@@ -146,25 +150,54 @@ def test_rollup_and_direct_sums_agree(community, charger, individual, monkeypatc
 
 
 # --- dashboard ------------------------------------------------------------------------------
+def _queries(client, url: str, **extra) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url, **extra).status_code in (200, 204)
+    return len(queries)
+
+
 def test_dashboard_charts_and_bounded_queries(
-    manager_client, community, charger, individual, django_assert_max_num_queries
+    client, manager_client, community, charger, individual, django_assert_max_num_queries
 ):
     connector = builders.make_connector(charger, 1, status="Charging")
     make_session(charger, connector, holder=individual, energy_wh="8000")
-    # + 1 for power management's alerts (non-compliant chargers) on the full page.
-    with django_assert_max_num_queries(23):
+    make_session(charger, connector, holder=individual, active=True, meter_last_wh="1200")
+    # Session and person (3), change token and outlet counts (2), figures and charts (3),
+    # the page's frame, alerts and checklist (10), the lists (2), the chart filter (2).
+    with django_assert_max_num_queries(22):
         page = manager_client.get("/c/tilleuls/").content.decode()
     for chart in ("usage-day-energy", "usage-day-cost", "usage-month-energy", "usage-month-cost"):
         assert f'id="{chart}"' in page and f'data-chart="{chart}-data"' in page
     assert "<details" in page and "8" in page  # the numbers as a table
-    for _ in range(30):  # a bigger fleet, the same number of queries
-        ch = builders.make_charger(community, connected=True)
-        c = builders.make_connector(ch, 1, status="Charging")
+    client.force_login(individual)
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    urls = [
+        (manager_client, "/c/tilleuls/", {}),
+        (manager_client, f"/c/tilleuls/?user={individual.pk}", {}),
+        (manager_client, "/c/tilleuls/", htmx),  # a poll that changed: the live region
+        (client, "/c/tilleuls/", {}),  # a driver
+    ]
+    small = [_queries(c, url, **extra) for c, url, extra in urls]
+    other = builders.make_member(community, Role.INDIVIDUAL).user
+    for i in range(30):  # a bigger fleet, more people, sessions of every kind
+        ch = builders.make_charger(community, connected=i % 3 != 0)
+        c = builders.make_connector(ch, 1, status="Charging" if i % 2 else "Faulted")
         make_session(ch, c, holder=individual, active=True, meter_last_wh="1500")
-        make_session(ch, c, holder=individual, energy_wh="3000")
-    # + 1 for power management's alerts (non-compliant chargers) on the full page.
-    with django_assert_max_num_queries(23):
-        assert manager_client.get("/c/tilleuls/").status_code == 200
+        make_session(ch, c, holder=other, energy_wh="3000")
+        make_session(
+            ch,
+            c,
+            holder=individual,
+            energy_wh="2000",
+            started_at=timezone.now() - timedelta(days=40),
+        )
+    # Exactly the same number of queries whatever the size of the data.
+    assert [_queries(c, url, **extra) for c, url, extra in urls] == small
+    page = manager_client.get("/c/tilleuls/").content.decode()
+    assert "(31)" in page  # sessions in progress: all of them counted, ten listed
 
 
 def _chart_values(page: str, chart: str) -> list:
@@ -337,3 +370,33 @@ def test_dashboard_poll_answers_204_without_the_token_too(
 
     fp = re.search(r'"fp": "([0-9a-f]+)"', first).group(1)
     assert manager_client.get("/c/tilleuls/", {"fp": fp}, **htmx).status_code == 204
+
+
+def test_cost_so_far_is_rounded_in_sql_like_session_cost(community, charger, monkeypatch):
+    """The sessions in progress are priced by PostgreSQL (`usage.session_cost_sql`) with the
+    rounding of `billing.prices.session_cost`: half-cents up, per session, then added."""
+    from billing.prices import session_cost
+
+    cases = [
+        ("1000", "1005", "0.1"),
+        ("1000", "1015", "0.3333"),
+        ("0", "12345.6", "0.2516"),
+        ("500", "520", "0.25"),
+        ("0", "0", "0.2"),
+        ("100", "50", "0.3"),
+        ("0", "7", None),
+    ]
+    expected = Decimal(0)
+    for start, last, price in cases:
+        c = builders.make_connector(builders.make_charger(community), 1, status="Charging")
+        make_session(
+            c.charger, c, active=True, meter_start_wh=start, meter_last_wh=last, price=price
+        )
+        energy = max(Decimal(last) - Decimal(start), Decimal(0))
+        expected += session_cost(energy, price) or Decimal(0)
+    in_sql = usage.live_sessions(community)
+    monkeypatch.setattr(usage, "rollup_available", lambda: False)
+    in_python = usage.live_sessions(community)
+    assert in_sql == in_python
+    ((_day, n, _energy, cost),) = in_sql
+    assert n == len(cases) and cost == expected
