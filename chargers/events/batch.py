@@ -43,7 +43,7 @@ from ..models import (
 )
 from . import main_meter, uptime
 from .main_meter import MainMeterSamples
-from .sql import insert_rows, update_rows
+from .sql import among, insert_rows, update_rows
 from .values import (
     ENERGY_REGISTER,
     Rejected,
@@ -295,7 +295,7 @@ class Batch:
 
     # --- reads --------------------------------------------------------------------------------
     def load(self) -> Batch:
-        chargers = Charger.objects.filter(identity__in=list(self.by_identity)).order_by("pk")
+        chargers = Charger.objects.filter(among("identity", self.by_identity)).order_by("pk")
         if self.lock:
             # Rows locked in primary-key order: two workers lock overlapping batches in the same
             # order, so they wait for each other and cannot deadlock.
@@ -338,9 +338,11 @@ class Batch:
                     need_open.add(st.charger.pk)
                 elif kind == "command" and p.get("uid"):  # canonical spelling below
                     uids.add(str(p["uid"]))
-        session_filter = Q(charger_id__in=sorted(need_open), state=ChargingSession.State.ACTIVE)
+        session_filter = among("charger_id", sorted(need_open)) & Q(
+            state=ChargingSession.State.ACTIVE
+        )
         if tids:
-            session_filter |= Q(charger_id__in=list(by_pk), transaction_id__in=sorted(tids))
+            session_filter |= among("charger_id", by_pk) & among("transaction_id", sorted(tids))
         for session in ChargingSession.objects.filter(session_filter) if need_open or tids else ():
             by_pk[session.charger_id].sessions[session.transaction_id] = session
         # Outlets, for the chargers whose events name one that no loaded session already
@@ -365,7 +367,9 @@ class Batch:
         if id_tags:
             spellings = sorted({u for tag in id_tags for u in card_uid_spellings(tag)})
             communities = {st.charger.community_id for st in self.states}
-            for card in ChargeCard.objects.filter(community_id__in=communities, uid__in=spellings):
+            for card in ChargeCard.objects.filter(
+                among("community_id", communities), among("uid", spellings)
+            ):
                 self.cards.setdefault(card.community_id, {})[card.uid] = card
                 self.cards[card.community_id].setdefault(normalize_card_uid(card.uid), card)
         if uids:
@@ -376,7 +380,7 @@ class Batch:
     @staticmethod
     def _load_connectors(states: list[ChargerState]) -> None:
         by_pk = {st.charger.pk: st for st in states}
-        for connector in Connector.objects.filter(charger_id__in=list(by_pk)):
+        for connector in Connector.objects.filter(among("charger_id", by_pk)):
             key = (connector.evse_id, connector.connector_id)
             by_pk[connector.charger_id].connectors[key] = connector
         for st in states:

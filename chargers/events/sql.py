@@ -1,22 +1,27 @@
 """Bulk writes in one statement each, whatever the number of rows.
 
-On PostgreSQL all rows travel as one JSON parameter expanded with `json_array_elements` and cast
-to the columns' types: the statement has one parameter instead of one per value, so neither
-Django nor psycopg spends time compiling it (Django's `bulk_update` builds a CASE WHEN per field
-and row: seconds for a few hundred rows; psycopg quotes list items one by one in Python). Elsewhere (SQLite, the embedded default, small batches) Django's own bulk methods.
+On PostgreSQL all rows travel as one JSON parameter expanded with `jsonb_array_elements` and
+cast to the columns' types (jsonb, not json: the text is parsed once, where `->>` on a json
+value parses the row again for each column): the statement has one parameter instead of one
+per value, so neither Django nor psycopg spends time compiling it (Django's `bulk_update`
+builds a CASE WHEN per field and row: seconds for a few hundred rows; psycopg quotes list items
+one by one in Python). Reads of a batch's rows by a list of keys use `among` (one array
+parameter) for the same reason. Elsewhere (SQLite, the embedded default) Django's own bulk
+methods and `__in`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Field, JSONField, Model
+from django.db.models import F, Field, JSONField, Model, Q
+from django.db.models.lookups import Lookup
 from psycopg.adapt import Loader
 
 
@@ -89,6 +94,35 @@ def use_fast_timestamps() -> None:
     adapters.register_loader(oid, loader)
 
 
+class _AnyOf(Lookup):
+    """`column = ANY(%s::type[])`: one array parameter however many values. An `IN (%s, %s,
+    …)` of a few hundred identities or ids costs more in Python than in the database: Django
+    prepares each value, and psycopg parses and composes a query text that is new each time
+    (its cache holds short queries only)."""
+
+    lookup_name = "sparklin_any"
+    prepare_rhs = False
+
+    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
+        field = cast(Field, self.lhs.output_field)
+        return "%s", [[field.get_db_prep_value(v, connection) for v in value]]
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        _, rhs_params = self.process_rhs(compiler, connection)
+        # The base type, without a length: a cast to varchar(48)[] would truncate.
+        array_type = _db_type(cast(Field, self.lhs.output_field)).split("(")[0]
+        return f"{lhs} = ANY(%s::{array_type}[])", [*lhs_params, *rhs_params]
+
+
+def among(field: str, values: Iterable[Any]) -> Q:
+    """The filter `field__in=values`, as one array parameter on PostgreSQL (`_AnyOf`)."""
+    values = list(values)
+    if not _is_postgres():
+        return Q(**{f"{field}__in": values})
+    return Q(_AnyOf(F(field), values))
+
+
 def _rows_sql(columns: Sequence[Field]) -> str:
     """SELECT expressions reading column i of each JSON row `r`, cast to its column's type."""
     parts = []
@@ -102,7 +136,7 @@ def _rows_sql(columns: Sequence[Field]) -> str:
 
 def _rows_param(rows: Sequence[Sequence[Any]]) -> str:
     """All rows as one JSON text: a single parameter, serialised by the json module (C), that
-    PostgreSQL expands with json_array_elements. Quoting thousands of values one by one in
+    PostgreSQL expands with jsonb_array_elements. Quoting thousands of values one by one in
     Python (psycopg's client-side binding of lists) would cost more than the database does."""
     return json.dumps(rows, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
@@ -126,7 +160,7 @@ def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
     sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT {_rows_sql(columns)}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(
-            sql + " FROM json_array_elements(%s::json) AS r ON CONFLICT DO NOTHING",
+            sql + " FROM jsonb_array_elements(%s::jsonb) AS r ON CONFLICT DO NOTHING",
             [_rows_param(rows)],
         )
 
@@ -167,7 +201,7 @@ def update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str]
     qn = connection.ops.quote_name
     names = ", ".join(qn(str(c.column)) for c in [pk, *columns])
     assignments = ", ".join(f"{qn(str(c.column))} = v.{qn(str(c.column))}" for c in columns)
-    values = f"SELECT {_rows_sql([pk, *columns])} FROM json_array_elements(%s::json) AS r"  # noqa: S608
+    values = f"SELECT {_rows_sql([pk, *columns])} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608
     # Names come from the model's metadata, values travel as one parameter.
     sql = f"UPDATE {qn(meta.db_table)} AS t SET {assignments} FROM ({values})"  # noqa: S608
     with connection.cursor() as cursor:
