@@ -400,3 +400,12 @@ def test_a_deactivated_recipient_is_not_sent_anything(community, people, charger
         community=community, recipient_id=people["boss"].pk, kind=Kind.REFUSED, channel="email"
     )
     assert result == "failed" and mail.outbox == []
+
+
+def test_staff_see_the_notifications_in_the_admin(client, community, people, charger):
+    refusal(community, charger)
+    collect.collect()
+    staff = builders.make_user(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    page = client.get("/admin/notifications/notification/?state=pending")
+    assert page.status_code == 200 and page.content.decode().count("A charge was refused") >= 2
