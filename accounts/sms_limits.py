@@ -7,7 +7,10 @@ refused action rolls back, tokens included):
 - the destination country must be allowed (`SMS_ALLOWED_COUNTRIES`, default the EU/EEA);
 - one number receives at most `SMS_PER_NUMBER_PER_HOUR` / `_PER_DAY` SMS of any kind;
 - one community triggers at most `SMS_PER_COMMUNITY_PER_HOUR` / `_PER_DAY` SMS (welcome
-  messages, invitations, access answers) — whatever its managers do.
+  messages, invitations, access answers, notifications) — whatever its managers do.
+
+Notifications (`notifications.sending`) ask the same checks when they claim a message; a refusal
+there is logged and kept on the notification row, never shown to anyone nor retried.
 
 The counters are `TokenBucket`s (a row per key, locked while it is updated), shared by every
 web and worker process. Refusals raise `SmsRefused` with a message meant for the person who

@@ -104,6 +104,9 @@ def send_group(
             _mark(rows, send_after=last + throttle(), state=State.PENDING, claimed_at=None)
             return "throttled"
         recipient = User.objects.get(pk=recipient_id)
+        if not recipient.is_active:
+            _mark(rows, state=State.FAILED, error="account deactivated", claimed_at=None)
+            return "failed"
         if channel == Channel.SMS:
             try:
                 sms_limits.authorize_community_sms(community=community, phone=recipient.phone)

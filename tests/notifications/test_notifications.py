@@ -375,3 +375,37 @@ def test_old_rows_are_purged_and_an_erased_account_takes_its_notices_along(
     with time_machine.travel(timezone.now() + timedelta(days=31)):
         assert purge.delay().get() == 1
     assert not Notification.objects.exists()
+
+
+def test_chargers_going_offline_together_make_one_message(
+    community, people, site, django_capture_on_commit_callbacks
+):
+    chargers = [builders.make_charger(community, site=site) for _ in range(3)]
+    Charger.objects.filter(pk__in=[c.pk for c in chargers]).update(
+        connected=False, connection_changed_at=timezone.now() - timedelta(minutes=30)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run_collect()
+    (boss,) = inbox("boss@example.org")
+    assert boss.subject == "Résidence Les Tilleuls: 3 chargers offline"
+    assert all(c.identity in boss.body for c in chargers)
+    assert "/c/tilleuls/outlets/" in boss.body
+
+
+def test_a_deactivated_recipient_is_not_sent_anything(community, people, charger):
+    refusal(community, charger)
+    collect.collect()
+    User.objects.filter(pk=people["boss"].pk).update(is_active=False)
+    result = sending.send_group(
+        community=community, recipient_id=people["boss"].pk, kind=Kind.REFUSED, channel="email"
+    )
+    assert result == "failed" and mail.outbox == []
+
+
+def test_staff_see_the_notifications_in_the_admin(client, community, people, charger):
+    refusal(community, charger)
+    collect.collect()
+    staff = builders.make_user(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    page = client.get("/admin/notifications/notification/?state=pending")
+    assert page.status_code == 200 and page.content.decode().count("A charge was refused") >= 2
