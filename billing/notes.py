@@ -97,7 +97,9 @@ def drivers_of_month(community: Community, year: int, month: int) -> dict[int, D
         if entry is None:
             entry = drivers[session.holder_id] = DriverMonth(holder=session.holder)
         entry.lines.append(session_line(session))
-    return drivers
+    # Free charging is printed on a note beside paid sessions (as free, amount 0) but never
+    # makes a note by itself: there is nothing to pay back.
+    return {k: d for k, d in drivers.items() if any(not line["free"] for line in d.lines)}
 
 
 def holder_name(user: User) -> str:

@@ -110,12 +110,9 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
     transaction_id = relayed_transaction_id(cp) or await start_ids(cp.gateway).transaction_id(
         cp.id, (connector_id, id_tag, p["meterStart"], p["timestamp"])
     )
+    offline = started_offline(p["timestamp"])
     decision = await answer(
-        cp,
-        id_tag,
-        evse_id=connector_id,
-        action="StartTransaction",
-        offline=started_offline(p["timestamp"]),
+        cp, id_tag, evse_id=connector_id, action="StartTransaction", offline=offline
     )
     event = {
         "event": "started",
@@ -127,7 +124,9 @@ async def start_transaction(cp: ChargePoint16, p: dict[str, Any]) -> dict[str, A
         "meter_wh": p["meterStart"],
         "reason": "",
         "seq_no": None,
-        "offline": False,
+        # 1.6 has no offline flag: a start replayed long after its time was started offline,
+        # and the session says so (as a 2.0.1 event with `offline` does).
+        "offline": offline,
         "samples": [],
     }
     if decision.free:

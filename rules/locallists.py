@@ -166,6 +166,20 @@ def list_payload(
     return payload
 
 
+# CALLERROR codes of a charger without the feature at all (OCPP-J: an action it does not
+# implement), e.g. a 1.6 charger without the LocalAuthListManagement profile.
+_UNSUPPORTED_ERRORS = ("NotImplemented", "NotSupported")
+
+
+def _answer_status(command: ChargerCommand) -> str:
+    """The charger's answer: its `status`, or "NotSupported" for a CALLERROR saying it does
+    not implement the action."""
+    response = command.response if isinstance(command.response, dict) else {}
+    if response.get("errorCode") in _UNSUPPORTED_ERRORS:
+        return "NotSupported"
+    return str(response.get("status") or "")
+
+
 def _settle(state: LocalList) -> bool:
     """Take the outcome of the list being sent into account; False while it is on its way."""
     command = state.pending_command
@@ -173,7 +187,7 @@ def _settle(state: LocalList) -> bool:
         return True
     if command.status in (ChargerCommand.Status.PENDING, ChargerCommand.Status.SENT):
         return False
-    answer = (command.response or {}).get("status") if isinstance(command.response, dict) else ""
+    answer = _answer_status(command)
     if command.status == ChargerCommand.Status.ACCEPTED:
         state.version, state.entries = state.pending_version, state.pending_entries
         state.supported, state.synced_at, state.last_error = True, command.updated_at, ""
@@ -203,6 +217,9 @@ def _settle_version(state: LocalList) -> None:
     ):
         return
     state.version_command, state.version_checked_at = None, command.updated_at
+    if _answer_status(command) == "NotSupported":
+        state.supported, state.last_error = False, "NotSupported"
+        return
     reported = _reported_version(command)
     if command.status != ChargerCommand.Status.ACCEPTED or reported is None:
         return  # no usable answer: asked again after the next boot or reconnection

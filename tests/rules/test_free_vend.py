@@ -232,23 +232,51 @@ def test_free_sessions_show_as_free_and_cost_nothing_on_notes(
 
     connector = builders.make_connector(charger, 1)
     now = timezone.now()
-    ChargingSession.objects.create(
-        community=community,
-        charger=charger,
-        connector=connector,
-        transaction_id="f1",
-        holder=individual,
-        state=ChargingSession.State.COMPLETED,
-        started_at=now,
-        stopped_at=now,
-        energy_wh=Decimal("5000"),
-        price_per_kwh=Decimal(0),
-        cost=Decimal(0),
-        free=True,
-    )
+
+    def session(tx, holder, free):
+        ChargingSession.objects.create(
+            community=community,
+            charger=charger,
+            connector=connector,
+            transaction_id=tx,
+            holder=holder,
+            state=ChargingSession.State.COMPLETED,
+            started_at=now,
+            stopped_at=now,
+            energy_wh=Decimal("5000"),
+            price_per_kwh=Decimal(0) if free else Decimal("0.2"),
+            cost=Decimal(0) if free else Decimal("1.00"),
+            free=free,
+        )
+
+    session("f1", individual, True)
+    session("p1", individual, False)
+    session("f2", manager, True)  # only free charging: no note for the manager
     local = timezone.localtime(now, community.tz)
     (month,) = drivers_of_month(community, local.year, local.month).values()
-    assert month.lines[0]["free"] and month.amount == 0
+    assert month.holder == individual and month.amount == Decimal("1.00")
+    assert [line["free"] for line in month.lines] == [True, False]
     client.force_login(manager)
     page = client.get("/c/tilleuls/sessions/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Free charging: not billed" in page
+
+
+@pytest.mark.community_scope
+def test_a_free_session_does_not_make_the_price_in_force_history(community, charger):
+    from billing.models import Price
+    from billing.prices import price_used
+
+    price = Price.objects.order_by("valid_from").first() or builders.make_price(community)
+    session = ChargingSession.objects.create(
+        community=community,
+        charger=charger,
+        transaction_id="f1",
+        state=ChargingSession.State.COMPLETED,
+        started_at=timezone.now(),
+        price_per_kwh=Decimal(0),
+        free=True,
+    )
+    assert not price_used(price)  # still correctable: nobody paid at that price
+    session.free, session.price_per_kwh = False, price.price_per_kwh
+    session.save()
+    assert price_used(price)

@@ -253,11 +253,12 @@ def test_a_remote_start_is_refused_by_the_same_rules(
         assert not charger.commands.exists()
 
 
+@pytest.mark.parametrize("reason", [Reason.OUT_OF_SERVICE, Reason.UNKNOWN_CARD])
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 def test_a_charge_started_offline_is_accepted_and_flagged(
-    community, manager, individual, site, charger, card, version
+    community, manager, individual, site, charger, card, version, reason
 ):
-    arrange(Reason.OUT_OF_SERVICE, community, manager, individual, site, card)
+    arrange(reason, community, manager, individual, site, card)
     two_hours_ago = (timezone.now() - timedelta(hours=2)).isoformat()
 
     async def scenario(gw):
@@ -285,10 +286,11 @@ def test_a_charge_started_offline_is_accepted_and_flagged(
 
     assert run(scenario) == "Accepted"
     with scope(community=community):
-        session = ChargingSession.objects.get(charger=charger)
-        assert session.holder == individual  # recorded, never lost
+        session = ChargingSession.objects.get(charger=charger)  # recorded, never lost
+        assert session.offline and session.id_tag == UID
+        assert session.holder == (None if reason == Reason.UNKNOWN_CARD else individual)
         event = RuleEvent.objects.get()
-        assert (event.kind, event.reason) == (RuleEvent.Kind.OFFLINE, Reason.OUT_OF_SERVICE)
+        assert (event.kind, event.reason) == (RuleEvent.Kind.OFFLINE, reason)
 
 
 def test_a_group_lets_its_members_in_at_the_charger(community, manager, individual, site, charger):

@@ -364,3 +364,22 @@ def test_the_gateway_asks_the_version_after_a_boot_and_resends_a_lost_list(
         assert state.reported_version == 3
         check = ChargerCommand.objects.get(action="GetLocalListVersion")
         assert check.status == ChargerCommand.Status.ACCEPTED
+
+
+@pytest.mark.community_scope
+def test_a_charger_answering_not_implemented_is_flagged_not_sent_the_list_forever(
+    community, individual, charger
+):
+    """A 1.6 charger without the LocalAuthListManagement profile answers a CALLERROR
+    (NotImplemented), not a SendLocalList.conf."""
+    _connected(charger)
+    builders.make_card(community, holder=individual, uid="AAAA")
+    sync_local_lists(community=community)
+    (sent,) = _lists(charger)
+    sent.status = ChargerCommand.Status.FAILED
+    sent.response = {"errorCode": "NotImplemented", "errorDescription": "", "errorDetails": {}}
+    sent.save()
+    sync_local_lists(community=community)
+    sync_local_lists(community=community)
+    assert LocalList.objects.get(charger=charger).supported is False
+    assert len(_lists(charger)) == 1
