@@ -14,7 +14,7 @@ from communities.permissions import user_can
 from communities.services import audit
 
 from . import secrets
-from .models import OperatorConnection
+from .models import OperatorConnection, OutboxFrame
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -103,6 +103,8 @@ def disconnect_operator(*, operator: OperatorConnection, actor: User | None) -> 
     operator.disconnected_at = now
     operator.updated_at = now
     operator.save(update_fields=["enabled", "connected", "disconnected_at", "updated_at"])
+    # Nothing more is owed to it (the gateway drops what it noted meanwhile at its next look).
+    OutboxFrame.objects.filter(operator=operator).delete()
     audit(
         community=operator.community,
         actor=actor,
