@@ -723,3 +723,43 @@ def test_201_billing_operator_answers_the_transaction_events(charger, card):
     assert started.id_token_info["status"] == "Invalid"  # the operator's word, not Sparklin's
     assert ended.id_token_info["status"] == "Invalid"
     assert ChargingSession.objects.filter(charger=charger, transaction_id="T-201-BILLING").exists()
+
+
+def test_an_edited_operator_is_reconnected_at_once_with_the_new_settings(charger, manager):
+    """The portal changes the URL and password of a live operator connection: the gateway
+    reconnects the upstream to the new address with the new password at its next look; the
+    old operator receives nothing more."""
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator() as old, Operator() as new:
+            operator = await until_db(lambda: make_operator(charger, old.url))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await until(lambda: len(old.calls("BootNotification")) == 1)
+                from forwarding.services import update_operator
+
+                await until_db(
+                    lambda: update_operator(
+                        operator=operator,
+                        actor=manager,
+                        name="Moved",
+                        url=new.url,
+                        identity=charger.identity,
+                        password="new-secret",
+                        role="monitoring",
+                        fallback="sparklin",
+                    )
+                )
+                await gw.forwarder.refresh()
+                await until(lambda: len(new.calls("BootNotification")) == 1, timeout=10)
+                await cp.heartbeat()
+                await until(lambda: len(new.calls("Heartbeat")) == 1)
+                return old, new
+
+    old, new = run(scenario)
+    assert old.calls("Heartbeat") == []
+    assert new.auth_seen[-1] and new.auth_seen[-1].startswith("Basic ")
