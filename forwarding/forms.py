@@ -75,3 +75,40 @@ class OperatorForm(forms.Form):
 
     def cleaned(self) -> dict[str, Any]:
         return dict(self.cleaned_data)
+
+
+class OperatorEditForm(OperatorForm):
+    """The operator's settings changed from its page: validated like "Connect an operator"
+    (the same fields and checks, the loopback/private address guard included); an empty
+    password keeps the stored one."""
+
+    clear_password = forms.BooleanField(
+        label=_("Remove the stored password"),
+        required=False,
+        help_text=_("The operator will then be reached without a password."),
+    )
+
+    def __init__(self, *args: Any, operator: OperatorConnection, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial", {f: getattr(operator, f) for f in ("name", "url", "identity", "role")}
+        )
+        kwargs["initial"].setdefault("fallback", operator.fallback)
+        super().__init__(*args, **kwargs)
+        password = self.fields["password"]
+        password.label = _("New password (optional)")
+        if operator.password_encrypted:
+            password.help_text = _(
+                "A password is stored (encrypted, never shown). Leave blank to keep it."
+            )
+        else:
+            password.help_text = _("No password is stored. Leave blank to keep none.")
+            del self.fields["clear_password"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password") and data.get("clear_password"):
+            self.add_error(
+                "clear_password",
+                _("Type a new password or remove the stored one, not both."),
+            )
+        return data

@@ -132,3 +132,50 @@ class ForwardedFrame(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.action or self.message_type} {self.unique_id}"
+
+
+class OutboxFrame(models.Model):
+    """A CALL of a charger an operator must still receive: the relay's durable buffer, shared
+    by every gateway so it follows the charger (`ocpp_gateway.upstream.Buffer` writes and reads
+    it; rows are deleted once the operator answered). `id` is the replay order."""
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    operator = models.ForeignKey(OperatorConnection, on_delete=models.CASCADE, related_name="+")
+    # What a full buffer drops first: 0 meter values, 1 other messages, 2 transaction messages
+    # (never dropped).
+    priority = models.PositiveSmallIntegerField()
+    unique_id = models.CharField(max_length=64)
+    action = models.CharField(max_length=60)
+    frame = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = scoped_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["operator", "id"], name="outbox_operator_order"),
+            models.Index(fields=["operator", "priority", "id"], name="outbox_operator_drop"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.unique_id} → operator {self.operator_id}"
+
+
+class RelayLease(models.Model):
+    """Which gateway relays an operator connection now: the one holding the charger claims it
+    before sending anything from the shared buffer and renews it; another may take it over when
+    it is released (the charger left) or expired (that gateway died). So a backlog is replayed
+    by one gateway at a time: in order, once."""
+
+    operator = models.OneToOneField(
+        OperatorConnection, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+")
+    owner = models.CharField(max_length=150)  # "<gateway instance>/<upstream token>"
+    expires_at = models.DateTimeField()
+
+    objects = scoped_manager()
+
+    def __str__(self) -> str:
+        return f"operator {self.operator_id}: {self.owner}"

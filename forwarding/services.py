@@ -14,7 +14,7 @@ from communities.permissions import user_can
 from communities.services import audit
 
 from . import secrets
-from .models import OperatorConnection
+from .models import OperatorConnection, OutboxFrame
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -36,6 +36,19 @@ def _check(charger: Charger, actor: User | None) -> None:
         raise ForwardingError(_("You cannot connect operators to this charger."))
 
 
+def _check_one_billing(
+    charger: Charger, role: str, operator: OperatorConnection | None = None
+) -> None:
+    """At most one enabled Billing operator per charger (`operator` is the one being edited)."""
+    others = charger.operators.filter(role=OperatorConnection.Role.BILLING, enabled=True)
+    if operator is not None:
+        others = others.exclude(pk=operator.pk)
+    if role == OperatorConnection.Role.BILLING and others.exists():
+        raise ForwardingError(
+            _("This charger already has a Billing operator: disconnect it first.")
+        )
+
+
 @transaction.atomic
 def connect_operator(
     *,
@@ -51,13 +64,7 @@ def connect_operator(
     """Relay the charger's OCPP traffic to an operator. At most one operator per charger has
     the Billing role (it answers authorizations and transactions)."""
     _check(charger, actor)
-    if (
-        role == OperatorConnection.Role.BILLING
-        and charger.operators.filter(role=OperatorConnection.Role.BILLING, enabled=True).exists()
-    ):
-        raise ForwardingError(
-            _("This charger already has a Billing operator: disconnect it first.")
-        )
+    _check_one_billing(charger, role)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -103,6 +110,8 @@ def disconnect_operator(*, operator: OperatorConnection, actor: User | None) -> 
     operator.disconnected_at = now
     operator.updated_at = now
     operator.save(update_fields=["enabled", "connected", "disconnected_at", "updated_at"])
+    # Nothing more is owed to it (the gateway drops what it noted meanwhile at its next look).
+    OutboxFrame.objects.filter(operator=operator).delete()
     audit(
         community=operator.community,
         actor=actor,
@@ -110,3 +119,69 @@ def disconnect_operator(*, operator: OperatorConnection, actor: User | None) -> 
         target=f"{operator.name} → {operator.charger.identity}",
         operator=operator.pk,
     )
+
+
+EDITABLE = ("name", "url", "identity", "role", "fallback")
+
+
+@transaction.atomic
+def update_operator(
+    *,
+    operator: OperatorConnection,
+    actor: User | None,
+    name: str,
+    url: str,
+    identity: str,
+    password: str,
+    role: str,
+    fallback: str,
+    clear_password: bool = False,
+) -> list[str]:
+    """Change an operator connection; the password is kept when `password` is empty (it is
+    never shown back), removed with `clear_password`. The gateway holding the charger sees the
+    change at its next look (`updated_at`, a few seconds) and reconnects the live upstream with
+    the new settings; what is buffered for the operator stays and goes to the new address.
+    Returns the names of the fields changed (audited, the password as "password" only)."""
+    _check(operator.charger, actor)
+    if not operator.enabled:
+        raise ForwardingError(_("This operator is disconnected: connect it again instead."))
+    _check_one_billing(operator.charger, role, operator)
+    values = {
+        "name": name,
+        "url": url,
+        "identity": identity or operator.charger.identity,
+        "role": role,
+        "fallback": fallback,
+    }
+    changed = [f for f in EDITABLE if getattr(operator, f) != values[f]]
+    for f in changed:
+        setattr(operator, f, values[f])
+    if password:
+        operator.password_encrypted = secrets.encrypt(password)
+        changed.append("password")
+    elif clear_password and operator.password_encrypted:
+        operator.password_encrypted = ""
+        changed.append("password")
+    if not changed:
+        return []
+    operator.updated_at = timezone.now()
+    fields = [f for f in changed if f != "password"]
+    fields += ["password_encrypted"] if "password" in changed else []
+    try:
+        with transaction.atomic():
+            operator.save(update_fields=[*fields, "updated_at"])
+    except IntegrityError as e:  # another Billing operator connected at the same time
+        raise ForwardingError(
+            _("This charger already has a Billing operator: disconnect it first.")
+        ) from e
+    audit(
+        community=operator.community,
+        actor=actor,
+        action="operator.edit",
+        target=f"{operator.name} ({operator.get_role_display()}) → {operator.charger.identity}",
+        operator=operator.pk,
+        changed=changed,
+        url=operator.url,
+        role=operator.role,
+    )
+    return changed

@@ -14,6 +14,11 @@ urlpatterns = [
         name="operator-detail",
     ),
     path(
+        "chargers/<int:charger>/operators/<int:operator>/edit/",
+        views.operator_edit,
+        name="operator-edit",
+    ),
+    path(
         "chargers/<int:charger>/operators/<int:operator>/test/",
         views.operator_test,
         name="operator-test",

@@ -16,7 +16,7 @@ from sparklin.http import CommunityRequest
 from sparklin.live import render_live
 
 from . import secrets, services
-from .forms import OperatorForm
+from .forms import OperatorEditForm, OperatorForm
 from .models import OperatorConnection
 from .probe import probe
 
@@ -43,6 +43,39 @@ def operator_add(request: CommunityRequest, community: str, charger: int) -> Htt
                 operator=operator.pk,
             )
     return render(request, "forwarding/operator_form.html", {"form": form, "charger": found})
+
+
+@community_permission("operators:manage")
+def operator_edit(
+    request: CommunityRequest, community: str, charger: int, operator: int
+) -> HttpResponse:
+    op: OperatorConnection = get_object_or_404(
+        OperatorConnection.objects.select_related("charger"), pk=operator, charger=charger
+    )
+    if not op.enabled:
+        messages.error(request, _("This operator is disconnected: connect it again instead."))
+        return redirect(
+            "forwarding:operator-detail", community=community, charger=charger, operator=op.pk
+        )
+    form = OperatorEditForm(request.POST or None, operator=op)
+    if request.method == "POST" and form.is_valid():
+        try:
+            changed = services.update_operator(operator=op, actor=request.user, **form.cleaned())
+        except services.ForwardingError as e:
+            form.add_error(None, e.message)
+        else:
+            if changed:
+                messages.success(
+                    request, _("Operator changed: the gateway reconnects it within seconds.")
+                )
+            return redirect(
+                "forwarding:operator-detail", community=community, charger=charger, operator=op.pk
+            )
+    return render(
+        request,
+        "forwarding/operator_form.html",
+        {"form": form, "charger": op.charger, "operator": op},
+    )
 
 
 @community_permission("operators:manage")

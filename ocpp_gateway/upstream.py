@@ -19,21 +19,22 @@ auth when a password is set) and the charger's OCPP version, and relays:
   (SecurityError; NotImplemented for an unknown action) and logged. Configuration changes,
   charging profiles, resets and firmware are never relayed.
 
-Durability: what an operator must receive is written to a SQLite file (`Buffer`, one per gateway
-instance under `FORWARDING_BUFFER_DIR`; committed off the loop, before the charger is answered)
-when it is queued, and deleted once the operator
-answered it (or let it time out on an open connection), so an operator that is down, or a
-gateway restart, loses nothing: the backlog is replayed in order when the operator is reachable
-again (reconnection with exponential backoff and jitter). It is bounded per (charger, operator):
-when full, the oldest MeterValues go first, then the oldest other messages; transaction messages
-are never dropped. A frame re-sent after a connection dropped before its answer keeps its message
-id, so an operator can recognise it (as with a charger's own retries).
+Durability: what an operator must receive is written to the database (`relaybuffer.Buffer`,
+rows shared by every gateway; committed off the loop, before the charger is answered) when it is
+queued, and deleted once the operator answered it (or let it time out on an open connection), so
+an operator that is down, a gateway restart or kill -9, or the charger moving to another gateway
+loses nothing: the backlog is replayed in order, by the gateway holding the relay's lease, when
+the operator is reachable again (reconnection with exponential backoff and jitter). It is bounded
+per (charger, operator): when full, the oldest MeterValues go first, then the oldest other
+messages; transaction messages are never dropped. A frame re-sent after a connection dropped
+before its answer keeps its message id, so an operator can recognise it (as with a charger's own
+retries).
 
 The gateway learns the connections like the charger directory: all enabled ones loaded at start,
 what changed (`updated_at`) every `FORWARDING_REFRESH_SECONDS`, so "disconnect" in the portal
 stops the relay within seconds and drops its buffer. An upstream lives with the charger's
 connection: opened when it connects here, closed when it leaves (several gateways: it moves with
-the charger, newest connection wins). State (connected, last message, buffered count, last error)
+the charger, newest connection wins; the new gateway's upstream waits for the old one's lease). State (connected, last message, buffered count, last error)
 and every relayed frame travel to the worker as `operator_state` / `operator_frame` events.
 
 Hook points in the charger connection: `GatewayChargePoint._answer_call` hands a validated CALL to
@@ -48,15 +49,11 @@ import json
 import logging
 import random
 import socket
-import sqlite3
-import threading
 import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
@@ -70,10 +67,11 @@ from forwarding.models import OperatorConnection
 from forwarding.probe import basic_auth, refused_address, upstream_url
 from forwarding.secrets import UnreadableSecret, decrypt
 
-from . import validation
+from . import relaybuffer, validation
 from .base import MAX_LOGGED_FRAME, MAX_UNIQUE_ID, utc_now
 from .decisions import db_call
 from .ocpplib import OCPPError
+from .relaybuffer import Buffer, Item
 from .starts import LRU_SIZE, start_key
 
 if TYPE_CHECKING:
@@ -89,17 +87,15 @@ REFUSE = "refuse"
 RELOAD_SECONDS = 300.0
 STATE_EVERY = 5.0  # seconds between state reports while something changes
 BACKOFF_FIRST = 0.5
+# At most this long a charger's answer waits for its frames to be written to the buffer.
+DURABLE_WAIT = 5.0
 
 # Answers that come from the Billing operator.
 DECIDED_BY_BILLING = frozenset(
     {"Authorize", "StartTransaction", "StopTransaction", "TransactionEvent"}
 )
-# Transaction messages: never dropped from a full buffer.
-TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "TransactionEvent"})
 # Asked live only (a late Authorize means nothing): never buffered.
 LIVE_ONLY = frozenset({"Authorize"})
-# Buffer priorities: lowest dropped first.
-METER, OTHER, TRANSACTION = 0, 1, 2
 
 READ_ONLY = {
     "1.6": frozenset({"GetConfiguration", "GetLocalListVersion", "GetCompositeSchedule"}),
@@ -140,6 +136,7 @@ class OperatorRow(TypedDict):
     """An enabled operator connection as the gateway uses it (password decrypted)."""
 
     id: int
+    community: int
     charger: str  # the charger's identity (its connection here)
     name: str
     url: str
@@ -161,6 +158,7 @@ def load_rows(since: datetime | None) -> tuple[list[OperatorRow], list[str]]:
     errors: list[str] = []
     for r in qs.values(
         "id",
+        "community_id",
         "charger__identity",
         "name",
         "url",
@@ -181,6 +179,7 @@ def load_rows(since: datetime | None) -> tuple[list[OperatorRow], list[str]]:
         rows.append(
             {
                 "id": r["id"],
+                "community": r["community_id"],
                 "charger": r["charger__identity"],
                 "name": r["name"],
                 "url": r["url"],
@@ -195,183 +194,7 @@ def load_rows(since: datetime | None) -> tuple[list[OperatorRow], list[str]]:
     return rows, errors
 
 
-def priority_of(action: str) -> int:
-    if action in TRANSACTION_ACTIONS:
-        return TRANSACTION
-    if action == "MeterValues":
-        return METER
-    return OTHER
-
-
-# --- the durable buffer ----------------------------------------------------------------------
-
-
-class Buffer:
-    """What operators must still receive, in one SQLite file per gateway instance (WAL,
-    synchronous=NORMAL: a committed row survives the process). Rows are keyed by operator
-    connection and read back in insertion order.
-
-    The event loop never writes the file itself: `add`/`remove` note the change in memory (ids
-    are drawn here, in order) and a flush commits everything noted so far in one transaction,
-    in a thread; `sync()` waits until what was added is committed — awaited before the charger
-    is answered, so a frame whose answer told the charger it may forget it is on disk. The rare
-    paths that read the file (a relay loading its backlog, a full buffer choosing what to drop)
-    flush first, on the loop."""
-
-    def __init__(self, path: Path, limit: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.limit = limit
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, "
-            "operator INTEGER NOT NULL, priority INTEGER NOT NULL, unique_id TEXT NOT NULL, "
-            "action TEXT NOT NULL, frame TEXT NOT NULL)"
-        )
-        self.db.execute("CREATE INDEX IF NOT EXISTS outbox_operator ON outbox (operator, id)")
-        (last,) = self.db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
-        self._next = int(last) + 1
-        self._counts: dict[int, int] = {}
-        self._adds: list[tuple[int, int, int, str, str, str]] = []
-        self._removes: list[tuple[int]] = []
-        self._lock = threading.Lock()  # the connection and the pending lists
-        self._flush: asyncio.Task[None] | None = None
-
-    # --- writes, noted on the loop, committed by a flush ---------------------------------------
-    def _commit(self) -> None:
-        """Commit what was noted (runs in a thread, or on the loop for the rare paths)."""
-        with self._lock:
-            adds, self._adds = self._adds, []
-            removes, self._removes = self._removes, []
-            if not adds and not removes:
-                return
-            self.db.execute("BEGIN")
-            try:
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO outbox (id, operator, priority, unique_id, action, "
-                    "frame) VALUES (?,?,?,?,?,?)",
-                    adds,
-                )
-                self.db.executemany("DELETE FROM outbox WHERE id = ?", removes)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                self._adds = adds + self._adds  # kept for the next flush
-                self._removes = removes + self._removes
-                raise
-
-    def schedule(self) -> asyncio.Task[None]:
-        """A flush of what is noted (one at a time; a new one starts when the last is done)."""
-        task = self._flush
-        if task is None or task.done():
-            task = self._flush = asyncio.create_task(self._flush_soon(), name="forwarding-buffer")
-        return task
-
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(0)  # let the frames of this turn of the loop join the flush
-        await asyncio.to_thread(self._commit)
-
-    async def sync(self) -> None:
-        """Return once everything added so far is committed."""
-        while self._adds:
-            await asyncio.shield(self.schedule())
-
-    def count(self, operator: int) -> int:
-        known = self._counts.get(operator)
-        if known is None:
-            self._commit()
-            with self._lock:
-                (known,) = self.db.execute(
-                    "SELECT count(*) FROM outbox WHERE operator = ?", (operator,)
-                ).fetchone()
-            self._counts[operator] = int(known)
-        return int(known)
-
-    def add(self, operator: int, unique_id: str, action: str, frame: str) -> tuple[int, list[int]]:
-        """Note one frame; returns its id and the ids dropped to stay within the limit."""
-        before = self.count(operator)
-        rowid = self._next
-        self._next += 1
-        with self._lock:
-            self._adds.append((rowid, operator, priority_of(action), unique_id, action, frame))
-        self._counts[operator] = before + 1
-        dropped: list[int] = []
-        excess = self._counts[operator] - self.limit
-        if excess > 0:
-            self._commit()  # the choice reads the file: everything noted is in it
-            for priority in (METER, OTHER):  # transaction messages are never dropped
-                if excess <= 0:
-                    break
-                with self._lock:
-                    ids = [
-                        int(r[0])
-                        for r in self.db.execute(
-                            "SELECT id FROM outbox WHERE operator = ? AND priority = ? "
-                            "AND id != ? ORDER BY id LIMIT ?",
-                            (operator, priority, rowid, excess),
-                        )
-                    ]
-                for drop in ids:
-                    self.remove(operator, drop)
-                dropped += ids
-                excess -= len(ids)
-        return rowid, dropped
-
-    def remove(self, operator: int, rowid: int) -> None:
-        with self._lock:
-            self._removes.append((rowid,))
-        if operator in self._counts:
-            self._counts[operator] = max(0, self._counts[operator] - 1)
-
-    def load(self, operator: int) -> list[tuple[int, str, str, str]]:
-        self._commit()
-        with self._lock:
-            return [
-                (int(r[0]), r[1], r[2], r[3])
-                for r in self.db.execute(
-                    "SELECT id, unique_id, action, frame FROM outbox WHERE operator = ? "
-                    "ORDER BY id",
-                    (operator,),
-                )
-            ]
-
-    def forget(self, operator: int) -> None:
-        """The operator was disconnected in the portal: nothing more is owed to it."""
-        self._commit()
-        with self._lock:
-            self.db.execute("DELETE FROM outbox WHERE operator = ?", (operator,))
-        self._counts[operator] = 0
-
-    def close(self) -> None:
-        self._commit()
-        self.db.close()
-
-    async def aclose(self) -> None:
-        """Let a flush in progress finish, commit the rest, close."""
-        task = self._flush
-        if task is not None:
-            with contextlib.suppress(Exception):
-                await task
-        self.close()
-
-
 # --- one relay -------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Item:
-    """One CALL the operator must receive."""
-
-    unique_id: str
-    action: str
-    frame: str
-    rowid: int | None = None  # in the durable buffer
-    waiter: asyncio.Future[dict[str, Any] | None] | None = None  # a Billing decision awaited
-    abandoned: bool = False  # a live-only call whose waiter gave up
-    dropped: bool = False  # dropped from a full buffer before it was sent
-    answer: asyncio.Future[list[Any]] | None = field(default=None, repr=False)
 
 
 class Upstream:
@@ -382,7 +205,6 @@ class Upstream:
         self.row = row
         self.id = row["id"]
         self.queue: deque[Item] = deque()
-        self.by_rowid: dict[int, Item] = {}
         self.wake = asyncio.Event()
         self.ws: ClientConnection | None = None
         self.in_flight: Item | None = None
@@ -392,11 +214,11 @@ class Upstream:
         self._state_sent: tuple[Any, ...] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
-        forwarder = relay.forwarder
-        for rowid, unique_id, action, frame in forwarder.buffer.load(self.id):
-            item = Item(unique_id, action, frame, rowid=rowid)
-            self.queue.append(item)
-            self.by_rowid[rowid] = item
+        # The relay lease (ocpp_gateway.relaybuffer): who we are, and until when (monotonic
+        # clock) it is ours; the backlog is loaded and sent only while it is.
+        self.owner = f"{relay.cp.gateway.instance_id}/{uuid.uuid4().hex[:12]}"
+        self.lease_until = 0.0
+        relay.forwarder.live[self.id] = self
 
     @property
     def cp(self) -> GatewayChargePoint:
@@ -405,6 +227,10 @@ class Upstream:
     @property
     def connected(self) -> bool:
         return self.ws is not None
+
+    @property
+    def leased(self) -> bool:
+        return time.monotonic() < self.lease_until
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"upstream-{self.cp.id}-{self.id}")
@@ -420,6 +246,18 @@ class Upstream:
         for item in self.queue:
             if item.waiter is not None and not item.waiter.done():
                 item.waiter.set_result(None)
+        forwarder = self.relay.forwarder
+        if forwarder.live.get(self.id) is self:
+            del forwarder.live[self.id]
+        if self.lease_until:
+            self.lease_until = 0.0
+            # Whatever this connection noted is written first: the next holder reads it.
+            with contextlib.suppress(Exception):
+                await forwarder.buffer.sync()
+            try:
+                await db_call(relaybuffer.release, [self.owner])
+            except DatabaseError as exc:  # it expires by itself
+                logger.warning("%s: relay lease not released (%s)", self.cp.id, exc)
 
     # --- what goes up -------------------------------------------------------------------------
     def offer(self, unique_id: str, action: str, frame: str) -> Item | None:
@@ -431,14 +269,8 @@ class Upstream:
                 return None  # a late Authorize means nothing; the fallback answers now
             item = Item(unique_id, action, frame)
         else:
-            rowid, dropped = self.relay.forwarder.buffer.add(self.id, unique_id, action, frame)
-            item = Item(unique_id, action, frame, rowid=rowid)
-            self.by_rowid[rowid] = item
-            for drop in dropped:
-                gone = self.by_rowid.pop(drop, None)
-                if gone is not None:
-                    gone.dropped = True
-                    self._frame("up", 2, gone.unique_id, gone.action, "", "dropped: buffer full")
+            item = Item(unique_id, action, frame)
+            self.relay.forwarder.buffer.add(self.id, self.row["community"], item)
         self.queue.append(item)
         self.wake.set()
         self.report()
@@ -447,14 +279,14 @@ class Upstream:
     async def decision(self, item: Item, timeout: float) -> dict[str, Any] | None:
         """The operator's answer payload to `item` (validated), or None when there is none in
         time (not connected, no answer, a CALLERROR, an answer breaking the schema)."""
-        if not self.connected:
-            return None
-        loop = asyncio.get_running_loop()
-        item.waiter = loop.create_future()
+        if item.waiter is None:
+            if not self.connected:
+                return None
+            item.waiter = asyncio.get_running_loop().create_future()
         try:
             return await asyncio.wait_for(asyncio.shield(item.waiter), timeout)
         except TimeoutError:
-            if item.rowid is None:
+            if not item.durable:
                 item.abandoned = True
             return None
 
@@ -462,9 +294,18 @@ class Upstream:
     async def run(self) -> None:
         while True:
             try:
+                if not self.leased and not await self._claim():
+                    # Another gateway still relays this operator connection (the charger just
+                    # moved): it releases the lease when its stale connection closes, or the
+                    # lease expires if that gateway died.
+                    poll = min(1.0, settings.FORWARDING_LEASE_SECONDS / 3)
+                    await asyncio.sleep(poll * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                    continue
                 await self._connect_and_serve()
             except asyncio.CancelledError:
                 raise
+            except DatabaseError as e:
+                self._failed(f"database unreachable: {e}"[:300])
             except InvalidStatus as e:
                 self._failed(f"refused the connection: HTTP {e.response.status_code}")
             except (OSError, TimeoutError, ConnectionClosed) as e:
@@ -477,6 +318,35 @@ class Upstream:
             cap = settings.FORWARDING_RECONNECT_MAX_SECONDS
             delay = min(cap, BACKOFF_FIRST * 2 ** min(self.failures, 16))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+
+    async def _claim(self) -> bool:
+        """Take the relay of this operator connection, then load its backlog (written by any
+        gateway) in order. False while another gateway holds it."""
+        seconds = settings.FORWARDING_LEASE_SECONDS
+        asked = time.monotonic()
+        holder = await db_call(
+            relaybuffer.claim, self.id, self.row["community"], self.owner, seconds
+        )
+        if holder is not None:
+            error = f"waiting for gateway {holder.rsplit('/', 1)[0]} to hand the relay over"
+            if error != self.last_error:
+                self.last_error = error
+                self.report(force=True)
+            return False
+        self.lease_until = asked + seconds
+        backlog = await self.relay.forwarder.buffer.load(self.id)
+        loaded = {id(item) for item in backlog}
+        # Noted while loading (not written yet) and live-only calls go after the backlog.
+        later = [i for i in self.queue if id(i) not in loaded and not i.gone and i.rowid is None]
+        self.queue = deque([*backlog, *later])
+        self.report(force=True)
+        return True
+
+    def lease_lost(self) -> None:
+        """The renewal found another gateway holding the lease: stop sending at once."""
+        self.lease_until = 0.0
+        self.last_error = "the relay was taken over by another gateway"
+        self.wake.set()
 
     def _failed(self, error: str) -> None:
         self.failures += 1
@@ -535,6 +405,8 @@ class Upstream:
         while True:
             if reader.done():
                 return  # the operator hung up
+            if not self.leased:
+                return  # lost or expired: claimed again before anything more is sent
             if not self.queue:
                 self.wake.clear()
                 waiter = asyncio.create_task(self.wake.wait())
@@ -542,15 +414,14 @@ class Upstream:
                 waiter.cancel()
                 continue
             item = self.queue[0]
-            if item.abandoned or item.dropped:
+            if item.abandoned or item.gone:
                 self.queue.popleft()
                 continue
             if not await self._exchange(ws, item, reader):
                 return
             self.queue.popleft()
-            if item.rowid is not None:
-                self.by_rowid.pop(item.rowid, None)
-                self.relay.forwarder.buffer.remove(self.id, item.rowid)
+            if item.durable:
+                self.relay.forwarder.buffer.remove(self.id, item)
                 self.relay.forwarder.buffer.schedule()
             self.report()
 
@@ -770,9 +641,13 @@ class ChargerRelay:
     async def remove(self, operator: int) -> None:
         upstream = self.upstreams.pop(operator, None)
         if upstream is not None:
-            await upstream.stop()
-            upstream.ws = None
-            upstream.report(force=True)
+            await self.stop(upstream)
+
+    @staticmethod
+    async def stop(upstream: Upstream) -> None:
+        await upstream.stop()
+        upstream.ws = None
+        upstream.report(force=True)
 
     @property
     def billing(self) -> Upstream | None:
@@ -816,14 +691,20 @@ class ChargerRelay:
                 logger.exception("%s: %s not forwarded to operator %s", cp.id, action, upstream.id)
                 upstream._note(f"{action} not forwarded: the gateway's buffer failed")
                 item = None
-            if item is not None and item.rowid is not None:
+            if item is not None and item.durable:
                 durable = True
             if upstream is billing and action in DECIDED_BY_BILLING and item is not None:
                 awaited = item
-        if durable:
-            # On disk before the charger may forget the frame (see Buffer).
+                if upstream.connected:
+                    # Before anything is awaited: the answer may come while the frame is written.
+                    item.waiter = asyncio.get_running_loop().create_future()
+        buffer = self.forwarder.buffer
+        if durable and buffer.error:
+            buffer.schedule()  # the database is failing: retried, the charger is not held up
+        elif durable:
+            # Written before the charger may forget the frame (see relaybuffer).
             try:
-                await self.forwarder.buffer.sync()
+                await asyncio.wait_for(buffer.sync(), DURABLE_WAIT)
             except Exception:
                 logger.exception("%s: the forwarding buffer could not be written", cp.id)
                 for upstream in self.upstreams.values():
@@ -888,6 +769,8 @@ class Forwarder:
         self.since: datetime | None = None
         self._seen: dict[int, datetime] = {}  # updated_at of each row as last applied
         self._buffer: Buffer | None = None
+        self.live: dict[int, Upstream] = {}  # by operator connection, the upstreams held here
+        self.renewed_at = 0.0
         self.reported_at: dict[int, float] = {}
         self.dirty: set[Upstream] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -903,14 +786,36 @@ class Forwarder:
     @property
     def buffer(self) -> Buffer:
         if self._buffer is None:
-            name = settings.GATEWAY_INSTANCE_ID or f"gateway-{self.gateway.port}"
-            path = Path(settings.FORWARDING_BUFFER_DIR) / f"{name}.sqlite3"
-            self._buffer = Buffer(path, settings.FORWARDING_BUFFER_MAX)
+            self._buffer = Buffer(settings.FORWARDING_BUFFER_MAX, on_dropped=self._dropped)
         return self._buffer
+
+    def _dropped(self, operator: int, item: Item) -> None:
+        upstream = self.live.get(operator)
+        if upstream is not None:
+            upstream._frame("up", 2, item.unique_id, item.action, "", "dropped: buffer full")
+            upstream.report()
+
+    async def renew(self) -> None:
+        """Renew the relay leases held here (every third of their life); an upstream whose
+        lease another gateway took over stops sending."""
+        seconds = settings.FORWARDING_LEASE_SECONDS
+        now = time.monotonic()
+        held = [u for u in self.live.values() if u.lease_until]
+        if not held or now - self.renewed_at < seconds / 3:
+            return
+        kept = await db_call(relaybuffer.renew, [u.owner for u in held], seconds)
+        self.renewed_at = now
+        for upstream in held:
+            if upstream.owner in kept:
+                upstream.lease_until = now + seconds
+            elif upstream.lease_until:
+                upstream.lease_lost()
 
     async def load(self) -> None:
         """All enabled connections (at start, then every RELOAD_SECONDS)."""
         try:
+            if self.since is None:  # (re)started: none of its old leases is in use
+                await db_call(relaybuffer.release_instance, self.gateway.instance_id)
             rows, errors = await db_call(load_rows, None)
         except DatabaseError as exc:
             logger.warning("Operators not loaded, database unreachable (%s)", exc)
@@ -950,6 +855,7 @@ class Forwarder:
             else:
                 by_id.pop(row["id"], None)
                 self.buffer.forget(row["id"])
+                self.buffer.schedule()
             self.since = max(self.since, row["updated_at"])
         if touched:
             await self._reconcile(touched)
@@ -972,15 +878,20 @@ class Forwarder:
                 if wanted:
                     self.attach(cp)
                 continue
-            for operator, upstream in list(relay.upstreams.items()):
-                row = wanted.get(operator)
-                if row is None or row != upstream.row:
-                    await relay.remove(operator)
+            # Taken out of the relay at once (nothing more is offered to them), stopped after:
+            # a stop writes what was noted and releases the lease, which takes a moment.
+            gone = [
+                relay.upstreams.pop(operator)
+                for operator, upstream in list(relay.upstreams.items())
+                if wanted.get(operator) != upstream.row
+            ]
             for operator, row in wanted.items():
                 if operator not in relay.upstreams:
                     relay.add(row)
             if not relay.upstreams:
                 cp.upstream = None
+            for upstream in gone:
+                await relay.stop(upstream)
 
     async def run(self) -> None:
         """Refresh the connections; report states that changed since their last report."""
@@ -988,8 +899,12 @@ class Forwarder:
             await asyncio.sleep(settings.FORWARDING_REFRESH_SECONDS)
             try:
                 await self.refresh()
+                await self.renew()
             except DatabaseError as exc:
                 logger.warning("Operators: refresh failed (%s)", exc)
+            if self._buffer is not None and self._buffer.pending:
+                with contextlib.suppress(Exception):  # retried at the next turn
+                    await asyncio.shield(self._buffer.schedule())
             for upstream in list(self.dirty):
                 upstream.report(force=True)
 

@@ -435,14 +435,16 @@ GATEWAY_REGISTRY_TTL = env_int("GATEWAY_REGISTRY_TTL", 90)
 # Forwarding to third-party operators (forwarding/, ocpp_gateway/upstream.py).
 # Key of the operators' stored passwords (any text; default: derived from SECRET_KEY).
 FORWARDING_KEY = env_str("FORWARDING_KEY")
-# The gateway's durable buffer of what operators must receive (one SQLite file per instance).
-FORWARDING_BUFFER_DIR = env_str("FORWARDING_BUFFER_DIR", str(BASE_DIR / "var" / "forwarding"))
+# What operators must still receive is kept in the database (forwarding.OutboxFrame), bounded
+# per operator connection; one gateway at a time relays a connection, under a lease it renews.
 FORWARDING_BUFFER_MAX = env_int("FORWARDING_BUFFER_MAX", 5000)  # frames per operator connection
 FORWARDING_ANSWER_TIMEOUT = env_float("FORWARDING_ANSWER_TIMEOUT", 5)
 FORWARDING_REFRESH_SECONDS = env_float("FORWARDING_REFRESH_SECONDS", 2)
 # Operators on loopback/private addresses (tests, a lab): refused by default (SSRF).
 FORWARDING_ALLOW_PRIVATE_HOSTS = env_bool("FORWARDING_ALLOW_PRIVATE_HOSTS", False)
 FORWARDING_RECONNECT_MAX_SECONDS = env_float("FORWARDING_RECONNECT_MAX_SECONDS", 60)
+# A relay lease not renewed for this long (its gateway died) may be taken by another gateway.
+FORWARDING_LEASE_SECONDS = env_float("FORWARDING_LEASE_SECONDS", 15)
 # Refused identities kept (chargers.tasks.purge_unknown_chargers).
 UNKNOWN_CHARGER_MAX = env_int("UNKNOWN_CHARGER_MAX", 5000)
 UNKNOWN_CHARGER_DAYS = env_int("UNKNOWN_CHARGER_DAYS", 30)

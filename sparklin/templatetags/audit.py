@@ -41,6 +41,7 @@ SENTENCES = {
     "charger.events_retry": _("asked to record again the events kept aside for %(target)s"),
     "operator.connect": _("connected the operator %(target)s"),
     "operator.disconnect": _("disconnected the operator %(target)s"),
+    "operator.edit": _("changed the operator %(target)s"),
     "card.add": _("added the card %(target)s"),
     "card.deactivate": _("deactivated the card %(target)s"),
     "card.reactivate": _("reactivated the card %(target)s"),

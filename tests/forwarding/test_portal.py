@@ -11,7 +11,7 @@ from django.utils import translation
 from communities.models import AuditEvent
 from forwarding import secrets
 from forwarding.models import ForwardedFrame, OperatorConnection
-from forwarding.services import ForwardingError, connect_operator
+from forwarding.services import ForwardingError, connect_operator, update_operator
 
 from .operator_csms import Operator, make_operator
 
@@ -217,3 +217,130 @@ def test_the_test_button_refuses_a_name_resolving_to_a_private_address(
         f"/c/tilleuls/chargers/{charger.pk}/operators/{operator.pk}/test/"
     ).content.decode()
     assert "could not be reached" in text  # unresolvable: nothing was contacted
+
+
+def edit_url(operator):
+    return f"/c/tilleuls/chargers/{operator.charger_id}/operators/{operator.pk}/edit/"
+
+
+def test_editing_keeps_the_password_when_left_blank_and_is_audited(client, manager, charger):
+    operator = make_operator(
+        charger, "wss://ocpp.example.com/ocpp", password="kept-1", role="billing"
+    )
+    before = operator.updated_at
+    client.force_login(manager)
+    page = client.get(edit_url(operator)).content.decode()
+    assert "wss://ocpp.example.com/ocpp" in page and "kept-1" not in page
+    assert "Leave blank to keep it" in page
+    response = client.post(
+        edit_url(operator),
+        form(url="wss://other.example.com/v2", password="", role="monitoring", name="Renamed"),
+    )
+    assert response.status_code == 302 and response["Location"].endswith(f"/{operator.pk}/")
+    operator.refresh_from_db()
+    assert (operator.url, operator.name, operator.role) == (
+        "wss://other.example.com/v2",
+        "Renamed",
+        "monitoring",
+    )
+    assert secrets.decrypt(operator.password_encrypted) == "kept-1"
+    assert operator.updated_at > before  # the gateways pick the change up at their next look
+    entry = AuditEvent.objects.get(action="operator.edit")
+    assert entry.actor == manager and "Renamed" in entry.target
+    assert sorted(entry.data["changed"]) == ["name", "role", "url"]
+    log = client.get("/c/tilleuls/audit/").content.decode()
+    assert "changed the operator Renamed" in log
+
+
+def test_editing_replaces_or_removes_the_password(client, manager, charger):
+    operator = make_operator(charger, "wss://ocpp.example.com/ocpp", password="old-1")
+    client.force_login(manager)
+    client.post(edit_url(operator), form(url=operator.url, password="new-2", role="monitoring"))
+    operator.refresh_from_db()
+    assert secrets.decrypt(operator.password_encrypted) == "new-2"
+    both = client.post(
+        edit_url(operator),
+        form(url=operator.url, password="new-3", clear_password="on", role="monitoring"),
+    )
+    assert both.status_code == 200 and "not both" in both.content.decode()
+    client.post(edit_url(operator), form(url=operator.url, password="", clear_password="on"))
+    operator.refresh_from_db()
+    assert operator.password_encrypted == ""
+    entries = AuditEvent.objects.filter(action="operator.edit").order_by("pk")
+    assert [e.data["changed"] for e in entries][-1] == ["role", "password"]
+    assert all("new-2" not in str(e.data) for e in entries)
+
+
+def test_saving_without_a_change_writes_nothing(client, manager, charger):
+    operator = make_operator(charger, "wss://ocpp.example.com/ocpp")
+    before = operator.updated_at
+    client.force_login(manager)
+    response = client.post(
+        edit_url(operator),
+        form(url=operator.url, name=operator.name, role="monitoring", password=""),
+    )
+    assert response.status_code == 302
+    operator.refresh_from_db()
+    assert operator.updated_at == before and not AuditEvent.objects.filter(action="operator.edit")
+
+
+@pytest.mark.parametrize(
+    "url,error",
+    [
+        ("https://ocpp.example.com/ocpp", "starting with ws:// or wss://"),
+        ("wss://user:pw@ocpp.example.com/", "not in the url"),
+        ("ws://10.0.0.5/ocpp", "private"),
+        ("ws://localhost:9000/ocpp", "private"),
+    ],
+)
+def test_editing_validates_like_connecting(client, manager, charger, settings, url, error):
+    """The same checks as creation, the guard against Sparklin's own network included."""
+    settings.FORWARDING_ALLOW_PRIVATE_HOSTS = False
+    operator = make_operator(charger, "wss://ocpp.example.com/ocpp")
+    client.force_login(manager)
+    response = client.post(edit_url(operator), form(url=url, role="monitoring"))
+    assert response.status_code == 200 and error in response.content.decode().lower()
+    operator.refresh_from_db()
+    assert operator.url == "wss://ocpp.example.com/ocpp"
+
+
+def test_editing_keeps_one_billing_operator_per_charger(client, manager, charger):
+    make_operator(charger, "wss://a.example.com/ocpp", role="billing", name="Billing one")
+    other = make_operator(charger, "wss://b.example.com/ocpp", role="monitoring")
+    client.force_login(manager)
+    response = client.post(edit_url(other), form(url=other.url, role="billing"))
+    assert "already has a Billing operator" in response.content.decode()
+    other.refresh_from_db()
+    assert other.role == "monitoring"
+    with pytest.raises(ForwardingError):  # the service checks it too
+        update_operator(
+            operator=other,
+            actor=manager,
+            name=other.name,
+            url=other.url,
+            identity=other.identity,
+            password="",
+            role="billing",
+            fallback="sparklin",
+        )
+
+
+def test_a_disconnected_operator_cannot_be_edited(client, manager, charger, individual):
+    operator = make_operator(charger, "wss://ocpp.example.com/ocpp")
+    client.force_login(manager)
+    client.post(f"/c/tilleuls/chargers/{charger.pk}/operators/{operator.pk}/disconnect/")
+    response = client.post(edit_url(operator), form(url="wss://new.example.com/"))
+    assert response.status_code == 302
+    operator.refresh_from_db()
+    assert operator.url == "wss://ocpp.example.com/ocpp" and not operator.enabled
+    with pytest.raises(ForwardingError):
+        update_operator(
+            operator=operator,
+            actor=individual,
+            name="x",
+            url=operator.url,
+            identity="x",
+            password="",
+            role="monitoring",
+            fallback="sparklin",
+        )

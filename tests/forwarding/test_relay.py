@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from chargers.models import ChargerCommand, ChargingSession, OcppMessage
 from forwarding.models import ForwardedFrame, OperatorConnection
+from ocpp_gateway import relaybuffer
 from ocpp_gateway.batcher import EventBatcher
 from ocpp_gateway.decisions import Decisions
+from ocpp_gateway.relaybuffer import Buffer, Item
 from ocpp_gateway.server import Gateway
-from ocpp_gateway.upstream import Buffer
 from simulator.fleet import connect_charger
 
 from .. import builders
@@ -33,7 +34,6 @@ TRANSACTION = ("StartTransaction", "StopTransaction", "TransactionEvent")
 def _fast(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.GATEWAY_HEARTBEAT_INTERVAL = 120
-    settings.FORWARDING_BUFFER_DIR = str(tmp_path / "buffer")
     settings.FORWARDING_ANSWER_TIMEOUT = 3.0
     settings.FORWARDING_REFRESH_SECONDS = 0.1
     settings.FORWARDING_RECONNECT_MAX_SECONDS = 0.3
@@ -283,23 +283,129 @@ def test_gateway_restarted_with_a_non_empty_buffer_loses_nothing(charger, card):
     assert [(f[1], f[2]) for f in op.calls() if f[2] in TRANSACTION + ("MeterValues",)] == expected
 
 
-def test_a_full_buffer_drops_meter_values_first_never_transaction_messages(tmp_path):
-    buffer = Buffer(tmp_path / "b.sqlite3", limit=3)
-    buffer.add(1, "s", "StartTransaction", "[]")
-    buffer.add(1, "m1", "MeterValues", "[]")
-    buffer.add(1, "h", "StatusNotification", "[]")
-    _, dropped = buffer.add(1, "m2", "MeterValues", "[]")
-    assert [r[1] for r in buffer.load(1)] == ["s", "h", "m2"] and len(dropped) == 1
-    buffer.add(1, "e", "StopTransaction", "[]")  # the status goes, then only meter values
-    buffer.add(1, "e2", "StopTransaction", "[]")
-    buffer.add(1, "e3", "StopTransaction", "[]")
-    assert [r[1] for r in buffer.load(1)] == ["s", "e", "e2", "e3"]  # never a transaction one
-    assert buffer.count(1) == 4 and buffer.load(2) == []
-    buffer.close()
-    again = Buffer(tmp_path / "b.sqlite3", limit=3)  # a restart reads the same file
-    assert [r[1] for r in again.load(1)] == ["s", "e", "e2", "e3"]
-    again.forget(1)
-    assert again.count(1) == 0 and again.load(1) == []
+def test_a_full_buffer_drops_meter_values_first_never_transaction_messages(charger):
+    mine = make_operator(charger, "ws://127.0.0.1:9/ocpp")
+    other = make_operator(charger, "ws://127.0.0.1:9/ocpp", name="Other")
+    community = charger.community_id
+    dropped = []
+
+    async def scenario():
+        buffer = Buffer(limit=3, on_dropped=lambda operator, item: dropped.append(item.unique_id))
+
+        async def add(*ids, operator=mine.pk):
+            for unique_id in ids:
+                action = {"s": "StartTransaction", "h": "StatusNotification"}.get(unique_id[0])
+                action = action or ("MeterValues" if unique_id[0] == "m" else "StopTransaction")
+                buffer.add(operator, community, Item(unique_id, action, f"[{unique_id!r}]"))
+            await buffer.sync()
+
+        await add("s", "m1", "h")
+        await add("m2")  # one too many: the oldest meter value goes
+        first = [i.unique_id for i in await buffer.load(mine.pk)]
+        await add("e", "e2", "e3")  # the status goes, then only meter values
+        second = [i.unique_id for i in await buffer.load(mine.pk)]
+        await add("x", operator=other.pk)  # another connection's own bound
+        return buffer, first, second
+
+    buffer, first, second = asyncio.run(scenario())
+    assert first == ["s", "h", "m2"] and dropped[0] == "m1"
+    assert second == ["s", "e", "e2", "e3"]  # never a transaction message
+    assert buffer.count(mine.pk) == 4 and buffer.count(other.pk) == 1
+    # In the database: a restarted gateway, or another one, reads the same backlog.
+    assert relaybuffer.load(mine.pk)[0][1:3] == ("s", "StartTransaction")
+    assert [r[1] for r in relaybuffer.load(mine.pk)] == ["s", "e", "e2", "e3"]
+
+
+def test_an_item_answered_before_it_was_written_leaves_no_row(charger):
+    """The operator may answer a frame sent live before the flush that writes it returns: the
+    row is then deleted (or never written), not replayed later."""
+    operator = make_operator(charger, "ws://127.0.0.1:9/ocpp")
+
+    async def scenario():
+        buffer = Buffer(limit=10)
+        early, late = Item("a", "StatusNotification", "[]"), Item("b", "MeterValues", "[]")
+        buffer.add(operator.pk, charger.community_id, early)
+        buffer.remove(operator.pk, early)  # answered before any flush: never written
+        buffer.add(operator.pk, charger.community_id, late)
+        flush = buffer.schedule()
+        await asyncio.sleep(0)  # the flush has taken `late`
+        buffer.remove(operator.pk, late)
+        await flush
+        await buffer.sync()
+        await until(lambda: not buffer.pending)
+        await asyncio.sleep(0.05)
+        return buffer
+
+    buffer = asyncio.run(scenario())
+    assert relaybuffer.load(operator.pk) == [] and buffer.count(operator.pk) == 0
+
+
+def test_one_gateway_at_a_time_holds_a_relay_lease(charger):
+    """The lease: granted to the first, refused to another while held, renewed by its holder,
+    taken over once released or expired; a restarted gateway drops the leases its previous
+    process left."""
+    operator = make_operator(charger, "ws://127.0.0.1:9/ocpp")
+    community = charger.community_id
+    assert relaybuffer.claim(operator.pk, community, "gw-a/1", 30) is None
+    assert relaybuffer.claim(operator.pk, community, "gw-b/1", 30) == "gw-a/1"
+    assert relaybuffer.renew(["gw-a/1", "gw-b/1"], 30) == {"gw-a/1"}
+    relaybuffer.release(["gw-a/1"])
+    assert relaybuffer.claim(operator.pk, community, "gw-b/1", 0.01) is None
+    import time
+
+    time.sleep(0.05)  # gw-b died: its lease expires
+    assert relaybuffer.claim(operator.pk, community, "gw-a/2", 30) is None
+    assert relaybuffer.renew(["gw-b/1"], 30) == set()  # gw-b learns it lost it
+    assert relaybuffer.release_instance("gw-a") == 1
+    assert relaybuffer.claim(operator.pk, community, "gw-c/1", 30) is None
+
+
+def test_the_backlog_follows_the_charger_to_another_gateway(charger, card, settings):
+    """The operator is down while the charger runs a session through one gateway; the charger
+    then reconnects through a second gateway (the first still running) and the operator comes
+    back: the second gateway replays the backlog, in order, once; the first sends nothing."""
+    redis_client(settings)
+    settled = configured(charger, "1.6")
+    port = free_port()
+
+    def gateway(name):
+        return Gateway(
+            host="127.0.0.1",
+            port=0,
+            batcher=EventBatcher(flush_seconds=0.05),
+            decisions=Decisions(),
+            instance_id=name,
+        )
+
+    async def scenario(_unused):
+        operator = await until_db(lambda: make_operator(charger, f"ws://127.0.0.1:{port}/ocpp"))
+        one, two = gateway("gw-one"), gateway("gw-two")
+        async with one, two:
+            async with connect_charger(
+                one.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await cp.charge(card.uid, energy_wh=3000, samples=2)
+            held = one.forwarder.buffer.count(operator.pk)
+            await until(lambda: charger.identity not in one.connections)
+            async with Operator(port=port) as op:
+                async with connect_charger(
+                    two.url, charger.identity, "1.6", configuration=settled
+                ) as cp:
+                    await cp.heartbeat()
+                    await until(lambda: len(op.calls("Heartbeat")) == 1, timeout=10)
+                await one.batcher.sync()
+                await two.batcher.sync()
+                return operator, held, op
+
+    operator, held, op = run(scenario)
+    expected = [c for c in charger_calls(charger) if c[1] in TRANSACTION + ("MeterValues",)]
+    got = [(f[1], f[2]) for f in op.calls() if f[2] in TRANSACTION + ("MeterValues",)]
+    assert held >= len(expected) == 4  # start, 2 meter values, stop
+    assert got == expected  # in order, each once, from the second gateway
+    assert relaybuffer.load(operator.pk) == []
+    state = OperatorConnection.objects.get(pk=operator.pk)
+    assert state.gateway == "gw-two" and state.buffered == 0
 
 
 def test_disconnecting_an_operator_stops_forwarding_at_the_next_look(charger, manager):
@@ -617,3 +723,43 @@ def test_201_billing_operator_answers_the_transaction_events(charger, card):
     assert started.id_token_info["status"] == "Invalid"  # the operator's word, not Sparklin's
     assert ended.id_token_info["status"] == "Invalid"
     assert ChargingSession.objects.filter(charger=charger, transaction_id="T-201-BILLING").exists()
+
+
+def test_an_edited_operator_is_reconnected_at_once_with_the_new_settings(charger, manager):
+    """The portal changes the URL and password of a live operator connection: the gateway
+    reconnects the upstream to the new address with the new password at its next look; the
+    old operator receives nothing more."""
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with Operator() as old, Operator() as new:
+            operator = await until_db(lambda: make_operator(charger, old.url))
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await until(lambda: len(old.calls("BootNotification")) == 1)
+                from forwarding.services import update_operator
+
+                await until_db(
+                    lambda: update_operator(
+                        operator=operator,
+                        actor=manager,
+                        name="Moved",
+                        url=new.url,
+                        identity=charger.identity,
+                        password="new-secret",
+                        role="monitoring",
+                        fallback="sparklin",
+                    )
+                )
+                await gw.forwarder.refresh()
+                await until(lambda: len(new.calls("BootNotification")) == 1, timeout=10)
+                await cp.heartbeat()
+                await until(lambda: len(new.calls("Heartbeat")) == 1)
+                return old, new
+
+    old, new = run(scenario)
+    assert old.calls("Heartbeat") == []
+    assert new.auth_seen[-1] and new.auth_seen[-1].startswith("Basic ")
