@@ -25,6 +25,12 @@ The rule, in the order it is applied:
    every phase and circuit never exceeds its capacity.
 When the meter is silent (stale) the allocation is the failsafe: each charger's safe limit
 (`failsafe_limits`), the same that is stored in the chargers in advance.
+
+A charger with several outlets (connectors / EVSEs) may run several sessions at once: each
+session is its own unit (limits per outlet, `Allocation.outlet_limits`, each between the
+charger's minimum and maximum), and the charger's maximum caps the sum of its outlets (its own
+supply, like a circuit without the margin). The failsafe counts outlets, not chargers: it is a
+TxDefaultProfile on connector 0 / EVSE 0, which every outlet applies on its own.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class ChargerSpec:
     min_a: float = 6.0
     max_a: float = 32.0
     circuit_id: int | None = None
+    outlets: int = 1  # connectors (1.6) / EVSEs (2.0.1) that can charge at once
 
 
 @dataclass(frozen=True)
@@ -121,9 +128,10 @@ class SiteSpec:
 
 @dataclass(frozen=True)
 class SessionState:
-    """A session in progress on a managed charger. `draw_a` is its measured current per site
-    phase (None: not measured); `excluded` says why it is out of the sharing ("rejects" or
-    "non_compliant"), with `fixed_a` the limit it was given (its safe fixed limit)."""
+    """A session in progress on outlet `outlet` of a managed charger. `draw_a` is its measured
+    current per site phase (None: not measured); `excluded` says why its charger is out of the
+    sharing ("rejects" or "non_compliant"), with `fixed_a` the limit the charger was given (its
+    safe fixed limit, for all its outlets)."""
 
     charger_id: int
     started_at: datetime
@@ -132,14 +140,24 @@ class SessionState:
     paused_since: datetime | None = None
     excluded: str = ""
     fixed_a: float | None = None
+    outlet: int = 1
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.charger_id, self.outlet)
+
+
+Key = tuple[int, int]  # (charger id, outlet)
 
 
 @dataclass
 class Allocation:
-    """The decision for one site: `limits` per charger id in A (0 = paused), for every session
-    in progress on a managed charger; `reserved` what the excluded ones are counted for."""
+    """The decision for one site: `outlet_limits` per (charger id, outlet) in A (0 = paused)
+    for every session in progress on a managed charger, `limits` their sum per charger;
+    `reserved` what the excluded chargers are counted for."""
 
     limits: dict[int, float] = field(default_factory=dict)
+    outlet_limits: dict[Key, float] = field(default_factory=dict)
     reserved: dict[int, float] = field(default_factory=dict)
     failsafe: bool = False
     peak_active: bool = False
@@ -153,9 +171,9 @@ class _Constraint:
     """Σ weight(i) × current(i) ≤ capacity over `members`."""
 
     capacity: float
-    members: dict[int, float]  # charger id → weight
+    members: dict[Key, float]  # session unit → weight
 
-    def used(self, current: dict[int, float]) -> float:
+    def used(self, current: dict[Key, float]) -> float:
         return sum(w * current[i] for i, w in self.members.items() if i in current)
 
 
@@ -170,25 +188,25 @@ def draw_on(session: SessionState, phase: int) -> float:
 
 
 def failsafe_limits(site: SiteSpec) -> dict[int, float]:
-    """Each charger's safe limit, valid whatever the building draws and whoever charges: the
-    site's and its circuits' capacity (minus the margin) divided by the chargers on each phase,
-    the smallest share over the charger's phases and circuits; 0 when that share is below the
-    charger's minimum (a charger cannot charge below it, and more would risk the fuse)."""
+    """Each charger's safe limit per outlet, valid whatever the building draws and whoever
+    charges: the site's and its circuits' capacity (minus the margin) divided by the outlets on
+    each phase, the smallest share over the charger's phases and circuits, and at most the
+    charger's maximum divided by its outlets; 0 when that share is below the charger's minimum
+    (a charger cannot charge below it, and more would risk the fuse)."""
     counts: dict[tuple[int | None, int], int] = {}
     for c in site.chargers:
         for key in _circuit_chain(site, c.circuit_id):
             for p in c.phases:
-                counts[(key, p)] = counts.get((key, p), 0) + 1
+                counts[(key, p)] = counts.get((key, p), 0) + max(1, c.outlets)
     limits = {}
     for c in site.chargers:
-        share = math.inf
+        share = c.max_a / max(1, c.outlets)
         for key in _circuit_chain(site, c.circuit_id):
             capacity = (
                 site.limit_a if key is None else _circuit(site, key).limit_a
             ) - site.margin_a
             for p in c.phases:
                 share = min(share, capacity / counts[(key, p)])
-        share = min(share, c.max_a)
         limits[c.id] = floor_a(share) if share >= c.min_a else 0.0
     return limits
 
@@ -248,8 +266,13 @@ def allocate(
     if measurement is not None and measurement.stale:
         safe = failsafe_limits(site)
         result.failsafe = True
-        result.limits = {s.charger_id: safe[s.charger_id] for s in sessions if not s.excluded}
-        result.reserved = {s.charger_id: _reservation(site, s) for s in sessions if s.excluded}
+        for s in sessions:
+            if not s.excluded:
+                result.outlet_limits[s.key] = safe[s.charger_id]
+                result.limits[s.charger_id] = (
+                    result.limits.get(s.charger_id, 0.0) + safe[s.charger_id]
+                )
+        result.reserved = _reservations(site, [s for s in sessions if s.excluded])
         return result
 
     chargers_draw = [sum(draw_on(s, p) for s in sessions) for p in PHASES]
@@ -269,19 +292,27 @@ def allocate(
             per_phase = (site.peak_limit_w - building_w) / (site.voltage_v * len(site.site_phases))
             cap = min(cap, per_phase)
         phase_caps.append(cap)
-        members = {s.charger_id: 1.0 for s in sessions if p in _spec(site, s).phases}
+        members = {s.key: 1.0 for s in sessions if p in _spec(site, s).phases}
         constraints.append(_Constraint(cap, members))
     result.capacity_a = tuple(phase_caps)
     for circuit in site.circuits:
         for p in site.site_phases:
             members = {
-                s.charger_id: 1.0
+                s.key: 1.0
                 for s in sessions
                 if p in _spec(site, s).phases
                 and circuit.id in _circuit_chain(site, _spec(site, s).circuit_id)
             }
             if members:
                 constraints.append(_Constraint(circuit.limit_a - site.margin_a, members))
+    # A charger with several sessions: its own maximum caps the sum of its outlets.
+    by_charger: dict[int, list[SessionState]] = {}
+    for s in sessions:
+        by_charger.setdefault(s.charger_id, []).append(s)
+    for charger_id, own in by_charger.items():
+        if len(own) > 1:
+            spec = _spec_by_id(site, charger_id)
+            constraints.append(_Constraint(spec.max_a, {s.key: 1.0 for s in own}))
     solar: _Constraint | None = None
     if site.solar:
         budget = 0.0
@@ -291,30 +322,27 @@ def allocate(
         result.solar_budget_w = budget
         solar = _Constraint(
             budget,
-            {s.charger_id: site.voltage_v * len(_spec(site, s).phases) for s in sessions},
+            {s.key: site.voltage_v * len(_spec(site, s).phases) for s in sessions},
         )
 
     # Chargers out of the sharing: their share is set aside, on every constraint they touch.
-    shared = []
-    for s in sessions:
-        if s.excluded:
-            reserved = _reservation(site, s)
-            result.reserved[s.charger_id] = reserved
-            for con in constraints:
-                if s.charger_id in con.members:
-                    con.capacity -= reserved * con.members.pop(s.charger_id)
-            if solar is not None and s.charger_id in solar.members:
-                solar.capacity -= reserved * solar.members.pop(s.charger_id)
-        else:
-            shared.append(s)
+    shared = [s for s in sessions if not s.excluded]
+    excluded = [s for s in sessions if s.excluded]
+    result.reserved = _reservations(site, excluded)
+    for charger_id, reserved in result.reserved.items():
+        keys = {s.key for s in excluded if s.charger_id == charger_id}
+        for con in [*constraints, *([solar] if solar is not None else [])]:
+            weights = [con.members.pop(k) for k in keys if k in con.members]
+            if weights:
+                con.capacity -= reserved * weights[0]
 
     admission = list(constraints)
     if solar is not None and not site.solar_minimum:
         admission.append(solar)
-    current: dict[int, float] = {}
+    current: dict[Key, float] = {}
     for s in _order(site, shared, now):
         spec = _spec(site, s)
-        trial = {**current, s.charger_id: spec.min_a}
+        trial = {**current, s.key: spec.min_a}
         if spec.min_a <= spec.max_a and all(
             con.used(trial) <= con.capacity + EPSILON for con in admission
         ):
@@ -331,16 +359,18 @@ def allocate(
     if site.first_come_first_served:
         _fill_in_order(
             site,
-            [s for s in _order(site, shared, now) if s.charger_id in current],
+            [s for s in _order(site, shared, now) if s.key in current],
             current,
             filling,
         )
     else:
         _fill_equally(site, current, filling)
     for s in shared:
-        limit = floor_a(current.get(s.charger_id, 0.0))
+        limit = floor_a(current.get(s.key, 0.0))
         # A minimum with more than one decimal could floor below itself: pause rather than that.
-        result.limits[s.charger_id] = limit if limit >= _spec(site, s).min_a - EPSILON else 0.0
+        limit = limit if limit >= _spec(site, s).min_a - EPSILON else 0.0
+        result.outlet_limits[s.key] = limit
+        result.limits[s.charger_id] = result.limits.get(s.charger_id, 0.0) + limit
     return result
 
 
@@ -348,11 +378,11 @@ class _Shifted(_Constraint):
     """A constraint on what exceeds a base current (minimum + solar: the surplus above the
     minimums)."""
 
-    def __init__(self, inner: _Constraint, base: dict[int, float]):
+    def __init__(self, inner: _Constraint, base: dict[Key, float]):
         super().__init__(inner.capacity, inner.members)
         self.base = base
 
-    def used(self, current: dict[int, float]) -> float:
+    def used(self, current: dict[Key, float]) -> float:
         return sum(
             w * (current[i] - self.base.get(i, 0.0))
             for i, w in self.members.items()
@@ -366,13 +396,17 @@ def _spec(site: SiteSpec, session: SessionState) -> ChargerSpec:
     return spec
 
 
-def _reservation(site: SiteSpec, session: SessionState) -> float:
-    """What a charger out of the sharing is counted for: its fixed limit (its maximum when it
-    has none) or its measured draw, whichever is higher."""
-    spec = _spec(site, session)
-    fixed = session.fixed_a if session.fixed_a is not None else spec.max_a
-    measured = max((draw_on(session, p) for p in spec.phases), default=0.0)
-    return max(fixed, measured)
+def _reservations(site: SiteSpec, excluded: Sequence[SessionState]) -> dict[int, float]:
+    """What each charger out of the sharing is counted for: its fixed limit (its maximum when
+    it has none) or what its sessions are measured drawing together, whichever is higher."""
+    result: dict[int, float] = {}
+    for charger_id in dict.fromkeys(s.charger_id for s in excluded):
+        own = [s for s in excluded if s.charger_id == charger_id]
+        spec = _spec(site, own[0])
+        fixed = own[0].fixed_a if own[0].fixed_a is not None else spec.max_a
+        measured = max((sum(draw_on(s, p) for s in own) for p in spec.phases), default=0.0)
+        result[charger_id] = max(fixed, measured)
+    return result
 
 
 def _order(site: SiteSpec, sessions: Iterable[SessionState], now: datetime) -> list[SessionState]:
@@ -382,45 +416,45 @@ def _order(site: SiteSpec, sessions: Iterable[SessionState], now: datetime) -> l
     ones (longest wait first)."""
     sessions = list(sessions)
     if site.first_come_first_served:
-        return sorted(sessions, key=lambda s: (s.started_at, s.charger_id))
+        return sorted(sessions, key=lambda s: (s.started_at, s.key))
 
-    def key(s: SessionState) -> tuple[int, float, int]:
+    def key(s: SessionState) -> tuple[int, float, Key]:
         if s.paused_since is not None:
             waited = (now - s.paused_since).total_seconds()
-            return (0 if waited >= ROTATION.total_seconds() else 2, -waited, s.charger_id)
+            return (0 if waited >= ROTATION.total_seconds() else 2, -waited, s.key)
         since = s.running_since or s.started_at
-        return (1, -since.timestamp(), s.charger_id)
+        return (1, -since.timestamp(), s.key)
 
     return sorted(sessions, key=key)
 
 
-def _slack(con: _Constraint, current: dict[int, float]) -> float:
+def _slack(con: _Constraint, current: dict[Key, float]) -> float:
     return con.capacity - con.used(current)
 
 
 def _fill_in_order(
     site: SiteSpec,
     ordered: list[SessionState],
-    current: dict[int, float],
+    current: dict[Key, float],
     constraints: list[_Constraint],
 ) -> None:
     for s in ordered:
         spec = _spec(site, s)
-        room = spec.max_a - current[s.charger_id]
+        room = spec.max_a - current[s.key]
         for con in constraints:
-            weight = con.members.get(s.charger_id)
+            weight = con.members.get(s.key)
             if weight:
                 room = min(room, _slack(con, current) / weight)
         if room > 0:
-            current[s.charger_id] += room
+            current[s.key] += room
 
 
 def _fill_equally(
-    site: SiteSpec, current: dict[int, float], constraints: list[_Constraint]
+    site: SiteSpec, current: dict[Key, float], constraints: list[_Constraint]
 ) -> None:
     """Max-min fair progressive filling: the sessions at the lowest current rise together until
     they reach the next one, a maximum, or a constraint; then the next round."""
-    maximum = {i: _spec_by_id(site, i).max_a for i in current}
+    maximum = {i: _spec_by_id(site, i[0]).max_a for i in current}
     active = {i for i in current if current[i] < maximum[i] - EPSILON}
     for con in constraints:
         if _slack(con, current) <= EPSILON:

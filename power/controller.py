@@ -14,6 +14,9 @@ Per charger it keeps (in `ChargerPower`'s state columns) what it last sent and s
 - obedience: a charger measured above its limit (tolerance: 1 A or 10 %) for longer than
   POWER_OBEDIENCE_SECONDS is non-compliant: left out of the sharing and counted at what it
   draws, so the others are lowered; it is compliant again once it draws within its limit;
+- a charger with several outlets in session gets a limit per outlet (a TxProfile on each
+  connector / EVSE, `Allocation.outlet_limits`, their sum capped by the charger's maximum), and
+  obedience is judged per outlet: one session drawing above its own outlet's limit is enough;
 - a charger that refuses a charging profile is flagged and left out of the sharing, counted at
   its maximum (it cannot be steered); the failsafe is offered again every REJECTED_RETRY.
 """
@@ -29,11 +32,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
-from chargers.models import Charger, ChargerCommand, ChargingSession, MeterSample
+from chargers.models import Charger, ChargerCommand, ChargingSession, Connector, MeterSample
 from meters.readings import SiteMeasurement, site_measurement
 
 from . import charging_profiles as cp
@@ -77,6 +80,7 @@ class ChargerRow:
     stack_level: str | None
     power: ChargerPower
     phases: tuple[int, ...]  # site phases of its own L1, L2, L3 (wiring)
+    outlets: int = 1  # connectors (1.6) / EVSEs (2.0.1) it reported
 
 
 @dataclass
@@ -88,17 +92,20 @@ class OpenSession:
     session_id: int
 
 
+# Measured current per site phase, power (W) and the time of the newest sample used.
+Draw = tuple[tuple[float | None, float | None, float | None], float | None, datetime | None]
+
+
 @dataclass
 class SiteInputs:
     power: SitePower
     spec: SiteSpec
     chargers: dict[int, ChargerRow]
     sessions: list[OpenSession]
-    draws: dict[
-        int, tuple[tuple[float | None, float | None, float | None], float | None, datetime | None]
-    ]
+    draws: dict[int, Draw]  # per charger: its sessions together
     measurement: SiteMeasurement | None
     in_flight: set[int] = field(default_factory=set)
+    session_draws: dict[int, Draw] = field(default_factory=dict)  # per session id
 
 
 @dataclass
@@ -239,11 +246,19 @@ class Controller:
             highest = max((v for v in draw if v is not None), default=None)
             if highest is not None and draw_at is not None:
                 _set(state, changed, draw_a=highest, draw_w=draw_w, draw_at=draw_at)
-            self.judge_obedience(state, changed, sessions, highest, draw_at, now)
+            over = self.over_limit(state, sessions, inputs.session_draws)
+            self.judge_obedience(state, changed, sessions, over, draw_at, now, highest)
             if not sessions:
                 _set(state, changed, running_since=None, paused_since=None, over_since=None)
                 if state.limit_transaction:
-                    _set(state, changed, limit_a=None, limit_transaction="", limit_until=None)
+                    _set(
+                        state,
+                        changed,
+                        limit_a=None,
+                        limit_transaction="",
+                        limit_until=None,
+                        outlet_limits={},
+                    )
                 continue
             excluded = ""
             fixed = None
@@ -251,17 +266,19 @@ class Controller:
                 excluded, fixed = "rejects", float(state.max_a)
             elif state.non_compliant_since is not None:
                 excluded, fixed = "non_compliant", state.limit_a
-            states.append(
-                SessionState(
-                    charger_id=charger_id,
-                    started_at=min(s.started_at for s in sessions),
-                    draw_a=draw,
-                    running_since=state.running_since,
-                    paused_since=state.paused_since,
-                    excluded=excluded,
-                    fixed_a=fixed,
+            for s in sessions:
+                states.append(
+                    SessionState(
+                        charger_id=charger_id,
+                        outlet=s.outlet,
+                        started_at=s.started_at,
+                        draw_a=inputs.session_draws.get(s.session_id, ((None,) * 3, None, None))[0],
+                        running_since=state.running_since,
+                        paused_since=state.paused_since,
+                        excluded=excluded,
+                        fixed_a=fixed,
+                    )
                 )
-            )
 
         decision = allocate(spec, states, inputs.measurement, now)
 
@@ -298,15 +315,22 @@ class Controller:
             if charger_id not in decision.limits:
                 continue  # no session, or out of the sharing (its limit stays as it was)
             sessions = by_charger[charger_id]
-            limit = decision.limits[charger_id] / len(sessions)
-            limit = limit if limit >= float(state.min_a) else 0.0
-            if limit > 0:
+            limits = {
+                str(s.outlet): decision.outlet_limits.get((charger_id, s.outlet), 0.0)
+                for s in sessions
+            }
+            total = round(sum(limits.values()), 1)
+            if total > 0:
                 if state.running_since is None:
                     _set(state, changed, running_since=now, paused_since=None)
             elif state.paused_since is None:
                 _set(state, changed, paused_since=now, running_since=None)
             transaction_key = ",".join(sorted(s.transaction_id for s in sessions))
-            if not self.should_send(state, limit, transaction_key, charger_id in in_flight, now):
+            busy = charger_id in in_flight
+            if not any(
+                self.should_send(state, limit, transaction_key, busy, now, outlet)
+                for outlet, limit in limits.items()
+            ):
                 continue
             until = now + validity
             for s in sessions:
@@ -317,7 +341,7 @@ class Controller:
                             row.version,
                             outlet=s.outlet,
                             transaction_id=s.transaction_id,
-                            limit_a=limit,
+                            limit_a=limits[str(s.outlet)],
                             phases=len(row.phases),
                             valid_to=until,
                             voltage_v=power.voltage_v,
@@ -329,10 +353,11 @@ class Controller:
             _set(
                 state,
                 changed,
-                limit_a=limit,
+                limit_a=total,
                 limit_at=now,
                 limit_until=until,
                 limit_transaction=transaction_key,
+                outlet_limits=limits,
             )
 
         if commands:
@@ -345,57 +370,79 @@ class Controller:
         return decision, len(commands)
 
     def should_send(
-        self, state: ChargerPower, limit: float, transaction_key: str, busy: bool, now: datetime
+        self,
+        state: ChargerPower,
+        limit: float,
+        transaction_key: str,
+        busy: bool,
+        now: datetime,
+        outlet: str = "1",
     ) -> bool:
-        """Hysteresis: a new session, a change of POWER_HYSTERESIS_A or more (down at once, up
-        at most every POWER_MIN_INTERVAL_SECONDS), a pause or a resumption, or a limit about to
-        expire (refreshed at half its validity). An unanswered profile holds back all but a
-        decrease."""
-        if state.limit_a is None or state.limit_transaction != transaction_key:
-            return not busy or state.limit_a is None or limit < state.limit_a
-        if limit < state.limit_a - settings.POWER_HYSTERESIS_A + 1e-9 or (
-            limit == 0 and state.limit_a > 0
-        ):
+        """Hysteresis, per outlet: a new session, a change of POWER_HYSTERESIS_A or more (down
+        at once, up at most every POWER_MIN_INTERVAL_SECONDS), a pause or a resumption, or a
+        limit about to expire (refreshed at half its validity). An unanswered profile holds
+        back all but a decrease."""
+        previous = _outlet_limit(state, outlet)
+        if previous is None or state.limit_transaction != transaction_key:
+            return not busy or previous is None or limit < previous
+        if limit < previous - settings.POWER_HYSTERESIS_A + 1e-9 or (limit == 0 and previous > 0):
             return True  # lower: at once, whatever is in flight
         if busy:
             return False
         since = now - state.limit_at if state.limit_at else timedelta.max
-        if limit > state.limit_a + settings.POWER_HYSTERESIS_A - 1e-9 or (
-            limit > 0 and state.limit_a == 0
-        ):
+        if limit > previous + settings.POWER_HYSTERESIS_A - 1e-9 or (limit > 0 and previous == 0):
             return since >= timedelta(seconds=settings.POWER_MIN_INTERVAL_SECONDS)
         half = timedelta(seconds=settings.POWER_PROFILE_VALIDITY_SECONDS / 2)
         return state.limit_until is None or state.limit_until - now <= half
+
+    def over_limit(
+        self, state: ChargerPower, sessions: list[OpenSession], session_draws: dict[int, Draw]
+    ) -> bool | None:
+        """Whether one of the charger's sessions draws more than its outlet's limit beyond the
+        tolerance (None: nothing measured, or no limit sent yet)."""
+        verdict: bool | None = None
+        for s in sessions:
+            limit = _outlet_limit(state, str(s.outlet))
+            draw = session_draws.get(s.session_id)
+            if limit is None or draw is None:
+                continue
+            highest = max((v for v in draw[0] if v is not None), default=None)
+            if highest is None:
+                continue
+            verdict = bool(verdict) or highest > limit + tolerance(limit)
+        return verdict
 
     def judge_obedience(
         self,
         state: ChargerPower,
         changed: dict[int, ChargerPower],
         sessions: list[OpenSession],
-        draw_a: float | None,
+        over: bool | None,
         draw_at: datetime | None,
         now: datetime,
+        draw_a: float | None = None,
     ) -> None:
-        """Over its limit (beyond the tolerance) since `over_since`; non-compliant once that
-        lasted POWER_OBEDIENCE_SECONDS; compliant again as soon as it draws within it. Judged
-        only on samples taken POWER_APPLY_SECONDS after its limit changed."""
-        if not sessions or state.limit_a is None or draw_a is None or draw_at is None:
+        """Over its limit (one outlet beyond its limit and the tolerance) since `over_since`;
+        non-compliant once that lasted POWER_OBEDIENCE_SECONDS; compliant again as soon as it
+        draws within it. Judged only on samples taken POWER_APPLY_SECONDS after its limit
+        changed."""
+        if not sessions or state.limit_a is None or over is None or draw_at is None:
             if state.non_compliant_since is not None and not sessions:
                 _set(state, changed, non_compliant_since=None, over_since=None)
             return
         grace = timedelta(seconds=settings.POWER_APPLY_SECONDS)
         if state.limit_at is not None and draw_at < state.limit_at + grace:
             return  # the charger has had no time to apply its limit yet
-        if draw_a > state.limit_a + tolerance(state.limit_a):
-            over = state.over_since or draw_at
-            _set(state, changed, over_since=over)
-            lasted = (now - over).total_seconds()
+        if over:
+            since = state.over_since or draw_at
+            _set(state, changed, over_since=since)
+            lasted = (now - since).total_seconds()
             if state.non_compliant_since is None and lasted >= settings.POWER_OBEDIENCE_SECONDS:
                 _set(state, changed, non_compliant_since=now)
                 logger.warning(
                     "power: charger %s draws %.1f A over its %.1f A limit for %.0f s",
                     state.charger_id,
-                    draw_a,
+                    draw_a or 0.0,
                     state.limit_a,
                     lasted,
                 )
@@ -447,6 +494,15 @@ def _set(state: ChargerPower, changed: dict[int, ChargerPower], **values: Any) -
             moved.add(name)
 
 
+def _outlet_limit(state: ChargerPower, outlet: str) -> float | None:
+    """The dynamic limit last sent to `outlet` (rows written before limits per outlet: the
+    charger's)."""
+    if state.limit_a is None:
+        return None
+    value = (state.outlet_limits or {}).get(outlet)
+    return float(value) if value is not None else state.limit_a
+
+
 def _command(row: ChargerRow, payload: dict[str, Any]) -> ChargerCommand:
     return ChargerCommand(
         community_id=row.community_id,
@@ -490,6 +546,7 @@ def site_spec(power: SitePower, circuits: list[Circuit], chargers: list[ChargerR
                 float(c.power.min_a),
                 float(c.power.max_a),
                 c.power.circuit_id,
+                c.outlets,
             )
             for c in chargers
         ),
@@ -538,6 +595,13 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
         )
     )
     ensure_charger_power(chargers)
+    outlets = dict(
+        Connector.objects.with_scopes_disabled()
+        .filter(charger_id__in=[c["pk"] for c in chargers], evse_id__gt=0)
+        .values("charger_id")
+        .annotate(n=Count("evse_id", distinct=True))
+        .values_list("charger_id", "n")
+    )
     states = {
         p.charger_id: p
         for p in ChargerPower.objects.with_scopes_disabled().filter(
@@ -560,6 +624,7 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             stack_level=_first(configuration, cp.STACK_LEVEL_KEYS),
             power=state,
             phases=site_phases_of(state.wiring, site_power.phases),
+            outlets=outlets.get(c["pk"]) or 1,
         )
     charger_site = {c["pk"]: c["site_id"] for c in chargers}
     sessions: dict[int, list[OpenSession]] = defaultdict(list)
@@ -579,7 +644,7 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             )
         )
         session_charger[s["pk"]] = s["charger_id"]
-    draws = measured_draws(session_charger, rows, by_site, charger_site, now)
+    draws, session_draws = measured_draws(session_charger, rows, by_site, charger_site, now)
     busy = unanswered(list(charger_site), now)
     result = []
     for site_id, power in by_site.items():
@@ -593,6 +658,9 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
                 draws={k: v for k, v in draws.items() if charger_site.get(k) == site_id},
                 measurement=site_measurement(site_id=site_id),
                 in_flight={pk for pk in site_rows if pk in busy},
+                session_draws={
+                    sid: d for sid, d in session_draws.items() if session_charger[sid] in site_rows
+                },
             )
         )
     return result
@@ -637,14 +705,13 @@ def measured_draws(
     by_site: dict[int, SitePower],
     charger_site: dict[int, int],
     now: datetime,
-) -> dict[
-    int, tuple[tuple[float | None, float | None, float | None], float | None, datetime | None]
-]:
-    """Per charger: its measured current per *site* phase (its own phases mapped through its
-    wiring), its power (W) and the time of the newest sample used — from the latest
-    Current.Import / Power.Active.Import samples of its sessions in progress."""
+) -> tuple[dict[int, Draw], dict[int, Draw]]:
+    """Per session, then per charger (its sessions together): the measured current per *site*
+    phase (the charger's own phases mapped through its wiring), the power (W) and the time of
+    the newest sample used — from the latest Current.Import / Power.Active.Import samples of
+    the sessions in progress."""
     if not session_charger:
-        return {}
+        return {}, {}
     latest: dict[tuple[int, str, str], tuple[datetime, float]] = {}
     for session_id, measurand, phase, value, at in (
         MeterSample.objects.with_scopes_disabled()
@@ -655,41 +722,66 @@ def measured_draws(
         )
         .values_list("session_id", "measurand", "phase", "value", "timestamp")
     ):
-        charger_id = session_charger[session_id]
-        key = (charger_id, measurand, phase or "")
+        key = (session_id, measurand, phase or "")
         if key not in latest or at > latest[key][0]:
             latest[key] = (at, float(value))
-    result = {}
-    for charger_id in set(session_charger.values()):
+    by_session: dict[int, dict[tuple[str, str], tuple[datetime, float]]] = defaultdict(dict)
+    for (session_id, measurand, phase), entry in latest.items():
+        by_session[session_id][(measurand, phase)] = entry
+    sessions: dict[int, Draw] = {}
+    chargers: dict[int, Draw] = {}
+    for session_id, charger_id in session_charger.items():
         row = rows[charger_site[charger_id]][charger_id]
         voltage = float(by_site[charger_site[charger_id]].voltage_v)
-        own: list[float | None] = [None, None, None]
-        newest: datetime | None = None
-        for (cid, measurand, phase), (at, value) in latest.items():
-            if cid != charger_id or measurand != CURRENT:
-                continue
-            if phase in _PHASE_NAMES:
-                own[_PHASE_NAMES[phase]] = value
-                newest = max(newest or at, at)
-            elif phase == "":
-                # No phase: the current on each of its phases.
-                for i in range(len(row.phases)):
-                    if own[i] is None:
-                        own[i] = value
-                newest = max(newest or at, at)
-        power_entry = latest.get((charger_id, POWER, ""))
-        power_w = power_entry[1] if power_entry else None
-        if all(v is None for v in own) and power_entry is not None:
-            per_phase = power_entry[1] / voltage / len(row.phases)
-            own = [per_phase if i < len(row.phases) else None for i in range(3)]
-            newest = power_entry[0]
-        if power_entry is not None:
-            newest = max(newest or power_entry[0], power_entry[0])
-        site_draw: list[float | None] = [None, None, None]
-        for i, value in enumerate(own[: len(row.phases)]):
-            if value is None:
-                continue
-            p = row.phases[i]
-            site_draw[p] = (site_draw[p] or 0.0) + value
-        result[charger_id] = ((site_draw[0], site_draw[1], site_draw[2]), power_w, newest)
-    return result
+        draw = _session_draw(by_session.get(session_id, {}), row.phases, voltage)
+        sessions[session_id] = draw
+        if charger_id not in chargers:
+            chargers[charger_id] = draw
+            continue
+        (a, pa, ta), (b, pb, tb) = chargers[charger_id], draw
+        currents = tuple(
+            None if x is None and y is None else (x or 0.0) + (y or 0.0)
+            for x, y in zip(a, b, strict=True)
+        )
+        chargers[charger_id] = (
+            (currents[0], currents[1], currents[2]),
+            None if pa is None and pb is None else (pa or 0.0) + (pb or 0.0),
+            max((t for t in (ta, tb) if t is not None), default=None),
+        )
+    return chargers, sessions
+
+
+def _session_draw(
+    latest: dict[tuple[str, str], tuple[datetime, float]],
+    phases: tuple[int, ...],
+    voltage: float,
+) -> Draw:
+    own: list[float | None] = [None, None, None]
+    newest: datetime | None = None
+    for (measurand, phase), (at, value) in latest.items():
+        if measurand != CURRENT:
+            continue
+        if phase in _PHASE_NAMES:
+            own[_PHASE_NAMES[phase]] = value
+            newest = max(newest or at, at)
+        elif phase == "":
+            # No phase: the current on each of its phases.
+            for i in range(len(phases)):
+                if own[i] is None:
+                    own[i] = value
+            newest = max(newest or at, at)
+    power_entry = latest.get((POWER, ""))
+    power_w = power_entry[1] if power_entry else None
+    if all(v is None for v in own) and power_entry is not None:
+        per_phase = power_entry[1] / voltage / len(phases)
+        own = [per_phase if i < len(phases) else None for i in range(3)]
+        newest = power_entry[0]
+    if power_entry is not None:
+        newest = max(newest or power_entry[0], power_entry[0])
+    site_draw: list[float | None] = [None, None, None]
+    for i, amperes in enumerate(own[: len(phases)]):
+        if amperes is None:
+            continue
+        p = phases[i]
+        site_draw[p] = (site_draw[p] or 0.0) + amperes
+    return ((site_draw[0], site_draw[1], site_draw[2]), power_w, newest)

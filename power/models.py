@@ -201,6 +201,9 @@ class ChargerPower(models.Model):
     limit_at = models.DateTimeField(null=True, blank=True)
     limit_until = models.DateTimeField(null=True, blank=True)
     limit_transaction = models.CharField(max_length=64, blank=True)
+    # The dynamic limit of each outlet in session ({"1": 16.0, "2": 0.0}): a charger with
+    # several outlets gets a TxProfile per outlet; `limit_a` is their sum.
+    outlet_limits = models.JSONField(default=dict, blank=True)
     # The failsafe (default) limit stored in the charger, and when it was sent.
     failsafe_a = models.FloatField(null=True, blank=True)
     failsafe_at = models.DateTimeField(null=True, blank=True)
@@ -231,6 +234,7 @@ class ChargerPower(models.Model):
         "limit_at",
         "limit_until",
         "limit_transaction",
+        "outlet_limits",
         "failsafe_a",
         "failsafe_at",
         "draw_a",

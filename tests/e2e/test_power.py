@@ -1,8 +1,8 @@
 """Power management end to end: three simulated chargers on a 3 × 32 A site, a real worker,
-gateway, `run_meters` reading an MQTT grid meter on the machine's Mosquitto (the test publishes
-the building load plus what the chargers draw, as a real meter at the connection point would)
-and a Modbus TCP solar meter (a pymodbus server serving an Eastron SDM630's registers), and
-`run_power`. The building load jumps → within 10 s the limits the chargers apply keep the
+gateway, `run_meters` reading the grid meter — an MQTT meter on the machine's Mosquitto, or a
+Modbus TCP meter (a pymodbus server serving an Eastron SDM630's registers, updated in place):
+the test feeds it the building load plus what the chargers draw, as a real meter at the
+connection point would — and a Modbus TCP solar meter (another SDM630), and `run_power`. The building load jumps → within 10 s the limits the chargers apply keep the
 site under its limit; the meter goes silent → the failsafe limits apply; one charger ignores its
 profile → it is flagged non-compliant and the others are lowered."""
 
@@ -42,8 +42,8 @@ FAST = {
 }
 
 
-@pytest.fixture
-def power_site(e2e_env):
+@pytest.fixture(params=["mqtt", "modbus"])
+def power_site(e2e_env, request):
     from tests.power.conftest import make_site_power
 
     community = builders.make_community(name="E2E Power", slug="e2e-power")
@@ -53,15 +53,32 @@ def power_site(e2e_env):
     site = builders.make_site(community, name="Warehouse")
     make_site_power(site, limit_a=LIMIT_A, margin_a=0)
     topic = f"power-{uuid.uuid4().hex[:10]}/grid"
-    builders.make_meter(
-        site,
-        kind=Meter.Kind.MQTT,
-        config={
-            "broker": "mqtt://127.0.0.1:1883",
-            "topic": topic,
-            "paths": {"power_w_l1": "l1", "power_w_l2": "l2", "power_w_l3": "l3"},
-        },
-    )
+    grid = None
+    if request.param == "mqtt":
+        builders.make_meter(
+            site,
+            kind=Meter.Kind.MQTT,
+            config={
+                "broker": "mqtt://127.0.0.1:1883",
+                "topic": topic,
+                "paths": {"power_w_l1": "l1", "power_w_l2": "l2", "power_w_l3": "l3"},
+            },
+        )
+    else:
+        # The connection point's SDM630 on Modbus TCP, read every second.
+        grid = ModbusMeterServer("sdm630", {}, unit=1)
+        builders.make_meter(
+            site,
+            kind=Meter.Kind.MODBUS,
+            name="Grid SDM630",
+            config={
+                "host": "127.0.0.1",
+                "port": grid.port,
+                "unit": 1,
+                "model": "sdm630",
+                "interval": 1,
+            },
+        )
     # The roof's inverter behind an SDM630 on Modbus TCP: 2.4 kW of production.
     solar = ModbusMeterServer("sdm630", SOLAR_W, unit=2)
     builders.make_meter(
@@ -79,16 +96,25 @@ def power_site(e2e_env):
     chargers = [builders.make_charger(community, site=site, identity=i) for i in IDENTITIES]
     for c in chargers:
         ChargerPower.objects.create(community=community, charger=c)
-    yield {"community": community, "site": site, "topic": topic, "chargers": chargers}
+    yield {
+        "community": community,
+        "site": site,
+        "topic": topic,
+        "grid": grid,
+        "chargers": chargers,
+    }
     solar.close()
+    if grid is not None:
+        grid.close()
 
 
 class Fleet:
     """The three chargers charging in an asyncio loop of their own, and the grid meter: every
-    0.5 s it publishes building load + what the cars draw, per phase, until `silent`."""
+    0.5 s it publishes (MQTT) or serves (Modbus) building load + what the cars draw, per phase;
+    while `silent` the MQTT meter says nothing and the Modbus one is off the network."""
 
-    def __init__(self, url: str, topic: str):
-        self.url, self.topic = url, topic
+    def __init__(self, url: str, topic: str, grid: ModbusMeterServer | None = None):
+        self.url, self.topic, self.grid = url, topic, grid
         self.chargers: dict[str, object] = {}
         self.building_a = 5.0
         self.silent = False
@@ -124,9 +150,21 @@ class Fleet:
 
     def _publish(self) -> None:
         while not self.stop.is_set():
-            if not self.silent:
-                amperes = self.building_a + sum(self.draws())
-                load = {p: round(amperes * 230.0, 1) for p in ("l1", "l2", "l3")}
+            amperes = self.building_a + sum(self.draws())
+            load = {p: round(amperes * 230.0, 1) for p in ("l1", "l2", "l3")}
+            if self.grid is not None:
+                if self.silent and self.grid.server is not None:
+                    self.grid.stop()
+                elif not self.silent:
+                    if self.grid.server is None:
+                        self.grid.start()
+                    # A real SDM630 gives currents too (the controller prefers them).
+                    self.grid.update(
+                        **{f"power_w_{p}": w for p, w in load.items()},
+                        **{f"current_a_{p}": amperes for p in load},
+                        power_w_total=sum(load.values()),
+                    )
+            elif not self.silent:
                 self.mqtt.publish(self.topic, json.dumps(load))
             self.stop.wait(0.5)
 
@@ -154,8 +192,8 @@ def test_limits_follow_the_building_failsafe_and_obedience(power_site, e2e_env, 
     power = started(env, "run_power", ["run_power"])
     fleet = None
     try:
-        wait_for_port(port)
-        fleet = Fleet(f"ws://127.0.0.1:{port}/ocpp/", power_site["topic"])
+        wait_for_port(port, timeout=60)  # a busy shared machine starts it slowly
+        fleet = Fleet(f"ws://127.0.0.1:{port}/ocpp/", power_site["topic"], power_site["grid"])
 
         def balanced(building):
             limits = fleet.limits()

@@ -96,6 +96,22 @@ class ModbusMeterServer:
         self.stop()
         self.start()
 
+    def update(self, **values: float) -> None:
+        """Change values while serving, in place (no reconnection: a live meter's feed)."""
+        self.values.update(values)
+        if self.server is None:
+            return
+        server = self.server
+        codes = {"holding": 3, "input": 4}
+
+        async def write():
+            for reg in self.regmap.registers:
+                if reg.field in values:
+                    words = modbus.encode_register(reg, values[reg.field])
+                    await server.async_setValues(self.unit, codes[reg.function], reg.address, words)
+
+        self.loop.run(write())
+
     def close(self) -> None:
         self.stop()
         self.loop.close()

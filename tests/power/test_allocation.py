@@ -343,3 +343,60 @@ def _under(spec, circuit_id, ancestor):
             return True
         circuit_id = parents[circuit_id]
     return False
+
+
+# --- several outlets on one charger ------------------------------------------------------------
+def outlet_sessions(charger_id, *outlets, **fields):
+    return [
+        SessionState(
+            charger_id=charger_id,
+            outlet=o,
+            started_at=NOW - timedelta(minutes=60 - n),
+            **fields,
+        )
+        for n, o in enumerate(outlets)
+    ]
+
+
+def test_two_sessions_on_one_charger_each_get_an_outlet_limit_within_its_maximum():
+    twin = ChargerSpec(1, THREE, max_a=32.0, outlets=2)
+    result = allocate(site([twin], limit_a=63.0), outlet_sessions(1, 1, 2), None, NOW)
+    assert result.outlet_limits == {(1, 1): 16.0, (1, 2): 16.0}
+    assert result.limits == {1: 32.0}  # the charger's own maximum caps the sum
+
+
+def test_outlets_share_the_site_with_the_other_chargers_and_pause_rather_than_go_below_6_a():
+    twin = ChargerSpec(1, THREE, max_a=32.0, outlets=2)
+    single = ChargerSpec(2, THREE, max_a=32.0)
+    result = allocate(
+        site([twin, single], limit_a=16.0),
+        [*outlet_sessions(1, 1, 2), *sessions(2, minutes_ago=10)],
+        None,
+        NOW,
+    )
+    # 16 A for three sessions: two at 8 A, the longest-running one paused.
+    assert sorted(result.outlet_limits.values()) == [0.0, 8.0, 8.0]
+    assert result.outlet_limits[(1, 1)] == 0.0
+
+
+def test_a_charger_out_of_the_sharing_is_reserved_once_for_all_its_outlets():
+    twin = ChargerSpec(1, THREE, max_a=32.0, outlets=2)
+    single = ChargerSpec(2, THREE, max_a=32.0)
+    rogue = outlet_sessions(1, 1, 2, excluded="non_compliant", fixed_a=10.0)
+    rogue = [
+        SessionState(**{**s.__dict__, "draw_a": (6.0, 6.0, 6.0)})  # 12 A together
+        for s in rogue
+    ]
+    result = allocate(site([twin, single]), [*rogue, *sessions(2)], None, NOW)
+    assert result.reserved == {1: 12.0}
+    assert result.outlet_limits == {(2, 1): 20.0}
+
+
+def test_the_failsafe_counts_outlets_not_chargers():
+    """A TxDefaultProfile on connector 0 applies to every outlet on its own: 32 A over one
+    twin charger and one single one is 10.6 A per outlet, and the twin's own 20 A maximum
+    gives each of its outlets at most 10 A."""
+    twin = ChargerSpec(1, THREE, max_a=20.0, outlets=2)
+    single = ChargerSpec(2, THREE, max_a=32.0)
+    assert failsafe_limits(site([twin, single])) == {1: 10.0, 2: 10.6}
+    assert failsafe_limits(site([ChargerSpec(1, THREE, outlets=2)])) == {1: 16.0}

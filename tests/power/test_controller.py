@@ -252,3 +252,51 @@ def test_measured_currents_are_mapped_to_the_site_phases_through_the_wiring(mana
     # Power only, single-phase on L3: 2,300 W / 230 V on the site's L3.
     assert inputs.draws[single.charger_id][0] == (None, None, 10.0)
     assert inputs.spec.charger(single.charger_id).phases == (2,)
+
+
+@pytest.mark.community_scope("community")
+def test_a_charger_with_two_sessions_gets_a_profile_per_connector_judged_per_connector(
+    community, site
+):
+    """Two cars on one two-connector charger (32 A maximum) on a 3 × 63 A site: a TxProfile
+    per connector with its own transaction and 16 A, the failsafe per connector (32 ÷ 2).
+    Connector 2 drawing 30 A while connector 1 draws nothing keeps the charger under its
+    32 A, yet connector 2 exceeds its own 16 A: the charger is non-compliant."""
+    from .conftest import make_site_power
+
+    make_site_power(site, limit_a=63)
+    state = make_managed_charger(site, "TWIN-1", max_a=32)
+    builders.make_connector(state.charger, 2)
+    first = start_session(state.charger, "501")
+    second = start_session(state.charger, "502", started_minutes_ago=20)
+    second.connector = state.charger.connectors.get(connector_id=2)
+    second.save()
+    controller = Controller()
+    start = timezone.now()
+    with time_machine.travel(start):
+        controller.cycle()
+        answer()
+    failsafe = [c for c in commands(charger=state.charger) if c.payload["connectorId"] == 0]
+    assert [cp.profile_limit(c.payload) for c in failsafe] == [16.0]
+    profiles = {
+        c.payload["connectorId"]: c.payload["csChargingProfiles"] for c in dynamic(state.charger)
+    }
+    assert {
+        k: (p["transactionId"], cp.profile_limit({"csChargingProfiles": p}))
+        for k, p in profiles.items()
+    } == {1: (501, 16.0), 2: (502, 16.0)}
+    state.refresh_from_db()
+    assert state.limit_a == 32.0 and state.outlet_limits == {"1": 16.0, "2": 16.0}
+    for seconds in (30, 60, 95):
+        with time_machine.travel(start + timedelta(seconds=seconds)):
+            sample_current(first, 0.0)
+            sample_current(second, 30.0)
+            controller.cycle()
+            answer()
+    state.refresh_from_db()
+    assert state.non_compliant_since is not None
+    # Nothing changed, nothing is sent again per connector.
+    sent = len(dynamic(state.charger))
+    with time_machine.travel(start + timedelta(seconds=96)):
+        controller.cycle()
+    assert len(dynamic(state.charger)) == sent
