@@ -45,10 +45,11 @@ def _summary(policy: AccessPolicy | None, community: Community, at: datetime) ->
 
 
 def site_summaries(
-    community: Community, sites: QuerySet[Site] | list[Site]
+    community: Community, sites: QuerySet[Site] | list[Site], *, own_only: bool = False
 ) -> list[dict[str, Any]]:
     """For each site: its summary and those of its outlets (own policy or following the
-    site)."""
+    site). `own_only`: only the outlets with a policy of their own (a site's page, which shows
+    no others: a site of 1,000 chargers no longer reads and summarises 1,000 outlets)."""
     at = timezone.now()
     policies = AccessPolicy.objects.prefetch_related("windows", "users", "groups")
     by_site = {p.site_id: p for p in policies.filter(site__isnull=False)}
@@ -57,10 +58,11 @@ def site_summaries(
     for site in sites:
         summary = _summary(by_site.get(site.pk), community, at)
         outlets = []
-        for connector in (
-            Connector.objects.filter(charger__site=site)
-            .select_related("charger")
-            .order_by("charger__identity", "evse_id", "connector_id")
+        connectors = Connector.objects.filter(charger__site=site)
+        if own_only:
+            connectors = connectors.filter(pk__in=list(by_outlet))
+        for connector in connectors.select_related("charger").order_by(
+            "charger__identity", "evse_id", "connector_id"
         ):
             own = by_outlet.get(connector.pk)
             if own is None:

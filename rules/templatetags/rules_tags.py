@@ -16,8 +16,8 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def site_access(context: dict[str, Any], site: Any) -> list[dict[str, Any]]:
-    """Who may charge on `site` and its outlets now."""
-    return selectors.site_summaries(context["community"], [site])
+    """Who may charge on `site` now, and on its outlets that have a rule of their own."""
+    return selectors.site_summaries(context["community"], [site], own_only=True)
 
 
 @register.simple_tag(takes_context=True)

@@ -400,3 +400,29 @@ def test_cost_so_far_is_rounded_in_sql_like_session_cost(community, charger, mon
     assert in_sql == in_python
     ((_day, n, _energy, cost),) = in_sql
     assert n == len(cases) and cost == expected
+
+
+def test_site_page_reads_only_the_outlets_with_a_rule_of_their_own(manager_client, community, site):
+    """A site of 1,000 chargers: its page summarises who may charge on the site and on the
+    outlets that have their own rule, without reading the others (queries and rows bounded)."""
+    from rules.models import AccessPolicy, Mode
+
+    own = _fleet(community, 2, site)
+    AccessPolicy.objects.create(community=community, connector=own[0], mode=Mode.NOBODY)
+    url = f"/c/tilleuls/sites/{site.pk}/"
+    small = _queries(manager_client, url)
+    page = manager_client.get(url).content.decode()
+    assert f"{own[0]} :" in page and f"{own[1]} :" not in page
+    _fleet(community, 60, site)
+    assert _queries(manager_client, url) == small
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        manager_client.get(url)
+    outlet_reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('SELECT "chargers_connector"."id"') and "IN (" not in q["sql"]
+    ]
+    assert not outlet_reads, outlet_reads  # outlets only read by id: the page's 50, the rule's
