@@ -43,15 +43,15 @@ from ..models import (
 )
 from . import main_meter, uptime
 from .main_meter import MainMeterSamples
-from .sql import among, insert_rows, update_rows
+from .sql import among, create_rows, insert_rows, load_rows, update_rows
 from .values import (
     ENERGY_REGISTER,
     Rejected,
-    clean_text,
     measurand,
     parse_time,
-    sample_unit,
+    sample_labels,
     sample_value,
+    to_decimal,
 )
 
 if TYPE_CHECKING:
@@ -225,23 +225,27 @@ class ChargerState:
         """Keep every readable sample (they are facts with their own time: duplicates fall on
         the unique constraint); the newest energy register moves the session's live energy."""
         latest: tuple[datetime, Decimal] | None = None
+        community_id = self.charger.community_id
+        append = self.samples.append
         for s in samples:
-            value = sample_value(s)
+            value = to_decimal(s.get("value"))
             if value is None:
                 continue
+            labels = sample_labels(s)
+            if labels.kilo:
+                value *= 1000
             ts = parse_time(s.get("timestamp"), at) or at
-            name = clean_text(measurand(s), 60)
-            phase = clean_text(s.get("phase"), 10)
-            self.samples.append(
+            name, phase = labels.name, labels.phase
+            append(
                 (
-                    self.charger.community_id,
+                    community_id,
                     session,
                     ts,
                     name,
                     phase,
-                    clean_text(s.get("context"), 30),
+                    labels.context,
                     value.quantize(_Q3),
-                    clean_text(sample_unit(s), 10),
+                    labels.unit,
                 )
             )
             if name == ENERGY_REGISTER and not phase and (latest is None or ts >= latest[0]):
@@ -300,7 +304,7 @@ class Batch:
             # Rows locked in primary-key order: two workers lock overlapping batches in the same
             # order, so they wait for each other and cannot deadlock.
             chargers = chargers.select_for_update(of=("self",))
-        found = {c.identity: c for c in chargers}
+        found = {c.identity: c for c in load_rows(chargers)}
         for identity, events in self.by_identity.items():
             charger = found.get(identity)
             if charger is None:
@@ -343,7 +347,8 @@ class Batch:
         )
         if tids:
             session_filter |= among("charger_id", by_pk) & among("transaction_id", sorted(tids))
-        for session in ChargingSession.objects.filter(session_filter) if need_open or tids else ():
+        loaded = ChargingSession.objects.filter(session_filter)
+        for session in load_rows(loaded) if need_open or tids else ():
             by_pk[session.charger_id].sessions[session.transaction_id] = session
         # Outlets, for the chargers whose events name one that no loaded session already
         # carries: a status, a start, a new session, meter values without a transaction.
@@ -367,9 +372,10 @@ class Batch:
         if id_tags:
             spellings = sorted({u for tag in id_tags for u in card_uid_spellings(tag)})
             communities = {st.charger.community_id for st in self.states}
-            for card in ChargeCard.objects.filter(
+            cards = ChargeCard.objects.filter(
                 among("community_id", communities), among("uid", spellings)
-            ):
+            )
+            for card in load_rows(cards):
                 self.cards.setdefault(card.community_id, {})[card.uid] = card
                 self.cards[card.community_id].setdefault(normalize_card_uid(card.uid), card)
         if uids:
@@ -380,7 +386,7 @@ class Batch:
     @staticmethod
     def _load_connectors(states: list[ChargerState]) -> None:
         by_pk = {st.charger.pk: st for st in states}
-        for connector in Connector.objects.filter(among("charger_id", by_pk)):
+        for connector in load_rows(Connector.objects.filter(among("charger_id", by_pk))):
             key = (connector.evse_id, connector.connector_id)
             by_pk[connector.charger_id].connectors[key] = connector
         for st in states:
@@ -448,16 +454,20 @@ class Batch:
                 unique_fields=["charger", "evse_id", "connector_id"],
                 update_fields=["evse_id"],
             )
+        # New sessions are inserted once, with their figures already computed (no UPDATE of
+        # a row inserted a moment before: a second row version, index entries and trigger
+        # work for nothing); their first register reading, if they need one, is in this batch.
         new_sessions = [s for st in good for s in st.new_sessions]
+        self._recompute(new_sessions, _first_registers(good, new_sessions))
         for s in new_sessions:
             s.updated_at = now
-        if new_sessions:
-            ChargingSession.objects.bulk_create(new_sessions)
+        create_rows(ChargingSession, new_sessions, key=["charger", "transaction_id"])
 
         samples = [(m[0], m[1].pk, *m[2:]) for st in good for m in st.samples]
         insert_rows(MeterSample, SAMPLE_COLUMNS, samples)
 
-        dirty = [s for st in good for s in st.dirty_sessions.values()]
+        created = {id(s) for s in new_sessions}
+        dirty = [s for st in good for s in st.dirty_sessions.values() if id(s) not in created]
         self._recompute(dirty)
         for s in dirty:
             s.updated_at = now
@@ -504,34 +514,41 @@ class Batch:
         }
 
     @staticmethod
-    def _recompute(sessions: list[ChargingSession]) -> None:
+    def _recompute(
+        sessions: list[ChargingSession], first: Mapping[int, Decimal] | None = None
+    ) -> None:
         """Energy from the register (stop, else the latest reading of a session in progress)
-        and cost at the price fixed at the start (`billing.prices.session_cost`)."""
-        # No start reading (2.0.1 chargers that report none in Started): the first register
-        # sample stands in, without being stored as the start so a late Started still wins.
-        need_first = [
-            s.pk
-            for s in sessions
-            if s.meter_start_wh is None
-            and (s.meter_stop_wh is not None or s.meter_last_wh is not None)
-        ]
-        first: dict[int, Decimal] = {}
-        if need_first:
-            first_value = (
-                MeterSample.objects.filter(
-                    session=OuterRef("pk"), measurand=ENERGY_REGISTER, phase=""
+        and cost at the price fixed at the start (`billing.prices.session_cost`).
+
+        No start reading (2.0.1 chargers that report none in Started): the first register
+        sample stands in, without being stored as the start so a late Started still wins.
+        `first` gives it by `id(session)` when the caller knows it (a new session's samples
+        are all in this batch: `_first_registers`); otherwise it is read from the database."""
+        if first is None:
+            need_first = [
+                s
+                for s in sessions
+                if s.meter_start_wh is None
+                and (s.meter_stop_wh is not None or s.meter_last_wh is not None)
+            ]
+            first = {}
+            if need_first:
+                first_value = (
+                    MeterSample.objects.filter(
+                        session=OuterRef("pk"), measurand=ENERGY_REGISTER, phase=""
+                    )
+                    .order_by("timestamp")
+                    .values("value")[:1]
                 )
-                .order_by("timestamp")
-                .values("value")[:1]
-            )
-            first = dict(
-                ChargingSession.objects.filter(pk__in=need_first)
-                .annotate(first=Subquery(first_value))
-                .values_list("pk", "first")
-            )
+                found = dict(
+                    ChargingSession.objects.filter(pk__in=[s.pk for s in need_first])
+                    .annotate(first=Subquery(first_value))
+                    .values_list("pk", "first")
+                )
+                first = {id(s): found[s.pk] for s in need_first if found.get(s.pk) is not None}
         for s in sessions:
             end = s.meter_stop_wh if s.meter_stop_wh is not None else s.meter_last_wh
-            start = s.meter_start_wh if s.meter_start_wh is not None else first.get(s.pk)
+            start = s.meter_start_wh if s.meter_start_wh is not None else first.get(id(s))
             if start is not None and end is not None:
                 energy = max(Decimal(0), Decimal(end) - Decimal(start)).quantize(_Q1)
                 s.energy_wh = energy
@@ -539,6 +556,26 @@ class Batch:
                 cost = session_cost(s.energy_wh, s.price_per_kwh)
                 if cost is not None:
                     s.cost = cost
+
+
+def _first_registers(
+    states: list[ChargerState], sessions: list[ChargingSession]
+) -> dict[int, Decimal]:
+    """The first energy register sample of each of `sessions` among the batch's samples, by
+    `id(session)`: what the database would answer once they are inserted (the earliest time;
+    of two samples at the same time, the first, which ON CONFLICT DO NOTHING keeps)."""
+    wanted = {id(s) for s in sessions if s.meter_start_wh is None}
+    first: dict[int, tuple[datetime, Decimal]] = {}
+    if not wanted:
+        return {}
+    for st in states:
+        for _, session, ts, name, phase, _, value, _ in st.samples:
+            key = id(session)
+            if key in wanted and name == ENERGY_REGISTER and not phase:
+                known = first.get(key)
+                if known is None or ts < known[0]:
+                    first[key] = (ts, value)
+    return {key: value for key, (_, value) in first.items()}
 
 
 def canonical_uuid(value: str) -> str | None:

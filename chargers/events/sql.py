@@ -17,10 +17,11 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db import connection
-from django.db.models import F, Field, JSONField, Model, Q
+from django.db.models import F, Field, JSONField, Model, Q, QuerySet
+from django.db.models.base import ModelState
 from django.db.models.lookups import Lookup
 from psycopg.adapt import Loader
 
@@ -123,6 +124,33 @@ def among(field: str, values: Iterable[Any]) -> Q:
     return Q(_AnyOf(F(field), values))
 
 
+M = TypeVar("M", bound=Model)
+
+
+def load_rows(queryset: QuerySet[M]) -> list[M]:
+    """The rows of `queryset` as model instances, like iterating it, at a third of the cost:
+    each instance gets its column values in its `__dict__` at once, where `Model.from_db` goes
+    through `__init__`, a `setattr` and a descriptor per field, and the pre/post_init signals
+    (no receiver for the worker's models; `test_event_sql` checks both give the same
+    instances). A batch reads about two rows per event: this was a tenth of the worker's CPU."""
+    model = queryset.model
+    names = [f.attname for f in model._meta.concrete_fields]
+    db = queryset.db
+    found: list[M] = []
+    append = found.append
+    new = model.__new__
+    for row in queryset.values_list(*names):
+        obj = new(model)
+        state = ModelState()
+        state.adding = False
+        state.db = db
+        values = obj.__dict__
+        values.update(zip(names, row, strict=True))
+        values["_state"] = state
+        append(obj)
+    return found
+
+
 def _rows_sql(columns: Sequence[Field]) -> str:
     """SELECT expressions reading column i of each JSON row `r`, cast to its column's type."""
     parts = []
@@ -163,6 +191,47 @@ def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
             sql + " FROM jsonb_array_elements(%s::jsonb) AS r ON CONFLICT DO NOTHING",
             [_rows_param(rows)],
         )
+
+
+def create_rows(model: type[M], objs: Sequence[M], key: Sequence[str]) -> None:
+    """INSERT `objs` (new instances, every concrete field but the primary key) in one
+    statement, and give each its primary key, matched back by `key` (fields unique together):
+    Django's `bulk_create` prepares and psycopg quotes every value of every row in Python.
+    No ON CONFLICT: a row that exists already is an IntegrityError, as with `bulk_create`."""
+    if not objs:
+        return
+    if not _is_postgres():
+        model._default_manager.bulk_create(objs)
+        return
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    columns = [f for f in meta.concrete_fields if f is not pk]
+    attnames = [c.attname for c in columns]
+    relations = [c for c in columns if c.many_to_one]
+    key_fields = [cast(Field, meta.get_field(k)) for k in key]
+    key_attnames = [k.attname for k in key_fields]
+    rows, by_key = [], {}
+    for obj in objs:
+        for relation in relations:
+            _sync_foreign_key(obj, relation)
+        rows.append([getattr(obj, a) for a in attnames])
+        by_key[tuple(getattr(obj, a) for a in key_attnames)] = obj
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(str(c.column)) for c in columns)
+    returned = ", ".join(qn(str(c.column)) for c in [pk, *key_fields])
+    # Names come from the model's metadata, values travel as one parameter.
+    sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT {_rows_sql(columns)}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{sql} FROM jsonb_array_elements(%s::jsonb) AS r RETURNING {returned}",
+            [_rows_param(rows)],
+        )
+        for pk_value, *key_values in cursor.fetchall():
+            obj = by_key[tuple(key_values)]
+            obj.pk = pk_value
+            obj._state.adding = False
+            obj._state.db = connection.alias
 
 
 def _sync_foreign_key(obj: Model, field: Field) -> None:

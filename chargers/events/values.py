@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.utils import timezone
 
@@ -107,15 +107,54 @@ def to_decimal(value: Any) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+_KILO_UNITS = frozenset(("kwh", "kvarh", "kw", "kvar", "kva"))
+
+
 def sample_value(sample: Mapping[str, Any]) -> Decimal | None:
     """The sample's value in the unit we store: energy in Wh (chargers may report kWh)."""
     value = to_decimal(sample.get("value"))
     if value is None:
         return None
     unit = str(sample.get("unit") or "").strip()
-    if unit.lower() in ("kwh", "kvarh", "kw", "kvar", "kva"):
+    if unit.lower() in _KILO_UNITS:
         value *= 1000
     return value
+
+
+class SampleLabels(NamedTuple):
+    """What a sample says besides its value and time, as stored (`sample_labels`)."""
+
+    measurand: str  # as reported (`measurand`), for the checks
+    name: str  # the measurand cut to its column
+    phase: str
+    context: str
+    unit: str  # the stored unit (`sample_unit`), cut to its column
+    kilo: bool  # the value is in k…: × 1000 to the stored unit (`sample_value`)
+
+
+def sample_labels(sample: Mapping[str, Any]) -> SampleLabels:
+    """The labels of a sample, computed once per distinct combination: a batch's thousands of
+    samples repeat a dozen (energy, power, current per phase…), and cleaning four texts per
+    sample was a tenth of the worker's CPU. Same results as `measurand`, `sample_unit`,
+    `sample_value` and `clean_text`."""
+    key = (sample.get("measurand"), sample.get("phase"), sample.get("context"), sample.get("unit"))
+    try:
+        return _labels(*key)
+    except TypeError:  # an unhashable value (a list where text was expected): not cached
+        return _labels.__wrapped__(*key)
+
+
+@lru_cache(maxsize=4096, typed=True)  # typed: 1 and True and "1" are different labels
+def _labels(name: Any, phase: Any, context: Any, unit: Any) -> SampleLabels:
+    reported = {"measurand": name, "unit": unit}
+    return SampleLabels(
+        measurand=measurand(reported),
+        name=clean_text(measurand(reported), 60),
+        phase=clean_text(phase, 10),
+        context=clean_text(context, 30),
+        unit=clean_text(sample_unit(reported), 10),
+        kilo=str(unit or "").strip().lower() in _KILO_UNITS,
+    )
 
 
 def sample_unit(sample: Mapping[str, Any]) -> str:
@@ -153,10 +192,13 @@ def check_samples(samples: Any) -> list[dict]:
     for s in samples:
         if not isinstance(s, dict):
             raise Rejected("a sample is not an object")
-        value = sample_value(s)
+        value = to_decimal(s.get("value"))
         if value is None:
             continue  # skipped when applied, like any unreadable sample
-        name = measurand(s)
+        labels = sample_labels(s)
+        if labels.kilo:
+            value *= 1000
+        name = labels.measurand
         if name.startswith("Energy"):
             check_register(value, name)
         elif abs(value) > MAX_SAMPLE_ABS:

@@ -439,3 +439,47 @@ def test_task_runs_the_service(charger, driver_card):
     result = process_events_task.apply_async(args=[whole_16_session(charger)]).get()
     assert result["chargers"] == 1
     assert one_session(charger).cost == Decimal("1.86")
+
+
+@pytest.mark.django_db
+def test_new_session_without_start_reading_is_inserted_once_with_its_energy(charger, driver_card):
+    """A session new in a batch is written by one INSERT with its figures (no UPDATE of the
+    row just inserted); without a start reading its first register sample stands in, whether
+    that sample comes in the same batch or a later one."""
+    from django.db import connection
+
+    started = v201(charger, "started", 0, 0, id_tag="04a23b11")
+    # Out of order inside the batch: the 10-minute sample is the first register reading.
+    upd2 = v201(charger, "updated", 2, 20, [sample(7.25, 20, "kWh")])
+    upd1 = v201(
+        charger,
+        "updated",
+        1,
+        10,
+        [sample(6.5, 10, "kWh"), sample(9, 5, "A", measurand="Current.Import")],
+    )
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        ev.process_events([started, upd2, upd1])
+    writes = [s.split()[0:3] for s in statements if "chargers_chargingsession" in s.split("(")[0]]
+    assert not any(w[0] == "UPDATE" for w in writes), writes
+    s = one_session(charger)
+    assert s.meter_start_wh is None  # a late Started with a reading would still win
+    assert s.meter_last_wh == Decimal("7250.0")
+    assert s.energy_wh == Decimal("750.0")
+    assert s.cost == Decimal("0.19")  # 0.75 kWh × 0.2516
+    assert s.card == driver_card and s.holder == driver_card.holder
+    # Another session, whose first reading arrives in a later batch: read from the database.
+    ev.process_events([tx(charger, "started", tid="b8", minutes=30, id_tag="04a23b11")])
+    ev.process_events(
+        [tx(charger, "updated", tid="b8", minutes=40, samples=[sample(10, 40, "kWh")])]
+    )
+    ev.process_events(
+        [tx(charger, "updated", tid="b8", minutes=50, samples=[sample(10.5, 50, "kWh")])]
+    )
+    assert ChargingSession.objects.get(transaction_id="b8").energy_wh == Decimal("500.0")
