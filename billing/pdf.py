@@ -19,7 +19,7 @@ import gc
 import logging
 import zoneinfo
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.template.loader import get_template, render_to_string
@@ -101,6 +101,17 @@ def note_context(note, language: str) -> dict:
     the active language: the column headers are translated here)."""
     tz = zoneinfo.ZoneInfo(note.time_zone)
     cur = note.currency
+
+    # A month has a price or two and a few sessions a day: each is written once (Babel and
+    # Django's date formats cost more than the rest of a line's text).
+    @functools.cache
+    def day(d: date) -> str:
+        return fmt.date(datetime(d.year, d.month, d.day), language)
+
+    @functools.cache
+    def price(value: str) -> str:
+        return fmt.money(value, cur, language, decimals=4)
+
     rows = []
     for line in note.lines:
         start_utc = datetime.fromisoformat(line["started_at"])
@@ -114,21 +125,17 @@ def note_context(note, language: str) -> dict:
         if stop is not None:
             end = fmt.time(stop)
             if stop.date() != start.date():
-                end = f"{fmt.date(stop, language)} {end}"
+                end = f"{day(stop.date())} {end}"
         rows.append(
             {
-                "date": fmt.date(start, language),
+                "date": day(start.date()),
                 "site": line["site"],
                 "outlet": line["outlet"],
                 "start": fmt.time(start),
                 "end": end,
                 "duration": fmt.duration(elapsed, language) if elapsed is not None else "",
                 "kwh": fmt.kwh(line["energy_wh"], language),
-                "price": (
-                    fmt.money(line["price_per_kwh"], cur, language, decimals=4)
-                    if line["price_per_kwh"] is not None
-                    else "—"
-                ),
+                "price": price(line["price_per_kwh"]) if line["price_per_kwh"] is not None else "—",
                 "amount": fmt.money(line["amount"], cur, language),
             }
         )
