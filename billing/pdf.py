@@ -4,10 +4,10 @@ template `billing/pdf/expense_note.html` and its print stylesheet, rendered by W
 The stylesheet and the font configuration are parsed once per process: a month of a thousand
 notes is a thousand renders, and re-reading fonts and CSS each time doubles the cost.
 
-What a rendering costs (a 30-line note, profiled): WeasyPrint's layout and style cascade, in
-Python, a few milliseconds per line. Three things keep it down: the lines table has a fixed
-layout (the print stylesheet gives its column widths, so cells are not measured three times);
-fonts are subset by HarfBuzz (`libharfbuzz-subset0`, a system package; WeasyPrint falls back to
+What a rendering costs (profiled): WeasyPrint's layout, style cascade and drawing, in Python,
+per box and line box. Three things keep it down: each session line is one cell holding one
+text run of monospaced columns (`billing.linetable`), not nine cells (about a millisecond
+each); fonts are subset by HarfBuzz (`libharfbuzz-subset0`, a system package; WeasyPrint falls back to
 fontTools, three times slower, and warns); and Python's cyclic garbage collector is held off
 while a note is laid out — a layout allocates hundreds of thousands of objects, which made the
 collector run hundreds of times per note, each time over the whole worker's heap, for a fifth
@@ -19,14 +19,15 @@ import gc
 import logging
 import zoneinfo
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.template.loader import get_template, render_to_string
 from django.utils import translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 
 from . import formatting as fmt
+from . import linetable
 
 # WeasyPrint logs every layout step at INFO: a thousand notes would flood the worker's log.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
@@ -56,20 +57,61 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+# The page geometry the print stylesheet and the text layout of the lines share (A4 portrait).
+PAGE_WIDTH_MM = 210
+SIDE_MARGIN_MM = 15
+LINES_PADDING_MM = 1.4  # left and right of each line's text
+LINES_WIDTH_PT = (PAGE_WIDTH_MM - 2 * SIDE_MARGIN_MM - 2 * LINES_PADDING_MM) * 72 / 25.4
+
+
 @functools.cache
 def _stylesheet():
     from weasyprint import CSS
     from weasyprint.text.fonts import FontConfiguration
 
     fonts = FontConfiguration()
-    css = CSS(string=render_to_string("billing/pdf/expense_note.css"), font_config=fonts)
+    # Strings, not numbers: a template localizes numbers (`1,4` in French), CSS would not parse.
+    geometry = {
+        "side_margin": f"{SIDE_MARGIN_MM:g}",
+        "lines_padding": f"{LINES_PADDING_MM:g}",
+        "lines_font": f"{linetable.FONT_PT:g}",
+    }
+    css = CSS(string=render_to_string("billing/pdf/expense_note.css", geometry), font_config=fonts)
     return css, fonts
 
 
+def _columns() -> list[linetable.Column]:
+    """The lines' columns, their headers in the active language."""
+    Column = linetable.Column
+    return [
+        Column("date", _("Date")),
+        Column("site", _("Site"), flexible=True),
+        Column("outlet", _("Outlet"), flexible=True),
+        Column("start", _("Start")),
+        Column("end", _("End")),
+        Column("duration", _("Duration"), right=True),
+        Column("kwh", _("kWh"), right=True),
+        Column("price", _("Price per kWh"), right=True),
+        Column("amount", _("Amount"), right=True),
+    ]
+
+
 def note_context(note, language: str) -> dict:
-    """Everything the note template prints, already formatted for `language`."""
+    """Everything the note template prints, already formatted for `language` (which must be
+    the active language: the column headers are translated here)."""
     tz = zoneinfo.ZoneInfo(note.time_zone)
     cur = note.currency
+
+    # A month has a price or two and a few sessions a day: each is written once (Babel and
+    # Django's date formats cost more than the rest of a line's text).
+    @functools.cache
+    def day(d: date) -> str:
+        return fmt.date(datetime(d.year, d.month, d.day), language)
+
+    @functools.cache
+    def price(value: str) -> str:
+        return fmt.money(value, cur, language, decimals=4)
+
     rows = []
     for line in note.lines:
         start_utc = datetime.fromisoformat(line["started_at"])
@@ -83,10 +125,10 @@ def note_context(note, language: str) -> dict:
         if stop is not None:
             end = fmt.time(stop)
             if stop.date() != start.date():
-                end = f"{fmt.date(stop, language)} {end}"
+                end = f"{day(stop.date())} {end}"
         rows.append(
             {
-                "date": fmt.date(start, language),
+                "date": day(start.date()),
                 "site": line["site"],
                 "outlet": line["outlet"],
                 "start": fmt.time(start),
@@ -94,9 +136,9 @@ def note_context(note, language: str) -> dict:
                 "duration": fmt.duration(elapsed, language) if elapsed is not None else "",
                 "kwh": fmt.kwh(line["energy_wh"], language),
                 "price": (
-                    gettext("Free")
+                    _("Free")
                     if line.get("free")
-                    else fmt.money(line["price_per_kwh"], cur, language, decimals=4)
+                    else price(line["price_per_kwh"])
                     if line["price_per_kwh"] is not None
                     else "—"
                 ),
@@ -108,6 +150,7 @@ def note_context(note, language: str) -> dict:
         "note": note,
         "language": language,
         "rows": rows,
+        "lines": linetable.layout(_columns(), rows, LINES_WIDTH_PT) if rows else None,
         "month": fmt.month(note.year, note.month, language),
         "created": fmt.date(note.created_at.astimezone(tz), language),
         "total_kwh": fmt.kwh(note.energy_wh, language),
