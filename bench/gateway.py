@@ -1,27 +1,36 @@
-"""`python -m bench.gateway [--cpu-chargers N] [--messages M] [--idle N] [--parts cpu,memory]`:
-the OCPP gateway's CPU per message and memory per idle connection, side by side with two
-reference servers the bench starts itself on the same machine in the same run:
+"""`python -m bench.gateway [--cpu-chargers N] [--messages M] [--rounds R] [--idle N]
+[--parts cpu,memory] [--baseline PATH]`: the OCPP gateway's CPU per message and memory per idle
+connection, side by side with two reference servers the bench starts itself on the same machine
+in the same run:
 
 - **sparklin**: `manage.py run_gateway`, doing all its production work — schema validation,
   events and the message log published as Celery tasks to the broker, durable before answered;
 - **library**: a bare `ocpp`-library server (its `ChargePoint` with minimal `@on` handlers, the
   library's own jsonschema validation), as an integrator would write it;
-- **plain**: `websockets` + `json`, answering every CALL with an empty CALLRESULT (the floor).
+- **plain**: `websockets` + `json`, answering every CALL with an empty CALLRESULT (the floor);
+- **baseline** (with `--baseline PATH`): the gateway of another checkout, e.g. a
+  `git worktree` of the commit before a change, to measure the change in the same run.
 
 CPU per message = the server process's CPU time (user + system, all its threads, from
-/proc/PID/stat) during the message phase / messages answered: `--cpu-chargers` chargers each send
-`--messages` messages, one at a time, waiting for each answer (as chargers do) — 1.6 MeterValues,
-then 2.0.1 TransactionEvent (Updated, with meter values). Memory per idle connection = the
+/proc/PID/stat) during a message phase / messages answered. Every server runs for the whole CPU
+part, `--cpu-chargers` chargers per version connected and booted to each; then `--rounds`
+rounds, in each of which every server in turn (the order rotated from round to round) has its
+chargers send `--messages` messages each, one at a time, waiting for each answer (as chargers
+do) — 1.6 MeterValues, then 2.0.1 TransactionEvent (Updated, with meter values). Printed: the
+median and range of the rounds, and the median of the per-round sparklin/library ratios, which a
+load that comes and goes on a shared machine affects the least. Memory per idle connection = the
 server's RSS delta / connections after `--idle` booted chargers connected (the open-files limit
-is raised to the hard limit; the bench says when it had to connect fewer).
+is raised to the hard limit; the bench says when it had to connect fewer), and, for the gateway,
+the Redis connections it holds then.
 
 Needs PostgreSQL (DATABASE_URL; the bench creates and drops its own database
-`<name>_bench_gateway` next to the one named there). Events go to CELERY_BROKER_URL when set,
-else to a private `redis-server` the bench starts on a free port (never the shared one: 19,000
-connections' registry traffic must not touch other users' Redis). No worker runs: the published tasks are
-dropped with the private broker, or with the queue of its own the bench declares on
-CELERY_BROKER_URL. Not a timed test: numbers for the README and
-docs/architecture.md.
+`<name>_bench_gateway` next to the one named there). Redis (registry, cache) is always a private
+`redis-server` the bench starts on a free port (never the shared one: 19,000 connections'
+registry traffic must not touch other users' Redis, and the gateway's connections are counted
+there). Events go to CELERY_BROKER_URL when set, else to that private Redis. No worker runs: the
+published tasks are dropped with the private broker, or with the queue of its own the bench
+declares on CELERY_BROKER_URL. Not a timed test: numbers for the README and
+docs/architecture.md. The reconnect storm is `python -m bench.storm`.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -336,31 +346,72 @@ async def _settle(pid: int, seconds: float = 2.0) -> None:
         last = now
 
 
-async def _cpu_part(url, pid, identities, version, messages, profile) -> dict:
-    action, build = (
-        ("MeterValues", meter_values_16)
-        if version == "1.6"
-        else ("TransactionEvent", transaction_event_201)
-    )
-    chargers = await _connect_all(url, identities, version, profile)
-    await _settle(pid, 1.0)
+PHASES = {
+    "1.6": ("MeterValues", meter_values_16),
+    "2.0.1": ("TransactionEvent", transaction_event_201),
+}
+
+
+async def _phase(pid: int, chargers: list[Charger], version: str, messages: int, first: int):
+    """Each charger sends `messages` messages one at a time (numbered from `first`: 2.0.1
+    seqNo keeps growing over the rounds); the server's CPU time over the phase / messages."""
+    action, build = PHASES[version]
     errors = 0
 
     async def run(charger):
         nonlocal errors
-        for n in range(messages):
+        for n in range(first, first + messages):
             answer = await charger.call(action, build(n))
             errors += answer[0] != 3
 
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(run(c) for c in chargers))
     cpu1, elapsed = cpu_seconds(pid), time.perf_counter() - t0
-    await asyncio.gather(*(c.close() for c in chargers))
     total = messages * len(chargers)
     return {"us": (cpu1 - cpu0) / total * 1e6, "rate": total / elapsed, "errors": errors}
 
 
-async def _memory_part(url, pid, identities, profile) -> dict:
+async def _cpu_part(servers, identities, n, messages, rounds, profile) -> dict:
+    """Every server runs for the whole part with its chargers connected and booted; then, round
+    after round, each server in turn (the order rotated every round) answers one phase of each
+    version. A load that comes and goes on a shared machine then weighs on every server alike,
+    and each round gives its own sparklin/library ratio."""
+    chargers = {}
+    for s, (kind, (_pid, url)) in enumerate(servers.items()):
+        for v, version in enumerate(PHASES):
+            # Identities of their own per server: two gateways share the registry (the newest
+            # connection of a charger wins, the other is closed).
+            first = (2 * s + v) * n
+            chargers[kind, version] = await _connect_all(
+                url, identities[first : first + n], version, profile
+            )
+    for pid, _ in servers.values():
+        await _settle(pid, 1.0)
+    results: dict = {(kind, version): [] for kind in servers for version in PHASES}
+    kinds = list(servers)
+    for r in range(rounds):
+        order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
+        for version in PHASES:
+            for kind in order:
+                pid = servers[kind][0]
+                await _settle(pid, 0.5)
+                result = await _phase(pid, chargers[kind, version], version, messages, r * messages)
+                results[kind, version].append(result)
+        print(
+            f"  round {r + 1}/{rounds}: "
+            + "; ".join(
+                f"{kind} " + "/".join(f"{results[kind, v][-1]['us']:.0f}" for v in PHASES)
+                for kind in kinds
+            )
+            + " µs/msg (1.6/2.0.1)",
+            file=sys.stderr,
+        )
+    for group in chargers.values():
+        await asyncio.gather(*(c.close() for c in group))
+    return results
+
+
+async def _memory_part(url, pid, identities, profile, redis_url) -> dict:
     warm = await _connect_all(url, identities[:1], "1.6", profile)
     await _settle(pid, 1.0)
     rss0 = rss_kb(pid)
@@ -369,13 +420,37 @@ async def _memory_part(url, pid, identities, profile) -> dict:
     connected_in = time.perf_counter() - t0
     await _settle(pid, 2.0)
     rss1 = rss_kb(pid)
+    redis_connections = _redis_clients(redis_url) if redis_url else None
     await asyncio.gather(*(c.close() for c in chargers))
     return {
         "kb": (rss1 - rss0) / max(1, len(chargers) - 1),
         "rss0": rss0 / 1024,
         "rss1": rss1 / 1024,
         "seconds": connected_in,
+        "redis": redis_connections,
     }
+
+
+def _redis_clients(url: str) -> int:
+    """Connections to the bench's private Redis other than this one: the gateway's (its
+    registry pool and takeover listener, its cache; the broker's when Redis is the broker)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        own = client.client_id()
+        return sum(1 for c in client.client_list() if int(c["id"]) != own)
+    finally:
+        client.close()
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def _cell(values: list[float], digits: int = 0) -> str:
+    median, low, high = _stats(values)
+    return f"{median:.{digits}f} [{low:.{digits}f}–{high:.{digits}f}]"
 
 
 # --- orchestration ------------------------------------------------------------------------------
@@ -423,22 +498,20 @@ def _profile() -> dict:
     return values
 
 
-def _start_server(kind: str, env: dict) -> tuple[subprocess.Popen, str]:
+def _start_server(
+    kind: str, env: dict, baseline: str | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    if kind == "sparklin":
-        command = [
-            sys.executable,
-            "manage.py",
-            "run_gateway",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
+    root = ROOT
+    if kind in ("sparklin", "baseline"):
+        if kind == "baseline":
+            root = Path(baseline or "")
+        command = [sys.executable, "manage.py", "run_gateway", "--host", "127.0.0.1", "--port",
+                   str(port)]  # fmt: skip
     else:
         command = [sys.executable, "-m", "bench.gateway", "--serve", kind, "--port", str(port)]
     server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_for_port(port)
     return server, f"ws://127.0.0.1:{port}/ocpp/"
@@ -482,10 +555,17 @@ def main(argv=None) -> int:
     parser.add_argument("--serve", choices=["library", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cpu-chargers", type=int, default=50)
-    parser.add_argument("--messages", type=int, default=100, help="messages per charger")
+    parser.add_argument("--messages", type=int, default=40, help="messages per charger and round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=19_000, help="idle connections for memory")
     parser.add_argument("--parts", default="cpu,memory")
     parser.add_argument("--servers", default="sparklin,library,plain")
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="also measure the gateway of another checkout (e.g. a `git worktree` of the commit "
+        "before a change), interleaved with the others, as server `baseline`",
+    )
     args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(
@@ -502,11 +582,17 @@ def main(argv=None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     idle = min(args.idle, hard - 500)
     parts, servers = args.parts.split(","), args.servers.split(",")
+    if args.baseline:
+        servers.insert(1, "baseline")
 
-    redis = None
+    # Redis (the registry, the cache) is always a private server: 19,000 connections' registry
+    # traffic must not touch a shared one, and the connections the gateway holds are counted
+    # there. It is the broker too unless CELERY_BROKER_URL names one.
+    redis, redis_url, redis_dir = _private_redis()
+    os.environ["REDIS_URL"] = redis_url
+    broker = "CELERY_BROKER_URL" if os.environ.get("CELERY_BROKER_URL") else "private redis-server"
     if not os.environ.get("CELERY_BROKER_URL"):
-        redis, redis_url, redis_dir = _private_redis()
-        os.environ["REDIS_URL"] = redis_url
+        os.environ["CELERY_BROKER_URL"] = redis_url
     from bench import prepare_database
 
     # Named after DATABASE_URL's database: several people benchmarking on one server each get
@@ -520,7 +606,7 @@ def main(argv=None) -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    identities = _register(max(idle, args.cpu_chargers * 2))
+    identities = _register(max(idle, args.cpu_chargers * 2 * len(servers)))
     profile = _profile()
     # A queue of its own (no worker reads it), deleted at the end: the tasks the gateway
     # publishes must neither pile up in nor be consumed from the queue of a real deployment.
@@ -531,88 +617,124 @@ def main(argv=None) -> int:
         CELERY_TASK_DEFAULT_QUEUE=queue,
         LOG_LEVEL="WARNING",
     )
-    results: dict[str, dict] = {}
+    cpu: dict = {}
+    memory: dict[str, dict] = {}
     try:
-        for kind in servers:
-            result = results[kind] = {}
-            if "cpu" in parts:
-                server, url = _start_server(kind, env)
-                try:
-                    n = args.cpu_chargers
-                    result["1.6"] = asyncio.run(
-                        _cpu_part(url, server.pid, identities[:n], "1.6", args.messages, profile)
+        if "cpu" in parts:
+            started = {kind: _start_server(kind, env, args.baseline) for kind in servers}
+            try:
+                cpu = asyncio.run(
+                    _cpu_part(
+                        {kind: (s.pid, url) for kind, (s, url) in started.items()},
+                        identities,
+                        args.cpu_chargers,
+                        args.messages,
+                        args.rounds,
+                        profile,
                     )
-                    result["2.0.1"] = asyncio.run(
-                        _cpu_part(
-                            url, server.pid, identities[n : 2 * n], "2.0.1", args.messages, profile
+                )
+            finally:
+                for server, _ in started.values():
+                    _stop(server)
+        if "memory" in parts:
+            for kind in servers:
+                server, url = _start_server(kind, env, args.baseline)
+                try:
+                    memory[kind] = asyncio.run(
+                        _memory_part(
+                            url,
+                            server.pid,
+                            identities[:idle],
+                            profile,
+                            redis_url if kind in ("sparklin", "baseline") else None,
                         )
                     )
                 finally:
                     _stop(server)
-            if "memory" in parts:
-                server, url = _start_server(kind, env)
-                try:
-                    result["memory"] = asyncio.run(
-                        _memory_part(url, server.pid, identities[:idle], profile)
-                    )
-                finally:
-                    _stop(server)
-            print(f"  {kind}: {result}", file=sys.stderr)
+                print(f"  memory {kind}: {memory[kind]}", file=sys.stderr)
     finally:
-        if redis is None:
-            _delete_queue(queue)
+        _delete_queue(queue)
         cleanup()
-        if redis is not None:
-            _stop(redis)
-            shutil.rmtree(redis_dir, ignore_errors=True)
+        _stop(redis)
+        shutil.rmtree(redis_dir, ignore_errors=True)
 
+    width = 24
     print(
         f"machine   : {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
+        f" · load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end"
     )
-    print(
-        f"database  : {database}; broker: {'CELERY_BROKER_URL' if redis is None else 'private redis-server'}"
-    )
-    if "cpu" in parts:
+    print(f"database  : {database}; broker: {broker}; Redis: private redis-server")
+    if cpu:
         print(
-            f"CPU       : {args.cpu_chargers} chargers per version × {args.messages} messages, "
-            "one at a time each (server process CPU time / messages)"
+            f"CPU       : {args.cpu_chargers} chargers per version and server, each sending "
+            f"{args.messages} messages one at a time per round, {args.rounds} rounds with the "
+            "servers interleaved (order rotated); server process CPU time (user + system, all "
+            "threads) / messages; median [min–max] of the rounds"
         )
-        print(f"{'':28}" + "".join(f"{k:>14}" for k in servers))
+        print(f"{'':30}" + "".join(f"{k:>{width}}" for k in servers))
         for version, label in (
             ("1.6", "1.6 MeterValues µs/msg"),
             ("2.0.1", "2.0.1 TransactionEvent µs/msg"),
         ):
-            print(f"{label:28}" + "".join(f"{results[k][version]['us']:>14.0f}" for k in servers))
             print(
-                f"{'  answered msg/s':28}"
-                + "".join(f"{results[k][version]['rate']:>14.0f}" for k in servers)
+                f"{label:30}"
+                + "".join(f"{_cell([r['us'] for r in cpu[k, version]]):>{width}}" for k in servers)
             )
-        if "sparklin" in servers and "library" in servers:
-            for version in ("1.6", "2.0.1"):
-                ratio = results["sparklin"][version]["us"] / results["library"][version]["us"]
-                print(f"sparklin / library, {version}: {ratio:.2f}")
-    if "memory" in parts:
+            print(
+                f"{'  answered msg/s':30}"
+                + "".join(
+                    f"{_cell([r['rate'] for r in cpu[k, version]]):>{width}}" for k in servers
+                )
+            )
+        errors = sum(r["errors"] for rounds in cpu.values() for r in rounds)
+        if errors:
+            print(f"CALLERROR answers: {errors} (the numbers above are not comparable)")
+        if "library" in servers:
+            for kind in [k for k in servers if k in ("sparklin", "baseline")]:
+                for version in PHASES:
+                    ratios = [
+                        mine["us"] / lib["us"]
+                        for mine, lib in zip(
+                            cpu[kind, version], cpu["library", version], strict=True
+                        )
+                    ]
+                    print(
+                        f"{kind} / library, {version} (per round): {_cell(ratios, 2)}"
+                        "   goal ≤ 0.33 (issue 14)"
+                    )
+    if memory:
         note = (
             ""
             if idle == args.idle
             else f" (asked {args.idle}; the hard open-files limit is {hard})"
         )
         print(f"memory    : {idle} idle booted 1.6 chargers{note}; RSS delta / connections")
+        print(f"{'':30}" + "".join(f"{k:>{width}}" for k in servers))
         print(
-            f"{'KB per idle connection':28}"
-            + "".join(f"{results[k]['memory']['kb']:>14.1f}" for k in servers)
+            f"{'KB per idle connection':30}"
+            + "".join(f"{memory[k]['kb']:>{width}.1f}" for k in servers)
         )
         print(
-            f"{'RSS MB before → after':28}"
+            f"{'RSS MB before → after':30}"
             + "".join(
-                f"{results[k]['memory']['rss0']:>6.0f} → {results[k]['memory']['rss1']:<5.0f}"
-                for k in servers
+                f"{memory[k]['rss0']:.0f} → {memory[k]['rss1']:.0f}".rjust(width) for k in servers
             )
         )
         print(
-            f"{'connect + boot all, s':28}"
-            + "".join(f"{results[k]['memory']['seconds']:>14.1f}" for k in servers)
+            f"{'connect + boot all, s':30}"
+            + "".join(f"{memory[k]['seconds']:>{width}.1f}" for k in servers)
         )
+        print(
+            f"{'Redis connections held':30}"
+            + "".join(
+                f"{'' if memory[k]['redis'] is None else memory[k]['redis']:>{width}}"
+                for k in servers
+            )
+        )
+    print(
+        "storm     : the 10,000-charger reconnect storm (time to Accepted, time visible in "
+        "PostgreSQL, Redis connections during it) is `python -m bench.storm`"
+    )
     return 0
 
 

@@ -49,6 +49,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from . import validation
 from .base import GatewayChargePoint
 from .batcher import EventBatcher
 from .commands import PendingCommand, claim_pending
@@ -228,6 +229,8 @@ class Gateway:
             # Start anyway: chargers are looked up one by one until the refresher loads it.
             logger.warning("Charger directory not loaded, database unreachable (%s)", exc)
         await self.forwarder.load()
+        for cls in (ChargePoint16, ChargePoint201):
+            validation.compile_requests(cls.version, cls.HANDLERS)
 
         def create_connection(*args: Any, **kwargs: Any) -> _CountingConnection:
             connection = _CountingConnection(*args, **kwargs)

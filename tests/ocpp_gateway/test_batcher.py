@@ -257,3 +257,64 @@ def test_a_flusher_stopped_mid_publish_neither_loses_nor_repeats_the_batch():
 
     assert run(scenario()) == 2
     assert [[e["kind"] for e in batch] for batch in published] == [["heartbeat"], ["status"]]
+
+
+def test_one_timer_fails_each_waiter_at_its_own_deadline():
+    """Every waiting handler shares one timer (not one each): a waiter with a shorter timeout
+    that arrives after a longer one still fails on time, the longer one keeps waiting, and a
+    waiter settled meanwhile is not failed."""
+
+    async def scenario():
+        batcher = EventBatcher(publish=lambda b: None, flush_seconds=1.0, durable_timeout=5)
+        loop = asyncio.get_running_loop()
+        batcher.emit("CP-1", "meter_values", {})
+        long = asyncio.create_task(batcher.sync(timeout=0.6))
+        await asyncio.sleep(0)
+        batcher.emit("CP-2", "meter_values", {})
+        start = loop.time()
+        with pytest.raises(NotDurable):
+            await batcher.sync(timeout=0.1)
+        short_failed_after = loop.time() - start
+        assert not long.done()
+        with pytest.raises(NotDurable):
+            await long
+        long_failed_after = loop.time() - start
+        # A waiter settled by a publish before its deadline is left alone by the timer.
+        batcher.emit("CP-3", "meter_values", {})
+        settled = asyncio.create_task(batcher.sync(timeout=0.1))
+        await asyncio.sleep(0)
+        assert await batcher.flush()
+        await settled
+        await asyncio.sleep(0.15)
+        waiters = len(batcher._waiters)
+        await batcher.close()
+        return short_failed_after, long_failed_after, waiters, batcher._expiry
+
+    short, long, waiters, expiry = run(scenario())
+    assert 0.09 <= short < 0.4
+    assert 0.4 <= long < 1.0
+    assert waiters == 0 and expiry is None
+
+
+def test_a_batch_is_encoded_as_kombus_json_encoder_would():
+    """orjson writes the task body; the worker decodes it with kombu's JSON decoder and must
+    read the same values as before. What orjson refuses or would write otherwise (an integer
+    beyond 64 bits, a datetime, a non-string key) goes through kombu's own encoder."""
+    from datetime import UTC, datetime
+
+    from kombu.utils.json import dumps, loads
+
+    from ocpp_gateway.batcher import encode_body
+
+    events = [
+        {
+            "identity": "CP-é",
+            "kind": "meter_values",
+            "payload": {"samples": [{"value": "12.5", "n": 3, "x": 1.25, "ok": True, "no": None}]},
+            "received_at": "2026-01-01T00:00:00+00:00",
+        }
+    ]
+    body = ((events,), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+    assert loads(encode_body(body)) == loads(dumps(body))
+    for odd in (10**30, datetime(2026, 1, 1, tzinfo=UTC), {1: "one"}):
+        assert loads(encode_body({"v": odd})) == loads(dumps({"v": odd}))
