@@ -22,7 +22,7 @@ from simulator.fleet import connect_charger
 from tests import builders
 from tests.forwarding.operator_csms import Operator
 
-from .test_browser_portal import VIEWPORTS, _logged_in_context
+from .test_browser_portal import _logged_in_context, shoot_pages
 
 pytestmark = pytest.mark.browser
 
@@ -77,9 +77,8 @@ class Background:
 
 
 @pytest.fixture
-def world(transactional_db, settings, live_server, tmp_path):
+def world(transactional_db, settings, live_server):
     settings.LANGUAGE_CODE = "en"
-    settings.FORWARDING_BUFFER_DIR = str(tmp_path)
     settings.FORWARDING_REFRESH_SECONDS = 0.2
     settings.FORWARDING_ALLOW_PRIVATE_HOSTS = True
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -116,26 +115,36 @@ def test_connect_an_operator_from_the_charger_page_and_see_it_connected(
         assert bg.op.calls("Heartbeat")  # the charger's heartbeats are relayed
         page.goto(f"{live_server.url}/c/parc/chargers/{charger.pk}/")
         expect(page.locator("#operators")).to_contain_text("Connected")
+        # Change its settings: the password left blank stays, the relay picks the change up.
+        page.get_by_role("link", name="Volt Time").click()
+        page.get_by_role("link", name="Change the settings").click()
+        expect(page.locator("#id_url")).to_have_value(bg.op.url)
+        page.locator("#id_name").fill("Volt Time EU")
+        page.locator("#id_url").fill("ftp://wrong.example/")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_text("starting with ws:// or wss://")).to_be_visible()
+        page.locator("#id_url").fill(bg.op.url + "/")
+        handshakes = len(bg.op.auth_seen)
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("heading", name="Volt Time EU")).to_be_visible()
+        for _ in range(100):  # the gateway reconnected with the new settings
+            if len(bg.op.auth_seen) > handshakes:
+                break
+            page.wait_for_timeout(200)
+        assert len(bg.op.auth_seen) > handshakes
+        expect(page.locator("[data-state=connected]")).to_be_visible(timeout=20_000)
         context.close()
         shoot(world, live_server, browser_page, operator)
 
 
 def shoot(world, live_server, browser_page, operator):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    charger = world["charger"]
+    charger, manager = world["charger"], world["manager"]
+    base = f"/c/parc/chargers/{charger.pk}/operators"
     pages = [
-        ("charger-operators", f"/c/parc/chargers/{charger.pk}/#operators"),
-        ("operator-add", f"/c/parc/chargers/{charger.pk}/operators/new/"),
-        ("operator-detail", f"/c/parc/chargers/{charger.pk}/operators/{operator.pk}/"),
+        ("charger-operators", manager, f"/c/parc/chargers/{charger.pk}/#operators"),
+        ("operator-add", manager, f"{base}/new/"),
+        ("operator-detail", manager, f"{base}/{operator.pk}/"),
+        ("operator-edit", manager, f"{base}/{operator.pk}/edit/"),
     ]
-    for language in ("en", "fr"):
-        for device, viewport in VIEWPORTS.items():
-            context = _logged_in_context(
-                browser_page, live_server, world["manager"], language, viewport
-            )
-            for name, path in pages:
-                page = context.new_page()
-                page.goto(live_server.url + path)
-                page.screenshot(path=SHOTS / f"{name}-{device}-{language}.png", full_page=True)
-                page.close()
-            context.close()
+    shoot_pages(browser_page, live_server, pages, SHOTS)

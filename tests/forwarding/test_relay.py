@@ -763,3 +763,39 @@ def test_an_edited_operator_is_reconnected_at_once_with_the_new_settings(charger
     old, new = run(scenario)
     assert old.calls("Heartbeat") == []
     assert new.auth_seen[-1] and new.auth_seen[-1].startswith("Basic ")
+
+
+def test_several_operators_of_one_charger_each_get_every_frame_billing_decides(charger, card):
+    """A Billing and a Monitoring operator on one charger: each gets every CALL, in order, on
+    its own connection (its own buffer); the Billing one's answer is the charger's, the
+    Monitoring one's is ignored."""
+    settled = configured(charger, "1.6")
+
+    async def scenario(gw):
+        async with (
+            Operator(first_transaction_id=9001) as billing,
+            Operator(first_transaction_id=1234, refused_cards={card.uid}) as monitoring,
+        ):
+            await until_db(lambda: make_operator(charger, billing.url, role="billing"))
+            await until_db(
+                lambda: make_operator(charger, monitoring.url, role="monitoring", name="Mon")
+            )
+            await gw.forwarder.refresh()
+            async with connect_charger(
+                gw.url, charger.identity, "1.6", configuration=settled
+            ) as cp:
+                await cp.boot()
+                await upstream_connected(gw, charger.identity, "billing")
+                await upstream_connected(gw, charger.identity, "monitoring")
+                session = await cp.charge(card.uid, energy_wh=1500)
+                await until(lambda: len(monitoring.calls("StopTransaction")) == 1, timeout=10)
+                await until(lambda: len(billing.calls("StopTransaction")) == 1, timeout=10)
+                await gw.batcher.sync()
+                return billing, monitoring, session
+
+    billing, monitoring, session = run(scenario)
+    # The Billing operator's id and acceptance; the Monitoring one refused the card: ignored.
+    assert session["transaction_id"] == "9001" and session["authorization"] == "Accepted"
+    sent = [c for c in charger_calls(charger) if c[1] != "Authorize"]
+    for op in (billing, monitoring):
+        assert [(f[1], f[2]) for f in op.calls() if f[2] != "Authorize"] == sent
