@@ -203,6 +203,17 @@ def test_a_charger_taking_watts_only_gets_watts(managed):
     assert schedule["chargingSchedulePeriod"][0]["limit"] == 16.0 * 230 * 3
 
 
+def test_a_charger_with_one_stack_level_gets_its_limits_at_level_0(managed):
+    """ChargeProfileMaxStackLevel read back at boot: a charger that has only level 0 gets its
+    TxProfiles there (a TxProfile still overrules the TxDefaultProfile); the others level 1."""
+    one, two = (p.charger for p in managed["chargers"][:2])
+    one.configuration = {"ChargeProfileMaxStackLevel": "0"}
+    one.save(update_fields=["configuration"])
+    Controller().cycle()
+    assert dynamic(one)[0].payload["csChargingProfiles"]["stackLevel"] == 0
+    assert dynamic(two)[0].payload["csChargingProfiles"]["stackLevel"] == 1
+
+
 def test_an_unmanaged_site_gets_no_profile(managed):
     power = managed["power"]
     power.load_balancing = False
