@@ -30,7 +30,7 @@ def _fillfactor(forward):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chargers", "0010_session_day"),
+        ("chargers", "0011_session_free"),
         ("communities", "0003_site_grid_limit_to_power"),
     ]
 
