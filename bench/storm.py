@@ -11,7 +11,8 @@ Printed: the time until every charger's boot is Accepted (and the p50/p99 per ch
 until every one is visible in PostgreSQL (connected, boot recorded after the storm began), the
 client-side failures and retries, the gateway's own handshake-failure summary lines, its
 resident memory, and the Redis connections it holds (`CLIENT LIST`, by client name).
-Needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); creates and drops `sparklin_bench_storm`.
+Needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL); creates and drops `<name>_bench_storm`,
+named after DATABASE_URL's database (several people benchmarking on one server each get theirs).
 The hard open-files limit here is 20,000 per process: the clients (one process) and the gateway
 (another) each hold N sockets.
 """
@@ -29,6 +30,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench import (
     cpu_seconds,
@@ -295,7 +297,8 @@ def main(argv=None) -> int:
         print(f"open-files limit {limit} is too low for {args.chargers} chargers", file=sys.stderr)
         return 2
 
-    database, cleanup = prepare_database("sparklin_bench_storm")
+    name = urlsplit(os.environ["DATABASE_URL"]).path.lstrip("/") or "sparklin"
+    database, cleanup = prepare_database(f"{name}_bench_storm")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sparklin.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
