@@ -162,8 +162,13 @@ def _clear_profiles(site: Site, actor: User | None) -> int:
         ]
     )
     ChargerPower.objects.filter(charger__site=site).update(
-        **{name: None for name in ChargerPower.STATE_FIELDS if name != "limit_transaction"},
+        **{
+            name: None
+            for name in ChargerPower.STATE_FIELDS
+            if name not in ("limit_transaction", "outlet_limits")
+        },
         limit_transaction="",
+        outlet_limits={},
     )
     return len(chargers)
 
