@@ -394,6 +394,8 @@ def test_the_backlog_follows_the_charger_to_another_gateway(charger, card, setti
                 ) as cp:
                     await cp.heartbeat()
                     await until(lambda: len(op.calls("Heartbeat")) == 1, timeout=10)
+                    # A delivered frame's row goes once its answer is back (a later flush).
+                    await until_db(lambda: relaybuffer.load(operator.pk) == [], timeout=10)
                 await one.batcher.sync()
                 await two.batcher.sync()
                 return operator, held, op

@@ -313,7 +313,7 @@ def test_account_page_shows_the_choices_a_person_has_and_saves_them(client, comm
     assert 'id="notifications"' in page
     assert "My charging session ended" in page and "A driver asks for access" not in page
     client.force_login(people["boss"])
-    page = client.get("/accounts/me/").content.decode()
+    page = client.get("/accounts/me/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "A driver asks for access" in page and "A charger is offline" in page
     response = client.post(
         "/accounts/me/notifications/",
@@ -336,7 +336,7 @@ def test_community_offline_delay_is_set_by_managers_validated_and_audited(
     client.force_login(people["boss"])
     page = client.get("/c/tilleuls/settings/").content.decode()
     assert 'id="notification-settings"' in page and 'value="15"' in page
-    response = client.post(url, {"offline_minutes": "abc"}, follow=True)
+    response = client.post(url, {"offline_minutes": "abc"}, follow=True, HTTP_ACCEPT_LANGUAGE="en")
     assert "Charger offline delay" in response.content.decode()
     assert not CommunityNotifications.objects.exists()
     client.post(url, {"offline_minutes": "45"})
@@ -407,5 +407,5 @@ def test_staff_see_the_notifications_in_the_admin(client, community, people, cha
     collect.collect()
     staff = builders.make_user(is_staff=True, is_superuser=True)
     client.force_login(staff)
-    page = client.get("/admin/notifications/notification/?state=pending")
+    page = client.get("/admin/notifications/notification/?state=pending", HTTP_ACCEPT_LANGUAGE="en")
     assert page.status_code == 200 and page.content.decode().count("A charge was refused") >= 2
