@@ -4,6 +4,8 @@ must use `django_db(transaction=True)` for its rows to be visible to them); and,
 tests, private servers that a test may stop and restart (a RabbitMQ node, a redis-server) — never
 the machine's shared ones."""
 
+import email
+import email.policy
 import os
 import shutil
 import signal
@@ -284,3 +286,18 @@ class PrivateRedis:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class Inbox:
+    """An aiosmtpd handler keeping what a local SMTP server accepted: (recipients, message)."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def to(self, address):
+        return [m for rcpt, m in self.messages if rcpt == [address]]

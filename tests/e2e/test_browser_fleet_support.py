@@ -6,8 +6,6 @@ English, into /work/shots/portalb/ (looked at by a person, not asserted).
 
 Runs in its own pytest process (`make test-browser`, `-m browser`)."""
 
-import email
-import email.policy
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -23,22 +21,12 @@ from support.models import Ticket
 from tests import builders
 from tests.communities.portal_data import make_message, make_session
 
-from .processes import free_port
+from .processes import Inbox, free_port
 from .test_browser_portal import _logged_in_context, shoot_pages
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path("/work/shots/portalb")
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ processes issuing the notes in PostgreSQL, rendering the PDFs and e-mailing them
 local aiosmtpd server started here. A second run sends nothing; two workers share a month and
 still send each e-mail once."""
 
-import email
-import email.policy
 from datetime import timedelta
 
 import pytest
@@ -17,22 +15,12 @@ from sparklin.celery import app
 from tests import builders
 from tests.communities.portal_data import make_session
 
-from .processes import celery_worker, child_env, free_port, wait_until
+from .processes import Inbox, celery_worker, child_env, free_port, wait_until
 
 # The test body reads the community's notes inside its scope (the worker is another process).
 pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("last_month_sessions")]
 
 RECIPIENT = "finance@e2e.example"
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
 
 
 @pytest.fixture

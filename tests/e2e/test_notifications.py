@@ -4,8 +4,6 @@ local SMTP server (aiosmtpd); a whole session at another charger reaches its dri
 is sent twice when the scans run again."""
 
 import asyncio
-import email
-import email.policy
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,24 +17,19 @@ from simulator.fleet import connect_charger, run_session
 from sparklin.celery import app
 from tests import builders
 
-from .processes import celery_worker, child_env, free_port, gateway, wait_for_port, wait_until
+from .processes import (
+    Inbox,
+    celery_worker,
+    child_env,
+    free_port,
+    gateway,
+    wait_for_port,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("fleet")]
 
 CARD = "E2E-NOTIFY-01"
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
-
-    def to(self, address):
-        return [m for rcpt, m in self.messages if rcpt == [address]]
 
 
 @pytest.fixture
