@@ -1,9 +1,10 @@
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.db import connections
 
-from .processes import celery_worker, child_env, free_port, gateway, wait_for_port
+from .processes import Inbox, celery_worker, child_env, free_port, gateway, wait_for_port
 
 # Every module here marks itself `pytestmark = pytest.mark.e2e` (or `browser`), so the fast
 # suite (`-m "not e2e and not browser"`) never starts a process.
@@ -95,3 +96,15 @@ def browser_page():
         connections.close_all()
         context.close()
         browser.close()
+
+
+@pytest.fixture
+def smtp():
+    """A local SMTP server (aiosmtpd) on a free port; the fixture is its Inbox (`.port` set)."""
+    inbox = Inbox()
+    port = free_port()  # aiosmtpd cannot bind port 0: an explicit free port
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    inbox.port = port
+    yield inbox
+    controller.stop()

@@ -6,7 +6,6 @@ still send each e-mail once."""
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.utils import timezone
 
 from billing.models import ExpenseNote, NoteDispatch
@@ -15,23 +14,12 @@ from sparklin.celery import app
 from tests import builders
 from tests.communities.portal_data import make_session
 
-from .processes import Inbox, celery_worker, child_env, free_port, wait_until
+from .processes import celery_worker, child_env, wait_until
 
 # The test body reads the community's notes inside its scope (the worker is another process).
 pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("last_month_sessions")]
 
 RECIPIENT = "finance@e2e.example"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    port = free_port()  # aiosmtpd cannot bind port 0: an explicit free port
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    inbox.port = port
-    yield inbox
-    controller.stop()
 
 
 @pytest.fixture

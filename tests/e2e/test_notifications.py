@@ -6,7 +6,6 @@ is sent twice when the scans run again."""
 import asyncio
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from accounts.models import User
 from communities.models import Role
@@ -18,7 +17,6 @@ from sparklin.celery import app
 from tests import builders
 
 from .processes import (
-    Inbox,
     celery_worker,
     child_env,
     free_port,
@@ -30,17 +28,6 @@ from .processes import (
 pytestmark = [pytest.mark.e2e, pytest.mark.community_scope("fleet")]
 
 CARD = "E2E-NOTIFY-01"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    port = free_port()  # aiosmtpd cannot bind port 0: an explicit free port
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    inbox.port = port
-    yield inbox
-    controller.stop()
 
 
 @pytest.fixture
