@@ -216,13 +216,19 @@ def _settle_version(state: LocalList) -> None:
         ChargerCommand.Status.SENT,
     ):
         return
-    state.version_command, state.version_checked_at = None, command.updated_at
+    state.version_command = None
     if _answer_status(command) == "NotSupported":
         state.supported, state.last_error = False, "NotSupported"
+        state.version_checked_at = command.updated_at
         return
     reported = _reported_version(command)
     if command.status != ChargerCommand.Status.ACCEPTED or reported is None:
-        return  # no usable answer: asked again after the next boot or reconnection
+        # No usable answer (the charger hung up meanwhile, timed out): the version counts as
+        # asked when the question was put, so a connection opened since asks again, and this
+        # one does not ask forever.
+        state.version_checked_at = command.created_at
+        return
+    state.version_checked_at = command.updated_at
     state.reported_version = reported
     if reported == -1:  # 1.6: "the Charge Point does not support Local Authorization Lists"
         state.supported, state.last_error = False, "NotSupported"
@@ -236,7 +242,9 @@ def _settle_version(state: LocalList) -> None:
 
 
 def _ask_version(charger: Charger, state: LocalList) -> None:
-    """Ask the charger its list version once after each boot or reconnection."""
+    """Ask the charger its list version once per connection: after each boot, and after each
+    reconnection without a boot (`connected_since`, the `connected` event of every websocket
+    the gateway accepts), which is how most chargers come back from a network drop."""
     if state.version_command_id is not None or state.pending_command_id is not None:
         return  # already asked, or a list is on its way (its answer tells the version)
     if state.supported is False or state.version == 0:
