@@ -5,6 +5,7 @@ Services take the community explicitly and enter its scope themselves when it ma
 the caller's (a manager adds a member to another community they manage); they ask the same
 permission strings as the views (`communities.permissions.user_can`)."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +24,11 @@ from accounts.tasks import send_sms_task
 
 from .models import AccessRequest, AuditEvent, Community, Membership, Role, Site
 from .permissions import role_has, user_can
+
+# Called with each new access request, inside the transaction that records it: the extension
+# point for apps to the right of communities (notifications tells the managers once it is
+# committed, `notifications.hooks.after_access_request`), so communities never imports them.
+ACCESS_REQUEST_HOOKS: list[Callable[[AccessRequest], None]] = []
 
 
 class CommunityError(Exception):
@@ -367,6 +373,8 @@ def request_access(*, user: User, slug: str, message: str = "") -> AccessRequest
         user_id=user.pk,
         request_id=access_request.pk,
     )
+    for hook in ACCESS_REQUEST_HOOKS:
+        hook(access_request)
     return access_request
 
 

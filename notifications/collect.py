@@ -1,8 +1,10 @@
 """Facts become notification rows: who is told what, on which channel.
 
-Sources, read where they are already recorded (nothing is added to the gateway nor to the
-other apps' services):
-- access requests (`communities.AccessRequest`, pending) → managers (`access_requests:decide`);
+Sources, read where they are already recorded (nothing is added to the gateway; other apps'
+services only call the hooks notifications registers, `hooks.py`):
+- access requests (`communities.AccessRequest`, pending) → managers (`access_requests:decide`),
+  told as soon as the request is committed (`hooks.after_access_request` →
+  `collect_access_requests`), the scan being the safety net;
 - refusals (`rules.RuleEvent` refused, every reason but an unknown card: a stranger's badge is
   not a rule the managers set, and a badge-happy passer-by would flood them) and charges
   started offline that the rules would have refused (unknown cards included: someone charged)
@@ -80,12 +82,15 @@ def _iso(at: datetime | None) -> str | None:
 
 
 # --- sources ----------------------------------------------------------------------------------
-def access_request_facts(since: datetime) -> list[Fact]:
-    rows = list(
-        AccessRequest.objects.with_scopes_disabled()
-        .filter(state=AccessRequest.State.PENDING, created_at__gte=since)
-        .select_related("user")
+def access_request_facts(since: datetime, ids: Iterable[int] | None = None) -> list[Fact]:
+    """Pending access requests made since `since` (only `ids` when given: the one just
+    committed) → their installation's managers, the asker excepted."""
+    found = AccessRequest.objects.with_scopes_disabled().filter(
+        state=AccessRequest.State.PENDING, created_at__gte=since
     )
+    if ids is not None:
+        found = found.filter(pk__in=list(ids))
+    rows = list(found.select_related("user"))
     people = managers({r.community_id for r in rows}, KINDS[Kind.ACCESS_REQUEST].permission or "")
     return [
         Fact(
@@ -315,10 +320,18 @@ def collect(now: datetime | None = None) -> set[Group]:
         return store(facts, now)
 
 
+def collect_access_requests(request_ids: Iterable[int], now: datetime | None = None) -> set[Group]:
+    """The facts of these access requests now (queued when one is committed), the same rows
+    the scan would make."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        return store(access_request_facts(now - max_age(), ids=request_ids), now)
+
+
 def collect_sessions(session_ids: Iterable[int], now: datetime | None = None) -> set[Group]:
     now = now or timezone.now()
     with transaction.atomic():
         return store(session_facts(session_ids, now), now)
 
 
-__all__ = ["Channel", "Fact", "collect", "collect_sessions", "store"]
+__all__ = ["Channel", "Fact", "collect", "collect_access_requests", "collect_sessions", "store"]

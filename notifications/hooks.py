@@ -1,4 +1,8 @@
-"""The worker's side: after a batch of gateway events, which facts may call for a notice.
+"""Where other apps' writes tell notifications that a fact may call for a notice, without
+importing it: the worker's batches (`after_batch`) and new access requests
+(`after_access_request`).
+
+After a batch of gateway events:
 
 `after_batch` is in `chargers.events.batch.EXTRA_FLUSHES` (added by `NotificationsConfig.ready`),
 called inside the batch's transaction with the chargers whose events applied. It only looks:
@@ -20,6 +24,7 @@ from chargers.models import ChargingSession
 
 if TYPE_CHECKING:
     from chargers.events.batch import ChargerState
+    from communities.models import AccessRequest
 
 POKE_SECONDS = 2
 
@@ -58,3 +63,18 @@ def _poke_collect() -> None:
     # One scan every few seconds is enough whatever the number of workers and batches.
     if cache.add("notifications:poke", 1, timeout=POKE_SECONDS):
         collect.delay()
+
+
+def after_access_request(access_request: AccessRequest) -> None:
+    """In `communities.services.ACCESS_REQUEST_HOOKS`, called inside the transaction that
+    records the request: once it is committed, one task tells the managers (the same fact,
+    key and rows as the beat scan's, which stays as the safety net: nothing is told twice).
+    `robust`: a broker hiccup is logged, the request stays recorded and the scan tells it."""
+    pk = access_request.pk
+    transaction.on_commit(lambda: _queue_access_request(pk), robust=True)
+
+
+def _queue_access_request(pk: int) -> None:
+    from .tasks import access_requested
+
+    access_requested.delay(pk)

@@ -4,6 +4,7 @@
   refusals): access requests, refusals and stops, chargers offline or back → rows, then the
   groups due are queued;
 - `session_ended` (queued after a worker batch's commit with the sessions it completed);
+- `access_requested` (queued when an access request is committed: managers are told at once);
 - `dispatch` (beat, same period): every group with rows due (after the throttle, retries,
   claims left by a dead worker) gets its `send_group`;
 - `send_group` (CommunityTask): one message for one person, kind and channel;
@@ -51,6 +52,15 @@ def session_ended(session_ids: list[int]) -> int:
     """Tell the drivers of these sessions (ended in one worker batch) that they ended."""
     with transaction.atomic():
         groups = collecting.collect_sessions([int(i) for i in session_ids])
+        _queue(groups)
+    return len(groups)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def access_requested(request_id: int) -> int:
+    """Tell the managers of this access request's installation, once it is committed."""
+    with transaction.atomic():
+        groups = collecting.collect_access_requests([int(request_id)])
         _queue(groups)
     return len(groups)
 

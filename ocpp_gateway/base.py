@@ -183,6 +183,7 @@ class GatewayChargePoint:
         "community_id",
         "_timeout",
         "booted",
+        "resumed",
         "boot_firmware",
         "superseded",
         "connected_at",
@@ -213,6 +214,10 @@ class GatewayChargePoint:
         self.community_id = charger["community_id"]
         self._timeout = response_timeout
         self.booted = BootFlag()
+        # The charger sent something other than a BootNotification before any boot on this
+        # connection: it reconnected after a network drop without rebooting (most chargers do),
+        # so the boot it made on an earlier connection was accepted and calls may flow.
+        self.resumed = False
         self.boot_firmware: str | None = None
         self.superseded = False
         # When the gateway accepted this connection (wall clock): the newest one wins.
@@ -260,6 +265,12 @@ class GatewayChargePoint:
     async def sync(self) -> None:
         """Wait until every event emitted so far is durable (raises NotDurable)."""
         await self.gateway.batcher.sync()
+
+    def accepts_calls(self) -> bool:
+        """Whether the gateway may send this connection calls (portal commands, local lists):
+        once a boot was accepted here, or once the charger, reconnecting without a reboot,
+        talks as an accepted charger (OCPP: nothing is sent before an accepted boot)."""
+        return self.resumed or self.booted.is_set()
 
     def accept_boot(self, firmware: str | None) -> None:
         """Called by the Boot handlers: configuration starts once the answer has gone out."""
@@ -342,6 +353,8 @@ class GatewayChargePoint:
         if message_type == 2:
             action = frame[2]
             self._log("in", 2, unique_id, action, raw, now)
+            if action != "BootNotification" and not self.resumed:
+                self.resumed = True
             await self._answer_call(unique_id, action, frame[3])
         else:
             self._on_answer(message_type, unique_id, frame, raw, now)

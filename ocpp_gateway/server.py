@@ -354,9 +354,11 @@ class Gateway:
         while True:
             await asyncio.sleep(self.command_poll_seconds)
             try:
-                # Only chargers whose boot was accepted: nothing is sent before (OCPP).
-                booted = [i for i, cp in self.connections.items() if cp.booted.is_set()]
-                rows = await db_call(claim_pending, booted)
+                # Only chargers whose boot was accepted (on this connection, or on an earlier
+                # one for a charger that reconnected without rebooting): nothing is sent
+                # before (OCPP).
+                ready = [i for i, cp in self.connections.items() if cp.accepts_calls()]
+                rows = await db_call(claim_pending, ready)
             except Exception:
                 logger.warning("Command bus: poll failed", exc_info=True)
                 continue

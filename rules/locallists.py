@@ -21,8 +21,8 @@ rules reaches the lists within that time) looks at every connected charger of th
    change and undone when the rules change back: 2.0.1 `AuthCtrlr.Enabled` false (the station
    then starts transactions without authorization: no idToken, or type NoAuthorization with an
    empty one, which the gateway records as free); 1.6 has no standard key, so a vendor's
-   free-vend keys where known (`FREE_VEND_16`, or `FreeVendEnabled` seen in the configuration
-   the charger reported) with `FreeVendIdTag`; any other 1.6 charger keeps asking, and the
+   free-vend keys where known (`FREE_VEND_KEYS_16`: Spark 1, Zaptec, Easee — by vendor, or seen
+   in the configuration the charger reported) with their idTag key; any other 1.6 charger keeps asking, and the
    gateway accepts every idTag on its free outlets (`free_vend` = "gateway");
 6. after each boot or reconnection, `GetLocalListVersion`: a version other than the one Sparklin
    had accepted (a factory reset, a replaced unit, a list lost) makes the next list a full one
@@ -47,22 +47,42 @@ TOKEN_TYPE = "ISO14443"
 MAX_ENTRIES = 5000  # beyond this the list is cut (chargers cap theirs far lower)
 
 
-# 1.6 chargers whose free-vend keys are known: (switch key, idTag key). Spark 1 is our own
-# charger; others are recognised from the configuration they report (`_free_vend_keys_16`).
-FREE_VEND_16 = {Vendor.SPARK1.value: ("FreeVendEnabled", "FreeVendIdTag")}
+# 1.6 has no standard free-vend key: the keys vendors document, as (switch key, idTag key).
+# Data, not code: a vendor's keys found later are one more line.
+FREE_VEND_KEYS_16: tuple[tuple[str, str], ...] = (
+    ("FreeVendEnabled", "FreeVendIdTag"),  # Spark 1, our own charger
+    # Zaptec Go / Pro in native OCPP 1.6J (Zaptec's "OCPP 1.6J non-standard implementation
+    # guide": FreeCharging boolean, FreeChargingIdTag CiString20).
+    ("FreeCharging", "FreeChargingIdTag"),
+    # Easee (its "OCPP FreeCharging" page): lower-case keys, the idTag key required.
+    ("freecharging", "rfidtagfreecharging"),
+)
+# Vendors whose chargers have them whatever they reported (one that turns out not to answers
+# NotSupported, and the gateway accepts every card instead). Volt Time documents none.
+FREE_VEND_16 = {
+    Vendor.SPARK1.value: FREE_VEND_KEYS_16[0],
+    Vendor.ZAPTEC.value: FREE_VEND_KEYS_16[1],
+}
 # The idTag a 1.6 free-vend charger starts its transactions with (any idTag is accepted on a
 # free outlet; this one makes them recognisable in the message log).
 FREE_VEND_ID_TAG = "FREEVEND"
 
 
 def _free_vend_keys_16(charger: Charger) -> tuple[str, str | None] | None:
+    """The charger's free-vend keys: its vendor's, else the first documented pair whose switch
+    its reported configuration has (keys compared without case, as OCPP does; sent with the
+    charger's own spelling), with the idTag key only when it has that one too."""
     known = FREE_VEND_16.get(charger.vendor)
     if known is not None:
         return known
-    reported = charger.configuration or {}
-    if "FreeVendEnabled" in reported:
-        return "FreeVendEnabled", "FreeVendIdTag" if "FreeVendIdTag" in reported else None
-    return None
+    reported = {str(key).lower(): str(key) for key in (charger.configuration or {})}
+    found: list[tuple[str, str | None]] = []
+    for switch, id_tag in FREE_VEND_KEYS_16:
+        if switch.lower() in reported:
+            found.append((reported[switch.lower()], reported.get(id_tag.lower())))
+    # Two vendors may spell one switch alike: the pair whose idTag key is there too wins.
+    found.sort(key=lambda pair: pair[1] is None)
+    return found[0] if found else None
 
 
 def free_vend_commands(charger: Charger, free: bool) -> tuple[str, list[tuple[str, dict]]]:
@@ -216,13 +236,19 @@ def _settle_version(state: LocalList) -> None:
         ChargerCommand.Status.SENT,
     ):
         return
-    state.version_command, state.version_checked_at = None, command.updated_at
+    state.version_command = None
     if _answer_status(command) == "NotSupported":
         state.supported, state.last_error = False, "NotSupported"
+        state.version_checked_at = command.updated_at
         return
     reported = _reported_version(command)
     if command.status != ChargerCommand.Status.ACCEPTED or reported is None:
-        return  # no usable answer: asked again after the next boot or reconnection
+        # No usable answer (the charger hung up meanwhile, timed out): the version counts as
+        # asked when the question was put, so a connection opened since asks again, and this
+        # one does not ask forever.
+        state.version_checked_at = command.created_at
+        return
+    state.version_checked_at = command.updated_at
     state.reported_version = reported
     if reported == -1:  # 1.6: "the Charge Point does not support Local Authorization Lists"
         state.supported, state.last_error = False, "NotSupported"
@@ -236,7 +262,9 @@ def _settle_version(state: LocalList) -> None:
 
 
 def _ask_version(charger: Charger, state: LocalList) -> None:
-    """Ask the charger its list version once after each boot or reconnection."""
+    """Ask the charger its list version once per connection: after each boot, and after each
+    reconnection without a boot (`connected_since`, the `connected` event of every websocket
+    the gateway accepts), which is how most chargers come back from a network drop."""
     if state.version_command_id is not None or state.pending_command_id is not None:
         return  # already asked, or a list is on its way (its answer tells the version)
     if state.supported is False or state.version == 0:

@@ -95,6 +95,40 @@ def test_access_request_tells_managers_in_their_language(
     assert sms.outbox == []
 
 
+def test_an_access_request_is_told_as_soon_as_it_is_committed_once(
+    community, people, django_capture_on_commit_callbacks
+):
+    """Not at the next scan: the service's commit queues the notice; the scans that follow
+    tell nothing again."""
+    from communities.services import request_access
+
+    asker = builders.make_user(first_name="Zoé", last_name="Martin", email="zoe@example.org")
+    with django_capture_on_commit_callbacks(execute=True):
+        request = request_access(user=asker, slug="tilleuls", message="Place 12")
+    (boss,) = inbox("boss@example.org")
+    assert "Zoé Martin asks for access" in boss.subject and "Place 12" in boss.body
+    assert len(inbox("chef@example.org")) == 1
+    with scope(community=community):
+        rows = Notification.objects.filter(kind=Kind.ACCESS_REQUEST)
+        assert {n.key for n in rows} == {f"access_request:{request.pk}"}
+        assert set(rows.values_list("state", flat=True)) == {State.SENT}
+    with django_capture_on_commit_callbacks(execute=True):
+        run_collect()
+        dispatch.delay()
+    assert len(inbox("boss@example.org")) == 1 and len(inbox("chef@example.org")) == 1
+
+
+def test_an_access_request_refused_by_the_service_tells_nobody(
+    community, people, django_capture_on_commit_callbacks
+):
+    from communities.services import CommunityError, request_access
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(CommunityError):
+            request_access(user=people["driver"], slug="tilleuls")  # already a member
+    assert mail.outbox == []
+
+
 def test_a_fact_is_told_once_whatever_the_scans(
     community, people, charger, django_capture_on_commit_callbacks
 ):

@@ -195,3 +195,45 @@ def test_a_gateway_holding_a_large_fleet_claims_its_commands(community, site):
     )
     claimed = claim_pending(held)
     assert [row["charger__identity"] for row in claimed] == [held[-1]]
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_charger_back_without_a_reboot_gets_commands_once_it_talks(charger, version):
+    """Most chargers come back from a network drop without a BootNotification: their boot on
+    an earlier connection was accepted. Nothing is sent to a connection that has said nothing
+    yet (it may be about to boot); once it talks, the pending commands go."""
+    import json
+
+    from chargers.services import queue_command
+
+    from .test_gateway import raw_client
+
+    Charger.objects.filter(pk=charger.pk).update(ocpp_version=version)
+    queue_command(
+        charger=Charger.objects.get(pk=charger.pk),
+        actor=None,
+        action="GetLocalListVersion",
+        payload={},
+    )
+
+    async def scenario(gw):
+        ws = await raw_client(gw.url, charger.identity, protocols=[f"ocpp{version}"])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):  # five polls of the command bus
+                await ws.recv()
+        await ws.send(json.dumps([2, "h1", "Heartbeat", {}]))
+        frames = []
+        async with asyncio.timeout(5):
+            while not any(f[0] == 2 for f in frames):
+                frames.append(json.loads(await ws.recv()))
+        call = next(f for f in frames if f[0] == 2)
+        field = "listVersion" if version == "1.6" else "versionNumber"
+        await ws.send(json.dumps([3, call[1], {field: 4}]))
+        await command_answered(charger)
+        await ws.close()
+        return call
+
+    call = run(scenario, command_poll_seconds=0.1)
+    assert call[2:] == ["GetLocalListVersion", {}]
+    command = ChargerCommand.objects.get(charger=charger, action="GetLocalListVersion")
+    assert command.status == "accepted"

@@ -13,10 +13,12 @@ from django_scopes import scope
 from chargers.models import ChargerCommand, ChargingSession, Vendor
 from rules import services
 from rules.evaluation import build_snapshot, free_vend
-from rules.locallists import FREE_VEND_ID_TAG, sync_local_lists
+from rules.locallists import FREE_VEND_ID_TAG, FREE_VEND_KEYS_16, sync_local_lists
 from rules.models import LocalList, Mode
 from tests import builders
 from tests.ocpp_gateway.test_gateway import _fast, exchange, raw_client, run  # noqa: F401
+
+FREE_VEND_KEYS = {key for pair in FREE_VEND_KEYS_16 for key in pair}
 
 
 def _connected(charger, version="1.6", outlets=(1,)):
@@ -29,7 +31,7 @@ def _free_commands(charger):
     """The free-vend settings sent to the charger, in order: (key, value)."""
     found = []
     for c in ChargerCommand.objects.filter(charger=charger).order_by("pk"):
-        if c.action == "ChangeConfiguration" and c.payload["key"].startswith("FreeVend"):
+        if c.action == "ChangeConfiguration" and c.payload["key"] in FREE_VEND_KEYS:
             found.append((c.payload["key"], c.payload["value"]))
         elif c.action == "SetVariables":
             for item in c.payload["setVariableData"]:
@@ -93,8 +95,15 @@ def test_16_free_vend_keys_of_known_vendors_else_the_gateway_accepts_any_card(
     reporting = builders.make_charger(
         community, site=site, configuration={"FreeVendEnabled": "false", "HeartbeatInterval": "60"}
     )
-    other = builders.make_charger(community, site=site, vendor=Vendor.ZAPTEC)
-    for c in (spark, reporting, other):
+    # Zaptec (Go / Pro, native OCPP): the keys its documentation names.
+    zaptec = builders.make_charger(community, site=site, vendor=Vendor.ZAPTEC)
+    # An Easee reports its lower-case keys (its idTag key too).
+    easee = builders.make_charger(
+        community, site=site, configuration={"freecharging": "False", "rfidtagfreecharging": ""}
+    )
+    # Volt Time documents no free-vend key.
+    other = builders.make_charger(community, site=site, vendor=Vendor.VOLTTIME)
+    for c in (spark, reporting, zaptec, easee, other):
         _connected(c)
     services.set_policy(community=community, actor=manager, mode=Mode.FREE, site=site)
     sync_local_lists(community=community)
@@ -103,9 +112,23 @@ def test_16_free_vend_keys_of_known_vendors_else_the_gateway_accepts_any_card(
         ("FreeVendEnabled", "true"),
     ]
     assert _free_commands(reporting) == [("FreeVendEnabled", "true")]
+    assert _free_commands(zaptec) == [
+        ("FreeChargingIdTag", FREE_VEND_ID_TAG),
+        ("FreeCharging", "true"),
+    ]
+    assert _free_commands(easee) == [
+        ("rfidtagfreecharging", FREE_VEND_ID_TAG),
+        ("freecharging", "true"),
+    ]
     assert _free_commands(other) == []
     states = {s.charger_id: s.free_vend for s in LocalList.objects.all()}
-    assert states == {spark.pk: "charger", reporting.pk: "charger", other.pk: "gateway"}
+    assert states == {
+        spark.pk: "charger",
+        reporting.pk: "charger",
+        zaptec.pk: "charger",
+        easee.pk: "charger",
+        other.pk: "gateway",
+    }
 
     # A charger that refuses the setting keeps asking: the gateway accepts every card.
     refused = ChargerCommand.objects.filter(charger=reporting, action="ChangeConfiguration")
@@ -116,6 +139,7 @@ def test_16_free_vend_keys_of_known_vendors_else_the_gateway_accepts_any_card(
     services.set_policy(community=community, actor=manager, mode=Mode.MEMBERS, site=site)
     sync_local_lists(community=community)
     assert _free_commands(spark)[-1] == ("FreeVendEnabled", "false")
+    assert _free_commands(zaptec)[-1] == ("FreeCharging", "false")
     assert _free_commands(reporting) == [("FreeVendEnabled", "true")]  # nothing to undo
     assert _free_commands(other) == []
     assert set(LocalList.objects.values_list("free_vend", flat=True)) == {""}

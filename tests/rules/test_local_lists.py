@@ -366,6 +366,111 @@ def test_the_gateway_asks_the_version_after_a_boot_and_resends_a_lost_list(
         assert check.status == ChargerCommand.Status.ACCEPTED
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_charger_reconnecting_without_a_boot_is_asked_its_version_once_per_connection(
+    community, individual, charger, version
+):
+    """Loopback: most chargers come back from a network drop without rebooting (no
+    BootNotification, they just talk: a heartbeat). Sparklin had list version 5 accepted.
+    First connection: asked once (answer 5: nothing resent, however many syncs); second
+    connection, again without a boot: asked again (answer 3: the list lost) and sent in full."""
+    builders.make_card(community, holder=individual, uid="04A23B11")
+    builders.make_connector(charger, 1)
+    LocalList.objects.create(
+        community=community,
+        charger=charger,
+        version=5,
+        entries={"04A23B11": "Accepted"},
+        supported=True,
+        in_sync=True,
+        offline_mode="known",
+        synced_at=timezone.now() - timezone.timedelta(days=1),
+    )
+    charger.ocpp_version = version
+    charger.last_boot_at = timezone.now() - timezone.timedelta(days=2)
+    charger.save()
+    field = "listVersion" if version == "1.6" else "versionNumber"
+
+    def _beat():
+        try:
+            sync_task()
+        finally:
+            connections.close_all()  # this thread's connection, not left to the test database
+
+    async def connection(gw, reported, syncs):
+        """One connection without a boot: a heartbeat, then `syncs` beats, each once what the
+        charger answered is recorded; returns the calls received."""
+        ws = await raw_client(gw.url, charger.identity, protocols=[f"ocpp{version}"])
+        received = []
+        async with asyncio.timeout(10):
+            await ws.send(json.dumps([2, "h1", "Heartbeat", {}]))
+            assert json.loads(await ws.recv())[0] == 3
+            for _ in range(syncs):
+                await gw.batcher.sync()  # the connected event (and any answer) recorded
+                await asyncio.to_thread(_beat)
+                try:
+                    async with asyncio.timeout(1.0):  # the command poll runs every 0.1 s
+                        frame = json.loads(await ws.recv())
+                except TimeoutError:
+                    continue  # nothing asked by this beat
+                received.append((frame[2], frame[3]))
+                answer = {field: reported} if frame[2] == "GetLocalListVersion" else {}
+                if frame[2] != "GetLocalListVersion":
+                    answer = {"status": "Accepted"}
+                await ws.send(json.dumps([3, frame[1], answer]))
+                await asyncio.sleep(0.2)
+        await gw.batcher.sync()
+        await ws.close()
+        await asyncio.sleep(0.2)  # the disconnection recorded
+        return received
+
+    async def scenario(gw):
+        first = await connection(gw, reported=5, syncs=3)
+        second = await connection(gw, reported=3, syncs=3)
+        return first, second
+
+    first, second = run(scenario, command_poll_seconds=0.1)
+    assert [action for action, _ in first] == ["GetLocalListVersion"]
+    actions = [action for action, _ in second]
+    assert actions[0] == "GetLocalListVersion" and actions.count("GetLocalListVersion") == 1
+    sent = dict(second)["SendLocalList"]
+    assert sent["updateType"] == "Full" and sent[field] == 6 - 5  # a new list, from version 1
+    with scope(community=community):
+        assert ChargerCommand.objects.filter(action="GetLocalListVersion").count() == 2
+        state = LocalList.objects.get(charger=charger)
+        assert state.version == 1 and state.entries == {"04A23B11": "Accepted"}
+
+
+@pytest.mark.community_scope
+def test_a_version_question_left_unanswered_is_asked_again_on_the_next_connection_only(
+    community, individual, charger
+):
+    _connected(charger)
+    builders.make_card(community, holder=individual, uid="AAAA")
+    sync_local_lists(community=community)
+    _answer(_lists(charger)[0], "Accepted")
+    sync_local_lists(community=community)
+    charger.connected_since = timezone.now()
+    charger.save()
+    sync_local_lists(community=community)
+    (asked,) = _version_checks(charger)
+    # The charger hung up before answering and came back (no boot); the question times out
+    # only afterwards.
+    charger.connected_since = timezone.now()
+    charger.save()
+    asked.status, asked.response = ChargerCommand.Status.TIMED_OUT, None
+    asked.save()
+    sync_local_lists(community=community)
+    assert len(_version_checks(charger)) == 2  # the new connection is asked
+    again = _version_checks(charger)[-1]
+    again.status, again.response = ChargerCommand.Status.TIMED_OUT, None
+    again.save()
+    sync_local_lists(community=community)
+    sync_local_lists(community=community)
+    assert len(_version_checks(charger)) == 2  # not asked again and again on this connection
+
+
 @pytest.mark.community_scope
 def test_a_charger_answering_not_implemented_is_flagged_not_sent_the_list_forever(
     community, individual, charger
