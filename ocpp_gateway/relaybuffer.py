@@ -206,6 +206,8 @@ class Buffer:
         self._items: dict[int, tuple[int, Item]] = {}  # rowid → (operator, item)
         self._measured: set[int] = set()  # operators whose count here matches the database
         self._flush: asyncio.Task[None] | None = None
+        self._writing: list[Item] = []  # the frames the flush in progress writes
+        self._progress: set[asyncio.Future[None]] = set()  # `sync` calls waiting for answers
         self.error = ""  # of the last flush, "" when it worked
 
     # --- writes, noted on the loop, committed by a flush ---------------------------------------
@@ -219,6 +221,9 @@ class Buffer:
         if item.gone:
             return
         item.gone = True
+        for progress in self._progress:  # a `sync` may wait for this very frame
+            if not progress.done():
+                progress.set_result(None)
         if item.durable:
             self._counts[operator] = max(0, self._counts.get(operator, 0) - 1)
         if item.rowid is not None:
@@ -229,6 +234,8 @@ class Buffer:
     def forget(self, operator: int) -> None:
         """The operator was disconnected in the portal: nothing more is owed to it (the portal
         deleted its rows already; this catches what was noted here meanwhile)."""
+        for _, _, item in (a for a in self._adds if a[0] == operator):
+            item.gone = True  # owed no more: nobody waits for its write
         self._adds = [a for a in self._adds if a[0] != operator]
         self._deletes = [d for d in self._deletes if d[0] != operator]
         self._forgets.append(operator)
@@ -258,6 +265,18 @@ class Buffer:
         self._adds, self._deletes, self._forgets = [], [], []
         if not adds and not deletes and not forgets:
             return
+        self._writing = [a[2] for a in adds]
+        try:
+            await self._write(adds, deletes, forgets)
+        finally:
+            self._writing = []
+
+    async def _write(
+        self,
+        adds: list[tuple[int, int, Item]],
+        deletes: list[tuple[int, int]],
+        forgets: list[int],
+    ) -> None:
         rows: list[Add] = [
             (op, community, priority_of(i.action), i.unique_id[:64], i.action[:60], i.frame)
             for op, community, i in adds
@@ -280,6 +299,9 @@ class Buffer:
                 self.error = f"{type(exc).__name__}: {exc}"[:200]
             raise
         self.error = ""
+        for operator, _, item in adds:
+            if operator in forgets:
+                item.gone = True  # not written: its operator was disconnected meanwhile
         forgotten = set(forgets) | set(self._forgets)
         for (operator, _, item), rowid in zip(
             [a for a in adds if a[0] not in forgets], ids, strict=True
@@ -313,17 +335,45 @@ class Buffer:
             self.schedule()
 
     async def sync(self) -> None:
-        """Return once everything added so far is committed (raises what the flush raised)."""
-        while any(not a[2].gone for a in self._adds):
-            await asyncio.shield(self.schedule())
+        """Return once every frame added so far is committed, or owed no more — answered by its
+        operator (it has it: nothing to replay) or dropped —, whichever comes first; raises what
+        its flush raised.
+
+        So a frame an operator answers faster than PostgreSQL commits (a connected operator
+        answers while the row is being written) releases the charger's answer at once, and only
+        the flushes that carry these frames are awaited: not a flush started later, such as the
+        one deleting a frame answered while it was being written (waiting for it too made a
+        lone frame's answer wait for two transactions, insert then delete)."""
+        owed = [a[2] for a in self._adds if not a[2].gone]
+        owed += [i for i in self._writing if not i.gone]
+        loop = asyncio.get_running_loop()
+        while any(not item.gone and item.rowid is None for item in owed):
+            task = self._flush
+            if task is None or task.done() or not any(i in self._writing for i in owed):
+                task = self.schedule()  # (a flush in progress without them: the next one)
+            progress = loop.create_future()  # resolved when a frame is answered (`remove`)
+            self._progress.add(progress)
+            try:
+                await asyncio.wait((task, progress), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._progress.discard(progress)
+                progress.cancel()
+            if task.done():
+                task.result()  # raises what the flush raised
+
+    async def settle(self) -> None:
+        """Return once everything noted so far, deletes included, is written: what a relay
+        stopping or loading its backlog needs (the next reader must not see answered rows)."""
         task = self._flush
         if task is not None and not task.done():
             await asyncio.shield(task)
+        if self.pending:
+            await asyncio.shield(self.schedule())
 
     async def load(self, operator: int) -> list[Item]:
         """The backlog of `operator` from the database (written by any gateway), in order;
         the items this gateway already knows are the same objects."""
-        await self.sync()
+        await self.settle()
         rows = await db_call(load, operator)
         items = []
         fresh: dict[int, tuple[int, Item]] = {}

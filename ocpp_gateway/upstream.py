@@ -253,7 +253,7 @@ class Upstream:
             self.lease_until = 0.0
             # Whatever this connection noted is written first: the next holder reads it.
             with contextlib.suppress(Exception):
-                await forwarder.buffer.sync()
+                await forwarder.buffer.settle()
             try:
                 await db_call(relaybuffer.release, [self.owner])
             except DatabaseError as exc:  # it expires by itself
