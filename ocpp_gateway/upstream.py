@@ -132,6 +132,20 @@ def allowed(role: str, version: str, action: str, payload: dict[str, Any]) -> bo
     return False
 
 
+class OperatorUnusable(Exception):
+    """The operator accepted the connection but cannot be relayed to (its OCPP version)."""
+
+
+def reconnect_delay(failures: int, rng: random.Random) -> float:
+    """How long an upstream waits before its next attempt to reach the operator, after
+    `failures` attempts in a row that got no answer: exponential from BACKOFF_FIRST, capped at
+    FORWARDING_RECONNECT_MAX_SECONDS, times a random factor in [0.5, 1] (jitter: the upstreams
+    of many chargers whose operator came back do not all reconnect in the same instant)."""
+    cap = float(settings.FORWARDING_RECONNECT_MAX_SECONDS)
+    nominal = min(cap, BACKOFF_FIRST * (1 << min(max(failures - 1, 0), 16)))
+    return nominal * rng.uniform(0.5, 1.0)
+
+
 class OperatorRow(TypedDict):
     """An enabled operator connection as the gateway uses it (password decrypted)."""
 
@@ -302,12 +316,18 @@ class Upstream:
                     await asyncio.sleep(poll * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                     continue
                 await self._connect_and_serve()
+                # The operator hung up (or the lease was lost): the backoff goes on from where
+                # it was unless the operator answered something (`_exchange` resets it), so an
+                # operator that accepts connections and drops them at once is not hammered.
+                self.failures += 1
             except asyncio.CancelledError:
                 raise
             except DatabaseError as e:
                 self._failed(f"database unreachable: {e}"[:300])
             except InvalidStatus as e:
                 self._failed(f"refused the connection: HTTP {e.response.status_code}")
+            except OperatorUnusable as e:
+                self._failed(str(e))
             except (OSError, TimeoutError, ConnectionClosed) as e:
                 self._failed(f"{type(e).__name__}: {e}"[:300])
             except Exception as e:
@@ -315,9 +335,8 @@ class Upstream:
                 self._failed(f"{type(e).__name__}: {e}"[:300])
             self.ws = None
             self.report(force=True)
-            cap = settings.FORWARDING_RECONNECT_MAX_SECONDS
-            delay = min(cap, BACKOFF_FIRST * 2 ** min(self.failures, 16))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            forwarder = self.relay.forwarder
+            await forwarder.sleep(reconnect_delay(self.failures, forwarder.random))
 
     async def _claim(self) -> bool:
         """Take the relay of this operator connection, then load its backlog (written by any
@@ -372,10 +391,8 @@ class Upstream:
             max_size=2**20,
         ) as ws:
             if ws.subprotocol != f"ocpp{version}":
-                self._failed(f"the operator does not speak OCPP {version}")
-                return
+                raise OperatorUnusable(f"the operator does not speak OCPP {version}")
             self.ws = ws
-            self.failures = 0
             self.last_error = ""
             self.report(force=True)
             reader = asyncio.create_task(self._read(ws), name=f"upstream-read-{self.id}")
@@ -441,6 +458,7 @@ class Upstream:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if answer.done():
+                self.failures = 0  # the operator works: the next reconnection starts afresh
                 self._resolve(item, answer.result())
                 return True
             if reader.done():
@@ -776,6 +794,10 @@ class Forwarder:
         self._closing: set[asyncio.Task[None]] = set()
         # The Billing operators' answers to recent 1.6 starts, by `starts.start_key`.
         self.starts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # How upstreams wait between attempts to reach an operator (`reconnect_delay`): the
+        # jitter's source and the pause itself, replaced by tests that check the delays chosen.
+        self.random = random.Random()  # noqa: S311 - jitter, not a secret
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def remember_start(self, key: str, answer: dict[str, Any]) -> None:
         self.starts[key] = answer
