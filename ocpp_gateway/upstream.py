@@ -690,7 +690,7 @@ class ChargerRelay:
         frame = json.dumps([2, unique_id, action, payload], separators=_COMPACT)
         billing = self.billing
         awaited: Item | None = None
-        durable = False
+        durable: list[Item] = []  # this frame's rows, one per operator (not live-only ones)
         retried: dict[str, Any] | None = None
         key = ""
         if billing is not None and action == "StartTransaction":
@@ -710,7 +710,7 @@ class ChargerRelay:
                 upstream._note(f"{action} not forwarded: the gateway's buffer failed")
                 item = None
             if item is not None and item.durable:
-                durable = True
+                durable.append(item)
             if upstream is billing and action in DECIDED_BY_BILLING and item is not None:
                 awaited = item
                 if upstream.connected:
@@ -722,7 +722,7 @@ class ChargerRelay:
         elif durable:
             # Written before the charger may forget the frame (see relaybuffer).
             try:
-                await asyncio.wait_for(buffer.sync(), DURABLE_WAIT)
+                await asyncio.wait_for(buffer.sync(durable), DURABLE_WAIT)
             except Exception:
                 logger.exception("%s: the forwarding buffer could not be written", cp.id)
                 for upstream in self.upstreams.values():

@@ -7,6 +7,8 @@ import asyncio
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from ocpp_gateway import relaybuffer
 from ocpp_gateway.relaybuffer import Buffer, Item
@@ -15,6 +17,19 @@ from ..ocpp_gateway.test_gateway import until
 from .operator_csms import make_operator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.community_scope]
+
+
+def run_closing(scenario):
+    """`asyncio.run(scenario())`, then the database connection of the thread `db_call` uses is
+    closed (it would hold the test database open at teardown)."""
+
+    async def main():
+        try:
+            return await scenario()
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    return asyncio.run(main())
 
 
 class HeldWrites:
@@ -64,7 +79,7 @@ def test_a_frame_its_operator_answers_during_the_write_releases_the_charger_at_o
         await buffer.settle()
         return owed, writing
 
-    owed, writing = asyncio.run(scenario())
+    owed, writing = run_closing(scenario)
     assert owed and writing
     assert relaybuffer.load(operator.pk) == []  # nothing left to replay
 
@@ -94,7 +109,7 @@ def test_sync_waits_for_the_flush_of_its_frames_not_for_a_later_one(charger, mon
         await buffer.settle()
         return earlier, item, deleting
 
-    earlier, item, deleting = asyncio.run(scenario())
+    earlier, item, deleting = run_closing(scenario)
     assert item.rowid is not None and deleting == [(operator.pk, earlier.rowid)]
     assert [row[1] for row in relaybuffer.load(operator.pk)] == ["n"]
 
@@ -124,6 +139,35 @@ def test_a_failing_write_is_raised_by_sync_and_kept_for_the_next_flush(charger, 
         await buffer.sync()  # the next flush writes it
         return item, error
 
-    item, error = asyncio.run(scenario())
+    item, error = run_closing(scenario)
     assert "database unreachable" in error and item.rowid is not None
     assert [row[1] for row in relaybuffer.load(operator.pk)] == ["a"]
+
+
+def test_a_charger_waits_for_its_own_frames_only(charger, monkeypatch):
+    """Two chargers' frames in one flush: the one whose operator answered is released while
+    the other's row is still being written."""
+    operator = make_operator(charger, "ws://127.0.0.1:9/ocpp")
+    writes = HeldWrites(monkeypatch)
+
+    async def scenario():
+        buffer = Buffer(limit=10)
+        mine, other = Item("m", "StatusNotification", "[2]"), Item("o", "MeterValues", "[2]")
+        buffer.add(operator.pk, charger.community_id, mine)
+        buffer.add(operator.pk, charger.community_id, other)
+        mine_synced = asyncio.create_task(buffer.sync([mine]))
+        other_synced = asyncio.create_task(buffer.sync([other]))
+        await until(lambda: len(writes.calls) == 1)  # both in one flush, held
+        buffer.remove(operator.pk, mine)
+        await asyncio.wait_for(mine_synced, 5)
+        waiting = not other_synced.done()
+        writes.release_all()
+        await asyncio.wait_for(other_synced, 5)
+        await until(lambda: len(writes.calls) == 2)  # `mine` deleted
+        writes.release_all()
+        await buffer.settle()
+        return waiting, other
+
+    waiting, other = run_closing(scenario)
+    assert waiting and other.rowid is not None
+    assert [row[1] for row in relaybuffer.load(operator.pk)] == ["o"]
