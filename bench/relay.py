@@ -141,10 +141,10 @@ class Timeline:
             asked.append(time.perf_counter())
             return await timeline._flush(buffer)
 
-        async def sync(buffer):
+        async def sync(buffer, *args, **kwargs):
             t0 = time.perf_counter()
             try:
-                return await timeline._sync(buffer)
+                return await timeline._sync(buffer, *args, **kwargs)
             finally:
                 timeline.syncs.append(time.perf_counter() - t0)
 
@@ -303,6 +303,7 @@ def main(argv=None) -> int:
 
     django.setup()
     logging.getLogger("chargers.events").setLevel(logging.ERROR)
+    logging.getLogger("ocpp_gateway").setLevel(logging.WARNING)  # connections opening, closing
     from django.core.management import call_command
 
     from forwarding import secrets
