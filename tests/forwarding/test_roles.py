@@ -13,6 +13,7 @@ from forwarding.models import ForwardedFrame
 from ocpp_gateway.upstream import BILLING, MONITORING, allowed
 from simulator.fleet import connect_charger
 
+from .. import builders
 from ..ocpp_gateway.test_command_bus import configured
 from ..ocpp_gateway.test_gateway import run, until
 from ..ocpp_gateway.test_remote_charging import until_db
@@ -210,3 +211,36 @@ def test_a_charger_frame_goes_up_only_once_the_one_before_was_answered(charger):
     while_held, after = run(scenario)
     assert while_held == ["BootNotification", "StatusNotification"]
     assert after == ["BootNotification", "StatusNotification", "Heartbeat"]
+
+
+def test_an_unreachable_billing_operator_gets_the_fallback_at_once_and_it_is_logged(
+    charger, community, individual, settings
+):
+    """A Billing operator that cannot be reached is not waited for (a late Authorize means
+    nothing): the connection's fallback answers at once — here "refuse" — and the frame log
+    says so; the start is still buffered for the operator."""
+    from ..e2e.processes import free_port
+
+    settings.FORWARDING_ANSWER_TIMEOUT = 60  # far beyond the test's own bound below
+    settled = configured(charger, "1.6")
+    port = free_port()  # nobody listens
+    card = builders.make_card(community, holder=individual, uid="04A23B11")  # Sparklin: yes
+
+    async def scenario(gw):
+        operator = await until_db(
+            lambda: make_operator(
+                charger, f"ws://127.0.0.1:{port}/ocpp", role="billing", fallback="refuse"
+            )
+        )
+        await gw.forwarder.refresh()
+        async with connect_charger(gw.url, charger.identity, "1.6", configuration=settled) as cp:
+            await cp.boot()
+            status = await asyncio.wait_for(cp.authorize(card.uid), 20)
+            await gw.batcher.sync()
+            return operator, status, gw.forwarder.buffer.count(operator.pk)
+
+    operator, status, buffered = run(scenario)
+    assert status == "Invalid"  # refused by the fallback, though Sparklin knows the card
+    notes = ForwardedFrame.objects.filter(operator=operator).values_list("note", flat=True)
+    assert "no answer in time: fallback (refused)" in notes
+    assert buffered == 1  # the boot, for the operator; the Authorize is never buffered
