@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -62,11 +62,14 @@ class Item:
     frame: str
     rowid: int | None = None  # in the shared buffer, once written
     durable: bool = False  # to be written (every frame but a live-only one)
+    queued: bool = False  # noted, waiting for a flush to take it
     gone: bool = False  # answered or dropped: not (or no longer) in the buffer
     waiter: asyncio.Future[dict[str, Any] | None] | None = None  # a Billing decision awaited
     abandoned: bool = False  # a live-only call whose waiter gave up
     dropped: bool = False  # dropped from a full buffer before it was sent
     answer: asyncio.Future[list[Any]] | None = field(default=None, repr=False)
+    # Set by `Buffer.sync` while it waits for this frame; resolved when it is answered.
+    released: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
 # --- the database side (run in a thread by db_call) -------------------------------------------
@@ -206,11 +209,12 @@ class Buffer:
         self._items: dict[int, tuple[int, Item]] = {}  # rowid → (operator, item)
         self._measured: set[int] = set()  # operators whose count here matches the database
         self._flush: asyncio.Task[None] | None = None
+        self._writing: set[Item] = set()  # the frames the flush in progress writes
         self.error = ""  # of the last flush, "" when it worked
 
     # --- writes, noted on the loop, committed by a flush ---------------------------------------
     def add(self, operator: int, community: int, item: Item) -> None:
-        item.durable = True
+        item.durable = item.queued = True
         self._adds.append((operator, community, item))
         self._counts[operator] = self._counts.get(operator, 0) + 1
 
@@ -219,6 +223,8 @@ class Buffer:
         if item.gone:
             return
         item.gone = True
+        if item.released is not None and not item.released.done():
+            item.released.set_result(None)  # a `sync` waits for this very frame
         if item.durable:
             self._counts[operator] = max(0, self._counts.get(operator, 0) - 1)
         if item.rowid is not None:
@@ -229,6 +235,8 @@ class Buffer:
     def forget(self, operator: int) -> None:
         """The operator was disconnected in the portal: nothing more is owed to it (the portal
         deleted its rows already; this catches what was noted here meanwhile)."""
+        for _, _, item in (a for a in self._adds if a[0] == operator):
+            item.gone = True  # owed no more: nobody waits for its write
         self._adds = [a for a in self._adds if a[0] != operator]
         self._deletes = [d for d in self._deletes if d[0] != operator]
         self._forgets.append(operator)
@@ -258,6 +266,20 @@ class Buffer:
         self._adds, self._deletes, self._forgets = [], [], []
         if not adds and not deletes and not forgets:
             return
+        self._writing = {a[2] for a in adds}
+        for _, _, item in adds:
+            item.queued = False
+        try:
+            await self._write(adds, deletes, forgets)
+        finally:
+            self._writing = set()
+
+    async def _write(
+        self,
+        adds: list[tuple[int, int, Item]],
+        deletes: list[tuple[int, int]],
+        forgets: list[int],
+    ) -> None:
         rows: list[Add] = [
             (op, community, priority_of(i.action), i.unique_id[:64], i.action[:60], i.frame)
             for op, community, i in adds
@@ -273,6 +295,8 @@ class Buffer:
             ids, dropped, counts = await db_call(write, rows, deletes, forgets, self.limit, measure)
         except BaseException as exc:
             # Kept, in order, for the next flush (the gateway retries every few seconds).
+            for _, _, item in adds:
+                item.queued = True
             self._adds = adds + self._adds
             self._deletes = deletes + self._deletes
             self._forgets = forgets + self._forgets
@@ -280,6 +304,9 @@ class Buffer:
                 self.error = f"{type(exc).__name__}: {exc}"[:200]
             raise
         self.error = ""
+        for operator, _, item in adds:
+            if operator in forgets:
+                item.gone = True  # not written: its operator was disconnected meanwhile
         forgotten = set(forgets) | set(self._forgets)
         for (operator, _, item), rowid in zip(
             [a for a in adds if a[0] not in forgets], ids, strict=True
@@ -312,18 +339,55 @@ class Buffer:
         if self.pending:
             self.schedule()
 
-    async def sync(self) -> None:
-        """Return once everything added so far is committed (raises what the flush raised)."""
-        while any(not a[2].gone for a in self._adds):
-            await asyncio.shield(self.schedule())
+    async def sync(self, items: Iterable[Item] | None = None) -> None:
+        """Return once each of `items` (every frame added so far when None) is committed, or
+        owed no more — answered by its operator (it has it: nothing to replay) or dropped —,
+        whichever comes first; raises what its flush raised.
+
+        So a frame an operator answers faster than PostgreSQL commits (a connected operator
+        answers while the row is being written) releases the charger's answer at once, and only
+        the flushes that carry these frames are awaited: not a flush started later, such as the
+        one deleting a frame answered while it was being written (waiting for it too made a
+        lone frame's answer wait for two transactions, insert then delete). The charger's
+        answer passes its own frames (one per operator): a busy gateway has hundreds of frames
+        noted and as many answers waiting."""
+        if items is None:
+            items = [*(a[2] for a in self._adds), *self._writing]
+        owed = [i for i in items if i.durable and not i.gone and i.rowid is None]
+        loop = asyncio.get_running_loop()
+        while owed:
+            task = self._flush
+            if task is None or task.done() or not any(i in self._writing for i in owed):
+                task = self.schedule()  # (a flush in progress without them: the next one)
+            for item in owed:
+                if item.released is None or item.released.done():
+                    item.released = loop.create_future()  # resolved by `remove`
+            await asyncio.wait(
+                [task, *(i.released for i in owed if i.released is not None)],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if task.done():
+                task.result()  # raises what the flush raised
+            # (Neither noted nor being written: nothing will write it; never wait in a loop.)
+            owed = [
+                i
+                for i in owed
+                if not i.gone and i.rowid is None and (i.queued or i in self._writing)
+            ]
+
+    async def settle(self) -> None:
+        """Return once everything noted so far, deletes included, is written: what a relay
+        stopping or loading its backlog needs (the next reader must not see answered rows)."""
         task = self._flush
         if task is not None and not task.done():
             await asyncio.shield(task)
+        if self.pending:
+            await asyncio.shield(self.schedule())
 
     async def load(self, operator: int) -> list[Item]:
         """The backlog of `operator` from the database (written by any gateway), in order;
         the items this gateway already knows are the same objects."""
-        await self.sync()
+        await self.settle()
         rows = await db_call(load, operator)
         items = []
         fresh: dict[int, tuple[int, Item]] = {}

@@ -132,6 +132,20 @@ def allowed(role: str, version: str, action: str, payload: dict[str, Any]) -> bo
     return False
 
 
+class OperatorUnusable(Exception):
+    """The operator accepted the connection but cannot be relayed to (its OCPP version)."""
+
+
+def reconnect_delay(failures: int, rng: random.Random) -> float:
+    """How long an upstream waits before its next attempt to reach the operator, after
+    `failures` attempts in a row that got no answer: exponential from BACKOFF_FIRST, capped at
+    FORWARDING_RECONNECT_MAX_SECONDS, times a random factor in [0.5, 1] (jitter: the upstreams
+    of many chargers whose operator came back do not all reconnect in the same instant)."""
+    cap = float(settings.FORWARDING_RECONNECT_MAX_SECONDS)
+    nominal = min(cap, BACKOFF_FIRST * (1 << min(max(failures - 1, 0), 16)))
+    return nominal * rng.uniform(0.5, 1.0)
+
+
 class OperatorRow(TypedDict):
     """An enabled operator connection as the gateway uses it (password decrypted)."""
 
@@ -253,7 +267,7 @@ class Upstream:
             self.lease_until = 0.0
             # Whatever this connection noted is written first: the next holder reads it.
             with contextlib.suppress(Exception):
-                await forwarder.buffer.sync()
+                await forwarder.buffer.settle()
             try:
                 await db_call(relaybuffer.release, [self.owner])
             except DatabaseError as exc:  # it expires by itself
@@ -302,12 +316,18 @@ class Upstream:
                     await asyncio.sleep(poll * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                     continue
                 await self._connect_and_serve()
+                # The operator hung up (or the lease was lost): the backoff goes on from where
+                # it was unless the operator answered something (`_exchange` resets it), so an
+                # operator that accepts connections and drops them at once is not hammered.
+                self.failures += 1
             except asyncio.CancelledError:
                 raise
             except DatabaseError as e:
                 self._failed(f"database unreachable: {e}"[:300])
             except InvalidStatus as e:
                 self._failed(f"refused the connection: HTTP {e.response.status_code}")
+            except OperatorUnusable as e:
+                self._failed(str(e))
             except (OSError, TimeoutError, ConnectionClosed) as e:
                 self._failed(f"{type(e).__name__}: {e}"[:300])
             except Exception as e:
@@ -315,9 +335,8 @@ class Upstream:
                 self._failed(f"{type(e).__name__}: {e}"[:300])
             self.ws = None
             self.report(force=True)
-            cap = settings.FORWARDING_RECONNECT_MAX_SECONDS
-            delay = min(cap, BACKOFF_FIRST * 2 ** min(self.failures, 16))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            forwarder = self.relay.forwarder
+            await forwarder.sleep(reconnect_delay(self.failures, forwarder.random))
 
     async def _claim(self) -> bool:
         """Take the relay of this operator connection, then load its backlog (written by any
@@ -372,10 +391,8 @@ class Upstream:
             max_size=2**20,
         ) as ws:
             if ws.subprotocol != f"ocpp{version}":
-                self._failed(f"the operator does not speak OCPP {version}")
-                return
+                raise OperatorUnusable(f"the operator does not speak OCPP {version}")
             self.ws = ws
-            self.failures = 0
             self.last_error = ""
             self.report(force=True)
             reader = asyncio.create_task(self._read(ws), name=f"upstream-read-{self.id}")
@@ -441,6 +458,7 @@ class Upstream:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if answer.done():
+                self.failures = 0  # the operator works: the next reconnection starts afresh
                 self._resolve(item, answer.result())
                 return True
             if reader.done():
@@ -672,7 +690,7 @@ class ChargerRelay:
         frame = json.dumps([2, unique_id, action, payload], separators=_COMPACT)
         billing = self.billing
         awaited: Item | None = None
-        durable = False
+        durable: list[Item] = []  # this frame's rows, one per operator (not live-only ones)
         retried: dict[str, Any] | None = None
         key = ""
         if billing is not None and action == "StartTransaction":
@@ -692,7 +710,7 @@ class ChargerRelay:
                 upstream._note(f"{action} not forwarded: the gateway's buffer failed")
                 item = None
             if item is not None and item.durable:
-                durable = True
+                durable.append(item)
             if upstream is billing and action in DECIDED_BY_BILLING and item is not None:
                 awaited = item
                 if upstream.connected:
@@ -704,7 +722,7 @@ class ChargerRelay:
         elif durable:
             # Written before the charger may forget the frame (see relaybuffer).
             try:
-                await asyncio.wait_for(buffer.sync(), DURABLE_WAIT)
+                await asyncio.wait_for(buffer.sync(durable), DURABLE_WAIT)
             except Exception:
                 logger.exception("%s: the forwarding buffer could not be written", cp.id)
                 for upstream in self.upstreams.values():
@@ -776,6 +794,10 @@ class Forwarder:
         self._closing: set[asyncio.Task[None]] = set()
         # The Billing operators' answers to recent 1.6 starts, by `starts.start_key`.
         self.starts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # How upstreams wait between attempts to reach an operator (`reconnect_delay`): the
+        # jitter's source and the pause itself, replaced by tests that check the delays chosen.
+        self.random = random.Random()  # noqa: S311 - jitter, not a secret
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def remember_start(self, key: str, answer: dict[str, Any]) -> None:
         self.starts[key] = answer

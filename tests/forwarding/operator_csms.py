@@ -34,10 +34,21 @@ class _Recording:
 
     async def route_message(self, raw_msg):
         self.operator.frames.append((self.id, json.loads(raw_msg)))
-        if self.operator.silent:
-            frame = json.loads(raw_msg)
-            if frame[0] == 2 and frame[2] in self.operator.silent:
-                return  # never answers this action
+        frame = json.loads(raw_msg)
+        if frame[0] == 2 and frame[2] in self.operator.silent:
+            return  # never answers this action
+        held = self.operator.held.get(frame[2]) if frame[0] == 2 else None
+        if held is not None:
+            # Answered once the test releases it; meanwhile later frames are still read (and
+            # recorded), so a test sees whether anything was sent before this answer.
+            task = asyncio.create_task(self._answer_when(held, raw_msg))
+            self.operator._tasks.add(task)
+            task.add_done_callback(self.operator._tasks.discard)
+            return
+        await super().route_message(raw_msg)
+
+    async def _answer_when(self, held, raw_msg):
+        await held.wait()
         await super().route_message(raw_msg)
 
     def status_for(self, token):
@@ -124,6 +135,7 @@ class Operator:
         self.transaction_ids = itertools.count(first_transaction_id)
         self.refused_cards = set(refused_cards)
         self.silent: set[str] = set()
+        self.held: dict[str, asyncio.Event] = {}  # actions answered once their event is set
         self.frames: list[tuple[str, list]] = []
         self.connections: dict[str, object] = {}
         self.connected = asyncio.Event()

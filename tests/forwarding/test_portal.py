@@ -344,3 +344,34 @@ def test_a_disconnected_operator_cannot_be_edited(client, manager, charger, indi
             role="monitoring",
             fallback="sparklin",
         )
+
+
+def test_charger_page_and_operator_page_show_each_operators_state(client, manager, charger):
+    """As the gateway reports it: connected or unreachable, last message, buffered count, last
+    error (and the gateway relaying it); the operator page's poll answers 204 while unchanged."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    up = make_operator(charger, "wss://up.example.com/ocpp", name="Up Op")
+    down = make_operator(charger, "wss://down.example.com/ocpp", name="Down Op", role="billing")
+    OperatorConnection.objects.filter(pk=up.pk).update(
+        connected=True, state_at=now, last_message_at=now, buffered=0, gateway="gw-7"
+    )
+    OperatorConnection.objects.filter(pk=down.pk).update(
+        connected=False, state_at=now, buffered=417, last_error="ConnectionRefusedError: no"
+    )
+    client.force_login(manager)
+    page = client.get(f"/c/tilleuls/chargers/{charger.pk}/").content.decode()
+    rows = {name: page.split(name, 1)[1].split("</tr>", 1)[0] for name in ("Up Op", "Down Op")}
+    assert "Connected" in rows["Up Op"] and "<td>0</td>" in rows["Up Op"]
+    assert "Unreachable" in rows["Down Op"] and "<td>417</td>" in rows["Down Op"]
+    assert "ConnectionRefusedError: no" in rows["Down Op"]
+    url = f"/c/tilleuls/chargers/{charger.pk}/operators/{up.pk}/"
+    detail = client.get(url)
+    text = detail.content.decode()
+    assert 'data-state="connected"' in text and "gw-7" in text
+    poll = {"fp": detail.context["fingerprint"]}
+    assert client.get(url, poll, HTTP_HX_REQUEST="true").status_code == 204
+    OperatorConnection.objects.filter(pk=up.pk).update(connected=False, last_error="gone")
+    changed = client.get(url, poll, HTTP_HX_REQUEST="true")
+    assert changed.status_code == 200 and 'data-state="not-connected"' in changed.content.decode()

@@ -83,7 +83,8 @@ def test_monitoring_operator_gets_every_frame_and_only_read_only_calls(charger, 
     settled = configured(charger, "1.6")
 
     async def scenario(gw):
-        async with Operator() as op:
+        # The operator refuses any other credentials: the stored (encrypted) password is sent.
+        async with Operator(password="s3cret") as op:
             operator = await until_db(lambda: make_operator(charger, op.url, password="s3cret"))
             await gw.forwarder.refresh()
             async with connect_charger(
@@ -113,7 +114,10 @@ def test_monitoring_operator_gets_every_frame_and_only_read_only_calls(charger, 
     # Every CALL the charger sent reached the operator, in order, with its message id.
     relayed = [(f[1], f[2]) for f in op.calls()]
     assert relayed == charger_calls(charger)
-    assert op.auth_seen[0] and op.auth_seen[0].startswith("Basic ")
+    import base64
+
+    expected = base64.b64encode(f"{charger.identity}:s3cret".encode()).decode()
+    assert set(op.auth_seen) == {f"Basic {expected}"}  # the decrypted password, every time
     # Its answers were ignored: Sparklin's transaction id, Sparklin's session.
     recorded = ChargingSession.objects.get(charger=charger)
     assert recorded.transaction_id == session["transaction_id"] and recorded.state == "completed"
