@@ -165,10 +165,11 @@ def _clear_profiles(site: Site, actor: User | None) -> int:
         **{
             name: None
             for name in ChargerPower.STATE_FIELDS
-            if name not in ("limit_transaction", "outlet_limits")
+            if name not in ("limit_transaction", "outlet_limits", "outlet_obedience")
         },
         limit_transaction="",
         outlet_limits={},
+        outlet_obedience={},
     )
     return len(chargers)
 

@@ -181,6 +181,26 @@ def test_non_compliance_shows_on_the_power_page_the_dashboard_and_the_charger(ma
     assert 'id="charger-power"' in detail and "Non-compliant" in detail
 
 
+def test_a_non_compliant_outlet_is_named_on_the_power_page(manager_client, site):
+    """A charger with two sessions, one outlet disobeying: the alert names that outlet, with
+    its own draw and limit (not the charger's totals)."""
+    make_site_power(site)
+    state = make_managed_charger(site, "PWR-TWIN")
+    since = timezone.now() - timedelta(minutes=2)
+    ChargerPower.objects.filter(pk=state.pk).update(
+        limit_a=28,
+        draw_a=36,
+        outlet_limits={"1": 12.0, "2": 16.0},
+        outlet_obedience={
+            "2": {"over": since.isoformat(), "since": since.isoformat(), "draw": 20.0}
+        },
+        non_compliant_since=since,
+    )
+    page = manager_client.get(url(site)).content.decode()
+    assert "Outlet 2 of PWR-TWIN does not obey its limit" in page
+    assert "20.0 A for 16.0 A allowed" in page and "36.0" not in page.split('role="alert"')[1]
+
+
 def test_the_dashboard_has_no_power_alert_for_drivers(client, individual, site):
     make_site_power(site)
     state = make_managed_charger(site, "PWR-BAD2")
@@ -235,19 +255,28 @@ def test_switching_management_off_clears_the_chargers_profiles(manager_client, s
     make_site_power(site)
     old = make_managed_charger(site, "PWR-CLR-16", version="1.6")
     new = make_managed_charger(site, "PWR-CLR-201", version="2.0.1")
-    ChargerPower.objects.filter(pk=old.pk).update(failsafe_a=10.6, limit_a=16)
+    ChargerPower.objects.filter(pk=old.pk).update(
+        failsafe_a=10.6,
+        limit_a=16,
+        max_profile_a=32,
+        outlet_obedience={"1": {"over": timezone.now().isoformat()}},
+    )
     response = manager_client.post(
         url(site, "settings/"), settings_post(**{"site-load_balancing": ""})
     )
     assert response.status_code == 302
     rows = ChargerCommand.objects.filter(action="ClearChargingProfile")
-    assert rows.count() == 4 and all(r.from_portal and r.status == "pending" for r in rows)
+    # The failsafe, the charger's maximum (by their ids) and the dynamic TxProfiles.
+    assert rows.count() == 6 and all(r.from_portal and r.status == "pending" for r in rows)
     for row in rows:
         validation.validate(row.charger.ocpp_version, "ClearChargingProfile", row.payload)
     assert {r.charger_id for r in rows} == {old.charger_id, new.charger_id}
+    cleared = [r.payload.get("id", r.payload.get("chargingProfileId")) for r in rows]
+    assert sorted(i for i in cleared if i) == [1, 1, 2, 2]
     old.refresh_from_db()
-    assert old.failsafe_a is None and old.limit_a is None
+    assert old.failsafe_a is None and old.limit_a is None and old.max_profile_a is None
+    assert old.outlet_obedience == {}
     assert AuditEvent.objects.get(action="power.site").data["cleared"] == 2
     # Saving an unmanaged site again asks nothing more.
     manager_client.post(url(site, "settings/"), settings_post(**{"site-load_balancing": ""}))
-    assert ChargerCommand.objects.filter(action="ClearChargingProfile").count() == 4
+    assert ChargerCommand.objects.filter(action="ClearChargingProfile").count() == 6
