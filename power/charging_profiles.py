@@ -206,27 +206,33 @@ def dynamic_profile(
     }
 
 
-def clear_profiles(version: str) -> list[dict[str, Any]]:
+def clear_profiles(version: str, max_stack_level: str | None = None) -> list[dict[str, Any]]:
     """ClearChargingProfile payloads removing what power management stored in a charger: the
-    failsafe and the maximum (by their ids) and the dynamic TxProfiles (by purpose and stack
-    level), when a site stops being managed. Profiles set by others (another stack level) are
-    left alone."""
+    failsafe and the maximum (by their ids) and the dynamic TxProfiles (by purpose and the
+    stack level they were sent at, from the charger's reported `max_stack_level`), when a site
+    stops being managed. Profiles set by others (another stack level) are left alone."""
+    level = dynamic_stack_level(max_stack_level)
     if version == "1.6":
         return [
             {"id": FAILSAFE_PROFILE_ID},
             {"id": MAX_PROFILE_ID},
-            {"chargingProfilePurpose": "TxProfile", "stackLevel": DYNAMIC_STACK_LEVEL},
+            {"chargingProfilePurpose": "TxProfile", "stackLevel": level},
         ]
     return [
         {"chargingProfileId": FAILSAFE_PROFILE_ID},
         {"chargingProfileId": MAX_PROFILE_ID},
-        {
-            "chargingProfileCriteria": {
-                "chargingProfilePurpose": "TxProfile",
-                "stackLevel": DYNAMIC_STACK_LEVEL,
-            }
-        },
+        {"chargingProfileCriteria": {"chargingProfilePurpose": "TxProfile", "stackLevel": level}},
     ]
+
+
+def reported(configuration: dict[str, Any] | None, keys: tuple[str, ...]) -> str | None:
+    """What the charger reported under the first of `keys` it has (`Charger.configuration`,
+    read back at every boot): RATE_UNIT_KEYS, STACK_LEVEL_KEYS."""
+    for key in keys:
+        value = (configuration or {}).get(key)
+        if value not in (None, ""):
+            return str(value)
+    return None
 
 
 def profile_id(payload: dict[str, Any]) -> int | None:

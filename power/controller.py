@@ -680,8 +680,8 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             connected=c["connected"],
             connected_since=c["connected_since"],
             last_boot_at=c["last_boot_at"],
-            rate_unit=_first(configuration, cp.RATE_UNIT_KEYS),
-            stack_level=_first(configuration, cp.STACK_LEVEL_KEYS),
+            rate_unit=cp.reported(configuration, cp.RATE_UNIT_KEYS),
+            stack_level=cp.reported(configuration, cp.STACK_LEVEL_KEYS),
             power=state,
             phases=site_phases_of(state.wiring, site_power.phases),
             outlets=outlets.get(c["pk"]) or 1,
@@ -724,14 +724,6 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             )
         )
     return result
-
-
-def _first(configuration: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = configuration.get(key)
-        if value not in (None, ""):
-            return str(value)
-    return None
 
 
 def ensure_charger_power(chargers: list[dict[str, Any]]) -> None:

@@ -35,7 +35,7 @@ def statuses(charger):
     )
 
 
-async def answered(charger, count, timeout=10.0):
+async def answered(charger, count, timeout=30.0):
     async with asyncio.timeout(timeout):
         while True:
             found = await sync_to_async(statuses)(charger)

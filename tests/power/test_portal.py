@@ -255,6 +255,9 @@ def test_switching_management_off_clears_the_chargers_profiles(manager_client, s
     make_site_power(site)
     old = make_managed_charger(site, "PWR-CLR-16", version="1.6")
     new = make_managed_charger(site, "PWR-CLR-201", version="2.0.1")
+    # A station with one stack level got its TxProfiles at level 0: cleared there.
+    new.charger.configuration = {"SmartChargingCtrlr/ProfileStackLevel": "0"}
+    new.charger.save(update_fields=["configuration"])
     ChargerPower.objects.filter(pk=old.pk).update(
         failsafe_a=10.6,
         limit_a=16,
@@ -273,6 +276,12 @@ def test_switching_management_off_clears_the_chargers_profiles(manager_client, s
     assert {r.charger_id for r in rows} == {old.charger_id, new.charger_id}
     cleared = [r.payload.get("id", r.payload.get("chargingProfileId")) for r in rows]
     assert sorted(i for i in cleared if i) == [1, 1, 2, 2]
+    by_purpose = {
+        r.charger_id: r.payload.get("chargingProfileCriteria", r.payload)["stackLevel"]
+        for r in rows
+        if "stackLevel" in r.payload.get("chargingProfileCriteria", r.payload)
+    }
+    assert by_purpose == {old.charger_id: 1, new.charger_id: 0}
     old.refresh_from_db()
     assert old.failsafe_a is None and old.limit_a is None and old.max_profile_a is None
     assert old.outlet_obedience == {}
