@@ -229,6 +229,38 @@ def test_the_old_grid_limit_becomes_the_grid_connection(community):
     assert not power.managed  # nothing was controlled before: no mode switched on
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_charger_flagged_as_a_whole_keeps_its_verdict_on_its_outlets(community, site):
+    """Migration 0004: the non-compliance of a charger judged as a whole before the upgrade is
+    carried onto each outlet it had a limit for, so it gets no fresh grace period."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    charger = builders.make_charger(community, site=site, identity="PWR-OLD-FLAG")
+    executor = MigrationExecutor(connection)
+    before = [("power", "0003_chargerpower_outlet_limits")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("power", "ChargerPower")
+    since = timezone.now() - timedelta(minutes=3)
+    old.objects.create(
+        community_id=community.pk,
+        charger_id=charger.pk,
+        limit_a=32.0,
+        draw_a=40.0,
+        outlet_limits={"1": 16.0, "2": 16.0},
+        over_since=since - timedelta(minutes=1),
+        non_compliant_since=since,
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    with scope(community=community):
+        state = ChargerPower.objects.get(charger=charger)
+    assert set(state.outlet_obedience) == {"1", "2"}
+    assert state.outlet_obedience["2"]["since"] == since.isoformat()
+    assert [d.outlet for d in state.disobeying_outlets()] == ["1", "2"]
+
+
 def test_the_outlets_page_shows_each_session_power(manager_client, site):
     from chargers.models import MeterSample
 
