@@ -201,6 +201,20 @@ def test_a_non_compliant_outlet_is_named_on_the_power_page(manager_client, site)
     assert "20.0 A for 16.0 A allowed" in page and "36.0" not in page.split('role="alert"')[1]
 
 
+def test_the_power_page_shows_a_silent_grid_meter_and_the_failsafe(manager_client, site):
+    make_site_power(site)
+    meter = builders.make_meter(site, name="Main board")
+    page = manager_client.get(url(site)).content.decode()
+    assert "Meter silent" in page  # never spoke
+    meter.last_reading_at = timezone.now()
+    meter.save(update_fields=["last_reading_at"])
+    page = manager_client.get(url(site)).content.decode()
+    assert "Meter silent" not in page and "No grid meter on this site" not in page
+    meter.delete()
+    page = manager_client.get(url(site)).content.decode()
+    assert "No grid meter on this site" in page
+
+
 def test_the_dashboard_has_no_power_alert_for_drivers(client, individual, site):
     make_site_power(site)
     state = make_managed_charger(site, "PWR-BAD2")
