@@ -10,9 +10,10 @@ The rule, in the order it is applied:
    Peak shaving, inside one of its weekly windows (the community's wall clock, so DST-safe),
    lowers the grid import cap to its kW. Circuits add their own limits (nested: a charger on a
    circuit counts against that circuit, every circuit above it and the site).
-2. Chargers that cannot be steered — they reject charging profiles, or were found drawing more
-   than they were told — are left out of the sharing: what they may draw (their fixed safe limit
-   or what they were measured drawing, whichever is higher) is set aside first.
+2. Sessions that cannot be steered — their charger rejects charging profiles, or their outlet
+   was found drawing more than it was told — are left out of the sharing: what they may draw
+   (their fixed limit or what they were measured drawing, whichever is higher) is set aside
+   first. A charger's other outlets stay in the sharing.
 3. Solar balancing adds a power budget: the measured surplus (what the chargers could draw with
    the grid import at zero). "Minimum + solar" lets every session run at its minimum from the
    grid and shares the surplus above it.
@@ -129,9 +130,9 @@ class SiteSpec:
 @dataclass(frozen=True)
 class SessionState:
     """A session in progress on outlet `outlet` of a managed charger. `draw_a` is its measured
-    current per site phase (None: not measured); `excluded` says why its charger is out of the
-    sharing ("rejects" or "non_compliant"), with `fixed_a` the limit the charger was given (its
-    safe fixed limit, for all its outlets)."""
+    current per site phase (None: not measured); `excluded` says why it is out of the sharing
+    ("rejects": its charger refuses profiles; "non_compliant": this outlet does not obey), with
+    `fixed_a` what it may draw (its last limit, or the charger's maximum)."""
 
     charger_id: int
     started_at: datetime
@@ -397,13 +398,17 @@ def _spec(site: SiteSpec, session: SessionState) -> ChargerSpec:
 
 
 def _reservations(site: SiteSpec, excluded: Sequence[SessionState]) -> dict[int, float]:
-    """What each charger out of the sharing is counted for: its fixed limit (its maximum when
-    it has none) or what its sessions are measured drawing together, whichever is higher."""
+    """What each charger's sessions out of the sharing are counted for together: their fixed
+    limits (an outlet's maximum when it has none), at most the charger's maximum, or what they
+    are measured drawing, whichever is higher. Only those sessions: the charger's other outlets
+    may stay in the sharing (one non-compliant outlet does not take its neighbours out)."""
     result: dict[int, float] = {}
     for charger_id in dict.fromkeys(s.charger_id for s in excluded):
         own = [s for s in excluded if s.charger_id == charger_id]
         spec = _spec(site, own[0])
-        fixed = own[0].fixed_a if own[0].fixed_a is not None else spec.max_a
+        fixed = min(
+            spec.max_a, sum(s.fixed_a if s.fixed_a is not None else spec.max_a for s in own)
+        )
         measured = max((sum(draw_on(s, p) for s in own) for p in spec.phases), default=0.0)
         result[charger_id] = max(fixed, measured)
     return result

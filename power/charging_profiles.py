@@ -9,9 +9,14 @@ without a safe limit:
   until `validTo` (POWER_PROFILE_VALIDITY_SECONDS, refreshed by the controller). A TxProfile
   overrules the TxDefaultProfile while it is valid; once it expires the charger falls back to
   the failsafe by itself.
-ChargingStationMaxProfile (2.0.1) / ChargePointMaxProfile (1.6) are not used: they cap every
-other profile, so a failsafe sent that way could never be exceeded by a dynamic limit that is
-legitimately higher (one car alone on the site).
+and, apart from both, the charger's own **maximum** (`ChargerPower.max_a`, what its supply
+cable and its breaker allow) as a ChargePointMaxProfile (1.6) / ChargingStationMaxProfile
+(2.0.1) on connector / EVSE 0: a cap on the whole charger, all its outlets together, that no
+other profile can exceed — not even one mistaken or left over from another system. It carries
+the maximum only, never the site's share: a max profile caps every other profile, so a failsafe
+sent that way could never be exceeded by a dynamic limit that is legitimately higher (one car
+alone on the site). It is Absolute from the moment it is decided (2.0.1 K01.FR.38: a
+ChargingStationMaxProfile may not be Relative) and has no expiry.
 
 Limits are in A unless the charger says it only takes W
 (`ChargingScheduleAllowedChargingRateUnit` in 1.6, `SmartChargingCtrlr/RateUnit` in 2.0.1, read
@@ -25,6 +30,10 @@ from typing import Any
 
 FAILSAFE_PROFILE_ID = 1
 FAILSAFE_STACK_LEVEL = 0
+MAX_PROFILE_ID = 2
+# Stack level 0 is within every charger's ChargeProfileMaxStackLevel; the max profile is the only
+# one of its purpose that power management stores.
+MAX_STACK_LEVEL = 0
 DYNAMIC_STACK_LEVEL = 1
 # TxProfiles get an id per outlet (a 2.0.1 station keeps one profile per id).
 DYNAMIC_PROFILE_ID_BASE = 100
@@ -101,6 +110,53 @@ def failsafe_profile(
     }
 
 
+def max_profile(
+    version: str,
+    *,
+    limit_a: float,
+    phases: int,
+    start: datetime,
+    voltage_v: float = 230,
+    watts: bool = False,
+) -> dict[str, Any]:
+    """SetChargingProfile payload of the charger's own maximum (ChargePointMaxProfile /
+    ChargingStationMaxProfile on the whole charger, Absolute from `start`, no expiry)."""
+    unit, limit = _period(limit_a, phases, voltage_v, watts)
+    period = {"startPeriod": 0, "limit": limit, "numberPhases": phases}
+    if version == "1.6":
+        return {
+            "connectorId": 0,
+            "csChargingProfiles": {
+                "chargingProfileId": MAX_PROFILE_ID,
+                "stackLevel": MAX_STACK_LEVEL,
+                "chargingProfilePurpose": "ChargePointMaxProfile",
+                "chargingProfileKind": "Absolute",
+                "chargingSchedule": {
+                    "startSchedule": iso(start),
+                    "chargingRateUnit": unit,
+                    "chargingSchedulePeriod": [period],
+                },
+            },
+        }
+    return {
+        "evseId": 0,
+        "chargingProfile": {
+            "id": MAX_PROFILE_ID,
+            "stackLevel": MAX_STACK_LEVEL,
+            "chargingProfilePurpose": "ChargingStationMaxProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": [
+                {
+                    "id": MAX_PROFILE_ID,
+                    "startSchedule": iso(start),
+                    "chargingRateUnit": unit,
+                    "chargingSchedulePeriod": [period],
+                }
+            ],
+        },
+    }
+
+
 def dynamic_profile(
     version: str,
     *,
@@ -150,24 +206,40 @@ def dynamic_profile(
     }
 
 
-def clear_profiles(version: str) -> list[dict[str, Any]]:
+def clear_profiles(version: str, max_stack_level: str | None = None) -> list[dict[str, Any]]:
     """ClearChargingProfile payloads removing what power management stored in a charger: the
-    failsafe (by its id) and the dynamic TxProfiles (by purpose and stack level), when a site
+    failsafe and the maximum (by their ids) and the dynamic TxProfiles (by purpose and the
+    stack level they were sent at, from the charger's reported `max_stack_level`), when a site
     stops being managed. Profiles set by others (another stack level) are left alone."""
+    level = dynamic_stack_level(max_stack_level)
     if version == "1.6":
         return [
             {"id": FAILSAFE_PROFILE_ID},
-            {"chargingProfilePurpose": "TxProfile", "stackLevel": DYNAMIC_STACK_LEVEL},
+            {"id": MAX_PROFILE_ID},
+            {"chargingProfilePurpose": "TxProfile", "stackLevel": level},
         ]
     return [
         {"chargingProfileId": FAILSAFE_PROFILE_ID},
-        {
-            "chargingProfileCriteria": {
-                "chargingProfilePurpose": "TxProfile",
-                "stackLevel": DYNAMIC_STACK_LEVEL,
-            }
-        },
+        {"chargingProfileId": MAX_PROFILE_ID},
+        {"chargingProfileCriteria": {"chargingProfilePurpose": "TxProfile", "stackLevel": level}},
     ]
+
+
+def reported(configuration: dict[str, Any] | None, keys: tuple[str, ...]) -> str | None:
+    """What the charger reported under the first of `keys` it has (`Charger.configuration`,
+    read back at every boot): RATE_UNIT_KEYS, STACK_LEVEL_KEYS."""
+    for key in keys:
+        value = (configuration or {}).get(key)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def profile_id(payload: dict[str, Any]) -> int | None:
+    """The profile id of a SetChargingProfile payload (either version)."""
+    profile = payload.get("csChargingProfiles") or payload.get("chargingProfile") or {}
+    value = profile.get("chargingProfileId", profile.get("id"))
+    return value if isinstance(value, int) else None
 
 
 def profile_limit(payload: dict[str, Any]) -> float | None:

@@ -6,19 +6,23 @@ never talks to a charger itself. `python manage.py run_power` runs it (its own p
 
 Per charger it keeps (in `ChargerPower`'s state columns) what it last sent and saw:
 - the failsafe (TxDefaultProfile, `charging_profiles`) is sent in advance to every connected
-  managed charger, again when it changes or after the charger reconnects;
+  managed charger, again when it changes or after the charger reconnects or boots;
+- the charger's own maximum (ChargePointMaxProfile / ChargingStationMaxProfile) likewise: in
+  advance, again when its settings change or after a reconnection or a boot;
 - a session's dynamic limit (TxProfile valid POWER_PROFILE_VALIDITY_SECONDS) is sent when it
   differs from the last one by POWER_HYSTERESIS_A or more — at once when it goes down, at most
   every POWER_MIN_INTERVAL_SECONDS when it goes up — and refreshed before it expires; nothing is
   sent when nothing changed;
-- obedience: a charger measured above its limit (tolerance: 1 A or 10 %) for longer than
-  POWER_OBEDIENCE_SECONDS is non-compliant: left out of the sharing and counted at what it
-  draws, so the others are lowered; it is compliant again once it draws within its limit;
+- obedience, per outlet in session: an outlet measured above its limit (tolerance: 1 A or
+  10 %) for longer than POWER_OBEDIENCE_SECONDS is non-compliant: left out of the sharing and
+  counted at what it draws, so the others — the charger's other outlets included — are
+  lowered; it is compliant again once it draws within its limit. The charger is shown
+  non-compliant while one of its outlets is;
 - a charger with several outlets in session gets a limit per outlet (a TxProfile on each
-  connector / EVSE, `Allocation.outlet_limits`, their sum capped by the charger's maximum), and
-  obedience is judged per outlet: one session drawing above its own outlet's limit is enough;
-- a charger that refuses a charging profile is flagged and left out of the sharing, counted at
-  its maximum (it cannot be steered); the failsafe is offered again every REJECTED_RETRY.
+  connector / EVSE, `Allocation.outlet_limits`, their sum capped by the charger's maximum);
+- a charger that refuses a charging profile (whichever: its last answer per profile id) is
+  flagged and left out of the sharing, counted at its maximum (it cannot be steered); the
+  failsafe and the maximum are offered again every REJECTED_RETRY.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class ChargerRow:
     power: ChargerPower
     phases: tuple[int, ...]  # site phases of its own L1, L2, L3 (wiring)
     outlets: int = 1  # connectors (1.6) / EVSEs (2.0.1) it reported
+    last_boot_at: datetime | None = None
 
 
 @dataclass
@@ -212,12 +217,18 @@ class Controller:
                     ChargerCommand.Status.FAILED,
                 ],
             )
-            .order_by("updated_at")
-            .values_list("charger_id", "status")
+            .order_by("updated_at", "pk")
+            .values_list("charger_id", "status", "payload")
         )
+        # The last answer to each profile (by id) counts: a charger that accepts its failsafe
+        # but refuses its max profile (or the reverse, in the same cycle) is refusing.
+        last: dict[tuple[int, int | None], bool] = {}
+        for charger_id, status, payload in rows:
+            profile = cp.profile_id(payload) if isinstance(payload, dict) else None
+            last[(charger_id, profile)] = status == ChargerCommand.Status.ACCEPTED
         verdict: dict[int, bool] = {}
-        for charger_id, status in rows:
-            verdict[charger_id] = status == ChargerCommand.Status.ACCEPTED
+        for (charger_id, _profile), ok in last.items():
+            verdict[charger_id] = verdict.get(charger_id, True) and ok
         refused = [pk for pk, ok in verdict.items() if not ok]
         accepted = [pk for pk, ok in verdict.items() if ok]
         manager = ChargerPower.objects.with_scopes_disabled()
@@ -246,8 +257,7 @@ class Controller:
             highest = max((v for v in draw if v is not None), default=None)
             if highest is not None and draw_at is not None:
                 _set(state, changed, draw_a=highest, draw_w=draw_w, draw_at=draw_at)
-            over = self.over_limit(state, sessions, inputs.session_draws)
-            self.judge_obedience(state, changed, sessions, over, draw_at, now, highest)
+            self.judge_obedience(state, changed, sessions, inputs.session_draws, now)
             if not sessions:
                 _set(state, changed, running_since=None, paused_since=None, over_since=None)
                 if state.limit_transaction:
@@ -260,13 +270,18 @@ class Controller:
                         outlet_limits={},
                     )
                 continue
-            excluded = ""
-            fixed = None
-            if state.rejected_at is not None:
-                excluded, fixed = "rejects", float(state.max_a)
-            elif state.non_compliant_since is not None:
-                excluded, fixed = "non_compliant", state.limit_a
+            disobeying = {
+                outlet for outlet, e in (state.outlet_obedience or {}).items() if e.get("since")
+            }
             for s in sessions:
+                # A charger refusing profiles cannot be steered at all (counted at its maximum);
+                # a non-compliant outlet alone leaves the sharing, counted at its last limit
+                # or what it draws, and the charger's other outlets stay in it.
+                excluded, fixed = "", None
+                if state.rejected_at is not None:
+                    excluded, fixed = "rejects", float(state.max_a)
+                elif str(s.outlet) in disobeying:
+                    excluded, fixed = "non_compliant", _outlet_limit(state, str(s.outlet))
                 states.append(
                     SessionState(
                         charger_id=charger_id,
@@ -294,6 +309,8 @@ class Controller:
                 and state.failsafe_at is not None
                 and row.connected_since > state.failsafe_at
             )
+            if row.last_boot_at is not None and state.failsafe_at is not None:
+                reconnected = reconnected or row.last_boot_at > state.failsafe_at
             retry = state.rejected_at is not None and (
                 state.failsafe_at is None or now - state.failsafe_at >= REJECTED_RETRY
             )
@@ -312,12 +329,51 @@ class Controller:
                         )
                     )
                     _set(state, changed, failsafe_a=wanted, failsafe_at=now)
+            # The charger's own maximum, as a max profile: when never sent, changed (its
+            # settings), after a reconnection or a boot, and again with the failsafe's retries.
+            ceiling = float(state.max_a)
+            renewed = state.max_profile_at is not None and any(
+                at is not None and at > state.max_profile_at
+                for at in (row.connected_since, row.last_boot_at)
+            )
+            retry_max = state.rejected_at is not None and (
+                state.max_profile_at is None or now - state.max_profile_at >= REJECTED_RETRY
+            )
+            if (
+                state.max_profile_a != ceiling
+                or state.max_profile_at is None
+                or renewed
+                or retry_max
+            ):
+                if charger_id not in in_flight or retry_max:
+                    commands.append(
+                        _command(
+                            row,
+                            cp.max_profile(
+                                row.version,
+                                limit_a=ceiling,
+                                phases=len(row.phases),
+                                start=now,
+                                voltage_v=power.voltage_v,
+                                watts=cp.takes_watts_only(row.rate_unit),
+                            ),
+                        )
+                    )
+                    _set(state, changed, max_profile_a=ceiling, max_profile_at=now)
             if charger_id not in decision.limits:
                 continue  # no session, or out of the sharing (its limit stays as it was)
-            sessions = by_charger[charger_id]
+            # Its outlets in the sharing get new limits; a non-compliant one keeps its last.
+            sessions = [
+                s
+                for s in by_charger[charger_id]
+                if (charger_id, s.outlet) in decision.outlet_limits
+            ]
             limits = {
-                str(s.outlet): decision.outlet_limits.get((charger_id, s.outlet), 0.0)
-                for s in sessions
+                **{
+                    str(s.outlet): _outlet_limit(state, str(s.outlet)) or 0.0
+                    for s in by_charger[charger_id]
+                },
+                **{str(s.outlet): decision.outlet_limits[(charger_id, s.outlet)] for s in sessions},
             }
             total = round(sum(limits.values()), 1)
             if total > 0:
@@ -325,11 +381,13 @@ class Controller:
                     _set(state, changed, running_since=now, paused_since=None)
             elif state.paused_since is None:
                 _set(state, changed, paused_since=now, running_since=None)
-            transaction_key = ",".join(sorted(s.transaction_id for s in sessions))
+            transaction_key = ",".join(sorted(s.transaction_id for s in by_charger[charger_id]))
             busy = charger_id in in_flight
             if not any(
-                self.should_send(state, limit, transaction_key, busy, now, outlet)
-                for outlet, limit in limits.items()
+                self.should_send(
+                    state, limits[str(s.outlet)], transaction_key, busy, now, str(s.outlet)
+                )
+                for s in sessions
             ):
                 continue
             until = now + validity
@@ -395,59 +453,59 @@ class Controller:
         half = timedelta(seconds=settings.POWER_PROFILE_VALIDITY_SECONDS / 2)
         return state.limit_until is None or state.limit_until - now <= half
 
-    def over_limit(
-        self, state: ChargerPower, sessions: list[OpenSession], session_draws: dict[int, Draw]
-    ) -> bool | None:
-        """Whether one of the charger's sessions draws more than its outlet's limit beyond the
-        tolerance (None: nothing measured, or no limit sent yet)."""
-        verdict: bool | None = None
-        for s in sessions:
-            limit = _outlet_limit(state, str(s.outlet))
-            draw = session_draws.get(s.session_id)
-            if limit is None or draw is None:
-                continue
-            highest = max((v for v in draw[0] if v is not None), default=None)
-            if highest is None:
-                continue
-            verdict = bool(verdict) or highest > limit + tolerance(limit)
-        return verdict
-
     def judge_obedience(
         self,
         state: ChargerPower,
         changed: dict[int, ChargerPower],
         sessions: list[OpenSession],
-        over: bool | None,
-        draw_at: datetime | None,
+        session_draws: dict[int, Draw],
         now: datetime,
-        draw_a: float | None = None,
     ) -> None:
-        """Over its limit (one outlet beyond its limit and the tolerance) since `over_since`;
-        non-compliant once that lasted POWER_OBEDIENCE_SECONDS; compliant again as soon as it
-        draws within it. Judged only on samples taken POWER_APPLY_SECONDS after its limit
-        changed."""
-        if not sessions or state.limit_a is None or over is None or draw_at is None:
-            if state.non_compliant_since is not None and not sessions:
-                _set(state, changed, non_compliant_since=None, over_since=None)
-            return
+        """Per outlet in session: over its limit (beyond the tolerance) since `over`;
+        non-compliant (`since`) once that lasted POWER_OBEDIENCE_SECONDS; compliant again as
+        soon as it draws within it. Judged only on samples taken POWER_APPLY_SECONDS after the
+        charger's limits changed; an outlet without a limit or a recent sample keeps its
+        verdict. The charger's `over_since` / `non_compliant_since` are the earliest of its
+        outlets'."""
+        book: dict[str, dict[str, Any]] = {}
         grace = timedelta(seconds=settings.POWER_APPLY_SECONDS)
-        if state.limit_at is not None and draw_at < state.limit_at + grace:
-            return  # the charger has had no time to apply its limit yet
-        if over:
-            since = state.over_since or draw_at
-            _set(state, changed, over_since=since)
-            lasted = (now - since).total_seconds()
-            if state.non_compliant_since is None and lasted >= settings.POWER_OBEDIENCE_SECONDS:
-                _set(state, changed, non_compliant_since=now)
-                logger.warning(
-                    "power: charger %s draws %.1f A over its %.1f A limit for %.0f s",
-                    state.charger_id,
-                    draw_a or 0.0,
-                    state.limit_a,
-                    lasted,
-                )
-        else:
-            _set(state, changed, over_since=None, non_compliant_since=None)
+        for s in sessions:
+            outlet = str(s.outlet)
+            entry = dict((state.outlet_obedience or {}).get(outlet) or {})
+            limit = _outlet_limit(state, outlet)
+            currents, _w, at = session_draws.get(s.session_id, ((None,) * 3, None, None))
+            highest = max((v for v in currents if v is not None), default=None)
+            if limit is None or highest is None or at is None:
+                pass  # nothing measured, or no limit sent yet: no new verdict
+            elif state.limit_at is not None and at < state.limit_at + grace:
+                pass  # the charger has had no time to apply its limit yet
+            elif highest > limit + tolerance(limit):
+                over = datetime.fromisoformat(entry["over"]) if entry.get("over") else at
+                entry.update(over=over.isoformat(), draw=round(highest, 1))
+                lasted = (now - over).total_seconds()
+                if not entry.get("since") and lasted >= settings.POWER_OBEDIENCE_SECONDS:
+                    entry["since"] = now.isoformat()
+                    logger.warning(
+                        "power: charger %s outlet %s draws %.1f A over its %.1f A limit for %.0f s",
+                        state.charger_id,
+                        outlet,
+                        highest,
+                        limit,
+                        lasted,
+                    )
+            else:
+                entry = {}
+            if entry:
+                book[outlet] = entry
+        overs = [datetime.fromisoformat(e["over"]) for e in book.values() if e.get("over")]
+        sinces = [datetime.fromisoformat(e["since"]) for e in book.values() if e.get("since")]
+        _set(
+            state,
+            changed,
+            outlet_obedience=book,
+            over_since=min(overs, default=None),
+            non_compliant_since=min(sinces, default=None),
+        )
 
     def record(self, inputs: SiteInputs, decision: Allocation, now: datetime) -> None:
         """A history point for the Power page every POWER_HISTORY_SECONDS."""
@@ -591,6 +649,7 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             "ocpp_version",
             "connected",
             "connected_since",
+            "last_boot_at",
             "configuration",
         )
     )
@@ -620,8 +679,9 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             version=c["ocpp_version"] or "1.6",
             connected=c["connected"],
             connected_since=c["connected_since"],
-            rate_unit=_first(configuration, cp.RATE_UNIT_KEYS),
-            stack_level=_first(configuration, cp.STACK_LEVEL_KEYS),
+            last_boot_at=c["last_boot_at"],
+            rate_unit=cp.reported(configuration, cp.RATE_UNIT_KEYS),
+            stack_level=cp.reported(configuration, cp.STACK_LEVEL_KEYS),
             power=state,
             phases=site_phases_of(state.wiring, site_power.phases),
             outlets=outlets.get(c["pk"]) or 1,
@@ -664,14 +724,6 @@ def load_sites(now: datetime, site_ids: list[int] | None = None) -> list[SiteInp
             )
         )
     return result
-
-
-def _first(configuration: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = configuration.get(key)
-        if value not in (None, ""):
-            return str(value)
-    return None
 
 
 def ensure_charger_power(chargers: list[dict[str, Any]]) -> None:

@@ -6,6 +6,8 @@ Configuration and the controller's state live in separate columns of the same ro
 writes the former through `power.services`, the controller only the latter (with `update()`),
 so neither overwrites the other."""
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -162,6 +164,17 @@ def site_phases_of(wiring: str, site_phases: int) -> tuple[int, ...]:
     return tuple(int(wiring[i + 1]) - 1 for i in range(0, len(wiring), 2))
 
 
+@dataclass(frozen=True)
+class DisobeyingOutlet:
+    """An outlet drawing more than its limit for longer than POWER_OBEDIENCE_SECONDS."""
+
+    outlet: str
+    since: datetime
+    draw_a: float | None
+    limit_a: float | None
+    several: bool  # the charger has other outlets in session (the page then names this one)
+
+
 class ChargerPower(models.Model):
     """How a charger is wired and what it may draw (configuration), and what the controller
     last told it and saw it draw (state, written by `power.controller` only)."""
@@ -207,12 +220,21 @@ class ChargerPower(models.Model):
     # The failsafe (default) limit stored in the charger, and when it was sent.
     failsafe_a = models.FloatField(null=True, blank=True)
     failsafe_at = models.DateTimeField(null=True, blank=True)
+    # The charger's own maximum sent as a ChargePointMaxProfile / ChargingStationMaxProfile
+    # (A, for the whole charger), and when.
+    max_profile_a = models.FloatField(null=True, blank=True)
+    max_profile_at = models.DateTimeField(null=True, blank=True)
     # What it was measured drawing (highest phase, A; and W), and when.
     draw_a = models.FloatField(null=True, blank=True)
     draw_w = models.FloatField(null=True, blank=True)
     draw_at = models.DateTimeField(null=True, blank=True)
-    # Drawing more than its limit since (None: within it); non-compliant once that lasted
-    # longer than POWER_OBEDIENCE_SECONDS, until it obeys again.
+    # Obedience per outlet in session: {"2": {"over": ISO time it went over its outlet's limit,
+    # "since": ISO time it became non-compliant (absent: not yet), "draw": A}}; an outlet
+    # within its limit has no entry. Only a non-compliant outlet leaves the sharing.
+    outlet_obedience = models.JSONField(default=dict, blank=True)
+    # The charger as a whole (the earliest of its outlets): drawing more than its limit since
+    # (None: within it); non-compliant once that lasted longer than POWER_OBEDIENCE_SECONDS,
+    # until it obeys again. What the dashboard and the charger page show.
     over_since = models.DateTimeField(null=True, blank=True)
     non_compliant_since = models.DateTimeField(null=True, blank=True)
     # It answered a charging profile with a refusal (or an error): left out of the sharing.
@@ -237,15 +259,42 @@ class ChargerPower(models.Model):
         "outlet_limits",
         "failsafe_a",
         "failsafe_at",
+        "max_profile_a",
+        "max_profile_at",
         "draw_a",
         "draw_w",
         "draw_at",
+        "outlet_obedience",
         "over_since",
         "non_compliant_since",
         "rejected_at",
         "running_since",
         "paused_since",
     )
+
+    def disobeying_outlets(self) -> list[DisobeyingOutlet]:
+        """The outlets found non-compliant, oldest first (what the Power page's alert names)."""
+        found = []
+        for outlet, entry in (self.outlet_obedience or {}).items():
+            if not entry.get("since"):
+                continue
+            limits = self.outlet_limits or {}
+            limit = limits.get(outlet, self.limit_a)
+            found.append(
+                DisobeyingOutlet(
+                    outlet=outlet,
+                    since=datetime.fromisoformat(entry["since"]),
+                    draw_a=entry.get("draw"),
+                    limit_a=float(limit) if limit is not None else None,
+                    several=len(limits) > 1,
+                )
+            )
+        if not found and self.non_compliant_since is not None:
+            # Flagged as a whole (a row the controller has not judged per outlet yet).
+            return [
+                DisobeyingOutlet("1", self.non_compliant_since, self.draw_a, self.limit_a, False)
+            ]
+        return sorted(found, key=lambda d: (d.since, d.outlet))
 
 
 class PowerSample(models.Model):

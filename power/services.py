@@ -158,17 +158,23 @@ def _clear_profiles(site: Site, actor: User | None) -> int:
                 asked_by=actor if actor is not None and actor.pk else None,
             )
             for charger in chargers
-            for payload in charging_profiles.clear_profiles(charger.ocpp_version)
+            for payload in charging_profiles.clear_profiles(
+                charger.ocpp_version,
+                charging_profiles.reported(
+                    charger.configuration, charging_profiles.STACK_LEVEL_KEYS
+                ),
+            )
         ]
     )
     ChargerPower.objects.filter(charger__site=site).update(
         **{
             name: None
             for name in ChargerPower.STATE_FIELDS
-            if name not in ("limit_transaction", "outlet_limits")
+            if name not in ("limit_transaction", "outlet_limits", "outlet_obedience")
         },
         limit_transaction="",
         outlet_limits={},
+        outlet_obedience={},
     )
     return len(chargers)
 

@@ -59,6 +59,15 @@ def _parse_time(value) -> datetime | None:
         return None
 
 
+MAX_PURPOSES = ("ChargePointMaxProfile", "ChargingStationMaxProfile")
+
+
+def _schedule(profile: dict) -> dict:
+    """A profile's (first) charging schedule: 1.6 has one, 2.0.1 a list."""
+    schedule = profile["charging_schedule"]
+    return schedule[0] if isinstance(schedule, list) else schedule
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -81,28 +90,50 @@ class _Simulated:
         # Smart charging: the profiles received (by id), the car plugged in (None: the charger
         # reports energy only) and how it behaves: it draws min(limit, car_max_a) on
         # car_phases phases — or car_max_a whatever it is told when `disobey` is set (tests);
-        # `reject_profiles` refuses every profile.
+        # `reject_profiles` refuses every profile, `reject_purposes` those of these purposes
+        # (a charger without ChargePointMaxProfile support…).
         self.profiles: dict[int, dict] = {}
         self.car_max_a: float | None = None
         self.car_phases = 3
         self.disobey = False
         self.reject_profiles = False
+        self.reject_purposes: set[str] = set()
         # A setting the charger cannot take (tests): refuse(key, value) → True to reject it.
         self.refuse_setting: Callable[[str, str], bool] | None = None
 
     def _store_profile(self, profile_id: int, profile: dict) -> str:
-        if self.reject_profiles:
+        if self.reject_profiles or profile["charging_profile_purpose"] in self.reject_purposes:
             return "Rejected"
         self.profiles[profile_id] = profile
         return "Accepted"
 
     def limit_a(self, transaction_id=None) -> float | None:
         """The limit in force (A): the valid TxProfile of the transaction with the highest stack
-        level, else the valid TxDefaultProfile with the highest stack level, else None."""
+        level, else the valid TxDefaultProfile with the highest stack level, else None — capped
+        by the charger's max profile (ChargePointMaxProfile / ChargingStationMaxProfile)."""
         now = datetime.now(UTC)
         valid = [
             p for p in self.profiles.values() if (_parse_time(p.get("valid_to")) or now) >= now
         ]
+        ceilings = [
+            self._schedule_limit(p)
+            for p in valid
+            if p["charging_profile_purpose"] in MAX_PURPOSES
+            and (_parse_time(_schedule(p).get("start_schedule")) or now) <= now
+        ]
+        limit = self._layer_limit(valid, transaction_id)
+        if ceilings:
+            return min(ceilings) if limit is None else min(limit, *ceilings)
+        return limit
+
+    def _schedule_limit(self, profile: dict) -> float:
+        schedule = _schedule(profile)
+        limit = float(schedule["charging_schedule_period"][0]["limit"])
+        if schedule["charging_rate_unit"] == "W":
+            limit = limit / VOLTAGE / self.car_phases
+        return limit
+
+    def _layer_limit(self, valid: list[dict], transaction_id) -> float | None:
         tx = [
             p
             for p in valid
@@ -116,14 +147,7 @@ class _Simulated:
         defaults = [p for p in valid if p["charging_profile_purpose"] == "TxDefaultProfile"]
         for layer in (tx, defaults):
             if layer:
-                profile = max(layer, key=lambda p: p["stack_level"])
-                schedule = profile["charging_schedule"]
-                if isinstance(schedule, list):
-                    schedule = schedule[0]
-                limit = float(schedule["charging_schedule_period"][0]["limit"])
-                if schedule["charging_rate_unit"] == "W":
-                    limit = limit / VOLTAGE / self.car_phases
-                return limit
+                return self._schedule_limit(max(layer, key=lambda p: p["stack_level"]))
         return None
 
     def draw_a(self, transaction_id=None) -> float | None:

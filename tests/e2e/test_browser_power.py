@@ -43,6 +43,22 @@ def world(transactional_db, settings, live_server):
     ChargerPower.objects.filter(pk=chargers[1].pk).update(
         limit_a=10.0, draw_a=16.0, failsafe_a=10.0, non_compliant_since=now - timedelta(minutes=1)
     )
+    # A twin charger: two sessions, its outlet 2 drawing 20 A for 16 A allowed.
+    twin = make_managed_charger(site, "BERCY-TWIN")
+    builders.make_connector(twin.charger, 2)
+    start_session(twin.charger, "31")
+    second = start_session(twin.charger, "32")
+    second.connector = twin.charger.connectors.get(connector_id=2)
+    second.save()
+    since = (now - timedelta(minutes=2)).isoformat()
+    ChargerPower.objects.filter(pk=twin.pk).update(
+        limit_a=28.0,
+        draw_a=32.0,
+        failsafe_a=5.3,
+        outlet_limits={"1": 12.0, "2": 16.0},
+        outlet_obedience={"2": {"over": since, "since": since, "draw": 20.0}},
+        non_compliant_since=now - timedelta(minutes=2),
+    )
     for minute in range(60):
         load = 6000 + 3000 * (minute % 12 < 4)
         PowerSample.objects.create(
@@ -89,6 +105,7 @@ def test_power_page_draws_the_chart_shows_alerts_and_saves_settings(
     expect(page.locator("#power-chart canvas")).to_be_visible()
     assert page.evaluate("() => !!Chart.getChart(document.querySelector('#power-chart canvas'))")
     expect(page.get_by_text("BERCY-2 does not obey its limit")).to_be_visible()
+    expect(page.get_by_text("Outlet 2 of BERCY-TWIN does not obey its limit")).to_be_visible()
     page.get_by_label("Safety margin (A)").fill("3")
     page.get_by_label("Peak shaving").check()
     page.get_by_label("Peak cap (kW)").fill("15")

@@ -17,6 +17,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
+from chargers.models import ChargerCommand
 from meters.models import Meter
 from meters.readings import site_measurement
 from power.models import ChargerPower
@@ -210,6 +211,28 @@ def test_limits_follow_the_building_failsafe_and_obedience(power_site, e2e_env, 
             what="the first limits",
         )
         assert sum(steady.values()) == 27.0
+
+        # Each charger holds its own maximum as a ChargePointMaxProfile, its answer recorded.
+        def maxima_accepted():
+            rows = ChargerCommand.objects.filter(
+                charger__identity__in=IDENTITIES, action="SetChargingProfile"
+            ).values_list("charger__identity", "payload", "status")
+            return {
+                identity
+                for identity, payload, status in rows
+                if payload["csChargingProfiles"]["chargingProfilePurpose"]
+                == "ChargePointMaxProfile"
+                and status == "accepted"
+            } == set(IDENTITIES)
+
+        wait_until(maxima_accepted, timeout=30, what="the max profiles answered")
+        assert all(
+            any(
+                p["charging_profile_purpose"] == "ChargePointMaxProfile"
+                for p in c.profiles.values()
+            )
+            for c in fleet.chargers.values()
+        )
         # The solar meter is read over Modbus by the same run_meters, next to the MQTT one.
         measured = wait_until(
             lambda: (

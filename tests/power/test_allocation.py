@@ -382,14 +382,49 @@ def test_outlets_share_the_site_with_the_other_chargers_and_pause_rather_than_go
 def test_a_charger_out_of_the_sharing_is_reserved_once_for_all_its_outlets():
     twin = ChargerSpec(1, THREE, max_a=32.0, outlets=2)
     single = ChargerSpec(2, THREE, max_a=32.0)
-    rogue = outlet_sessions(1, 1, 2, excluded="non_compliant", fixed_a=10.0)
+    rogue = outlet_sessions(1, 1, 2, excluded="non_compliant", fixed_a=5.0)
     rogue = [
         SessionState(**{**s.__dict__, "draw_a": (6.0, 6.0, 6.0)})  # 12 A together
         for s in rogue
     ]
     result = allocate(site([twin, single]), [*rogue, *sessions(2)], None, NOW)
-    assert result.reserved == {1: 12.0}
+    assert result.reserved == {1: 12.0}  # what they draw together, above their 2 × 5 A
     assert result.outlet_limits == {(2, 1): 20.0}
+    # Two outlets set aside with their own last limits (8 A and 10 A) count for both.
+    quiet = [
+        SessionState(**{**s.__dict__, "fixed_a": fixed, "draw_a": (1.0, 1.0, 1.0)})
+        for s, fixed in zip(rogue, (8.0, 10.0), strict=True)
+    ]
+    assert allocate(site([twin, single]), [*quiet, *sessions(2)], None, NOW).reserved == {1: 18.0}
+    # A charger refusing profiles is counted at its maximum once, not once per outlet.
+    refusing = outlet_sessions(1, 1, 2, excluded="rejects", fixed_a=32.0)
+    result = allocate(site([twin, single], limit_a=40.0), [*refusing, *sessions(2)], None, NOW)
+    assert result.reserved == {1: 32.0}
+    assert result.outlet_limits == {(2, 1): 8.0}
+
+
+def test_one_non_compliant_outlet_leaves_the_sharing_alone_and_its_neighbour_is_lowered():
+    """Outlet 2 of a twin charger draws 20 A for its 8 A: it alone is set aside at what it
+    draws; outlet 1 of the same charger stays in the sharing with the other charger, and the
+    charger's own maximum counts the rogue outlet too."""
+    twin = ChargerSpec(1, THREE, max_a=32.0, outlets=2)
+    single = ChargerSpec(2, THREE, max_a=32.0)
+    good, rogue = outlet_sessions(1, 1, 2)
+    rogue = SessionState(
+        **{
+            **rogue.__dict__,
+            "draw_a": (20.0, 20.0, 20.0),
+            "excluded": "non_compliant",
+            "fixed_a": 8.0,
+        }
+    )
+    result = allocate(site([twin, single]), [good, rogue, *sessions(2)], None, NOW)
+    assert result.reserved == {1: 20.0}
+    assert result.outlet_limits == {(1, 1): 6.0, (2, 1): 6.0}
+    assert result.limits == {1: 6.0, 2: 6.0}
+    # On a roomy site the twin's own 32 A maximum is what holds outlet 1 back.
+    result = allocate(site([twin, single], limit_a=100.0), [good, rogue, *sessions(2)], None, NOW)
+    assert result.outlet_limits == {(1, 1): 12.0, (2, 1): 32.0}
 
 
 def test_the_failsafe_counts_outlets_not_chargers():

@@ -34,15 +34,18 @@ def commands(**filters):
     return list(ChargerCommand.objects.filter(action=cp.SET, **filters).order_by("pk"))
 
 
-def dynamic(charger):
-    return [
-        c
-        for c in commands(charger=charger)
-        if (c.payload.get("csChargingProfiles") or c.payload.get("chargingProfile"))[
-            "chargingProfilePurpose"
-        ]
-        == "TxProfile"
+def purpose(row):
+    return (row.payload.get("csChargingProfiles") or row.payload.get("chargingProfile"))[
+        "chargingProfilePurpose"
     ]
+
+
+def dynamic(charger):
+    return [c for c in commands(charger=charger) if purpose(c) == "TxProfile"]
+
+
+def maxima(**filters):
+    return [c for c in commands(**filters) if purpose(c).endswith("MaxProfile")]
 
 
 def answer(status="accepted"):
@@ -53,8 +56,9 @@ def test_first_cycle_sends_failsafe_to_all_and_limits_to_sessions(managed):
     Controller().cycle()
     rows = commands()
     assert all(r.from_portal and r.asked_by is None and r.status == "pending" for r in rows)
-    defaults = [r for r in rows if r.payload["connectorId"] == 0]
+    defaults = [r for r in rows if purpose(r) == "TxDefaultProfile"]
     assert len(defaults) == 3  # every managed charger, in session or not
+    assert all(r.payload["connectorId"] == 0 for r in defaults)
     assert {cp.profile_limit(r.payload) for r in defaults} == {10.6}  # 32 A ÷ 3
     for r in rows:
         validation.validate("1.6", cp.SET, r.payload)
@@ -189,7 +193,7 @@ def test_2_0_1_payloads_validate_and_name_the_transaction(managed, site):
         validation.validate("2.0.1", cp.SET, r.payload)
     tx = dynamic(station.charger)[0].payload
     assert tx["evseId"] == 1 and tx["chargingProfile"]["transactionId"] == "a1b2-c3"
-    default = [r for r in rows if r.payload["evseId"] == 0][0].payload["chargingProfile"]
+    default = [r for r in rows if purpose(r) == "TxDefaultProfile"][0].payload["chargingProfile"]
     assert default["chargingProfilePurpose"] == "TxDefaultProfile" and "validTo" not in default
 
 
@@ -287,7 +291,7 @@ def test_a_charger_with_two_sessions_gets_a_profile_per_connector_judged_per_con
     with time_machine.travel(start):
         controller.cycle()
         answer()
-    failsafe = [c for c in commands(charger=state.charger) if c.payload["connectorId"] == 0]
+    failsafe = [c for c in commands(charger=state.charger) if purpose(c) == "TxDefaultProfile"]
     assert [cp.profile_limit(c.payload) for c in failsafe] == [16.0]
     profiles = {
         c.payload["connectorId"]: c.payload["csChargingProfiles"] for c in dynamic(state.charger)
@@ -311,3 +315,172 @@ def test_a_charger_with_two_sessions_gets_a_profile_per_connector_judged_per_con
     with time_machine.travel(start + timedelta(seconds=96)):
         controller.cycle()
     assert len(dynamic(state.charger)) == sent
+
+
+# --- the charger's own maximum as a max profile ------------------------------------------------
+def test_the_chargers_maximum_goes_as_a_max_profile_in_advance_and_again_when_it_changes(
+    managed, manager
+):
+    """Every connected managed charger gets its own maximum as a ChargePointMaxProfile on
+    connector 0 (Absolute from now, stack level 0, no expiry), in session or not; nothing again
+    while nothing changed; again when its maximum is changed in the portal, after a boot and
+    after a reconnection."""
+    from power import services
+
+    controller = Controller()
+    start = timezone.now()
+    with time_machine.travel(start):
+        controller.cycle()
+    rows = maxima()
+    assert len(rows) == 3
+    for row in rows:
+        validation.validate("1.6", cp.SET, row.payload)
+        assert row.payload["connectorId"] == 0
+        profile = row.payload["csChargingProfiles"]
+        assert profile["chargingProfilePurpose"] == "ChargePointMaxProfile"
+        assert profile["chargingProfileKind"] == "Absolute" and "validTo" not in profile
+        assert profile["stackLevel"] == 0 and profile["chargingProfileId"] == cp.MAX_PROFILE_ID
+        assert profile["chargingSchedule"]["startSchedule"] == cp.iso(start)
+        assert cp.profile_limit(row.payload) == 32.0
+    answer()
+    with time_machine.travel(start + timedelta(seconds=5)):
+        controller.cycle()
+    assert len(maxima()) == 3
+
+    one, two, three = managed["chargers"]
+    services.configure_charger(
+        charger=one.charger, actor=manager, wiring=one.wiring, min_a=one.min_a, max_a=20
+    )
+    with time_machine.travel(start + timedelta(seconds=10)):
+        controller.cycle()
+    again = maxima(charger=one.charger)
+    assert [cp.profile_limit(r.payload) for r in again] == [32.0, 20.0]
+    answer()
+    one.refresh_from_db()
+    assert one.max_profile_a == 20.0
+
+    # A reboot (BootNotification recorded) and a reconnection both send it again.
+    two.charger.last_boot_at = start + timedelta(seconds=12)
+    two.charger.save(update_fields=["last_boot_at"])
+    three.charger.connected_since = start + timedelta(seconds=12)
+    three.charger.save(update_fields=["connected_since"])
+    with time_machine.travel(start + timedelta(seconds=15)):
+        controller.cycle()
+    assert len(maxima(charger=two.charger)) == len(maxima(charger=three.charger)) == 2
+    assert len(maxima(charger=one.charger)) == 2
+    answer()
+    with time_machine.travel(start + timedelta(seconds=20)):
+        controller.cycle()
+    assert len(maxima()) == 6
+
+
+def test_a_2_0_1_station_gets_a_charging_station_max_profile_in_its_unit(managed, site):
+    station = make_managed_charger(site, "PWR-MAX-201", version="2.0.1", max_a=24)
+    station.charger.configuration = {
+        "SmartChargingCtrlr/RateUnit": "W",
+        "SmartChargingCtrlr/ProfileStackLevel": "0",
+    }
+    station.charger.save(update_fields=["configuration"])
+    Controller().cycle()
+    (row,) = maxima(charger=station.charger)
+    validation.validate("2.0.1", cp.SET, row.payload)
+    assert row.payload["evseId"] == 0
+    profile = row.payload["chargingProfile"]
+    assert profile["chargingProfilePurpose"] == "ChargingStationMaxProfile"
+    assert profile["chargingProfileKind"] == "Absolute"  # K01.FR.38: never Relative
+    assert profile["stackLevel"] == 0 and profile["id"] == cp.MAX_PROFILE_ID
+    (schedule,) = profile["chargingSchedule"]
+    assert schedule["startSchedule"] and schedule["chargingRateUnit"] == "W"
+    assert schedule["chargingSchedulePeriod"][0]["limit"] == 24 * 230 * 3
+
+
+def test_a_charger_refusing_only_its_max_profile_is_flagged(managed):
+    """Answers are judged per profile: the failsafe and the session's limit accepted after the
+    max profile was refused (same cycle) still leave the charger flagged, and the max profile
+    is offered again with the failsafe after REJECTED_RETRY."""
+    controller = Controller()
+    start = timezone.now()
+    with time_machine.travel(start):
+        controller.cycle()
+    one, two, _ = managed["chargers"]
+    (refused,) = maxima(charger=one.charger)
+    ChargerCommand.objects.filter(pk=refused.pk).update(status="rejected", updated_at=start)
+    ChargerCommand.objects.filter(charger=one.charger).exclude(pk=refused.pk).update(
+        status="accepted", updated_at=start + timedelta(seconds=1)
+    )
+    answer()
+    with time_machine.travel(start + timedelta(seconds=11)):
+        controller.cycle()
+    one.refresh_from_db()
+    assert one.rejected_at is not None
+    assert cp.profile_limit(dynamic(two.charger)[-1].payload) == 0.0  # 32 − its 32 A: paused
+    with time_machine.travel(start + timedelta(minutes=11)):
+        controller.cycle()
+    assert len(maxima(charger=one.charger)) == 2
+    # Accepted this time: back in the sharing.
+    ChargerCommand.objects.filter(charger=one.charger, status="pending").update(
+        status="accepted", updated_at=start + timedelta(minutes=11, seconds=1)
+    )
+    with time_machine.travel(start + timedelta(minutes=11, seconds=5)):
+        controller.cycle()
+    one.refresh_from_db()
+    assert one.rejected_at is None
+
+
+# --- obedience per outlet ---------------------------------------------------------------------
+@pytest.mark.community_scope("community")
+def test_a_non_compliant_outlet_leaves_the_sharing_alone_and_its_neighbour_keeps_being_steered(
+    community, site
+):
+    """Two cars on one two-connector charger (32 A maximum) on 3 × 63 A: 16 A each. Connector 2
+    draws 20 A for longer than POWER_OBEDIENCE_SECONDS: connector 2 alone is non-compliant —
+    counted at what it draws, its profile left alone — while connector 1 stays in the sharing
+    and is lowered to what the charger's maximum leaves (32 − 20 = 12 A). Once connector 2
+    draws within its limit it rejoins."""
+    from .conftest import make_site_power
+
+    make_site_power(site, limit_a=63)
+    state = make_managed_charger(site, "TWIN-2", max_a=32)
+    builders.make_connector(state.charger, 2)
+    first = start_session(state.charger, "601")
+    second = start_session(state.charger, "602", started_minutes_ago=20)
+    second.connector = state.charger.connectors.get(connector_id=2)
+    second.save()
+
+    def sent(connector):
+        return [
+            cp.profile_limit(c.payload)
+            for c in dynamic(state.charger)
+            if c.payload["connectorId"] == connector
+        ]
+
+    controller = Controller()
+    start = timezone.now()
+    with time_machine.travel(start):
+        controller.cycle()
+        answer()
+    assert sent(1) == sent(2) == [16.0]
+    for seconds in (30, 60, 95):
+        before = len(sent(2))
+        with time_machine.travel(start + timedelta(seconds=seconds)):
+            sample_current(first, 16.0)
+            sample_current(second, 20.0)
+            controller.cycle()
+            answer()
+    state.refresh_from_db()
+    assert set(state.outlet_obedience) == {"2"}
+    assert state.outlet_obedience["2"]["since"] and state.outlet_obedience["2"]["draw"] == 20.0
+    assert state.non_compliant_since is not None
+    assert sent(1)[-1] == 12.0  # steered: the charger's 32 A less connector 2's 20 A
+    assert len(sent(2)) == before  # left alone once non-compliant: it keeps its last limit
+    assert state.outlet_limits == {"1": 12.0, "2": 16.0}
+    (line,) = state.disobeying_outlets()
+    assert (line.outlet, line.draw_a, line.limit_a, line.several) == ("2", 20.0, 16.0, True)
+    with time_machine.travel(start + timedelta(seconds=130)):
+        sample_current(first, 12.0)
+        sample_current(second, 12.0)
+        controller.cycle()
+        answer()
+    state.refresh_from_db()
+    assert state.outlet_obedience == {} and state.non_compliant_since is None
+    assert sent(1)[-1] == 16.0 and sent(2)[-1] == 16.0  # both back in the sharing

@@ -181,6 +181,40 @@ def test_non_compliance_shows_on_the_power_page_the_dashboard_and_the_charger(ma
     assert 'id="charger-power"' in detail and "Non-compliant" in detail
 
 
+def test_a_non_compliant_outlet_is_named_on_the_power_page(manager_client, site):
+    """A charger with two sessions, one outlet disobeying: the alert names that outlet, with
+    its own draw and limit (not the charger's totals)."""
+    make_site_power(site)
+    state = make_managed_charger(site, "PWR-TWIN")
+    since = timezone.now() - timedelta(minutes=2)
+    ChargerPower.objects.filter(pk=state.pk).update(
+        limit_a=28,
+        draw_a=36,
+        outlet_limits={"1": 12.0, "2": 16.0},
+        outlet_obedience={
+            "2": {"over": since.isoformat(), "since": since.isoformat(), "draw": 20.0}
+        },
+        non_compliant_since=since,
+    )
+    page = manager_client.get(url(site)).content.decode()
+    assert "Outlet 2 of PWR-TWIN does not obey its limit" in page
+    assert "20.0 A for 16.0 A allowed" in page and "36.0" not in page.split('role="alert"')[1]
+
+
+def test_the_power_page_shows_a_silent_grid_meter_and_the_failsafe(manager_client, site):
+    make_site_power(site)
+    meter = builders.make_meter(site, name="Main board")
+    page = manager_client.get(url(site)).content.decode()
+    assert "Meter silent" in page  # never spoke
+    meter.last_reading_at = timezone.now()
+    meter.save(update_fields=["last_reading_at"])
+    page = manager_client.get(url(site)).content.decode()
+    assert "Meter silent" not in page and "No grid meter on this site" not in page
+    meter.delete()
+    page = manager_client.get(url(site)).content.decode()
+    assert "No grid meter on this site" in page
+
+
 def test_the_dashboard_has_no_power_alert_for_drivers(client, individual, site):
     make_site_power(site)
     state = make_managed_charger(site, "PWR-BAD2")
@@ -209,6 +243,38 @@ def test_the_old_grid_limit_becomes_the_grid_connection(community):
     assert not power.managed  # nothing was controlled before: no mode switched on
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_charger_flagged_as_a_whole_keeps_its_verdict_on_its_outlets(community, site):
+    """Migration 0004: the non-compliance of a charger judged as a whole before the upgrade is
+    carried onto each outlet it had a limit for, so it gets no fresh grace period."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    charger = builders.make_charger(community, site=site, identity="PWR-OLD-FLAG")
+    executor = MigrationExecutor(connection)
+    before = [("power", "0003_chargerpower_outlet_limits")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("power", "ChargerPower")
+    since = timezone.now() - timedelta(minutes=3)
+    old.objects.create(
+        community_id=community.pk,
+        charger_id=charger.pk,
+        limit_a=32.0,
+        draw_a=40.0,
+        outlet_limits={"1": 16.0, "2": 16.0},
+        over_since=since - timedelta(minutes=1),
+        non_compliant_since=since,
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    with scope(community=community):
+        state = ChargerPower.objects.get(charger=charger)
+    assert set(state.outlet_obedience) == {"1", "2"}
+    assert state.outlet_obedience["2"]["since"] == since.isoformat()
+    assert [d.outlet for d in state.disobeying_outlets()] == ["1", "2"]
+
+
 def test_the_outlets_page_shows_each_session_power(manager_client, site):
     from chargers.models import MeterSample
 
@@ -235,19 +301,37 @@ def test_switching_management_off_clears_the_chargers_profiles(manager_client, s
     make_site_power(site)
     old = make_managed_charger(site, "PWR-CLR-16", version="1.6")
     new = make_managed_charger(site, "PWR-CLR-201", version="2.0.1")
-    ChargerPower.objects.filter(pk=old.pk).update(failsafe_a=10.6, limit_a=16)
+    # A station with one stack level got its TxProfiles at level 0: cleared there.
+    new.charger.configuration = {"SmartChargingCtrlr/ProfileStackLevel": "0"}
+    new.charger.save(update_fields=["configuration"])
+    ChargerPower.objects.filter(pk=old.pk).update(
+        failsafe_a=10.6,
+        limit_a=16,
+        max_profile_a=32,
+        outlet_obedience={"1": {"over": timezone.now().isoformat()}},
+    )
     response = manager_client.post(
         url(site, "settings/"), settings_post(**{"site-load_balancing": ""})
     )
     assert response.status_code == 302
     rows = ChargerCommand.objects.filter(action="ClearChargingProfile")
-    assert rows.count() == 4 and all(r.from_portal and r.status == "pending" for r in rows)
+    # The failsafe, the charger's maximum (by their ids) and the dynamic TxProfiles.
+    assert rows.count() == 6 and all(r.from_portal and r.status == "pending" for r in rows)
     for row in rows:
         validation.validate(row.charger.ocpp_version, "ClearChargingProfile", row.payload)
     assert {r.charger_id for r in rows} == {old.charger_id, new.charger_id}
+    cleared = [r.payload.get("id", r.payload.get("chargingProfileId")) for r in rows]
+    assert sorted(i for i in cleared if i) == [1, 1, 2, 2]
+    by_purpose = {
+        r.charger_id: r.payload.get("chargingProfileCriteria", r.payload)["stackLevel"]
+        for r in rows
+        if "stackLevel" in r.payload.get("chargingProfileCriteria", r.payload)
+    }
+    assert by_purpose == {old.charger_id: 1, new.charger_id: 0}
     old.refresh_from_db()
-    assert old.failsafe_a is None and old.limit_a is None
+    assert old.failsafe_a is None and old.limit_a is None and old.max_profile_a is None
+    assert old.outlet_obedience == {}
     assert AuditEvent.objects.get(action="power.site").data["cleared"] == 2
     # Saving an unmanaged site again asks nothing more.
     manager_client.post(url(site, "settings/"), settings_post(**{"site-load_balancing": ""}))
-    assert ChargerCommand.objects.filter(action="ClearChargingProfile").count() == 4
+    assert ChargerCommand.objects.filter(action="ClearChargingProfile").count() == 6
