@@ -268,6 +268,14 @@ def main(argv=None) -> int:
         for w in workers:
             if not w.ready.wait(90):
                 raise SystemExit(f"{w.name} did not start:\n" + "\n".join(w.lines))
+        from billing.pdf import subsets_fonts_with_harfbuzz
+
+        if not subsets_fonts_with_harfbuzz():
+            print(
+                "WARNING: libharfbuzz-subset0 is missing: WeasyPrint subsets fonts with fontTools,"
+                " ~0.3 s more CPU per note (scripts/install-system-deps installs it)",
+                flush=True,
+            )
         print(
             f"{YEAR}-{MONTH:02d}: {args.drivers} drivers x {args.sessions} sessions on {database}"
             f" (seeded in {seeded:.1f} s), {args.workers} workers, broker "

@@ -22,3 +22,14 @@ def test_the_bench_measures_the_cpu_of_the_other_backends_of_its_database():
         backends = _database_backends()
     assert pid in backends and own not in backends
     assert backends[pid] > 0
+
+
+def test_whether_fonts_are_subset_by_harfbuzz_is_known(monkeypatch):
+    """The bench warns when `libharfbuzz-subset0` is missing (fontTools: ~0.3 s more a note)."""
+    from weasyprint.text import ffi
+
+    from billing.pdf import subsets_fonts_with_harfbuzz
+
+    assert subsets_fonts_with_harfbuzz() is (ffi.harfbuzz_subset is not None)
+    monkeypatch.setattr(ffi, "harfbuzz_subset", None)
+    assert subsets_fonts_with_harfbuzz() is False
