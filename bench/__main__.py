@@ -173,6 +173,26 @@ class Worker:
                 self.proc.wait(5)
 
 
+def _database_backends() -> dict[int, float]:
+    """pid → CPU seconds so far of every PostgreSQL backend of the bench database but this
+    process's own (it only polls): the workers' connections, on this machine."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [pid for (pid,) in cursor.fetchall()]
+    cpu = {}
+    for pid in pids:
+        try:
+            cpu[pid] = cpu_seconds(pid)
+        except OSError:  # ended meanwhile, or a server on another machine
+            pass
+    return cpu
+
+
 class BenchTimeout(Exception):
     pass
 
@@ -248,6 +268,14 @@ def main(argv=None) -> int:
         for w in workers:
             if not w.ready.wait(90):
                 raise SystemExit(f"{w.name} did not start:\n" + "\n".join(w.lines))
+        from billing.pdf import subsets_fonts_with_harfbuzz
+
+        if not subsets_fonts_with_harfbuzz():
+            print(
+                "WARNING: libharfbuzz-subset0 is missing: WeasyPrint subsets fonts with fontTools,"
+                " ~0.3 s more CPU per note (scripts/install-system-deps installs it)",
+                flush=True,
+            )
         print(
             f"{YEAR}-{MONTH:02d}: {args.drivers} drivers x {args.sessions} sessions on {database}"
             f" (seeded in {seeded:.1f} s), {args.workers} workers, broker "
@@ -261,6 +289,7 @@ def main(argv=None) -> int:
             unsent = NoteDispatch.objects.exclude(status=NoteDispatch.Status.SENT)
             deadline = time.perf_counter() + args.timeout
             cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
+            db_before = _database_backends()
             load_before = os.getloadavg()[0]
             start = time.perf_counter()
             run_month.delay(community=community.pk, year=YEAR, month=MONTH, send=True)
@@ -298,6 +327,8 @@ def main(argv=None) -> int:
                 return 1
             elapsed = done - start
             cpu = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+            # Backends that ended during the run are missed: a lower bound.
+            db_cpu = sum(t - db_before.get(pid, 0.0) for pid, t in _database_backends().items())
             load_after = os.getloadavg()[0]
             failed = NoteDispatch.objects.filter(status=NoteDispatch.Status.FAILED).count()
             peaks = [_peak_rss_mb(w.proc.pid) for w in workers]
@@ -337,6 +368,11 @@ def main(argv=None) -> int:
         f"worker CPU       : {cpu:.1f} s in all, {cpu / max(total, 1) * 1000:.0f} ms per note "
         f"(with {args.workers} cores to themselves: ~{cpu / args.workers:.0f} s wall); "
         f"load average {load_before:.1f} before, {load_after:.1f} after"
+    )
+    print(
+        f"PostgreSQL CPU   : {db_cpu:.1f} s, {db_cpu / max(total, 1) * 1000:.0f} ms per note (the "
+        f"workers' backends); workers + PostgreSQL {(cpu + db_cpu) / max(total, 1) * 1000:.0f} ms "
+        f"per note: ~{(cpu + db_cpu) / 2:.0f} s wall on two free cores"
     )
     print(
         f"milestones       : rows issued after {issued - start:.1f} s, last PDF stored "

@@ -4,9 +4,10 @@ in its scope). Every task is idempotent (re-running issues, renders and sends no
 and `acks_late`.
 
 The month-end pipeline: `run_month` issues the month's rows in one short transaction and, after
-commit, queues one `render_note` per new note; each rendering queues its driver's e-mail
-(`send_driver_copy`) and, once the month's last PDF is stored, the finance e-mail
-(`send_finance`). Several workers share a month that way.
+commit, queues one `render_note` per new note; each rendering sends its driver's e-mail itself
+(a failed one goes on in `send_driver_copy`, retried with backoff) and, once the month's last
+PDF is stored, queues the finance e-mail (`send_finance`). Several workers share a month that
+way.
 
 `check_months` runs hourly on the schedule in `CELERY_BEAT_SCHEDULE` (sparklin/settings.py)."""
 
@@ -89,8 +90,10 @@ def run_month(
 
 @shared_task(name="billing.tasks.render_note", base=CommunityTask, **_DB_RETRY)
 def render_note(self: CommunityTask, *, community: Community, note: int) -> bool:
-    """Render and store one note's PDF (nothing if it has one), then start its e-mails: the
-    driver's copy, and the finance e-mail when it was the month's last PDF."""
+    """Render and store one note's PDF (nothing if it has one), then send its e-mails: the
+    driver's copy here and now (a second task per note cost as much as the send itself; a
+    failed send is recorded and handed to `send_driver_copy`, which retries it with backoff),
+    and the finance e-mail, queued when it was the month's last PDF."""
     obj = ExpenseNote.objects.select_related("replaces", "holder").filter(pk=note).first()
     if obj is None:
         return False  # the community was deleted since
@@ -101,7 +104,11 @@ def render_note(self: CommunityTask, *, community: Community, note: int) -> bool
         status=NoteDispatch.Status.SENT
     )
     if pending.filter(note=obj, kind=NoteDispatch.Kind.DRIVER).exists():
-        send_driver_copy.delay(community=community.pk, note=obj.pk)
+        result = dispatch.send_driver_copy(note=obj)
+        if result.failed and not self.request.is_eager:
+            send_driver_copy.apply_async(
+                kwargs={"community": community.pk, "note": obj.pk}, countdown=SEND_RETRY_BASE
+            )
     if pending.filter(kind=NoteDispatch.Kind.FINANCE).exists() and rendering.month_has_all_pdfs(
         community, obj.year, obj.month
     ):

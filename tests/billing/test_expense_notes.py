@@ -103,6 +103,29 @@ def test_one_note_per_driver_with_amounts_to_the_cent(community, fleet):
     assert AuditEvent.objects.filter(action="expense_notes.generate").count() == 1
 
 
+def test_issuing_reads_each_driver_once_not_once_per_session(community, fleet):
+    """A month is tens of thousands of sessions: their holders are read once each (building a
+    user parses their phone number), not joined to every session."""
+    from django.db.models.signals import post_init
+
+    from accounts.models import User
+    from billing.notes import drivers_of_month
+
+    built = []
+
+    def count(sender, instance, **kwargs):
+        built.append(instance.pk)
+
+    post_init.connect(count, sender=User)
+    try:
+        drivers = drivers_of_month(community, 2025, 10)
+    finally:
+        post_init.disconnect(count, sender=User)
+    assert sorted(built) == sorted([fleet["a"].pk, fleet["b"].pk])  # A has five sessions
+    assert [len(drivers[fleet[k].pk].lines) for k in "ab"] == [5, 1]
+    assert drivers[fleet["a"].pk].holder == fleet["a"]
+
+
 def test_pdf_text_has_the_lines_and_totals_in_english(community, fleet):
     generate(community)
     a = note_of(fleet["a"])

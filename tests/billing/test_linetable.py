@@ -143,3 +143,34 @@ def test_in_the_pdf_amounts_end_on_one_edge_and_a_long_site_is_whole(language, t
         assert word in text
     # The table's right edge is the page content's: A4 595 pt, 15 mm side margins.
     assert abs(max(ends) - (595.28 - 15 * 72 / 25.4 - 1.4 * 72 / 25.4)) < 1.5
+
+
+def test_every_table_of_the_note_has_a_fixed_layout():
+    """An automatic table layout measures every cell's text before laying it out (a second
+    layout of each session line): the note's tables are laid out from the widths the
+    stylesheet gives them."""
+    from weasyprint import HTML
+
+    from billing.pdf import _stylesheet, render_expense_note_html
+
+    note = _note([_line(0), _line(1)])
+    css, fonts = _stylesheet()
+    document = HTML(string=render_expense_note_html(note, "en")).render(
+        stylesheets=[css], font_config=fonts
+    )
+    page = document.pages[0]._page_box
+    tables = [box for box in page.descendants() if type(box).__name__ == "TableBox"]
+    assert len(tables) == 4  # head, meta, lines, totals
+    assert {box.style["table_layout"] for box in tables} == {"fixed"}
+
+
+def test_a_long_driver_name_wraps_in_the_header_and_stays_on_the_page(tmp_path):
+    note = _note([_line(0)])
+    note.holder_name = (
+        "Marie-Christine Alexandrine de la Tour-Auvergne-Lauraguais Montmorency-Laval"
+    )
+    words = _words(render_expense_note_pdf(note, "en"), tmp_path)
+    # Wrapped at spaces or hyphens, every letter of it is printed, in order.
+    assert "".join(note.holder_name.split()) in "".join(w for *_box, w in words)
+    right_edge = 595.28 - 15 * 72 / 25.4
+    assert max(x1 for _x0, _y, x1, _w in words) <= right_edge + 0.5

@@ -2,24 +2,27 @@
 commit (crash-safe, orphans replaced), e-mails claimed before they leave, finance waiting for
 the month's last PDF, the month lock never held while rendering, lost work picked up again."""
 
+import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
 import time_machine
+from aiosmtpd.controller import Controller
 from django.core import mail
 from django.core.files.base import ContentFile
 from django.db import connections, transaction
 from django.utils import timezone
 from django_scopes import scope
 
-from billing import dispatch, issuing, rendering, scheduling
+from billing import dispatch, emails, issuing, rendering, scheduling, tasks
 from billing.models import ExpenseNote, ExpenseRun, NoteDispatch
 from billing.pdf import render_expense_note_pdf
 from communities.models import Role
 from tests import builders
 from tests.communities.portal_data import local, make_session
+from tests.e2e.processes import Inbox, free_port
 
 from .notes_data import after_commit
 
@@ -248,3 +251,100 @@ def test_the_month_lock_is_not_held_while_pdfs_are_rendered(community, month):
     assert seen == ["free", "free", "free"]
     assert not ExpenseNote.objects.filter(pdf="").exists()
     assert len(mail.outbox) == 3
+
+
+@pytest.mark.community_scope
+def test_rendering_a_note_sends_its_drivers_copy_in_the_same_task(community, month):
+    """One task per note: the rendering sends the driver's copy itself, queuing nothing."""
+    generate(community, send=True)
+    note = ExpenseNote.objects.get(holder=month[0])
+    with (
+        mock.patch("billing.tasks.send_driver_copy.delay") as queued,
+        mock.patch("billing.tasks.send_driver_copy.apply_async") as queued_later,
+    ):
+        tasks.render_note(community=community.pk, note=note.pk)
+    queued.assert_not_called()
+    queued_later.assert_not_called()
+    assert [m.to for m in mail.outbox] == [["a@x.example"]]
+    assert mail.outbox[0].attachments[0][0] == f"{note.number}.pdf"
+    assert NoteDispatch.objects.get(note=note, kind="driver").status == NoteDispatch.Status.SENT
+
+
+@pytest.mark.community_scope
+def test_a_drivers_copy_that_fails_in_the_rendering_task_goes_on_in_the_retrying_task(
+    community, month, settings
+):
+    generate(community, send=True)
+    note = ExpenseNote.objects.get(holder=month[0])
+    settings.EMAIL_BACKEND = "tests.billing.test_expense_notes.FailingBackend"
+    with mock.patch("billing.tasks.send_driver_copy.apply_async") as retry:
+        assert tasks.render_note(community=community.pk, note=note.pk) is True
+    retry.assert_called_once_with(
+        kwargs={"community": community.pk, "note": note.pk}, countdown=tasks.SEND_RETRY_BASE
+    )
+    failed = NoteDispatch.objects.get(note=note, kind="driver")
+    assert failed.status == NoteDispatch.Status.FAILED and failed.claimed_at is None
+    assert "Connection unexpectedly closed" in failed.error
+    ExpenseNote.objects.get(pk=note.pk).pdf.open().close()  # the PDF is stored all the same
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A local SMTP server; e-mail goes to it through Django's SMTP backend."""
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    yield inbox
+    emails._forget_kept()
+    controller.stop()
+
+
+@pytest.mark.community_scope
+def test_a_worker_sends_one_email_after_another_over_one_smtp_connection(
+    community, month, smtp_server, monkeypatch
+):
+    after_commit(generate, community)  # notes and PDFs; the month is not sent
+    notes = list(ExpenseNote.objects.select_related("holder").exclude(holder__email=""))
+    assert len(notes) == 2 and not smtp_server.messages
+
+    def send(note):
+        emails.send_driver_email(note=note, to=note.holder.email, language="en")
+
+    monkeypatch.setattr(emails, "_in_worker", lambda: True)
+    send(notes[0])
+    send(notes[1])
+    assert len(smtp_server.messages) == 2 and len(set(smtp_server.peers)) == 1
+    # The connection died meanwhile: seen (NOOP) before the next e-mail, which opens another.
+    emails._kept.connection.connection.sock.shutdown(socket.SHUT_RDWR)
+    send(notes[0])
+    assert len(smtp_server.messages) == 3 and len(set(smtp_server.peers)) == 2
+    # Idle longer than it may be: not reused.
+    monkeypatch.setattr(emails, "SMTP_KEEP_SECONDS", -1)
+    send(notes[1])
+    assert len(smtp_server.messages) == 4 and len(set(smtp_server.peers)) == 3
+    # Outside a worker (a web request, tasks in-process) each e-mail has its own connection.
+    monkeypatch.setattr(emails, "_in_worker", lambda: False)
+    monkeypatch.setattr(emails, "SMTP_KEEP_SECONDS", 60)
+    send(notes[0])
+    send(notes[1])
+    assert len(smtp_server.messages) == 6 and len(set(smtp_server.peers)) == 5
+
+
+@pytest.mark.community_scope
+def test_a_send_that_fails_on_the_kept_connection_drops_it(
+    community, month, smtp_server, monkeypatch
+):
+    after_commit(generate, community)
+    note = ExpenseNote.objects.select_related("holder").exclude(holder__email="").first()
+    monkeypatch.setattr(emails, "_in_worker", lambda: True)
+    emails.send_driver_email(note=note, to=note.holder.email, language="en")
+    kept = emails._kept.connection
+    with mock.patch.object(kept, "_send", side_effect=OSError("reset by peer")):
+        with pytest.raises(OSError):
+            emails.send_driver_email(note=note, to=note.holder.email, language="en")
+    assert emails._kept.connection is None and kept.connection is None  # closed, forgotten
+    emails.send_driver_email(note=note, to=note.holder.email, language="en")
+    assert len(smtp_server.messages) == 2 and len(set(smtp_server.peers)) == 2

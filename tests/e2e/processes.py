@@ -293,10 +293,12 @@ class Inbox:
 
     def __init__(self):
         self.messages = []
+        self.peers = []  # the client's (host, port) of each message: one per SMTP connection
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append((list(envelope.rcpt_tos), message))
+        self.peers.append(session.peer)
         return "250 OK"
 
     def to(self, address):

@@ -169,7 +169,10 @@ def test_two_workers_share_a_month_and_send_each_email_once(two_workers, smtp, s
     finance = next(m for to, m in smtp.messages if to == [RECIPIENT])
     pdfs = [p for p in finance.iter_attachments() if p.get_filename().endswith(".pdf")]
     assert len(pdfs) == drivers
-    # Both workers rendered part of the month.
+    # Both workers rendered part of the month, each sending its drivers' copies itself.
     assert all(succeeded(w, "billing.tasks.render_note") >= 1 for w in two_workers)
     assert sum(succeeded(w, "billing.tasks.render_note") for w in two_workers) == drivers
+    assert not any(succeeded(w, "billing.tasks.send_driver_copy") for w in two_workers)
+    # Each worker kept its SMTP connection from one e-mail to the next.
+    assert len(set(smtp.peers)) <= len(two_workers) < len(smtp.messages)
     assert not ExpenseNote.objects.filter(community=community, pdf="").exists()
