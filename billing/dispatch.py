@@ -23,7 +23,7 @@ from communities.models import Community
 from communities.services import audit
 
 from . import notes as note_data
-from .emails import send_driver_email, send_finance_email
+from .emails import finance_parts, send_driver_email, send_finance_email
 from .issuing import create_dispatches, locked_run, month_notes
 from .models import ExpenseNote, ExpenseRun, NoteDispatch
 from .months import check_month, parse_months
@@ -155,23 +155,33 @@ def send_finance(
         if dispatches.filter(_claimable(now)).count() != len(ids):
             return result  # another worker is sending them right now
         dispatches.update(claimed_at=now, to_email=to)
-    # Claimed and committed: the mail server is talked to outside any lock.
-    try:
-        send_finance_email(
-            community=community,
-            notes=notes,
-            to=to,
-            language=note_data.finance_language(community),
-            year=year,
-            month=month,
-        )
-    except OSError as e:  # smtplib.SMTPException is an OSError
-        logger.warning("Expense notes %s-%s to %s failed: %s", year, month, to, e)
-        _mark(ids, status=NoteDispatch.Status.FAILED, to=to, error=_error_text(e))
-        result.failed.append(_error_text(e))
-    else:
-        _mark(ids, status=NoteDispatch.Status.SENT, to=to)
-        result.finance_sent += len(notes)
+    # Claimed and committed: the mail server is talked to outside any lock. A large month goes
+    # in parts (`finance_parts`), each marked sent as it leaves: a failure leaves only the
+    # notes not sent yet for the retry.
+    by_note = dict(dispatches.values_list("note_id", "pk"))
+    parts = finance_parts(notes)
+    for number, part in enumerate(parts, start=1):
+        part_ids = [by_note[note.pk] for note in part]
+        try:
+            send_finance_email(
+                community=community,
+                notes=part,
+                to=to,
+                language=note_data.finance_language(community),
+                year=year,
+                month=month,
+                part=number,
+                parts=len(parts),
+                summary=notes,
+            )
+        except OSError as e:  # smtplib.SMTPException is an OSError
+            logger.warning("Expense notes %s-%s to %s failed: %s", year, month, to, e)
+            unsent = [pk for later in parts[number - 1 :] for pk in (by_note[n.pk] for n in later)]
+            _mark(unsent, status=NoteDispatch.Status.FAILED, to=to, error=_error_text(e))
+            result.failed.append(_error_text(e))
+            break
+        _mark(part_ids, status=NoteDispatch.Status.SENT, to=to)
+        result.finance_sent += len(part)
     return result
 
 

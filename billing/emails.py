@@ -118,17 +118,48 @@ def _note_rows(notes, language):
     ]
 
 
-def send_finance_email(*, community, notes, to: str, language: str, year: int, month: int):
+def finance_parts(notes) -> list[list]:
+    """`notes` in order, cut into the parts of the finance e-mail: each part's PDFs add up to at
+    most EXPENSE_NOTES_FINANCE_PART_MB (a note larger than that travels alone)."""
+    limit = settings.EXPENSE_NOTES_FINANCE_PART_MB * 1_000_000
+    parts: list[list] = []
+    size = 0
+    for note in notes:
+        pdf_size = note.pdf.size if note.pdf else 0
+        if not parts or (parts[-1] and size + pdf_size > limit):
+            parts.append([])
+            size = 0
+        parts[-1].append(note)
+        size += pdf_size
+    return parts
+
+
+def send_finance_email(
+    *,
+    community,
+    notes,
+    to: str,
+    language: str,
+    year: int,
+    month: int,
+    part: int = 1,
+    parts: int = 1,
+    summary=None,
+):
     """One e-mail to the expense-note recipient listing `notes`, each PDF attached, plus the CSV
-    summary of the same notes."""
-    total = sum((n.amount for n in notes), start=0)
+    summary of `summary` (the notes of every part; `notes` when the e-mail is not split). Part
+    `part` of `parts` says so in its subject and text."""
+    summary = notes if summary is None else summary
+    total = sum((n.amount for n in summary), start=0)
     currency = notes[0].currency if notes else community.currency
     context = {
         "community": community,
         "month": fmt.month(year, month, language),
         "rows": _note_rows(notes, language),
         "total": fmt.money(total, currency, language),
-        "count": len(notes),
+        "count": len(summary),
+        "part": part,
+        "parts": parts,
         "site_url": settings.SITE_URL,
     }
     with override(language):
@@ -140,7 +171,7 @@ def send_finance_email(*, community, notes, to: str, language: str, year: int, m
     for note in notes:
         message.attach(f"{note.number}.pdf", _pdf_of(note, language), "application/pdf")
     out = io.StringIO()
-    write_notes_csv(out, notes)
+    write_notes_csv(out, summary)
     message.attach(
         f"expense-notes-{community.slug}-{year:04d}-{month:02d}.csv",
         out.getvalue(),

@@ -365,6 +365,9 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 if env_str("EMAIL_HOST") and "EMAIL_BACKEND" not in os.environ:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+# The month's e-mail to finance is split into parts whose PDFs stay under this size (mail
+# servers commonly refuse messages over 20–25 MB, and base64 adds a third).
+EXPENSE_NOTES_FINANCE_PART_MB = env_float("EXPENSE_NOTES_FINANCE_PART_MB", 12)
 
 # --- Support ("Report a problem", support/) ---------------------------------------------------
 # Where reports are e-mailed, and the address and phone shown in every page's footer (the

@@ -269,6 +269,64 @@ def test_send_month_sends_one_email_to_finance_and_copies_once(community, fleet)
     assert len(mail.outbox) == 3
 
 
+def test_a_large_month_goes_to_finance_in_parts_each_marked_as_it_leaves(
+    community, fleet, settings
+):
+    """Each part's PDFs stay under EXPENSE_NOTES_FINANCE_PART_MB (here: one PDF per part); every
+    part carries the month's CSV and total and says which part it is."""
+    generate(community)
+    settings.EXPENSE_NOTES_FINANCE_PART_MB = 0.001
+    result = send(community)
+    assert (result.finance_sent, result.failed) == (2, [])
+    finance = [m for m in mail.outbox if m.to == ["finance@tilleuls.example"]]
+    assert [m.subject.rsplit("—", 1)[-1].strip() for m in finance] == [
+        "part 1 of 2",
+        "part 2 of 2",
+    ]
+    assert [[a[0] for a in m.attachments] for m in finance] == [
+        ["TILLEULS-2025-10-0001.pdf", "expense-notes-tilleuls-2025-10.csv"],
+        ["TILLEULS-2025-10-0002.pdf", "expense-notes-tilleuls-2025-10.csv"],
+    ]
+    for m in finance:
+        csv_text = m.attachments[1][1]
+        assert "TILLEULS-2025-10-0001" in csv_text and "TILLEULS-2025-10-0002" in csv_text
+        assert "this is part" in m.body and "16.37" in m.body  # the month's total
+    assert "TILLEULS-2025-10-0002" not in finance[0].body.split("Total")[0]
+
+
+class SecondMessageFails:
+    sent = 0
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        SecondMessageFails.sent += 1
+        if SecondMessageFails.sent == 2:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        mail.outbox.extend(messages)
+        return len(messages)
+
+
+def test_a_failed_part_leaves_only_its_notes_for_the_retry(community, fleet, settings):
+    generate(community)
+    settings.EXPENSE_NOTES_FINANCE_PART_MB = 0.001
+    settings.EMAIL_BACKEND = "tests.billing.test_expense_notes.SecondMessageFails"
+    SecondMessageFails.sent = 0
+    result = send(community)
+    assert result.finance_sent == 1 and result.failed
+    finance = NoteDispatch.objects.filter(kind=NoteDispatch.Kind.FINANCE).order_by("note__sequence")
+    assert [d.status for d in finance] == ["sent", "failed"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.EXPENSE_NOTES_FINANCE_PART_MB = 12
+    mail.outbox.clear()
+    retry = send(community)
+    assert retry.finance_sent == 1
+    (again,) = [m for m in mail.outbox if m.to == ["finance@tilleuls.example"]]
+    assert [a[0] for a in again.attachments][0] == "TILLEULS-2025-10-0002.pdf"
+    assert "part" not in again.subject
+
+
 def test_new_version_is_sent_alone(community, fleet):
     generate(community)
     send(community)
