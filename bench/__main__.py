@@ -305,8 +305,11 @@ def main(argv=None) -> int:
                     "every driver's e-mail",
                     workers,
                 )
-                finance_mail = _wait(
-                    lambda: inbox.count(lambda to: to == community.expense_email) >= 1,
+                finance_mail = _wait(  # every part of it (EXPENSE_NOTES_FINANCE_PART_MB)
+                    lambda: (
+                        inbox.count(lambda to: to == community.expense_email) >= 1
+                        and not unsent.filter(kind=NoteDispatch.Kind.FINANCE).exists()
+                    ),
                     deadline,
                     "the finance e-mail",
                     workers,
