@@ -16,16 +16,22 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def site_access(context: dict[str, Any], site: Any) -> list[dict[str, Any]]:
-    """Who may charge on `site` now, and on its outlets that have a rule of their own."""
-    return selectors.site_summaries(context["community"], [site], own_only=True)
+    """Who may charge on `site` now, and on its outlets that have a rule of their own (not
+    the others: a site of 1,000 chargers is not read and summarised outlet by outlet)."""
+    community = context["community"]
+    (row,) = selectors.site_summaries(community, [site])
+    own = selectors.outlets_with_own_rule(charger__site=site).order_by(
+        "charger__identity", "evse_id", "connector_id"
+    )
+    return [{**row, "outlets": selectors.outlet_summaries(community, own)}]
 
 
 @register.simple_tag(takes_context=True)
 def charger_access(context: dict[str, Any], charger: Any) -> list[tuple[Any, Any]]:
     """Who may charge on each outlet of `charger` now: (connector, summary) pairs, from the
-    same summaries as its site's page."""
-    (row,) = selectors.site_summaries(context["community"], [charger.site])
-    return [(c, summary) for c, summary in row["outlets"] if c.charger_id == charger.pk]
+    same summaries as the Rules page (its outlets only, not its site's)."""
+    connectors = charger.connectors.select_related("charger").order_by("evse_id", "connector_id")
+    return selectors.outlet_summaries(context["community"], connectors)
 
 
 @register.simple_tag
