@@ -8,6 +8,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from chargers.forms import OutletFilterForm
 from chargers.models import Charger
 from communities.models import Community, Membership
 
@@ -147,3 +148,19 @@ class OfflineForm(forms.Form):
         choices=OfflineMode.choices,
         widget=forms.RadioSelect,
     )
+
+
+class RuleOutletFilterForm(OutletFilterForm):
+    """The Rules page's outlets: the outlets page's filters (serial number or name, state,
+    site) and whether the outlet has a rule of its own."""
+
+    OWN, SITE = "own", "site"
+    rule = forms.ChoiceField(
+        label=_("Rule"),
+        required=False,
+        choices=[("", _("All outlets")), (OWN, _("Own rule")), (SITE, _("As their site"))],
+    )
+
+    def rule_filter(self) -> str:
+        """ "own", "site" or "" (every outlet; also when the form is invalid)."""
+        return self.cleaned_data.get("rule", "") if self.is_valid() else ""

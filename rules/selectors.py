@@ -86,12 +86,22 @@ def outlet_summaries(
     return rows
 
 
+def _own_rule() -> QuerySet[AccessPolicy]:
+    return AccessPolicy.objects.filter(connector__isnull=False).values("connector_id")
+
+
 def outlets_with_own_rule(**filters: Any) -> QuerySet[Connector]:
     """The outlets that have a rule of their own (`filters` on the outlets, e.g. a site's)."""
-    return Connector.objects.filter(
-        pk__in=AccessPolicy.objects.filter(connector__isnull=False).values("connector_id"),
-        **filters,
-    ).select_related("charger")
+    return Connector.objects.filter(pk__in=_own_rule(), **filters).select_related("charger")
+
+
+def filter_by_rule(outlets: QuerySet[Connector], rule: str) -> QuerySet[Connector]:
+    """Outlets with a rule of their own ("own"), following their site's ("site") or all."""
+    if rule == "own":
+        return outlets.filter(pk__in=_own_rule())
+    if rule == "site":
+        return outlets.exclude(pk__in=_own_rule())
+    return outlets
 
 
 def recent_events(**filters: Any) -> QuerySet[RuleEvent]:

@@ -423,3 +423,32 @@ def test_site_page_reads_only_the_outlets_with_a_rule_of_their_own(manager_clien
         if q["sql"].startswith('SELECT "chargers_connector"."id"') and "IN (" not in q["sql"]
     ]
     assert not outlet_reads, outlet_reads  # outlets only read by id: the page's 50, the rule's
+
+
+def test_charger_page_summarises_its_own_outlets_not_its_sites(
+    manager_client, community, site, charger
+):
+    """ "Who may charge now" on a charger page reads that charger's outlets, not the 1,000
+    outlets of its site."""
+    from rules.models import AccessPolicy, Mode
+
+    mine = builders.make_connector(charger, 1)
+    AccessPolicy.objects.create(community=community, connector=mine, mode=Mode.NOBODY)
+    url = f"/c/tilleuls/chargers/{charger.pk}/"
+    small = _queries(manager_client, url)
+    neighbours = _fleet(community, 40, site)
+    assert _queries(manager_client, url) == small
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        page = manager_client.get(url).content.decode()
+    assert "Out of service" in page and str(neighbours[0]) not in page
+    site_outlets = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "chargers_connector"' in q["sql"] and re.search(r'"site_id" = \d', q["sql"])
+    ]
+    assert not site_outlets, site_outlets
