@@ -86,7 +86,7 @@ def outlet_summaries(
     return rows
 
 
-def _own_rule() -> QuerySet[AccessPolicy]:
+def _own_rule() -> QuerySet[AccessPolicy, Any]:
     return AccessPolicy.objects.filter(connector__isnull=False).values("connector_id")
 
 
