@@ -124,18 +124,46 @@ class LimitForm(forms.Form):
         cast(MemberField, self.fields["user"]).queryset = _members(community)
 
 
+# The learn form lists the community's chargers up to this many; above, the charger's serial
+# number is typed (a fleet's 10,000 options made a person's page weigh 400 KB).
+LEARN_CHARGERS_MAX = 200
+
+
 class LearnStartForm(forms.Form):
     charger: forms.ModelChoiceField = forms.ModelChoiceField(
-        label=_("Charger where the card will be presented"), queryset=Charger.objects.none()
+        label=_("Charger where the card will be presented"),
+        queryset=Charger.objects.none(),
+        required=False,
+    )
+    identity = forms.CharField(
+        label=_("Serial number of the charger where the card will be presented"),
+        max_length=48,
+        required=False,
     )
     user = MemberField(label=_("For"), queryset=User.objects.none(), required=False)
 
     def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        cast(forms.ModelChoiceField, self.fields["charger"]).queryset = Charger.objects.filter(
-            community=community
-        )
+        self.chargers = Charger.objects.filter(community=community)
+        cast(forms.ModelChoiceField, self.fields["charger"]).queryset = self.chargers
         cast(MemberField, self.fields["user"]).queryset = _members(community)
+
+    def clean(self) -> dict[str, Any]:
+        """The charger chosen in the list, or the one whose serial number was typed."""
+        data = super().clean() or {}
+        identity = (data.get("identity") or "").strip()
+        if data.get("charger") is None and "charger" not in self.errors:
+            if not identity:
+                raise forms.ValidationError(
+                    _("Choose the charger where the card will be presented.")
+                )
+            data["charger"] = self.chargers.filter(identity__iexact=identity).first()
+            if data["charger"] is None:
+                raise forms.ValidationError(
+                    _("No charger of this community has the serial number %(identity)s.")
+                    % {"identity": identity}
+                )
+        return data
 
 
 class LearnConfirmForm(forms.Form):

@@ -52,11 +52,16 @@ def weekdays(days: str) -> str:
 
 
 @register.simple_tag
-def learn_chargers() -> list[Any]:
-    """The community's chargers (in the current scope), for the learn-by-scanning form."""
+def learn_chargers() -> dict[str, Any]:
+    """The learn-by-scanning form's chargers (in the current scope): `chargers` listed when
+    there are at most `LEARN_CHARGERS_MAX`, otherwise none and `typed` (the serial number is
+    typed); `any` is False without chargers."""
     from chargers.models import Charger
+    from rules.forms import LEARN_CHARGERS_MAX
 
-    return list(Charger.objects.all())
+    chargers = list(Charger.objects.order_by("identity")[: LEARN_CHARGERS_MAX + 1])
+    typed = len(chargers) > LEARN_CHARGERS_MAX
+    return {"any": bool(chargers), "typed": typed, "chargers": [] if typed else chargers}
 
 
 @register.simple_tag
