@@ -11,6 +11,7 @@ from accounts.models import User
 from chargers.forms import OutletFilterForm
 from chargers.models import Charger
 from communities.models import Community, Membership
+from sparklin.widgets import CheckboxList, OptionList
 
 from .models import Mode, OfflineMode, UserGroup
 
@@ -41,7 +42,7 @@ class GroupForm(forms.Form):
         label=_("Members"),
         queryset=User.objects.none(),
         required=False,
-        widget=forms.CheckboxSelectMultiple,
+        widget=CheckboxList,
     )
 
     def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
@@ -57,13 +58,13 @@ class PolicyForm(forms.Form):
         label=_("Users"),
         queryset=User.objects.none(),
         required=False,
-        widget=forms.CheckboxSelectMultiple,
+        widget=CheckboxList,
     )
     groups: forms.ModelMultipleChoiceField = forms.ModelMultipleChoiceField(
         label=_("Groups"),
         queryset=UserGroup.objects.none(),
         required=False,
-        widget=forms.CheckboxSelectMultiple,
+        widget=CheckboxList,
     )
 
     def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
@@ -107,7 +108,7 @@ class MemberField(forms.ModelChoiceField):
 
 
 class LimitForm(forms.Form):
-    user = MemberField(label=_("User"), queryset=User.objects.none())
+    user = MemberField(label=_("User"), queryset=User.objects.none(), widget=OptionList)
     monthly_kwh = forms.DecimalField(
         label=_("kWh per month"),
         required=False,

@@ -452,3 +452,22 @@ def test_charger_page_summarises_its_own_outlets_not_its_sites(
         if 'FROM "chargers_connector"' in q["sql"] and re.search(r'"site_id" = \d', q["sql"])
     ]
     assert not site_outlets, site_outlets
+
+
+def test_refused_identities_page_does_not_send_the_fleet_back_to_the_database(
+    manager_client, community, site
+):
+    """The refusals of the community's own chargers are found by a subquery, not by a list
+    of its 10,000 serial numbers read and sent back in the query."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chargers.models import UnknownCharger
+
+    fleet = _fleet(community, 5, site)
+    UnknownCharger.objects.create(identity=fleet[2].charger.identity)
+    with CaptureQueriesContext(connection) as queries:
+        page = manager_client.get("/c/tilleuls/chargers/refused/").content.decode()
+    assert fleet[2].charger.identity in page
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert not [s for s in sqls if fleet[0].charger.identity in s], sqls
