@@ -40,7 +40,7 @@ class CheckboxList(forms.CheckboxSelectMultiple):
             option_value = _value(option)
             option_attrs = dict(attrs)
             if id_:
-                option_attrs["id"] = self.id_for_label(id_, index)
+                option_attrs["id"] = f"{id_}_{index}"  # `id_for_label(id_, index)`
             parts.append(
                 format_html(
                     '<div>\n    <label{}><input type="checkbox" name="{}" value="{}"{}{}>\n {}'
