@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django import forms
+from django.db.models import CharField
+from django.db.models.functions import Cast
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
@@ -28,12 +30,23 @@ WEEKDAYS = [
 
 class MemberChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: Any) -> str:
-        return str(obj.get_full_name() or obj.phone)
+        return _member_label(obj)
 
 
 def _members(community: Community) -> Any:
+    """The current members as choices, with only what their option shows: the phone number
+    read as text, not parsed into a PhoneNumber (~70 µs each: 0.15 s for a fleet's 2,000)."""
     ids = Membership.objects.current().filter(community=community).values("user_id")
-    return User.objects.filter(pk__in=ids).order_by("last_name", "first_name", "pk")
+    return (
+        User.objects.filter(pk__in=ids)
+        .only("pk", "first_name", "last_name")
+        .annotate(phone_text=Cast("phone", CharField()))
+        .order_by("last_name", "first_name", "pk")
+    )
+
+
+def _member_label(user: Any) -> str:
+    return str(user.get_full_name() or getattr(user, "phone_text", None) or user.phone)
 
 
 class GroupForm(forms.Form):
@@ -104,7 +117,7 @@ class WindowForm(forms.Form):
 
 class MemberField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
-        return str(obj.get_full_name() or obj.phone)
+        return _member_label(obj)
 
 
 class LimitForm(forms.Form):
