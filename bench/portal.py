@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Portal at fleet scale — {where}, Python {platform.python_version()}")
     try:
         if args.reuse:
+            call_command("migrate", verbosity=0)  # a database kept by an older version
             ids = _ids()
             from bench.portal_data import add_management_data
 
