@@ -5,6 +5,8 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import CharField
+from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -43,7 +45,13 @@ def rules_page(request: CommunityRequest, community):
     page = Paginator(outlets, OUTLETS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    limits = UsageLimit.objects.select_related("user").order_by("user__last_name")
+    # The phone number as stored (E.164 text): not parsed for each of hundreds of limits.
+    limits = (
+        UsageLimit.objects.select_related("user")
+        .defer("user__phone")
+        .annotate(phone_text=Cast("user__phone", CharField()))
+        .order_by("user__last_name")
+    )
     audit = AuditEvent.objects.filter(action__regex=r"^(rule|group)\.").select_related("actor")
     return render(
         request,

@@ -236,3 +236,15 @@ def test_rules_page_lists_outlets_a_page_at_a_time_with_the_outlets_filters(
         )
     after = [queries(f"/c/tilleuls/rules/?page={n}") for n in (1, 2, 3)]
     assert max(after) == max(before) <= 26
+
+
+def test_limits_list_names_people_or_their_phone_number(manager_client, community):
+    named = builders.make_member(community).user
+    nameless = builders.make_member(
+        community, user=builders.make_user(phone="+33698765432", first_name="", last_name="")
+    ).user
+    for person in (named, nameless):
+        UsageLimit.objects.create(community=community, user=person, monthly_kwh=Decimal("100"))
+    page = manager_client.get("/c/tilleuls/rules/").content.decode()
+    assert f"<tr><td>{named.get_full_name()}</td>" in page
+    assert "<tr><td>+33698765432</td>" in page  # the limits table, not only the select
