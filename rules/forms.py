@@ -10,7 +10,7 @@ from django.db.models.functions import Cast
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
-from chargers.forms import OutletFilterForm
+from chargers.forms import USER_CHOICES_MAX, OutletFilterForm
 from chargers.models import Charger
 from communities.models import Community, Membership
 from sparklin.widgets import CheckboxList, OptionList
@@ -135,7 +135,21 @@ class LimitForm(forms.Form):
 
     def __init__(self, *args: Any, community: Community, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        cast(MemberField, self.fields["user"]).queryset = _members(community)
+        field = cast(MemberField, self.fields["user"])
+        field.queryset = _members(community)
+        # Above `USER_CHOICES_MAX` members the person comes from their page ("Limits of use",
+        # `?user=`), as for the other person filters: no select of a fleet's 2,000 people.
+        ids = Membership.objects.current().filter(community=community).values("pk")
+        self.chosen_on_their_page = ids[: USER_CHOICES_MAX + 1].count() > USER_CHOICES_MAX
+        if self.chosen_on_their_page:
+            field.widget = forms.HiddenInput()
+
+    def chosen_user(self) -> Any:
+        """The person named by the initial `user` (their page's link), if a current member."""
+        user_id = str(self.initial.get("user") or "")
+        if not user_id.isdigit():
+            return None
+        return cast(MemberField, self.fields["user"]).queryset.filter(pk=user_id).first()
 
 
 # The learn form lists the community's chargers up to this many; above, the charger's serial

@@ -63,7 +63,9 @@ def rules_page(request: CommunityRequest, community):
             "page": page,
             "query": query.urlencode(),
             "limits": limits,
-            "limit_form": LimitForm(community=request.community),
+            "limit_form": LimitForm(
+                community=request.community, initial={"user": request.GET.get("user")}
+            ),
             "events": selectors.recent_events(),
             "audit": audit.order_by("-at")[:20],
         },

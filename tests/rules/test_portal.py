@@ -226,8 +226,9 @@ def test_rules_page_lists_outlets_a_page_at_a_time_with_the_outlets_filters(
             assert manager_client.get(url).status_code == 200
         return len(captured)
 
-    # The page's frame and the rest of the page, the outlets' page and count, the policies of
-    # the outlets shown and of their sites (each with its windows, users and groups).
+    # The page's frame and the rest of the page (the limits form counts the members up to its
+    # bound), the outlets' page and count, the policies of the outlets shown and of their
+    # sites (each with its windows, users and groups).
     before = [queries(f"/c/tilleuls/rules/?page={n}") for n in (1, 2)]
     for i in range(60):
         charger = builders.make_charger(community, site=other, identity=f"MORE-{i:03d}")
@@ -235,7 +236,7 @@ def test_rules_page_lists_outlets_a_page_at_a_time_with_the_outlets_filters(
             community=community, connector=builders.make_connector(charger, 1), mode=Mode.NOBODY
         )
     after = [queries(f"/c/tilleuls/rules/?page={n}") for n in (1, 2, 3)]
-    assert max(after) == max(before) <= 26
+    assert max(after) == max(before) <= 27
 
 
 def test_limits_list_names_people_or_their_phone_number(manager_client, community):
@@ -248,3 +249,27 @@ def test_limits_list_names_people_or_their_phone_number(manager_client, communit
     page = manager_client.get("/c/tilleuls/rules/").content.decode()
     assert f"<tr><td>{named.get_full_name()}</td>" in page
     assert "<tr><td>+33698765432</td>" in page  # the limits table, not only the select
+
+
+def test_above_the_bound_a_limit_is_set_from_the_persons_page(
+    manager_client, community, individual, monkeypatch, settings
+):
+    """A fleet's 2,000 members are not a select on the Rules page: the person comes from
+    their page's "Limits of use" link, as for the other person filters."""
+    from rules import forms
+
+    settings.LANGUAGE_CODE = "en"
+    assert '<select name="user"' in manager_client.get("/c/tilleuls/rules/").content.decode()
+    monkeypatch.setattr(forms, "USER_CHOICES_MAX", 1)
+    builders.make_member(community)
+    page = manager_client.get("/c/tilleuls/rules/").content.decode()
+    assert '<select name="user"' not in page and "Choose the person from their page" in page
+    member = individual.memberships.get(community=community)
+    person_page = manager_client.get(f"/c/tilleuls/users/{member.pk}/").content.decode()
+    link = f"/c/tilleuls/rules/?user={individual.pk}#limits"
+    assert link in person_page
+    chosen = manager_client.get(link.split("#")[0]).content.decode()
+    assert f'<input type="hidden" name="user" value="{individual.pk}"' in chosen
+    assert f"<strong>{individual.get_full_name()}</strong>" in chosen
+    manager_client.post("/c/tilleuls/rules/limits/", {"user": individual.pk, "monthly_kwh": "90"})
+    assert UsageLimit.objects.get(user=individual).monthly_kwh == Decimal("90")
