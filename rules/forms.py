@@ -149,7 +149,7 @@ class LimitForm(forms.Form):
         user_id = str(self.initial.get("user") or "")
         if not user_id.isdigit():
             return None
-        return cast(MemberField, self.fields["user"]).queryset.filter(pk=user_id).first()
+        return cast(Any, self.fields["user"]).queryset.filter(pk=user_id).first()
 
 
 # The learn form lists the community's chargers up to this many; above, the charger's serial
