@@ -155,6 +155,25 @@ def run_pages(ids: dict[str, int], runs: int, only: str = "") -> list[Result]:
         ("users", get(url("communities:member-list"))),
         ("site (1,000 chargers)", get(url("communities:site-detail", site=ids["site"]))),
         ("sites", get(url("communities:site-list"))),
+        # The other pages a manager opens at fleet scale.
+        ("rules", get(url("rules:rules-page"))),
+        ("rules, one site", get(url("rules:rules-page") + f"?site={ids['site']}")),
+        ("rules, search", get(url("rules:rules-page") + "?q=FLEET-0123")),
+        ("site rule", get(url("rules:rules-site", site=ids["site"]))),
+        ("user groups", get(url("rules:group-list"))),
+        ("power (1,000 chargers)", get(url("power:site-power", site=ids["site"]))),
+        ("audit log", get(url("communities:audit-log"))),
+        ("configuration", get(url("communities:settings"))),
+        ("add a user", get(url("communities:member-add"))),
+        ("access requests", get(url("communities:access-request-list"))),
+        ("refused chargers", get(url("chargers:unknown-charger-list"))),
+        (
+            "charger configuration",
+            get(url("chargers:charger-configuration", charger=ids["charger"])),
+        ),
+        ("my sessions", get(url("chargers:my-session-list"))),
+        ("exports", get(url("billing:export-list"))),
+        ("expense notes", get(url("billing:note-list"))),
         (
             "sessions CSV (one month)",
             get(url("billing:export-sessions") + f"?month={last_month:%Y-%m}"),
@@ -227,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Portal at fleet scale — {where}, Python {platform.python_version()}")
     try:
         if args.reuse:
+            call_command("migrate", verbosity=0)  # a database kept by an older version
             ids = _ids()
+            from bench.portal_data import add_management_data
+
+            add_management_data(ids["community"])  # a database kept by an older version
         else:
             call_command("migrate", verbosity=0)
             began = time.perf_counter()

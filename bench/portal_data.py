@@ -3,8 +3,8 @@
 10 sites × 1,000 chargers (one outlet each), 2,000 drivers with a card each, 1,000,000
 sessions spread over the last 365 days (round robin over the chargers, so the newest 3,000 —
 one per charger — are still in progress), meter samples for the newest sessions and a few OCPP
-frames per charger. Every large table is filled by one `INSERT … SELECT … generate_series`
-statement (never the ORM row by row): about a minute on these machines. The few rows with
+frames per charger; rules of use, refusals and an audit log (`MANAGEMENT_STEPS`). Every
+large table is filled by one `INSERT … SELECT … generate_series` statement (never the ORM row by row): about a minute on these machines. The few rows with
 logic (community, price, the manager) go through the ORM."""
 
 from __future__ import annotations
@@ -17,6 +17,81 @@ from django.utils import timezone
 
 SLUG = "fleet"
 MANAGER_PHONE = "+33600000001"
+
+
+# What a manager's other pages list at fleet scale: rules of use (a rule on every site, 500
+# outlets with their own, a group of 200 people, 300 personal limits, 20,000 refusals) and
+# 100,000 audit entries. Separate so that `python -m bench.portal --reuse` can add them to a
+# database kept by an older version (`add_management_data`).
+MANAGEMENT_STEPS = [
+    (
+        "site rules",
+        """INSERT INTO rules_accesspolicy (mode, updated_at, community_id, site_id)
+           SELECT CASE WHEN s.id %% 2 = 0 THEN 'members' ELSE 'chosen' END, %(now)s, %(c)s, s.id
+           FROM communities_site s WHERE s.community_id = %(c)s""",
+    ),
+    (
+        "outlet rules",
+        """INSERT INTO rules_accesspolicy (mode, updated_at, community_id, connector_id)
+           SELECT 'nobody', %(now)s, %(c)s, k.id FROM chargers_connector k
+           WHERE k.community_id = %(c)s AND k.id %% 20 = 0""",
+    ),
+    (
+        "group",
+        """INSERT INTO rules_usergroup (name, created_at, community_id)
+           VALUES ('Bureaux', %(now)s, %(c)s)""",
+    ),
+    (
+        "group members",
+        """INSERT INTO rules_usergroup_members (usergroup_id, user_id)
+           SELECT g.id, u.id FROM rules_usergroup g, accounts_user u
+           WHERE g.community_id = %(c)s AND u.phone LIKE '+3361%%' AND u.id %% 10 = 0""",
+    ),
+    (
+        "chosen groups",
+        """INSERT INTO rules_accesspolicy_groups (accesspolicy_id, usergroup_id)
+           SELECT p.id, g.id FROM rules_accesspolicy p, rules_usergroup g
+           WHERE p.community_id = %(c)s AND p.mode = 'chosen' AND g.community_id = %(c)s""",
+    ),
+    (
+        "limits",
+        """INSERT INTO rules_usagelimit (monthly_kwh, session_minutes, community_id, user_id)
+           SELECT 300, 240, %(c)s, u.id FROM accounts_user u
+           WHERE u.phone LIKE '+3361%%' AND u.id %% 7 = 0 LIMIT 300""",
+    ),
+    (
+        "refusals",
+        """INSERT INTO rules_ruleevent (kind, reason, action, at, evse_id, uid, charger_id,
+             community_id, holder_id, session_id)
+           SELECT 'refused', 'outside_hours', 'Authorize', %(now)s - make_interval(mins => n),
+             1, 'FC' || lpad(n::text, 8, '0'),
+             (SELECT min(id) FROM chargers_charger WHERE community_id = %(c)s) + n %% 1000,
+             %(c)s, NULL, NULL
+           FROM generate_series(1, 20000) n""",
+    ),
+    (
+        "audit log",
+        """INSERT INTO communities_auditevent (action, target, data, at, actor_id, community_id)
+           SELECT CASE n %% 3 WHEN 0 THEN 'member.add' WHEN 1 THEN 'rule.policy'
+                  ELSE 'charger.update' END, 'target ' || n, '{}',
+             %(now)s - make_interval(mins => n), (SELECT id FROM accounts_user
+             WHERE phone = %(manager)s), %(c)s
+           FROM generate_series(1, 100000) n""",
+    ),
+]
+
+
+def add_management_data(community_id: int, log=print) -> None:
+    """`MANAGEMENT_STEPS` on a kept database that has none of it yet."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM rules_accesspolicy WHERE community_id = %s", [community_id])
+        if cursor.fetchone():
+            return
+        params = {"c": community_id, "now": timezone.now(), "manager": MANAGER_PHONE}
+        for name, sql in MANAGEMENT_STEPS:
+            cursor.execute(sql, params)
+            log(f"  {name}: {cursor.rowcount:,} rows")
+        cursor.execute("ANALYZE")
 
 
 def build(
@@ -55,6 +130,7 @@ def build(
         "now": now,
         "span": timedelta(days=days).total_seconds(),
         "samples_from": max(sessions - 1_000, 0),
+        "manager": MANAGER_PHONE,
     }
     steps = [
         (
@@ -167,6 +243,7 @@ def build(
                  %(c)s
                FROM chargers_charger c, generate_series(0, 9) k WHERE c.community_id = %(c)s""",
         ),
+        *MANAGEMENT_STEPS,
     ]
     with connection.cursor() as cursor:
         for name, sql in steps:

@@ -528,7 +528,12 @@ class ChargerCommand(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "from_portal"], name="command_pending")]
+        indexes = [
+            models.Index(fields=["status", "from_portal"], name="command_pending"),
+            # The remote starts/stops still shown on the outlets (`REMOTE_COMMAND_SHOWN`):
+            # read by every live poll, without scanning a fleet's history of commands.
+            models.Index(fields=["community", "created_at"], name="command_recent"),
+        ]
 
     def __str__(self):
         return f"{self.action} → {self.charger} ({self.status})"
@@ -779,3 +784,27 @@ class SessionDay(models.Model):
 
     def __str__(self):
         return f"{self.day} site {self.site_id}: {self.sessions} sessions"
+
+
+class LiveChange(models.Model):
+    """The change counter of a community's live regions (outlets page, dashboard): the sum of
+    `changes` over a community's rows grows by one with every committed statement that
+    changes what they show — its sites, chargers (name, site, connection), outlets (status),
+    sessions and remote commands. PostgreSQL keeps it with statement-level triggers (migration
+    chargers 0013), so every writer (worker, portal, sweeps, admin, bulk loads) is counted
+    without code of its own; each statement INSERTs a row per community it touched, so
+    concurrent writers never wait for each other on it (a counter row updated in place would
+    be locked by each writer until its commit). `chargers.tasks.compact_live_changes` folds a
+    community's rows into one now and then, keeping their sum: a poll adds up a few rows
+    whatever the fleet (`chargers.selectors.live_token`). A sum of commits, not a timestamp
+    or a sequence's maximum, so a transaction committing after a later one is still seen."""
+
+    community = models.ForeignKey(
+        Community, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False
+    )
+    changes = models.BigIntegerField(default=1)
+
+    objects = scoped_manager()
+
+    def __str__(self):
+        return f"community {self.community_id}: +{self.changes}"

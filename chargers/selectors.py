@@ -5,10 +5,8 @@ scoped managers filter by community."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -182,111 +180,44 @@ def _command_key(connector: Connector) -> str:
     return f"{command.pk}:{command.status}" if command else ""
 
 
-# One statement, written once (no ORM compilation per poll): each part digests the rows a live
-# region shows as `count:sum(hash_record((fields…)))`, so a change of any listed field in any
-# row, a row added or removed, changes it. `hash_record` hashes each field with its type's hash
-# function (PostgreSQL ≥ 14): measured at 10,000 chargers, a quarter cheaper than hashing their
-# text (timestamps formatted). Outlets are digested per OCPP status, which counts them by status
-# in the same scan; the dashboard adds the outlets of disconnected chargers
-# (`_DISCONNECTED_SQL`) to count them by shown state without a second pass over the fleet.
-# The month's completed sessions are digested through their per-day rollup (`SessionDay`, a few
-# rows per day whatever the fleet): a session that completes leaves the sessions in progress and
-# changes its day's row; one recorded completed (an offline replay) changes its day's count.
+# The change token of the live regions, one statement whatever the fleet: the community's
+# change counter (`LiveChange`, a few rows kept by PostgreSQL triggers), and the number of
+# remote commands still shown (they leave the outlets `REMOTE_COMMAND_SHOWN` after their
+# creation, with no write to count; `command_recent` index).
 _LIVE_TOKEN_SQL = """
-WITH active AS (
-  SELECT count(*) AS n,
-         coalesce(sum(hash_record((id, connector_id, holder_id, meter_last_wh, updated_at))),
-                  0) AS h
-    FROM chargers_chargingsession WHERE community_id = %(community)s AND state = %(active)s
-)
-SELECT
-  (SELECT count(*) || ':' || coalesce(sum(hash_record((id, name))), 0)
-     FROM communities_site WHERE community_id = %(community)s),
-  (SELECT count(*) || ':' || coalesce(sum(hash_record((id, name, identity, site_id, connected,
-          connection_changed_at))), 0)
-     FROM chargers_charger WHERE community_id = %(community)s),
-  (SELECT coalesce(json_agg(json_build_array(status, n, h::text) ORDER BY status), '[]')
-     FROM (SELECT status, count(*) AS n,
-                  sum(hash_record((id, charger_id, evse_id, connector_id, status, error_code,
-                      status_at))) AS h
-             FROM chargers_connector WHERE community_id = %(community)s GROUP BY status) k),
-  (SELECT n FROM active),
-  (SELECT h FROM active),
-  (SELECT count(*) || ':' || coalesce(sum(hash_record((id, status))), 0)
-     FROM chargers_chargercommand
-     WHERE community_id = %(community)s AND connector_id IS NOT NULL
-       AND action = ANY(%(actions)s) AND created_at >= %(commands_since)s),
-  (SELECT count(*) || ':' || coalesce(sum(hash_record((day, site_id, sessions, energy_wh,
-          cost))), 0)
-     FROM chargers_sessionday WHERE community_id = %(community)s AND day >= %(days_since)s)
-"""
-# The outlets of disconnected chargers by OCPP status (shown "not connected" whatever their
-# status): usually a few chargers, read only when the counts are shown, not by polls.
-_DISCONNECTED_SQL = """
-SELECT k.status, count(*) FROM chargers_connector k
-  JOIN chargers_charger ch ON ch.id = k.charger_id
- WHERE ch.community_id = %(community)s AND NOT ch.connected
- GROUP BY k.status
+SELECT (SELECT coalesce(sum(changes), 0) FROM chargers_livechange
+         WHERE community_id = %(community)s),
+       (SELECT count(*) FROM chargers_chargercommand
+         WHERE community_id = %(community)s AND created_at >= %(commands_since)s
+           AND connector_id IS NOT NULL AND action = ANY(%(actions)s))
 """
 
-StateCounts = list[tuple[OutletState, "StrOrPromise", int]]
 
-
-@dataclass(frozen=True)
-class LiveSummary:
-    """What one statement tells about a community's live regions: their change token, the
-    number of outlets per OCPP status and the number of sessions in progress."""
-
-    token: str
-    community_id: int
-    by_status: dict[str, int]
-    active_sessions: int
-
-
-def live_summary(
-    community: Community, sessions_since: datetime | None = None
-) -> LiveSummary | None:
-    """The change token of what the live regions of outlets and the dashboard show, computed
-    by one statement that digests, inside the database, the community's sites, chargers
-    (name, site, connection) and outlets (status and its time), the sessions in progress
-    (energy so far, holder) and the remote commands still shown; with `sessions_since`, also
-    the completed sessions started since then, through their per-day rollup (the dashboard's
-    month totals and latest sessions). A poll compares the token first and answers 204 before
-    any list query (healthchecks compares `updated` first). The same statement counts the
-    outlets per status and the sessions in progress (`state_counts(summary)`). None off
+def live_token(community: Community, sessions_since: datetime | None = None) -> str | None:
+    """The change token of what the live regions of outlets and the dashboard show: it
+    changes with every committed change of the community's sites, chargers (name, site,
+    connection), outlets, sessions and remote commands (`LiveChange`), when a remote command
+    stops being shown, and with `sessions_since` (the dashboard's month) and the community's
+    time zone and currency. One query that reads no list, so a poll compares it first and
+    answers 204 before any list query (healthchecks compares `updated` first). None off
     PostgreSQL (the SQLite demo): the caller then fingerprints the rows it lists."""
     if connection.vendor != "postgresql":
         return None
     params: dict[str, Any] = {
         "community": community.pk,
-        "active": ChargingSession.State.ACTIVE.value,
         "actions": list(REMOTE_ACTIONS),
         "commands_since": timezone.now() - REMOTE_COMMAND_SHOWN,
-        "days_since": sessions_since.astimezone(community.tz).date() if sessions_since else None,
     }
     with connection.cursor() as cursor:
         cursor.execute(_LIVE_TOKEN_SQL, params)
-        row = cursor.fetchone()
-    sites, chargers, outlets, active, active_digest, commands, days = row
-    if isinstance(outlets, str):  # a driver that does not decode json
-        outlets = json.loads(outlets)
-    token = hashlib.sha256(
-        "/".join(
-            map(str, (sites, chargers, outlets, active, active_digest, commands, days))
-        ).encode()
-    ).hexdigest()[:20]
-    return LiveSummary(
-        token=token,
-        community_id=community.pk,
-        by_status={status: n for status, n, _digest in outlets},
-        active_sessions=active,
+        changes, commands = cursor.fetchone()
+    since = sessions_since.astimezone(community.tz).date() if sessions_since else None
+    return fingerprint(
+        community.pk, changes, commands, since, community.time_zone, community.currency
     )
 
 
-def live_token(community: Community, sessions_since: datetime | None = None) -> str | None:
-    """`live_summary`'s change token alone (the outlets page)."""
-    summary = live_summary(community, sessions_since)
-    return summary.token if summary else None
+StateCounts = list[tuple[OutletState, "StrOrPromise", int]]
 
 
 def configuration_token(charger: Charger) -> str:
@@ -298,21 +229,10 @@ def configuration_token(charger: Charger) -> str:
     return fingerprint(summary["n"], summary["latest"], charger.configuration)
 
 
-def state_counts(summary: LiveSummary | None = None) -> StateCounts:
-    """How many outlets are in each shown state. From a `live_summary` (its outlets per
-    status, less those of disconnected chargers: one small query), otherwise one GROUP BY over
-    (connected, status) joining every outlet to its charger."""
-    if summary is None:
-        grouped = Connector.objects.values_list("charger__connected", "status").annotate(
-            n=Count("pk")
-        )
-        return _state_counts(grouped.order_by())
-    with connection.cursor() as cursor:
-        cursor.execute(_DISCONNECTED_SQL, {"community": summary.community_id})
-        disconnected = Counter(dict(cursor.fetchall()))
-    rows = [(True, status, n - disconnected[status]) for status, n in summary.by_status.items()]
-    rows += [(False, status, n) for status, n in disconnected.items()]
-    return _state_counts(rows)
+def state_counts() -> StateCounts:
+    """How many outlets are in each shown state: one GROUP BY over (connected, status)."""
+    grouped = Connector.objects.values_list("charger__connected", "status").annotate(n=Count("pk"))
+    return _state_counts(grouped.order_by())
 
 
 def _state_counts(grouped: Iterable[tuple[bool, str, int]]) -> StateCounts:

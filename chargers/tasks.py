@@ -117,6 +117,12 @@ def sweep_offline(self: Task) -> int:
     return _run(self, event_services.sweep_offline, None, settings.OFFLINE_SWEEP_SECONDS)
 
 
+@shared_task(name="chargers.tasks.compact_live_changes", **_TASK_BOUNDED)
+def compact_live_changes(self: Task) -> int:
+    """Fold the live regions' change counters (`chargers.models.LiveChange`), every minute."""
+    return _run(self, event_services.compact_live_changes)
+
+
 @shared_task(name="chargers.tasks.purge_message_log", **_TASK_BOUNDED)
 def purge_message_log(self: Task) -> int:
     """Delete OCPP message log rows older than settings.OCPP_MESSAGE_LOG_DAYS."""

@@ -3,6 +3,7 @@ and whether charging is open now (the windows read on the community's clock)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,34 +45,63 @@ def _summary(policy: AccessPolicy | None, community: Community, at: datetime) ->
     return Summary(policy, policy.mode, str(Mode(policy.mode).label), who, windows, open_now)
 
 
+def _policies(**filters: Any) -> QuerySet[AccessPolicy]:
+    return AccessPolicy.objects.filter(**filters).prefetch_related("windows", "users", "groups")
+
+
 def site_summaries(
-    community: Community, sites: QuerySet[Site] | list[Site], *, own_only: bool = False
+    community: Community, sites: QuerySet[Site] | list[Site]
 ) -> list[dict[str, Any]]:
-    """For each site: its summary and those of its outlets (own policy or following the
-    site). `own_only`: only the outlets with a policy of their own (a site's page, which shows
-    no others: a site of 1,000 chargers no longer reads and summarises 1,000 outlets)."""
+    """For each site: who may charge there now (its own rule or the default). Its outlets are
+    summarised a page at a time by `outlet_summaries`: a site can have thousands."""
     at = timezone.now()
-    policies = AccessPolicy.objects.prefetch_related("windows", "users", "groups")
-    by_site = {p.site_id: p for p in policies.filter(site__isnull=False)}
-    by_outlet = {p.connector_id: p for p in policies.filter(connector__isnull=False)}
+    sites = list(sites)
+    by_site = {p.site_id: p for p in _policies(site__in=[s.pk for s in sites])}
+    return [{"site": s, "summary": _summary(by_site.get(s.pk), community, at)} for s in sites]
+
+
+def outlet_summaries(
+    community: Community, connectors: Iterable[Connector]
+) -> list[tuple[Connector, Summary]]:
+    """Who may charge now on each outlet given (a page of them, with their charger loaded):
+    its own rule, or its site's (`inherited`). Three queries bounded by the outlets given,
+    whatever the size of the fleet."""
+    at = timezone.now()
+    connectors = list(connectors)
+    own = {p.connector_id: p for p in _policies(connector__in=[c.pk for c in connectors])}
+    site_ids = {c.charger.site_id for c in connectors if c.pk not in own}
+    by_site = {p.site_id: p for p in _policies(site__in=site_ids)} if site_ids else {}
+    inherited: dict[int | None, Summary] = {}
     rows = []
-    for site in sites:
-        summary = _summary(by_site.get(site.pk), community, at)
-        outlets = []
-        connectors = Connector.objects.filter(charger__site=site)
-        if own_only:
-            connectors = connectors.filter(pk__in=list(by_outlet))
-        for connector in connectors.select_related("charger").order_by(
-            "charger__identity", "evse_id", "connector_id"
-        ):
-            own = by_outlet.get(connector.pk)
-            if own is None:
-                outlet = Summary(**{**summary.__dict__, "inherited": True})
-            else:
-                outlet = _summary(own, community, at)
-            outlets.append((connector, outlet))
-        rows.append({"site": site, "summary": summary, "outlets": outlets})
+    for connector in connectors:
+        policy = own.get(connector.pk)
+        if policy is not None:
+            rows.append((connector, _summary(policy, community, at)))
+            continue
+        site_id = connector.charger.site_id
+        if site_id not in inherited:
+            summary = _summary(by_site.get(site_id), community, at)
+            inherited[site_id] = Summary(**{**summary.__dict__, "inherited": True})
+        rows.append((connector, inherited[site_id]))
     return rows
+
+
+def _own_rule() -> QuerySet[AccessPolicy, Any]:
+    return AccessPolicy.objects.filter(connector__isnull=False).values("connector_id")
+
+
+def outlets_with_own_rule(**filters: Any) -> QuerySet[Connector]:
+    """The outlets that have a rule of their own (`filters` on the outlets, e.g. a site's)."""
+    return Connector.objects.filter(pk__in=_own_rule(), **filters).select_related("charger")
+
+
+def filter_by_rule(outlets: QuerySet[Connector], rule: str) -> QuerySet[Connector]:
+    """Outlets with a rule of their own ("own"), following their site's ("site") or all."""
+    if rule == "own":
+        return outlets.filter(pk__in=_own_rule())
+    if rule == "site":
+        return outlets.exclude(pk__in=_own_rule())
+    return outlets
 
 
 def recent_events(**filters: Any) -> QuerySet[RuleEvent]:

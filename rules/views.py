@@ -4,13 +4,18 @@ outlet with its weekly windows, limits, and user groups (on the Users tab)."""
 from typing import Any
 
 from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import CharField
+from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from chargers import selectors as chargers_selectors
 from chargers.models import Connector
+from chargers.views.fleet import OUTLETS_PER_PAGE
 from communities.models import AuditEvent, Site
 from communities.permissions import community_permission, has_permission
 from sparklin.http import CommunityRequest
@@ -23,6 +28,7 @@ from .forms import (
     LimitForm,
     OfflineForm,
     PolicyForm,
+    RuleOutletFilterForm,
     WindowForm,
 )
 from .models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
@@ -30,15 +36,36 @@ from .models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
 
 @community_permission("rules:manage")
 def rules_page(request: CommunityRequest, community):
-    limits = UsageLimit.objects.select_related("user").order_by("user__last_name")
+    """Who may charge where: each site's rule, then the outlets a page at a time with the
+    outlets page's filters (and own rule or not), each with its own rule or its site's."""
+    form = RuleOutletFilterForm(request.GET or None)
+    outlets = selectors.filter_by_rule(
+        chargers_selectors.outlets(**form.filters()), form.rule_filter()
+    )
+    page = Paginator(outlets, OUTLETS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    # The phone number as stored (E.164 text): not parsed for each of hundreds of limits.
+    limits = (
+        UsageLimit.objects.select_related("user")
+        .defer("user__phone")
+        .annotate(phone_text=Cast("user__phone", CharField()))
+        .order_by("user__last_name")
+    )
     audit = AuditEvent.objects.filter(action__regex=r"^(rule|group)\.").select_related("actor")
     return render(
         request,
         "rules/rules_page.html",
         {
             "sites": selectors.site_summaries(request.community, Site.objects.all()),
+            "outlets": selectors.outlet_summaries(request.community, page),
+            "outlet_form": form,
+            "page": page,
+            "query": query.urlencode(),
             "limits": limits,
-            "limit_form": LimitForm(community=request.community),
+            "limit_form": LimitForm(
+                community=request.community, initial={"user": request.GET.get("user")}
+            ),
             "events": selectors.recent_events(),
             "audit": audit.order_by("-at")[:20],
         },

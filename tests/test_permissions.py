@@ -269,7 +269,7 @@ QUERY_ID_OPTIONAL = {
     "session-list": {"site", "user"},
     # A user of another community is not among the form's choices: nothing is set.
     "limit-set": {"user"},
-    "rules-page": {"user"},  # shows that form, unbound
+    "rules-page": {"user", "site"},  # shows that form, unbound; outlets filtered by site
     # A charger or user of another community is not among the form's choices: nothing opens.
     "learn-start": {"charger", "user"},
     "dashboard": {"site", "user"},

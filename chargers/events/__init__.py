@@ -23,12 +23,13 @@ out of order by several workers end in the same state.
 
 from .apply import is_sqlite_busy, is_transient, process_events, retry_quarantined
 from .handlers import HANDLERS
-from .maintenance import purge_message_log, sweep_offline
+from .maintenance import compact_live_changes, purge_message_log, sweep_offline
 from .values import ENERGY_REGISTER, parse_time, sample_unit, sample_value
 
 __all__ = [
     "ENERGY_REGISTER",
     "HANDLERS",
+    "compact_live_changes",
     "is_sqlite_busy",
     "is_transient",
     "parse_time",

@@ -1,9 +1,11 @@
-"""Housekeeping of what the gateway reported: the offline sweep and the message log purge."""
+"""Housekeeping of what the gateway reported: the offline sweep, the message log purge and the
+folding of the live regions' change counters."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.utils import timezone
 from django_scopes import scopes_disabled
 
@@ -46,3 +48,23 @@ def purge_message_log(days: int, now: datetime | None = None) -> int:
     with scopes_disabled():
         deleted, _ = OcppMessage.objects.filter(at__lt=cutoff).delete()
     return deleted
+
+
+# Every row committed so far, folded into one per community with the same sum. Rows a writer
+# has not committed yet are not seen by the DELETE and stay for the next time.
+_COMPACT_LIVE_SQL = """
+WITH gone AS (DELETE FROM chargers_livechange RETURNING community_id, changes)
+INSERT INTO chargers_livechange (community_id, changes)
+SELECT community_id, sum(changes) FROM gone GROUP BY community_id HAVING count(*) > 0
+"""
+
+
+def compact_live_changes() -> int:
+    """Fold each community's `LiveChange` rows into one, keeping their sum (the change
+    token), so a live poll adds up a few rows however busy the fleet was. Returns how many
+    rows there are now (one per community that ever changed)."""
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(_COMPACT_LIVE_SQL)
+        return cursor.rowcount

@@ -219,8 +219,8 @@ def unknown_charger_list(request: CommunityRequest, community):
     connect?"). A serial registered in another community shows nothing: its refusals (reason,
     times, attempts) are that tenant's business, and nobody can list serial numbers elsewhere."""
     form = RefusedLookupForm(request.GET or None)
-    identities = Charger.objects.values_list("identity", flat=True)
-    refused = UnknownCharger.objects.filter(identity__in=list(identities))
+    # A subquery, not the list of a fleet's 10,000 serial numbers sent back to the database.
+    refused = UnknownCharger.objects.filter(identity__in=Charger.objects.values("identity"))
     if form.is_valid():
         identity = form.cleaned_data["identity"]
         registered_elsewhere = (

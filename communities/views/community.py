@@ -69,9 +69,9 @@ DASHBOARD_ROWS = 10
 def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
     """The community's home: outlets by state, this month's totals, sessions in progress and
     the latest ones, energy and cost charts (the person's own for drivers; a manager can choose
-    a site or a person). Live like the outlets page: the change token (one query, which also
-    counts the outlets by state and the sessions in progress) comes first, an unchanged poll
-    answers 204 before any list query. Every figure is an aggregate or a
+    a site or a person). Live like the outlets page: the change token (one query that reads no
+    list, `selectors.live_token`) comes first, an unchanged poll answers 204 before any
+    list query. Every figure is an aggregate or a
     bounded list, whatever the size of the fleet."""
     tenant = request.community
     manager = has_permission(request, "sessions:view_all")
@@ -90,9 +90,8 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
 
     def context() -> dict[str, Any]:
         outlets = list(selectors.outlets()[: DASHBOARD_ROWS + 1]) if not manager else []
-        # From the change token's statement on PostgreSQL (no second pass over the fleet).
-        counts = selectors.state_counts(summary)
-        active_count = summary.active_sessions if summary and manager else active.count()
+        counts = selectors.state_counts()
+        active_count = active.count()
         return {
             "rows": selectors.with_live(outlets[:DASHBOARD_ROWS]),
             "more_outlets": len(outlets) > DASHBOARD_ROWS,
@@ -118,8 +117,8 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
 
     page = ("communities/dashboard.html", "dashboard-live")
     month_start = month_bounds(tenant, *current_month(tenant))[0]
-    summary = selectors.live_summary(tenant, sessions_since=month_start)
-    if summary is None:  # no cheap token (SQLite): fingerprint what is shown
+    token = selectors.live_token(tenant, sessions_since=month_start)
+    if token is None:  # no cheap token (SQLite): fingerprint what is shown
         data = context()
         totals = data["totals"]
         fp = fingerprint(
@@ -130,7 +129,7 @@ def dashboard(request: CommunityRequest, community: str) -> HttpResponse:
             totals["energy_wh"],
         )
         return render_live(request, *page, data, fp, page_extra)
-    return render_live(request, *page, context, summary.token, page_extra)
+    return render_live(request, *page, context, token, page_extra)
 
 
 MEMBERS_PER_PAGE = 50

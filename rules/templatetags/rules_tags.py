@@ -16,16 +16,22 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def site_access(context: dict[str, Any], site: Any) -> list[dict[str, Any]]:
-    """Who may charge on `site` now, and on its outlets that have a rule of their own."""
-    return selectors.site_summaries(context["community"], [site], own_only=True)
+    """Who may charge on `site` now, and on its outlets that have a rule of their own (not
+    the others: a site of 1,000 chargers is not read and summarised outlet by outlet)."""
+    community = context["community"]
+    (row,) = selectors.site_summaries(community, [site])
+    own = selectors.outlets_with_own_rule(charger__site=site).order_by(
+        "charger__identity", "evse_id", "connector_id"
+    )
+    return [{**row, "outlets": selectors.outlet_summaries(community, own)}]
 
 
 @register.simple_tag(takes_context=True)
 def charger_access(context: dict[str, Any], charger: Any) -> list[tuple[Any, Any]]:
     """Who may charge on each outlet of `charger` now: (connector, summary) pairs, from the
-    same summaries as its site's page."""
-    (row,) = selectors.site_summaries(context["community"], [charger.site])
-    return [(c, summary) for c, summary in row["outlets"] if c.charger_id == charger.pk]
+    same summaries as the Rules page (its outlets only, not its site's)."""
+    connectors = charger.connectors.select_related("charger").order_by("evse_id", "connector_id")
+    return selectors.outlet_summaries(context["community"], connectors)
 
 
 @register.simple_tag
@@ -46,11 +52,16 @@ def weekdays(days: str) -> str:
 
 
 @register.simple_tag
-def learn_chargers() -> list[Any]:
-    """The community's chargers (in the current scope), for the learn-by-scanning form."""
+def learn_chargers() -> dict[str, Any]:
+    """The learn-by-scanning form's chargers (in the current scope): `chargers` listed when
+    there are at most `LEARN_CHARGERS_MAX`, otherwise none and `typed` (the serial number is
+    typed); `any` is False without chargers."""
     from chargers.models import Charger
+    from rules.forms import LEARN_CHARGERS_MAX
 
-    return list(Charger.objects.all())
+    chargers = list(Charger.objects.order_by("identity")[: LEARN_CHARGERS_MAX + 1])
+    typed = len(chargers) > LEARN_CHARGERS_MAX
+    return {"any": bool(chargers), "typed": typed, "chargers": [] if typed else chargers}
 
 
 @register.simple_tag

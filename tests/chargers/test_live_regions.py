@@ -1,9 +1,13 @@
-"""Live regions: an unchanged poll answers 204 after one change-token query, before any list
-query; every change shown by the region changes the token."""
+"""Live regions: an unchanged poll answers 204 after one change-token query that reads no list
+(the community's change counter, kept by PostgreSQL triggers); every change shown by the region
+changes the token, and nothing else does."""
 
+import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -36,16 +40,13 @@ def poll(client, url):
     return fp, response, [q["sql"] for q in queries.captured_queries]
 
 
+LISTS = ("chargers_connector", "chargers_chargingsession", "chargers_charger", "communities_site")
+
+
 def tables_listed(sqls):
-    """Tables read outside the token query (whose subqueries read them all)."""
-    listed = set()
-    for sql in sqls:
-        if "hash_record" in sql:
-            continue
-        for table in ("chargers_connector", "chargers_chargingsession", "chargers_chargercommand"):
-            if f'FROM "{table}"' in sql:
-                listed.add(table)
-    return listed
+    """The lists read, the token query included (it reads the change counter and counts the
+    remote commands still shown, nothing else)."""
+    return {table for sql in sqls for table in LISTS if re.search(rf"\b{table}\b", sql)}
 
 
 @pytest.mark.parametrize("url", ["/c/tilleuls/outlets/", "/c/tilleuls/"])
@@ -53,7 +54,7 @@ def test_unchanged_poll_is_204_before_any_list_query(manager_client, fleet, url)
     _, response, sqls = poll(manager_client, url)
     assert response.status_code == 204
     assert tables_listed(sqls) == set()
-    token_queries = [s for s in sqls if "hash_record" in s]
+    token_queries = [s for s in sqls if "chargers_livechange" in s]
     assert len(token_queries) == 1
     # session + user (auth), membership (middleware), the token: nothing else.
     assert len(sqls) <= 4, sqls
@@ -132,3 +133,49 @@ def test_changed_poll_renders_the_partial(manager_client, fleet):
     response = manager_client.get("/c/tilleuls/outlets/", {"fp": fp}, **HTMX)
     assert response.status_code == 200
     assert response.context["fingerprint"] != fp
+
+
+def test_the_token_reads_the_same_rows_whatever_the_fleet(community, fleet):
+    """O(1): the token's statement reads the change counter's rows (folded into one per
+    community by the beat) and the commands of the last minutes, never the fleet."""
+    from chargers.events import compact_live_changes
+    from chargers.models import LiveChange
+
+    for i in range(30):
+        charger = builders.make_charger(community, identity=f"CP-MORE-{i}")
+        builders.make_connector(charger, 1, status="Charging")
+    before = selectors.live_token(community)
+    assert LiveChange.objects.count() > 30  # a row per statement that changed something
+    compact_live_changes()
+    assert LiveChange.objects.filter(community=community).count() == 1
+    assert selectors.live_token(community) == before  # folding keeps the sum
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + selectors._LIVE_TOKEN_SQL, {
+            "community": community.pk, "actions": ["RemoteStartTransaction"],
+            "commands_since": timezone.now(),
+        })  # fmt: skip
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert not tables_listed([plan]), plan
+
+
+def test_columns_not_shown_do_not_change_the_token(community, fleet):
+    """A heartbeat (`last_seen`), `updated_at` alone or a configuration: no new render."""
+    charger, a = fleet["charger"], fleet["a"]
+    before = selectors.live_token(community)
+    Charger.objects.filter(pk=charger.pk).update(
+        last_seen=timezone.now(), configuration={"HeartbeatInterval": "300"}
+    )
+    Connector.objects.filter(pk=a.pk).update(status="Available")  # the same status
+    ChargingSession.objects.filter(pk=fleet["session"].pk).update(updated_at=timezone.now())
+    assert selectors.live_token(community) == before
+
+
+def test_a_remote_command_that_stops_being_shown_changes_the_token(community, fleet):
+    ChargerCommand.objects.create(
+        community=community, charger=fleet["charger"], connector=fleet["a"],
+        action="RemoteStartTransaction",
+    )  # fmt: skip
+    shown = selectors.live_token(community)
+    later = timezone.now() + selectors.REMOTE_COMMAND_SHOWN + timedelta(seconds=5)
+    with time_machine.travel(later):
+        assert selectors.live_token(community) != shown

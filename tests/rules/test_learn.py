@@ -123,3 +123,33 @@ def test_someone_elses_learn_window_is_404_for_a_driver(client, community, manag
     window = services.open_learn_window(charger=charger, actor=manager, user=manager)
     client.force_login(other)
     assert client.get(f"/c/tilleuls/cards/learn/{window.pk}/").status_code == 404
+
+
+@pytest.mark.community_scope
+def test_above_a_bound_the_charger_is_typed_not_chosen_from_a_list(
+    client, community, individual, charger, outsider, monkeypatch, settings
+):
+    """A fleet's 10,000 chargers are not listed in the learn form of every person's page:
+    above `LEARN_CHARGERS_MAX` the serial number is typed, found in the community only."""
+    from rules import forms
+
+    settings.LANGUAGE_CODE = "en"
+    client.force_login(individual)
+    assert 'id="learn-charger"' in client.get("/c/tilleuls/my-sessions/").content.decode()
+    monkeypatch.setattr(forms, "LEARN_CHARGERS_MAX", 2)
+    for i in range(2):
+        builders.make_charger(community, identity=f"CP-TYPED-{i}")
+    page = client.get("/c/tilleuls/my-sessions/").content.decode()
+    assert 'id="learn-identity"' in page and "<option" not in page.split("learn-identity")[1]
+    foreign = builders.make_charger(builders.community_of(outsider), identity="CP-FAR")
+    refused = client.post(
+        "/c/tilleuls/cards/learn/", {"identity": foreign.identity, "next": "/c/tilleuls/"}
+    )
+    assert not LearnWindow.objects.exists()
+    assert "No charger of this community has the serial number CP-FAR." in [
+        str(m) for m in refused.wsgi_request._messages
+    ]
+    response = client.post("/c/tilleuls/cards/learn/", {"identity": " cp-typed-1 "})
+    window = LearnWindow.objects.get()
+    assert window.charger.identity == "CP-TYPED-1"
+    assert response["Location"] == f"/c/tilleuls/cards/learn/{window.pk}/"

@@ -181,3 +181,95 @@ def test_the_charger_page_says_who_may_charge_on_each_outlet_now(
     assert "Who may charge now" in html
     assert "Out of service" in html  # outlet 1, its own rule
     assert "Free charging for anyone" in html and "as its site" in html  # outlet 2
+
+
+def test_rules_page_lists_outlets_a_page_at_a_time_with_the_outlets_filters(
+    manager_client, community, site, settings
+):
+    """At fleet scale the Rules page lists its outlets like the outlets page (50 a page,
+    searchable, by state and site) plus "own rule or not", each with its own rule or its
+    site's, in a number of queries that does not grow with the fleet."""
+    from chargers.views.fleet import OUTLETS_PER_PAGE
+
+    settings.LANGUAGE_CODE = "en"
+    other = builders.make_site(community, name="Other site")
+    connectors = []
+    for i in range(OUTLETS_PER_PAGE + 3):
+        charger = builders.make_charger(community, site=site, identity=f"RULE-{i:03d}")
+        connectors.append(builders.make_connector(charger, 1))
+    far = builders.make_connector(builders.make_charger(community, site=other, identity="FAR-1"), 1)
+    AccessPolicy.objects.create(community=community, site=other, mode=Mode.NOBODY)
+    own = connectors[7]
+    AccessPolicy.objects.create(community=community, connector=own, mode=Mode.FREE)
+
+    first = manager_client.get("/c/tilleuls/rules/").content.decode()
+    assert first.count('<tr id="outlet-') == OUTLETS_PER_PAGE
+    assert f"{OUTLETS_PER_PAGE + 4} outlets" in first and "page=2" in first
+    assert f'id="site-{other.pk}"' in first and f'id="site-{site.pk}"' in first
+
+    by_site = manager_client.get(f"/c/tilleuls/rules/?site={other.pk}").content.decode()
+    assert by_site.count('<tr id="outlet-') == 1 and f'id="outlet-{far.pk}"' in by_site
+    assert "Out of service" in by_site and "as its site" in by_site  # inherited from its site
+
+    found = manager_client.get("/c/tilleuls/rules/?q=rule-007").content.decode()
+    assert found.count('<tr id="outlet-') == 1 and f'id="outlet-{own.pk}"' in found
+    mine = manager_client.get("/c/tilleuls/rules/?rule=own").content.decode()
+    assert mine.count('<tr id="outlet-') == 1 and f'id="outlet-{own.pk}"' in mine
+    following = manager_client.get("/c/tilleuls/rules/?rule=site").content.decode()
+    assert f'id="outlet-{own.pk}"' not in following
+
+    def queries(url):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            assert manager_client.get(url).status_code == 200
+        return len(captured)
+
+    # The page's frame and the rest of the page (the limits form counts the members up to its
+    # bound), the outlets' page and count, the policies of the outlets shown and of their
+    # sites (each with its windows, users and groups).
+    before = [queries(f"/c/tilleuls/rules/?page={n}") for n in (1, 2)]
+    for i in range(60):
+        charger = builders.make_charger(community, site=other, identity=f"MORE-{i:03d}")
+        AccessPolicy.objects.create(
+            community=community, connector=builders.make_connector(charger, 1), mode=Mode.NOBODY
+        )
+    after = [queries(f"/c/tilleuls/rules/?page={n}") for n in (1, 2, 3)]
+    assert max(after) == max(before) <= 27
+
+
+def test_limits_list_names_people_or_their_phone_number(manager_client, community):
+    named = builders.make_member(community).user
+    nameless = builders.make_member(
+        community, user=builders.make_user(phone="+33698765432", first_name="", last_name="")
+    ).user
+    for person in (named, nameless):
+        UsageLimit.objects.create(community=community, user=person, monthly_kwh=Decimal("100"))
+    page = manager_client.get("/c/tilleuls/rules/").content.decode()
+    assert f"<tr><td>{named.get_full_name()}</td>" in page
+    assert "<tr><td>+33698765432</td>" in page  # the limits table, not only the select
+
+
+def test_above_the_bound_a_limit_is_set_from_the_persons_page(
+    manager_client, community, individual, monkeypatch, settings
+):
+    """A fleet's 2,000 members are not a select on the Rules page: the person comes from
+    their page's "Limits of use" link, as for the other person filters."""
+    from rules import forms
+
+    settings.LANGUAGE_CODE = "en"
+    assert '<select name="user"' in manager_client.get("/c/tilleuls/rules/").content.decode()
+    monkeypatch.setattr(forms, "USER_CHOICES_MAX", 1)
+    builders.make_member(community)
+    page = manager_client.get("/c/tilleuls/rules/").content.decode()
+    assert '<select name="user"' not in page and "Choose the person from their page" in page
+    member = individual.memberships.get(community=community)
+    person_page = manager_client.get(f"/c/tilleuls/users/{member.pk}/").content.decode()
+    link = f"/c/tilleuls/rules/?user={individual.pk}#limits"
+    assert link in person_page
+    chosen = manager_client.get(link.split("#")[0]).content.decode()
+    assert f'<input type="hidden" name="user" value="{individual.pk}"' in chosen
+    assert f"<strong>{individual.get_full_name()}</strong>" in chosen
+    manager_client.post("/c/tilleuls/rules/limits/", {"user": individual.pk, "monthly_kwh": "90"})
+    assert UsageLimit.objects.get(user=individual).monthly_kwh == Decimal("90")
