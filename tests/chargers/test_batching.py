@@ -23,11 +23,11 @@ class FakeQoS:
     def __init__(self):
         self.value = 4
 
-    def increment_eventually(self):
-        self.value += 1
+    def increment_eventually(self, n=1):
+        self.value += n
 
-    def decrement_eventually(self):
-        self.value -= 1
+    def decrement_eventually(self, n=1):
+        self.value -= n
 
 
 class FakeTimer:
@@ -127,9 +127,10 @@ def test_messages_waiting_are_applied_as_one_batch_then_acknowledged(charger, mo
     ]
     for request in requests:
         buf.receive(request)
-    # Held, not applied, not acknowledged, and not counted against the prefetch limit.
+    # Held, not applied, not acknowledged, and not counted against the prefetch limit (nor
+    # the lookahead that lets the broker send a batch's worth more: 999 one-event messages).
     assert calls == [] and all(r.outcome is None for r in requests)
-    assert consumer.qos.value == 7
+    assert consumer.qos.value == 4 + 3 + 999
     assert len(consumer.timer.entries) == 1 and consumer.timer.entries[0].secs == 0.05
 
     consumer.timer.fire()
@@ -138,6 +139,32 @@ def test_messages_waiting_are_applied_as_one_batch_then_acknowledged(charger, mo
     assert consumer.qos.value == 4
     session = sessions(charger)["b-1"]
     assert session.state == ChargingSession.State.COMPLETED and session.energy_wh == 100
+
+
+@pytest.mark.django_db
+def test_an_open_window_lets_the_broker_send_about_one_batch_more(charger):
+    """While a buffer waits for its window, the QoS is raised by as many messages as should
+    fill a batch (`max_events` over the mean events per message), so that a backlog fills the
+    batch in one window instead of a prefetch count (4) per QoS round trip; released at the
+    flush, the prefetch limit is as before."""
+    consumer = FakeConsumer()
+    buf = buffer(consumer, max_events=100)
+    ten = [tx(charger, "updated", "w-1", n, meter_wh=n) for n in range(10)]
+    first = FakeRequest(ten)
+    buf.receive(first)
+    # 100 events wanted, 10 already here, 10 per message: 9 more messages, plus the held one.
+    assert consumer.qos.value == 4 + 1 + 9
+    buf.receive(FakeRequest(ten[:5]))  # no new window while this one is open
+    assert consumer.qos.value == 4 + 2 + 9
+    consumer.timer.fire()
+    assert consumer.qos.value == 4 and buf.held == 0
+    assert first.outcome == "ack"
+    # The next window is sized by the running mean of events per message (10, 5, 1: ≈ 9.6,
+    # smoothed), not by its first message alone: 99 events wanted, 10 more messages.
+    buf.receive(FakeRequest(ten[:1]))
+    assert consumer.qos.value == 4 + 1 + 10
+    consumer.timer.fire()
+    assert consumer.qos.value == 4
 
 
 @pytest.mark.django_db
@@ -269,7 +296,7 @@ def test_a_retry_waits_for_its_eta_before_joining_a_batch(charger):
         [tx(charger, "started", "e-1", 0)], retries=1, eta=datetime.now(UTC) + timedelta(seconds=8)
     )
     buf.receive(later)
-    assert consumer.qos.value == 5  # held meanwhile, outside the prefetch limit
+    assert consumer.qos.value == 5  # held meanwhile, outside the prefetch limit (no window yet)
     [entry] = consumer.timer.entries
     assert 7 < entry.secs <= 8 and not buf.requests
     consumer.timer.fire()  # the ETA: it joins a buffer, whose window starts
