@@ -54,10 +54,10 @@ def json_loads(data: Any) -> Any:
 
 def _register_json() -> None:
     """Decode `application/json` messages with `json_loads`; encoding stays kombu's."""
-    from kombu.serialization import registry
+    from kombu.serialization import register
     from kombu.utils import json as kombu_json
 
-    registry.register(
+    register(
         "json",
         kombu_json.dumps,
         json_loads,
