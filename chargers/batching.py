@@ -10,12 +10,15 @@ How, inside Celery's own worker (the pattern of Celery's ETA handling and of cel
   received is not run but kept, unacknowledged, in a buffer. A kept message does not count
   against the prefetch limit (the consumer's QoS is raised by one while it is held, as Celery
   does for tasks with an ETA), so the broker keeps delivering while the buffer fills.
-- While a buffer is open, the consumer's QoS is also raised by a *lookahead*: as many messages
-  as should fill a batch (`max_events` over the mean events per message seen so far), released
-  when the buffer is flushed. Without it the broker had only the prefetch count (4) in flight
-  beyond what was held, and a window got only the few messages that arrived in one QoS round
-  trip after another (20–37 messages of a deep queue per 50 ms window, measured): with it, a
-  backlog fills a batch within one window.
+- While a buffer is open, the consumer's QoS is also raised by a *lookahead*:
+  `LOOKAHEAD_GROWTH` (4) messages per message the window received so far, at most what should
+  fill the batch (`max_events` over the running mean of events per message), released when the
+  buffer is flushed. Without it the broker had only the prefetch count (4) in flight beyond
+  what was held, and a window got only the few messages that arrived in one QoS round trip
+  after another (20-37 messages of a deep queue per 50 ms window, measured): with it, what is
+  in flight grows fourfold at each round trip and a backlog fills a batch within one window
+  (~290 messages), while a trickle of messages raises it by little (the queue is shared with
+  other tasks, which a worker should not take for a batch that will not come).
 - The buffer is flushed `window` seconds after its first message arrived, or at once when it
   holds `max_events` events or `MAX_MESSAGES` messages: all its messages go to the pool as one
   job (`apply_messages`), whose events are applied in one call of
@@ -49,6 +52,9 @@ logger = logging.getLogger("chargers.batching")
 MAX_MESSAGES = 1_000
 # Messages held at most outside the prefetch limit (buffered, or in jobs the pool has not run).
 MAX_HELD = 2 * MAX_MESSAGES
+# While a window is open, the broker may send this many messages more per message received in
+# it (the lookahead, module docstring).
+LOOKAHEAD_GROWTH = 4
 
 Outcome = Literal["ack", "requeue"]
 # What a pool job receives: each message's events and how many times it was retried already.
@@ -179,19 +185,27 @@ class Buffer:
         )
         if self.events >= self.max_events or len(self.requests) >= MAX_MESSAGES:
             self.flush()
-        elif self._timer is None:
+            return
+        if self._timer is None:
             self._timer = self.consumer.timer.call_after(self.window, self.flush)
-            self._open_lookahead()
+        self._grow_lookahead()
 
-    def _open_lookahead(self) -> None:
-        """Let the broker send, beyond the prefetch count, about one batch of messages for this
-        window (module docstring)."""
-        wanted = -(-(self.max_events - self.events) // max(1, round(self._mean_events)))
-        lookahead = max(0, min(MAX_MESSAGES - len(self.requests), wanted))
+    def _grow_lookahead(self) -> None:
+        """Let the broker send, beyond the prefetch count, `LOOKAHEAD_GROWTH` more messages per
+        message this window received, up to what should fill the batch (module docstring): a
+        backlog multiplies what is in flight at each QoS round trip, a trickle asks for little
+        more than it sends, so a worker does not take other tasks of the queue for a batch
+        that will not come."""
         qos = self.consumer.qos
-        if lookahead and qos is not None:
-            qos.increment_eventually(lookahead)
-            self._lookahead, self._lookahead_qos = lookahead, qos
+        if qos is None or (self._lookahead_qos is not None and self._lookahead_qos is not qos):
+            return
+        needed = -(-(self.max_events - self.events) // max(1, round(self._mean_events)))
+        target = max(
+            0, min(LOOKAHEAD_GROWTH * len(self.requests), needed, MAX_MESSAGES - len(self.requests))
+        )
+        if target > self._lookahead:
+            qos.increment_eventually(target - self._lookahead)
+            self._lookahead, self._lookahead_qos = target, qos
 
     def _close_lookahead(self) -> None:
         if self._lookahead:

@@ -127,10 +127,10 @@ def test_messages_waiting_are_applied_as_one_batch_then_acknowledged(charger, mo
     ]
     for request in requests:
         buf.receive(request)
-    # Held, not applied, not acknowledged, and not counted against the prefetch limit (nor
-    # the lookahead that lets the broker send a batch's worth more: 999 one-event messages).
+    # Held, not applied, not acknowledged, and not counted against the prefetch limit (plus
+    # a lookahead of four messages per message the window received).
     assert calls == [] and all(r.outcome is None for r in requests)
-    assert consumer.qos.value == 4 + 3 + 999
+    assert consumer.qos.value == 4 + 3 + 12
     assert len(consumer.timer.entries) == 1 and consumer.timer.entries[0].secs == 0.05
 
     consumer.timer.fire()
@@ -142,27 +142,35 @@ def test_messages_waiting_are_applied_as_one_batch_then_acknowledged(charger, mo
 
 
 @pytest.mark.django_db
-def test_an_open_window_lets_the_broker_send_about_one_batch_more(charger):
-    """While a buffer waits for its window, the QoS is raised by as many messages as should
-    fill a batch (`max_events` over the mean events per message), so that a backlog fills the
-    batch in one window instead of a prefetch count (4) per QoS round trip; released at the
-    flush, the prefetch limit is as before."""
+def test_an_open_window_lets_the_broker_send_more_as_messages_come(charger):
+    """While a buffer waits for its window, the QoS is raised by four messages per message the
+    window received (a backlog multiplies what is in flight at each QoS round trip, instead
+    of a prefetch count of 4 per round trip), never beyond what should fill the batch
+    (`max_events` over the mean events per message); released at the flush, the prefetch
+    limit is as before."""
+    assert batching.LOOKAHEAD_GROWTH == 4
     consumer = FakeConsumer()
     buf = buffer(consumer, max_events=100)
     ten = [tx(charger, "updated", "w-1", n, meter_wh=n) for n in range(10)]
     first = FakeRequest(ten)
     buf.receive(first)
-    # 100 events wanted, 10 already here, 10 per message: 9 more messages, plus the held one.
-    assert consumer.qos.value == 4 + 1 + 9
-    buf.receive(FakeRequest(ten[:5]))  # no new window while this one is open
-    assert consumer.qos.value == 4 + 2 + 9
+    assert consumer.qos.value == 4 + 1 + 4  # held, plus a lookahead of four messages
+    buf.receive(FakeRequest(ten))
+    # 20 events here, 10 per message: 8 more messages fill the batch.
+    assert consumer.qos.value == 4 + 2 + 8
+    buf.receive(FakeRequest(ten))
+    assert consumer.qos.value == 4 + 3 + 8  # 7 would do now; never lowered before the flush
     consumer.timer.fire()
     assert consumer.qos.value == 4 and buf.held == 0
     assert first.outcome == "ack"
-    # The next window is sized by the running mean of events per message (10, 5, 1: ≈ 9.6,
-    # smoothed), not by its first message alone: 99 events wanted, 10 more messages.
-    buf.receive(FakeRequest(ten[:1]))
-    assert consumer.qos.value == 4 + 1 + 10
+
+
+@pytest.mark.django_db
+def test_a_trickle_of_messages_raises_the_prefetch_by_little(charger):
+    consumer = FakeConsumer()
+    buf = buffer(consumer, max_events=5000)
+    buf.receive(FakeRequest([tx(charger, "started", "s-1", 0)]))
+    assert consumer.qos.value == 4 + 1 + 4  # not a batch's worth (4,999 messages)
     consumer.timer.fire()
     assert consumer.qos.value == 4
 
