@@ -422,15 +422,22 @@ def _drain(
         while "ready." not in log.read_text():
             time.sleep(0.05)
         started = time.perf_counter()
-        backends = _other_backends()
-        cpu0 = _cpu(worker.pid), sum(_cpu(pid) for pid in backends)
+        cpu0 = _cpu(worker.pid)
+        # CPU of each backend of the worker: (at ready, last seen). Sampled while waiting, as
+        # the worker replaces its connection after CONN_MAX_AGE; one opened after `ready`
+        # counts whole.
+        backends = {pid: [_cpu(pid)] * 2 for pid in _other_backends()}
+        polls = 0
         with scopes_disabled():
             while OcppMessage.objects.count() < expected:
                 time.sleep(0.05)
+                polls += 1
+                if polls % 10 == 0:
+                    _sample(backends)
         elapsed = time.perf_counter() - started
-        # Backends opened after `ready` (the worker connects at its first batch) count whole.
-        cpu_w = _cpu(worker.pid) - cpu0[0]
-        cpu_db = sum(_cpu(pid) for pid in _other_backends()) - cpu0[1]
+        cpu_w = _cpu(worker.pid) - cpu0
+        _sample(backends)
+        cpu_db = sum(last - first for first, last in backends.values())
     finally:
         worker.terminate()
         worker.wait(30)
@@ -444,6 +451,14 @@ def _drain(
         cpu_w / events,
         cpu_db / events,
     )
+
+
+def _sample(backends: dict[int, list[float]]) -> None:
+    """Record the CPU so far of each backend of the worker (a backend gone meanwhile keeps its
+    last reading)."""
+    for pid in _other_backends():
+        seen = backends.setdefault(pid, [0.0, 0.0])
+        seen[1] = max(seen[1], _cpu(pid))
 
 
 def _other_backends() -> list[int]:
