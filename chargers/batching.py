@@ -18,7 +18,8 @@ How, inside Celery's own worker (the pattern of Celery's ETA handling and of cel
   after another (20-37 messages of a deep queue per 50 ms window, measured): with it, what is
   in flight grows fourfold at each round trip and a backlog fills a batch within one window
   (~290 messages), while a trickle of messages raises it by little (the queue is shared with
-  other tasks, which a worker should not take for a batch that will not come).
+  other tasks, which a worker should not take for a batch that will not come). No lookahead
+  while `MAX_HELD` messages are held (below).
 - The buffer is flushed `window` seconds after its first message arrived, or at once when it
   holds `max_events` events or `MAX_MESSAGES` messages: all its messages go to the pool as one
   job (`apply_messages`), whose events are applied in one call of
@@ -197,6 +198,8 @@ class Buffer:
         more than it sends, so a worker does not take other tasks of the queue for a batch
         that will not come."""
         qos = self.consumer.qos
+        if self.held >= MAX_HELD:  # jobs wait in a busy pool: the broker should stop, not more
+            return
         if qos is None or (self._lookahead_qos is not None and self._lookahead_qos is not qos):
             return
         needed = -(-(self.max_events - self.events) // max(1, round(self._mean_events)))

@@ -340,6 +340,23 @@ def test_messages_held_beyond_the_bound_count_against_the_prefetch_limit(charger
     assert [r.outcome for r in requests] == ["ack"] * 5
 
 
+@pytest.mark.django_db
+def test_no_lookahead_while_the_held_messages_are_at_their_bound(charger, monkeypatch):
+    monkeypatch.setattr(batching, "MAX_HELD", 3)
+    consumer = FakeConsumer(pool=BusyPool())
+    buf = buffer(consumer, max_events=2)  # two one-event messages make a job
+    requests = [FakeRequest([tx(charger, "started", f"b-{n}", 0)]) for n in range(5)]
+    for request in requests[:4]:
+        buf.receive(request)  # two jobs waiting in the pool: 4 held, 3 of them outside QoS
+    assert consumer.qos.value == 4 + 3
+    buf.receive(requests[4])  # a new window opens, without a lookahead
+    assert consumer.qos.value == 4 + 3
+    consumer.timer.fire()
+    consumer.pool.finish()
+    assert consumer.qos.value == 4 and buf.held == 0
+    assert [r.outcome for r in requests] == ["ack"] * 5
+
+
 class BusyPool:
     """Jobs wait until `finish()`, as in a prefork pool with every process busy."""
 
