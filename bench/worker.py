@@ -348,8 +348,15 @@ def main(argv=None) -> int:
                     {"WORKER_EVENTS_MAX_BATCH": "1"},
                 ),
             ):
-                rate, per_batch = _drain(fleet, args.queued, args.message_size, extra)
+                rate, per_batch, cpu_w, cpu_db = _drain(
+                    fleet, args.queued, args.message_size, extra
+                )
                 print(f"  {label}: {rate:,.0f} events/s, {per_batch:.1f} messages per batch")
+                print(
+                    f"    worker process CPU {cpu_w * 1e6:.0f} µs per event, its PostgreSQL "
+                    f"backend {cpu_db * 1e6:.0f} µs: {1 / (cpu_w + cpu_db):,.0f} events per "
+                    "CPU-second for both"
+                )
     finally:
         cleanup()
     return 0
@@ -375,10 +382,13 @@ def _cpu(pid: int | None) -> float:
         return 0.0
 
 
-def _drain(fleet: Fleet, messages: int, size: int, extra: dict) -> tuple[float, float]:
+def _drain(
+    fleet: Fleet, messages: int, size: int, extra: dict
+) -> tuple[float, float, float, float]:
     """Publish `messages` batches of `size` events to a queue of their own, then start a real
     worker and time it from ready until every message is applied; returns (events/s, messages
-    per applied batch, from the worker's log)."""
+    per applied batch, from the worker's log, and the CPU seconds per event of the worker
+    process and of its PostgreSQL backends, from ready to the last row)."""
     import re
     import tempfile
     import uuid
@@ -412,17 +422,55 @@ def _drain(fleet: Fleet, messages: int, size: int, extra: dict) -> tuple[float, 
         while "ready." not in log.read_text():
             time.sleep(0.05)
         started = time.perf_counter()
+        cpu0 = _cpu(worker.pid)
+        # CPU of each backend of the worker: (at ready, last seen). Sampled while waiting, as
+        # the worker replaces its connection after CONN_MAX_AGE; one opened after `ready`
+        # counts whole.
+        backends = {pid: [_cpu(pid)] * 2 for pid in _other_backends()}
+        polls = 0
         with scopes_disabled():
             while OcppMessage.objects.count() < expected:
                 time.sleep(0.05)
+                polls += 1
+                if polls % 10 == 0:
+                    _sample(backends)
         elapsed = time.perf_counter() - started
+        cpu_w = _cpu(worker.pid) - cpu0
+        _sample(backends)
+        cpu_db = sum(last - first for first, last in backends.values())
     finally:
         worker.terminate()
         worker.wait(30)
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
     sizes = [int(n) for n in re.findall(r"of (\d+) messages in", log.read_text())]
-    return messages * size / elapsed, (sum(sizes) / len(sizes) if sizes else 1.0)
+    events = messages * size
+    return (
+        events / elapsed,
+        (sum(sizes) / len(sizes) if sizes else 1.0),
+        cpu_w / events,
+        cpu_db / events,
+    )
+
+
+def _sample(backends: dict[int, list[float]]) -> None:
+    """Record the CPU so far of each backend of the worker (a backend gone meanwhile keeps its
+    last reading)."""
+    for pid in _other_backends():
+        seen = backends.setdefault(pid, [0.0, 0.0])
+        seen[1] = max(seen[1], _cpu(pid))
+
+
+def _other_backends() -> list[int]:
+    """The PostgreSQL backends of this database other than this process's own (the worker's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
 
 
 if __name__ == "__main__":

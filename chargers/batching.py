@@ -10,6 +10,16 @@ How, inside Celery's own worker (the pattern of Celery's ETA handling and of cel
   received is not run but kept, unacknowledged, in a buffer. A kept message does not count
   against the prefetch limit (the consumer's QoS is raised by one while it is held, as Celery
   does for tasks with an ETA), so the broker keeps delivering while the buffer fills.
+- While a buffer is open, the consumer's QoS is also raised by a *lookahead*:
+  `LOOKAHEAD_GROWTH` (4) messages per message the window received so far, at most what should
+  fill the batch (`max_events` over the running mean of events per message), released when the
+  buffer is flushed. Without it the broker had only the prefetch count (4) in flight beyond
+  what was held, and a window got only the few messages that arrived in one QoS round trip
+  after another (20-37 messages of a deep queue per 50 ms window, measured): with it, what is
+  in flight grows fourfold at each round trip and a backlog fills a batch within one window
+  (~290 messages), while a trickle of messages raises it by little (the queue is shared with
+  other tasks, which a worker should not take for a batch that will not come). No lookahead
+  while `MAX_HELD` messages are held (below).
 - The buffer is flushed `window` seconds after its first message arrived, or at once when it
   holds `max_events` events or `MAX_MESSAGES` messages: all its messages go to the pool as one
   job (`apply_messages`), whose events are applied in one call of
@@ -43,6 +53,9 @@ logger = logging.getLogger("chargers.batching")
 MAX_MESSAGES = 1_000
 # Messages held at most outside the prefetch limit (buffered, or in jobs the pool has not run).
 MAX_HELD = 2 * MAX_MESSAGES
+# While a window is open, the broker may send this many messages more per message received in
+# it (the lookahead, module docstring).
+LOOKAHEAD_GROWTH = 4
 
 Outcome = Literal["ack", "requeue"]
 # What a pool job receives: each message's events and how many times it was retried already.
@@ -84,6 +97,11 @@ class Buffer:
         self.events = 0
         self.held = 0  # messages received and not yet acknowledged or requeued
         self._timer: Any = None
+        # The QoS raised for this buffer's window (module docstring), and on which QoS object
+        # (a reconnection replaces it); the running mean of events per message that sizes it.
+        self._lookahead = 0
+        self._lookahead_qos: Any = None
+        self._mean_events = 0.0
 
     def strategy(self, app: Any) -> Callable[..., None]:
         """The consumer's message handler for this task (celery.worker.strategy.default, minus
@@ -159,12 +177,43 @@ class Buffer:
 
     def add(self, request: Any) -> None:
         events = _events_of(request.args)
+        count = len(events) if events is not None else 0
         self.requests.append(request)
-        self.events += len(events) if events is not None else 0
+        self.events += count
+        # Events per message, smoothed over the last few dozen messages.
+        self._mean_events += (max(count, 1) - self._mean_events) / (
+            1 if not self._mean_events else 32
+        )
         if self.events >= self.max_events or len(self.requests) >= MAX_MESSAGES:
             self.flush()
-        elif self._timer is None:
+            return
+        if self._timer is None:
             self._timer = self.consumer.timer.call_after(self.window, self.flush)
+        self._grow_lookahead()
+
+    def _grow_lookahead(self) -> None:
+        """Let the broker send, beyond the prefetch count, `LOOKAHEAD_GROWTH` more messages per
+        message this window received, up to what should fill the batch (module docstring): a
+        backlog multiplies what is in flight at each QoS round trip, a trickle asks for little
+        more than it sends, so a worker does not take other tasks of the queue for a batch
+        that will not come."""
+        qos = self.consumer.qos
+        if self.held >= MAX_HELD:  # jobs wait in a busy pool: the broker should stop, not more
+            return
+        if qos is None or (self._lookahead_qos is not None and self._lookahead_qos is not qos):
+            return
+        needed = -(-(self.max_events - self.events) // max(1, round(self._mean_events)))
+        target = max(
+            0, min(LOOKAHEAD_GROWTH * len(self.requests), needed, MAX_MESSAGES - len(self.requests))
+        )
+        if target > self._lookahead:
+            qos.increment_eventually(target - self._lookahead)
+            self._lookahead, self._lookahead_qos = target, qos
+
+    def _close_lookahead(self) -> None:
+        if self._lookahead:
+            self._lookahead_qos.decrement_eventually(self._lookahead)
+            self._lookahead, self._lookahead_qos = 0, None
 
     # --- applying -----------------------------------------------------------------------------
     def flush(self) -> None:
@@ -172,6 +221,7 @@ class Buffer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._close_lookahead()
         requests, self.requests, self.events = self.requests, [], 0
         if not requests:
             return

@@ -23,11 +23,11 @@ class FakeQoS:
     def __init__(self):
         self.value = 4
 
-    def increment_eventually(self):
-        self.value += 1
+    def increment_eventually(self, n=1):
+        self.value += n
 
-    def decrement_eventually(self):
-        self.value -= 1
+    def decrement_eventually(self, n=1):
+        self.value -= n
 
 
 class FakeTimer:
@@ -127,9 +127,10 @@ def test_messages_waiting_are_applied_as_one_batch_then_acknowledged(charger, mo
     ]
     for request in requests:
         buf.receive(request)
-    # Held, not applied, not acknowledged, and not counted against the prefetch limit.
+    # Held, not applied, not acknowledged, and not counted against the prefetch limit (plus
+    # a lookahead of four messages per message the window received).
     assert calls == [] and all(r.outcome is None for r in requests)
-    assert consumer.qos.value == 7
+    assert consumer.qos.value == 4 + 3 + 12
     assert len(consumer.timer.entries) == 1 and consumer.timer.entries[0].secs == 0.05
 
     consumer.timer.fire()
@@ -138,6 +139,40 @@ def test_messages_waiting_are_applied_as_one_batch_then_acknowledged(charger, mo
     assert consumer.qos.value == 4
     session = sessions(charger)["b-1"]
     assert session.state == ChargingSession.State.COMPLETED and session.energy_wh == 100
+
+
+@pytest.mark.django_db
+def test_an_open_window_lets_the_broker_send_more_as_messages_come(charger):
+    """While a buffer waits for its window, the QoS is raised by four messages per message the
+    window received (a backlog multiplies what is in flight at each QoS round trip, instead
+    of a prefetch count of 4 per round trip), never beyond what should fill the batch
+    (`max_events` over the mean events per message); released at the flush, the prefetch
+    limit is as before."""
+    assert batching.LOOKAHEAD_GROWTH == 4
+    consumer = FakeConsumer()
+    buf = buffer(consumer, max_events=100)
+    ten = [tx(charger, "updated", "w-1", n, meter_wh=n) for n in range(10)]
+    first = FakeRequest(ten)
+    buf.receive(first)
+    assert consumer.qos.value == 4 + 1 + 4  # held, plus a lookahead of four messages
+    buf.receive(FakeRequest(ten))
+    # 20 events here, 10 per message: 8 more messages fill the batch.
+    assert consumer.qos.value == 4 + 2 + 8
+    buf.receive(FakeRequest(ten))
+    assert consumer.qos.value == 4 + 3 + 8  # 7 would do now; never lowered before the flush
+    consumer.timer.fire()
+    assert consumer.qos.value == 4 and buf.held == 0
+    assert first.outcome == "ack"
+
+
+@pytest.mark.django_db
+def test_a_trickle_of_messages_raises_the_prefetch_by_little(charger):
+    consumer = FakeConsumer()
+    buf = buffer(consumer, max_events=5000)
+    buf.receive(FakeRequest([tx(charger, "started", "s-1", 0)]))
+    assert consumer.qos.value == 4 + 1 + 4  # not a batch's worth (4,999 messages)
+    consumer.timer.fire()
+    assert consumer.qos.value == 4
 
 
 @pytest.mark.django_db
@@ -269,7 +304,7 @@ def test_a_retry_waits_for_its_eta_before_joining_a_batch(charger):
         [tx(charger, "started", "e-1", 0)], retries=1, eta=datetime.now(UTC) + timedelta(seconds=8)
     )
     buf.receive(later)
-    assert consumer.qos.value == 5  # held meanwhile, outside the prefetch limit
+    assert consumer.qos.value == 5  # held meanwhile, outside the prefetch limit (no window yet)
     [entry] = consumer.timer.entries
     assert 7 < entry.secs <= 8 and not buf.requests
     consumer.timer.fire()  # the ETA: it joins a buffer, whose window starts
@@ -300,6 +335,23 @@ def test_messages_held_beyond_the_bound_count_against_the_prefetch_limit(charger
     for request in requests:
         buf.receive(request)
     assert consumer.qos.value == 4 + 3 and buf.held == 5
+    consumer.pool.finish()
+    assert consumer.qos.value == 4 and buf.held == 0
+    assert [r.outcome for r in requests] == ["ack"] * 5
+
+
+@pytest.mark.django_db
+def test_no_lookahead_while_the_held_messages_are_at_their_bound(charger, monkeypatch):
+    monkeypatch.setattr(batching, "MAX_HELD", 3)
+    consumer = FakeConsumer(pool=BusyPool())
+    buf = buffer(consumer, max_events=2)  # two one-event messages make a job
+    requests = [FakeRequest([tx(charger, "started", f"b-{n}", 0)]) for n in range(5)]
+    for request in requests[:4]:
+        buf.receive(request)  # two jobs waiting in the pool: 4 held, 3 of them outside QoS
+    assert consumer.qos.value == 4 + 3
+    buf.receive(requests[4])  # a new window opens, without a lookahead
+    assert consumer.qos.value == 4 + 3
+    consumer.timer.fire()
     consumer.pool.finish()
     assert consumer.qos.value == 4 and buf.held == 0
     assert [r.outcome for r in requests] == ["ack"] * 5

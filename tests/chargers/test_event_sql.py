@@ -50,6 +50,60 @@ def test_rows_travel_as_exact_text():
     assert _json_default(datetime(2026, 3, 2, 8, 0, tzinfo=UTC)) == "2026-03-02T08:00:00+00:00"
 
 
+def test_rows_param_gives_the_json_module_s_values_and_falls_back_on_what_orjson_refuses():
+    """orjson encodes the rows (speed); the text it gives decodes to what the json module's
+    did, and what it refuses (an integer beyond 64 bits a charger put in a logged frame) still
+    travels, through the json module."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    from chargers.events.sql import _rows_param
+
+    paris = ZoneInfo("Europe/Paris")
+    rows = [
+        [
+            1,
+            Decimal("12345.670"),
+            datetime(2026, 3, 2, 8, 0, 1, 123456, tzinfo=UTC),
+            datetime(2026, 7, 1, 23, 0, tzinfo=paris),
+            "Énergie ✓",
+            {"a": [1, 2.5, None, True]},
+            None,
+        ]
+    ]
+    expected = json.dumps(rows, default=_json_default, ensure_ascii=False)
+    [decoded] = json.loads(_rows_param(rows))
+    [wanted] = json.loads(expected)
+    assert decoded[:2] == wanted[:2] and decoded[4:] == wanted[4:]
+    for got, want in zip(decoded[2:4], wanted[2:4], strict=True):
+        assert datetime.fromisoformat(got) == datetime.fromisoformat(want)
+    huge = [[{"value": 10**30}]]
+    assert json.loads(_rows_param(huge)) == [[{"value": 10**30}]]
+
+
+@pytest.mark.django_db
+def test_a_logged_frame_with_a_huge_integer_is_recorded(community, site, charger):
+    from chargers.events import process_events
+    from chargers.models import OcppMessage
+
+    frame = '[2,"big-1","DataTransfer",{"vendorId":"x","data":123456789012345678901234567890}]'
+    event = {
+        "identity": charger.identity,
+        "kind": "message",
+        "received_at": "2026-03-02T08:00:00+00:00",
+        "payload": {
+            "direction": "in",
+            "message_type": 2,
+            "unique_id": "big-1",
+            "action": "DataTransfer",
+            "frame": frame,
+        },
+    }
+    assert process_events([event])["quarantined"] == 0
+    row = OcppMessage.objects.with_scopes_disabled().get(unique_id="big-1")
+    assert row.payload["data"] == 123456789012345678901234567890
+
+
 @pytest.mark.django_db
 def test_among_reads_what_in_reads_with_one_parameter(community, site, charger):
     from django.db.models import Q
