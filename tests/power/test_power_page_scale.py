@@ -167,3 +167,17 @@ def test_the_change_token_follows_what_the_region_shows(manager_client, site):
     other = builders.make_site(site.community, name="Elsewhere")
     make_managed_charger(other, "PWR-ELSEWHERE", limit_a=3)
     assert token() == seen[-2]
+
+
+def test_without_a_cheap_token_the_lines_are_fingerprinted(manager_client, site, monkeypatch):
+    """Off PostgreSQL (the SQLite demo) `live_token` is None: the page fingerprints its lines."""
+    from power import selectors
+
+    monkeypatch.setattr(selectors, "live_token", lambda site, now=None: None)
+    make_site_power(site)
+    state = _chargers(site, 2)[0]
+    fp = manager_client.get(url(site)).context["fingerprint"]
+    assert manager_client.get(url(site), {"fp": fp}, headers=HTMX).status_code == 204
+    ChargerPower.objects.filter(pk=state.pk).update(draw_a=3.5)
+    changed = manager_client.get(url(site), {"fp": fp}, headers=HTMX)
+    assert changed.status_code == 200 and 'data-charger="PWR-0000"' in changed.content.decode()
