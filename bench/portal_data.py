@@ -21,7 +21,7 @@ MANAGER_PHONE = "+33600000001"
 
 
 # The first site's power management: a 3 × 400 A connection with load balancing, every charger
-# managed (16 A limit, the ones charging drawing it, every 100th non-compliant) and an hour of
+# managed (16 A limit, a third drawing it, about ten non-compliant) and an hour of
 # samples every 30 s.
 _POWER_SQL = [
     """
@@ -35,7 +35,7 @@ INSERT INTO power_chargerpower (community_id, charger_id, wiring, min_a, max_a, 
                                 draw_a, draw_at, outlet_obedience, non_compliant_since)
   SELECT %(c)s, ch.id, 'l1l2l3', 6, 32, 16, %(now)s, '', '{}', 6,
          CASE WHEN ch.id %% 3 = 0 THEN 16 END, %(now)s, '{}',
-         CASE WHEN ch.id %% 100 = 0 THEN %(now)s END
+         CASE WHEN ch.id %% 1000 < 10 THEN %(now)s END
     FROM chargers_charger ch WHERE ch.site_id = %(site)s""",
     """
 INSERT INTO power_powersample (community_id, site_id, at, grid_w, chargers_w, limit_w, failsafe)
