@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from chargers.models import Charger, ChargingSession
+from chargers.selectors import charger_search_q
 from meters.models import Meter
 from meters.readings import is_silent, silence_cutoff
 from sparklin.charts import Chart, Series
@@ -57,9 +58,11 @@ def site_power(site: Site) -> SitePower | None:
     return found
 
 
-def site_chargers(site: Site) -> QuerySet[Charger]:
-    """The site's chargers in the Power page's order, each with its power settings (one join)."""
-    return Charger.objects.filter(site=site).select_related("power").order_by("identity", "pk")
+def site_chargers(site: Site, search: str = "") -> QuerySet[Charger]:
+    """The site's chargers in the Power page's order, each with its power settings (one join),
+    those whose serial number or name contains `search` when given."""
+    qs = Charger.objects.filter(site=site).select_related("power").order_by("identity", "pk")
+    return qs.filter(charger_search_q(search)) if search else qs
 
 
 def charger_lines(site: Site, chargers: Iterable[Charger] | None = None) -> list[ChargerLine]:

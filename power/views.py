@@ -21,6 +21,7 @@ from sparklin.live import render_live
 
 from . import selectors, services
 from .forms import (
+    ChargerSearchForm,
     CircuitForm,
     charger_power_form,
     site_power_form,
@@ -37,7 +38,9 @@ CHARGERS_PER_PAGE = 50
 def _live(site: Site, request: CommunityRequest) -> dict[str, Any]:
     """The live region: the chart, the alerts, the meter and one page of chargers (a fixed
     number of queries whatever the site's size)."""
-    page = Paginator(selectors.site_chargers(site), CHARGERS_PER_PAGE).get_page(
+    search_form = ChargerSearchForm(request.GET)
+    search = search_form.search()
+    page = Paginator(selectors.site_chargers(site, search), CHARGERS_PER_PAGE).get_page(
         request.GET.get("page")
     )
     meter, silent = selectors.grid_meter(site)
@@ -51,6 +54,7 @@ def _live(site: Site, request: CommunityRequest) -> dict[str, Any]:
         "page": page,
         "query": query.urlencode(),
         "poll_query": poll_query,
+        "search_form": search_form,
         "can_edit": has_permission(request, "power:write"),
         "chart": selectors.history_chart(site, request.community),
         "latest": selectors.latest_sample(site),
@@ -62,7 +66,10 @@ def _live(site: Site, request: CommunityRequest) -> dict[str, Any]:
 
 def _page(request: CommunityRequest, site: Site, **forms: Any) -> dict[str, Any]:
     power = selectors.site_power(site)
-    context: dict[str, Any] = {"power": power, "circuits": Circuit.objects.filter(site=site)}
+    context: dict[str, Any] = {
+        "power": power,
+        "circuits": Circuit.objects.filter(site=site),
+    }
     if has_permission(request, "power:write"):
         context["site_form"] = forms.get("site_form") or site_power_form(power)
         context["windows"] = forms.get("windows") or window_formset(power)

@@ -123,6 +123,11 @@ def test_power_page_draws_the_chart_shows_alerts_and_saves_settings(
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Settings of BERCY-1 saved.")).to_be_visible()
     expect(page.locator('[data-charger-settings="BERCY-1"]')).to_contain_text("–20.0 A")
+    # The chargers are searched (a site may have 1,000 of them, 50 a page).
+    page.get_by_label("Search").fill("twin")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tr[data-charger]")).to_have_count(1)
+    expect(page.locator('tr[data-charger="BERCY-TWIN"]')).to_be_visible()
     context.close()
 
     SHOTS.mkdir(parents=True, exist_ok=True)

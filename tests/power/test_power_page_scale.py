@@ -181,3 +181,18 @@ def test_without_a_cheap_token_the_lines_are_fingerprinted(manager_client, site,
     ChargerPower.objects.filter(pk=state.pk).update(draw_a=3.5)
     changed = manager_client.get(url(site), {"fp": fp}, headers=HTMX)
     assert changed.status_code == 200 and 'data-charger="PWR-0000"' in changed.content.decode()
+
+
+def test_the_chargers_are_searched_by_serial_number_or_name(manager_client, site):
+    make_site_power(site)
+    states = _chargers(site, CHARGERS_PER_PAGE + 3)
+    named = states[40].charger
+    named.name = "Quai Nord"
+    named.save()
+    found = manager_client.get(url(site), {"q": " 0051 "}).content.decode()
+    assert found.count("<tr data-charger=") == 1 and 'data-charger="PWR-0051"' in found
+    assert f'hx-get="{url(site)}?q=+0051+"' in found  # the poll keeps the search
+    by_name = manager_client.get(url(site), {"q": "quai"}).content.decode()
+    assert by_name.count("<tr data-charger=") == 1 and "Quai Nord" in by_name
+    none = manager_client.get(url(site), {"q": "nothing-like-it"}).content.decode()
+    assert "No charger matches this search." in none
