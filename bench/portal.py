@@ -132,12 +132,15 @@ def run_pages(ids: dict[str, int], runs: int, only: str = "") -> list[Result]:
     def get(path: str, **extra: str) -> Callable[[], object]:
         return lambda: client.get(path, **extra)
 
-    def poll(name: str) -> Callable[[], object]:
+    def poll(name: str, **kwargs: int) -> Callable[[], object]:
         """An htmx poll of a live region that shows what the page just showed."""
-        page = client.get(url(name)).content.decode()
+        path = url(name, **kwargs)
+        if not path:
+            return get("")
+        page = client.get(path).content.decode()
         fp = re.search(r'"fp": "([0-9a-f]+)"', page)
         assert fp, f"no fingerprint on {name}"
-        return get(url(name), data={"fp": fp.group(1)}, HTTP_HX_REQUEST="true")  # type: ignore[arg-type]
+        return get(path, data={"fp": fp.group(1)}, HTTP_HX_REQUEST="true")  # type: ignore[arg-type]
 
     last_month = timezone.localdate().replace(day=1) - timezone.timedelta(days=1)
     pages: list[tuple[str, Callable[[], object]]] = [
@@ -154,6 +157,8 @@ def run_pages(ids: dict[str, int], runs: int, only: str = "") -> list[Result]:
         ("user", get(url("communities:member-detail", member=ids["member"]))),
         ("users", get(url("communities:member-list"))),
         ("site (1,000 chargers)", get(url("communities:site-detail", site=ids["site"]))),
+        ("site power (1,000 chargers)", get(url("power:site-power", site=ids["site"]))),
+        ("site power poll (unchanged)", poll("power:site-power", site=ids["site"])),
         ("sites", get(url("communities:site-list"))),
         # The other pages a manager opens at fleet scale.
         ("rules", get(url("rules:rules-page"))),
@@ -161,7 +166,6 @@ def run_pages(ids: dict[str, int], runs: int, only: str = "") -> list[Result]:
         ("rules, search", get(url("rules:rules-page") + "?q=FLEET-0123")),
         ("site rule", get(url("rules:rules-site", site=ids["site"]))),
         ("user groups", get(url("rules:group-list"))),
-        ("power (1,000 chargers)", get(url("power:site-power", site=ids["site"]))),
         ("audit log", get(url("communities:audit-log"))),
         ("configuration", get(url("communities:settings"))),
         ("add a user", get(url("communities:member-add"))),

@@ -3,8 +3,10 @@
 10 sites × 1,000 chargers (one outlet each), 2,000 drivers with a card each, 1,000,000
 sessions spread over the last 365 days (round robin over the chargers, so the newest 3,000 —
 one per charger — are still in progress), meter samples for the newest sessions and a few OCPP
-frames per charger; rules of use, refusals and an audit log (`MANAGEMENT_STEPS`). Every
-large table is filled by one `INSERT … SELECT … generate_series` statement (never the ORM row by row): about a minute on these machines. The few rows with
+frames per charger; rules of use, refusals and an audit log (`MANAGEMENT_STEPS`); the first
+site's power management (load balancing, every charger managed, a few non-compliant, an hour
+of power samples: its Power page). Every large table is filled by one `INSERT … SELECT …
+generate_series` statement (never the ORM row by row): about a minute on these machines. The few rows with
 logic (community, price, the manager) go through the ORM."""
 
 from __future__ import annotations
@@ -92,6 +94,31 @@ def add_management_data(community_id: int, log=print) -> None:
             cursor.execute(sql, params)
             log(f"  {name}: {cursor.rowcount:,} rows")
         cursor.execute("ANALYZE")
+
+
+# The first site's power management: a 3 × 400 A connection with load balancing, every charger
+# managed (16 A limit, a third drawing it, about ten non-compliant) and an hour of
+# samples every 30 s.
+_POWER_SQL = [
+    """
+INSERT INTO power_sitepower (community_id, site_id, phases, voltage_v, limit_a, margin_a,
+                             load_balancing, solar, solar_minimum, peak_shaving, sharing,
+                             updated_at)
+  VALUES (%(c)s, %(site)s, 3, 230, 400, 0, true, false, false, false, 'equal', %(now)s)""",
+    """
+INSERT INTO power_chargerpower (community_id, charger_id, wiring, min_a, max_a, limit_a,
+                                limit_at, limit_transaction, outlet_limits, failsafe_a,
+                                draw_a, draw_at, outlet_obedience, non_compliant_since)
+  SELECT %(c)s, ch.id, 'l1l2l3', 6, 32, 16, %(now)s, '', '{}', 6,
+         CASE WHEN ch.id %% 3 = 0 THEN 16 END, %(now)s, '{}',
+         CASE WHEN ch.id %% 1000 < 10 THEN %(now)s END
+    FROM chargers_charger ch WHERE ch.site_id = %(site)s""",
+    """
+INSERT INTO power_powersample (community_id, site_id, at, grid_w, chargers_w, limit_w, failsafe)
+  SELECT %(c)s, %(site)s, %(now)s - make_interval(secs => 30 * s), 150000 + 1000 * (s %% 7),
+         100000, 276000, false
+    FROM generate_series(0, 119) s""",
+]
 
 
 def build(
@@ -265,6 +292,10 @@ def build(
             p,
         )
         site, charger, member, session = cursor.fetchone()
+        began = time.perf_counter()
+        for sql in _POWER_SQL:
+            cursor.execute(sql, {**p, "site": site})
+        log(f"  power of the first site in {time.perf_counter() - began:.1f} s")
     return {
         "community": community.pk,
         "manager": manager.pk,

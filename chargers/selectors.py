@@ -76,6 +76,12 @@ def _recent_remote_commands() -> QuerySet[ChargerCommand]:
     )
 
 
+def charger_search_q(search: str, prefix: str = "") -> Q:
+    """Chargers whose serial number or name contains `search` (`prefix`: the path to the
+    charger from the rows filtered, e.g. "charger__" for outlets)."""
+    return Q(**{f"{prefix}identity__icontains": search}) | Q(**{f"{prefix}name__icontains": search})
+
+
 def outlets(*, search: str = "", state: str = "", site: Site | None = None) -> QuerySet[Connector]:
     """Outlets with their charger and site, in the order of the outlets page, filtered by a
     serial number or name fragment, a shown state (`outlet_state_q`) and a site."""
@@ -83,7 +89,7 @@ def outlets(*, search: str = "", state: str = "", site: Site | None = None) -> Q
         "charger__site__name", "charger__identity", "evse_id", "connector_id"
     )
     if search:
-        qs = qs.filter(Q(charger__identity__icontains=search) | Q(charger__name__icontains=search))
+        qs = qs.filter(charger_search_q(search, "charger__"))
     if state:
         qs = qs.filter(outlet_state_q(state))
     if site is not None:

@@ -219,3 +219,19 @@ def charger_power_form(
             "max_a": power.max_a,
         }
     return ChargerPowerForm(data, initial=initial, site=site, prefix=prefix)
+
+
+class ChargerSearchForm(forms.Form):
+    """The Power page's search among the site's chargers (GET): a serial number or name
+    fragment, like the outlets page's."""
+
+    # Kept as typed while the live region around it is replaced by a poll (htmx hx-preserve).
+    q = forms.CharField(
+        label=_("Search"),
+        max_length=48,
+        required=False,
+        widget=forms.TextInput(attrs={"id": "power-search", "hx-preserve": "true"}),
+    )
+
+    def search(self) -> str:
+        return self.cleaned_data["q"].strip() if self.is_valid() else ""

@@ -3,17 +3,22 @@ community's scope, like every portal read)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from chargers.models import Charger, ChargingSession
+from chargers.selectors import charger_search_q
 from meters.models import Meter
-from meters.readings import is_silent
+from meters.readings import is_silent, silence_cutoff
 from sparklin.charts import Chart, Series
 from sparklin.live import fingerprint
 
@@ -53,15 +58,31 @@ def site_power(site: Site) -> SitePower | None:
     return found
 
 
-def charger_lines(site: Site) -> list[ChargerLine]:
-    chargers = list(Charger.objects.filter(site=site).order_by("identity"))
-    powers = {p.charger_id: p for p in ChargerPower.objects.filter(charger__site=site)}
+def site_chargers(site: Site, search: str = "") -> QuerySet[Charger]:
+    """The site's chargers in the Power page's order, each with its power settings (one join),
+    those whose serial number or name contains `search` when given."""
+    qs = Charger.objects.filter(site=site).select_related("power").order_by("identity", "pk")
+    return qs.filter(charger_search_q(search)) if search else qs
+
+
+def charger_lines(site: Site, chargers: Iterable[Charger] | None = None) -> list[ChargerLine]:
+    """The lines of `chargers` (a page of `site_chargers`; all of them by default): two
+    queries whatever their number, the chargers with their settings and those in session."""
+    listed = list(site_chargers(site) if chargers is None else chargers)
     charging = set(
         ChargingSession.objects.filter(
-            charger__site=site, state=ChargingSession.State.ACTIVE
+            charger__in=[c.pk for c in listed], state=ChargingSession.State.ACTIVE
         ).values_list("charger_id", flat=True)
     )
-    return [ChargerLine(c, powers.get(c.pk), c.pk in charging) for c in chargers]
+    return [ChargerLine(c, _power_of(c), c.pk in charging) for c in listed]
+
+
+def _power_of(charger: Charger) -> ChargerPower | None:
+    try:
+        power: ChargerPower = charger.power  # type: ignore[attr-defined]
+    except ChargerPower.DoesNotExist:
+        return None
+    return power
 
 
 def grid_meter(site: Site) -> tuple[Meter | None, bool]:
@@ -87,17 +108,71 @@ def latest_sample(site: Site) -> PowerSample | None:
     return sample
 
 
+# One statement, the Power page's change token (like `chargers.selectors.live_summary`'s): the
+# newest sample (the chart and its figures), a digest of the site's chargers joined to their
+# power state (each line and each alert: name, limits, draw, compliance, per-outlet verdicts),
+# of its sessions in progress (the Session column, paused) and its enabled grid meter's last
+# reading time (silent or not is decided here, so a meter reading every few seconds does not
+# change the token). Each scans the site's rows through their site index, never the fleet's.
+_LIVE_TOKEN_SQL = """
+SELECT
+  (SELECT max(id) FROM power_powersample WHERE site_id = %(site)s),
+  (SELECT count(*) || ':' || coalesce(sum(hash_record((ch.id, ch.name, ch.identity, p.id,
+          p.limit_a, p.draw_a, p.failsafe_a, p.non_compliant_since, p.rejected_at,
+          p.outlet_limits, p.outlet_obedience))), 0)
+     FROM chargers_charger ch LEFT JOIN power_chargerpower p ON p.charger_id = ch.id
+    WHERE ch.site_id = %(site)s),
+  (SELECT count(*) || ':' || coalesce(sum(hash_record((s.id, s.charger_id))), 0)
+     FROM chargers_chargingsession s JOIN chargers_charger ch ON ch.id = s.charger_id
+    WHERE ch.site_id = %(site)s AND s.state = %(active)s),
+  (SELECT json_build_array(m.id, m.name, m.last_reading_at) FROM meters_meter m
+    WHERE m.site_id = %(site)s AND m.role = %(grid)s AND m.enabled
+    ORDER BY m.name, m.id LIMIT 1)
+"""
+
+
+def live_token(site: Site, now: datetime | None = None) -> str | None:
+    """The change token of the Power page's live region, in one query whatever the number of
+    chargers: an unchanged poll answers 204 before any list query. None off PostgreSQL (the
+    SQLite demo): the caller then fingerprints the lines (`live_fingerprint`)."""
+    if connection.vendor != "postgresql":
+        return None
+    params: dict[str, Any] = {
+        "site": site.pk,
+        "active": ChargingSession.State.ACTIVE.value,
+        "grid": Meter.Role.GRID.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_TOKEN_SQL, params)
+        sample, chargers, sessions, meter = cursor.fetchone()
+    if isinstance(meter, str):  # a driver that does not decode json
+        meter = json.loads(meter)
+    silent = None
+    if meter is not None:
+        read = parse_datetime(meter[2]) if meter[2] else None
+        silent = read is None or read < silence_cutoff(now)
+        meter = meter[:2]
+    return fingerprint(sample, chargers, sessions, meter, silent)
+
+
 def live_fingerprint(site: Site, lines: list[ChargerLine]) -> str:
+    """The change token computed from the lines themselves (where `live_token` is None)."""
     sample = latest_sample(site)
+    meter, silent = grid_meter(site)
     return fingerprint(
         sample.pk if sample else None,
+        meter.pk if meter else None,
+        silent,
         [
             (
                 line.charger.pk,
+                str(line.charger),
                 line.charging,
                 line.status,
                 line.power.limit_a if line.power else None,
                 line.power.draw_a if line.power else None,
+                line.power.failsafe_a if line.power else None,
+                line.power.outlet_obedience if line.power else None,
             )
             for line in lines
         ],

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -19,6 +21,7 @@ from sparklin.live import render_live
 
 from . import selectors, services
 from .forms import (
+    ChargerSearchForm,
     CircuitForm,
     charger_power_form,
     site_power_form,
@@ -29,12 +32,30 @@ from .models import Circuit
 TEMPLATE = "power/site_power.html"
 
 
+CHARGERS_PER_PAGE = 50
+
+
 def _live(site: Site, request: CommunityRequest) -> dict[str, Any]:
-    lines = selectors.charger_lines(site)
+    """The live region: the chart, the alerts, the meter and one page of chargers (a fixed
+    number of queries whatever the site's size)."""
+    search_form = ChargerSearchForm(request.GET)
+    search = search_form.search()
+    page = Paginator(selectors.site_chargers(site, search), CHARGERS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     meter, silent = selectors.grid_meter(site)
+    query = request.GET.copy()
+    query.pop("fp", None)
+    poll_query = query.urlencode()  # the poll shows the same page
+    query.pop("page", None)
     return {
         "site": site,
-        "lines": lines,
+        "lines": selectors.charger_lines(site, page),
+        "page": page,
+        "query": query.urlencode(),
+        "poll_query": poll_query,
+        "search_form": search_form,
+        "can_edit": has_permission(request, "power:write"),
         "chart": selectors.history_chart(site, request.community),
         "latest": selectors.latest_sample(site),
         "alerts": selectors.alerts(site),
@@ -45,43 +66,45 @@ def _live(site: Site, request: CommunityRequest) -> dict[str, Any]:
 
 def _page(request: CommunityRequest, site: Site, **forms: Any) -> dict[str, Any]:
     power = selectors.site_power(site)
-    lines = selectors.charger_lines(site)
-    context: dict[str, Any] = {"power": power, "circuits": Circuit.objects.filter(site=site)}
+    context: dict[str, Any] = {
+        "power": power,
+        "circuits": Circuit.objects.filter(site=site),
+    }
     if has_permission(request, "power:write"):
         context["site_form"] = forms.get("site_form") or site_power_form(power)
         context["windows"] = forms.get("windows") or window_formset(power)
         context["circuit_form"] = forms.get("circuit_form") or CircuitForm(site=site)
-        edited = forms.get("charger_form")
-        context["charger_forms"] = [
-            (
-                line.charger,
-                edited
-                if edited is not None and edited.prefix == f"c{line.charger.pk}"
-                else charger_power_form(site, line.power, prefix=f"c{line.charger.pk}"),
-            )
-            for line in lines
-        ]
     return context
+
+
+def _token(site: Site, request: CommunityRequest) -> tuple[str, dict[str, Any] | None]:
+    """The live region's change token (one query) and, where there is no cheap token (SQLite),
+    the region's context it was computed from."""
+    token = selectors.live_token(site)
+    if token is not None:
+        return token, None
+    data = _live(site, request)
+    return selectors.live_fingerprint(site, selectors.charger_lines(site)), data
 
 
 @community_permission("power:view")
 def site_power(request: CommunityRequest, community: str, site: int) -> HttpResponse:
     """The page, or its live region for an htmx poll (204 while nothing changed)."""
     found = get_object_or_404(Site, pk=site)
-    fp = selectors.live_fingerprint(found, selectors.charger_lines(found))
+    fp, data = _token(found, request)
     return render_live(
         request,
         TEMPLATE,
         "power-live",
-        lambda: _live(found, request),
+        data if data is not None else (lambda: _live(found, request)),
         fp,
         page_extra=lambda: _page(request, found),
     )
 
 
 def _render_invalid(request: CommunityRequest, site: Site, **forms: Any) -> HttpResponse:
-    fp = selectors.live_fingerprint(site, selectors.charger_lines(site))
-    context = {**_live(site, request), **_page(request, site, **forms), "fingerprint": fp}
+    fp, data = _token(site, request)
+    context = {**(data or _live(site, request)), **_page(request, site, **forms), "fingerprint": fp}
     return render(request, TEMPLATE, context, status=400)
 
 
@@ -137,14 +160,20 @@ def circuit_delete(
 
 
 @community_permission("power:write")
-@require_POST
 def charger_power_edit(
     request: CommunityRequest, community: str, site: int, charger: int
 ) -> HttpResponse:
+    """One charger's wiring and currents, on its own small page (the Power page lists the
+    chargers a page at a time, each with a link here)."""
     found: Charger = get_object_or_404(
         Charger.objects.select_related("site"), pk=charger, site_id=site
     )
-    form = charger_power_form(found.site, None, request.POST, prefix=f"c{found.pk}")
+    power = selectors.charger_power(found)
+    prefix = f"c{found.pk}"
+    if request.method != "POST":
+        form = charger_power_form(found.site, power, prefix=prefix)
+        return _charger_page(request, found, form)
+    form = charger_power_form(found.site, None, request.POST, prefix=prefix)
     if form.is_valid():
         try:
             services.configure_charger(charger=found, actor=request.user, **form.cleaned_data)
@@ -152,5 +181,20 @@ def charger_power_edit(
             form.add_error(None, e.message)
         else:
             messages.success(request, _("Settings of %(charger)s saved.") % {"charger": found})
-            return redirect("power:site-power", community=community, site=site)
-    return _render_invalid(request, found.site, charger_form=form)
+            back = reverse("power:site-power", kwargs={"community": community, "site": site})
+            page = request.POST.get("page", "")
+            return redirect(f"{back}?page={page}" if page.isdigit() else back)
+    return _charger_page(request, found, form, status=400)
+
+
+def _charger_page(
+    request: CommunityRequest, charger: Charger, form: Any, status: int = 200
+) -> HttpResponse:
+    page = request.POST.get("page") or request.GET.get("page") or ""
+    context = {
+        "site": charger.site,
+        "charger": charger,
+        "form": form,
+        "page_number": page if page.isdigit() else "",  # the Power page's page to go back to
+    }
+    return render(request, "power/charger_power_form.html", context, status=status)

@@ -1,6 +1,6 @@
 """The Power page in a real browser (Playwright on Debian's Chromium): the live chart is drawn
 from the controller's history, the chargers' limits and an alert show, the configuration form
-saves; then screenshots at 1366×768 and 390×844, in French and English, into /work/shots/power/
+and a charger's own settings page save; then screenshots at 1366×768 and 390×844, in French and English, into /work/shots/power/
 (looked at by a person, not asserted).
 
 Runs in its own pytest process (`make test-browser`, `-m browser`)."""
@@ -116,6 +116,18 @@ def test_power_page_draws_the_chart_shows_alerts_and_saves_settings(
     page.get_by_role("button", name="Save").first.click()
     expect(page.get_by_text("Power settings saved.")).to_be_visible()
     expect(page.get_by_text("Peak shaving at 15.0 kW")).to_be_visible()
+    # A charger's wiring and currents: the Edit link of its line, its own small form.
+    page.locator('[data-charger-settings="BERCY-1"]').get_by_role("link", name="Edit").click()
+    expect(page.get_by_role("heading", name="Power settings — BERCY-1")).to_be_visible()
+    page.get_by_label("Maximum current (A)").fill("20")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Settings of BERCY-1 saved.")).to_be_visible()
+    expect(page.locator('[data-charger-settings="BERCY-1"]')).to_contain_text("–20.0 A")
+    # The chargers are searched (a site may have 1,000 of them, 50 a page).
+    page.get_by_label("Search").fill("twin")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tr[data-charger]")).to_have_count(1)
+    expect(page.locator('tr[data-charger="BERCY-TWIN"]')).to_be_visible()
     context.close()
 
     SHOTS.mkdir(parents=True, exist_ok=True)
