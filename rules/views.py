@@ -33,6 +33,10 @@ from .forms import (
 )
 from .models import AccessPolicy, LearnWindow, TimeWindow, UsageLimit, UserGroup
 
+# The limits listed on the Rules page, a page at a time (its own page parameter, so the outlets'
+# page and filters are kept while paging limits, and the reverse).
+LIMITS_PER_PAGE = 50
+
 
 @community_permission("rules:manage")
 def rules_page(request: CommunityRequest, community):
@@ -52,6 +56,9 @@ def rules_page(request: CommunityRequest, community):
         .annotate(phone_text=Cast("user__phone", CharField()))
         .order_by("user__last_name")
     )
+    limits_page = Paginator(limits, LIMITS_PER_PAGE).get_page(request.GET.get("limits_page"))
+    limits_query = request.GET.copy()
+    limits_query.pop("limits_page", None)
     audit = AuditEvent.objects.filter(action__regex=r"^(rule|group)\.").select_related("actor")
     return render(
         request,
@@ -62,7 +69,8 @@ def rules_page(request: CommunityRequest, community):
             "outlet_form": form,
             "page": page,
             "query": query.urlencode(),
-            "limits": limits,
+            "limits": limits_page,
+            "limits_query": limits_query.urlencode(),
             "limit_form": LimitForm(
                 community=request.community, initial={"user": request.GET.get("user")}
             ),

@@ -251,6 +251,39 @@ def test_limits_list_names_people_or_their_phone_number(manager_client, communit
     assert "<tr><td>+33698765432</td>" in page  # the limits table, not only the select
 
 
+def test_limits_are_listed_a_page_at_a_time_keeping_the_outlets_page(
+    manager_client, community, settings
+):
+    """Limits grow with the members: 50 a page under their own page parameter, so paging them
+    keeps the outlets' page and filters (and the reverse), in the same number of queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from rules.views import LIMITS_PER_PAGE
+
+    settings.LANGUAGE_CODE = "en"
+
+    def limits_shown(url):
+        with CaptureQueriesContext(connection) as captured:
+            page = manager_client.get(url).content.decode()
+        table = page.split('id="limits"', 1)[1].split("</table>", 1)[0]
+        return table.count("<tr><td>"), page, len(captured)
+
+    for _i in range(3):
+        person = builders.make_member(community).user
+        UsageLimit.objects.create(community=community, user=person, monthly_kwh=Decimal("50"))
+    few, _page, few_queries = limits_shown("/c/tilleuls/rules/")
+    for _i in range(LIMITS_PER_PAGE + 7):
+        person = builders.make_member(community).user
+        UsageLimit.objects.create(community=community, user=person, monthly_kwh=Decimal("50"))
+    shown, page, queries = limits_shown("/c/tilleuls/rules/?q=x&page=1")
+    assert (few, shown) == (3, LIMITS_PER_PAGE)
+    assert "?q=x&amp;page=1&amp;limits_page=2#limits" in page
+    rest, _page, _queries = limits_shown("/c/tilleuls/rules/?limits_page=2")
+    assert rest == 10
+    assert queries <= few_queries + 2  # the limits' count and page; not one per person
+
+
 def test_above_the_bound_a_limit_is_set_from_the_persons_page(
     manager_client, community, individual, monkeypatch, settings
 ):
