@@ -176,7 +176,7 @@ def send_finance(
             )
         except OSError as e:  # smtplib.SMTPException is an OSError
             logger.warning("Expense notes %s-%s to %s failed: %s", year, month, to, e)
-            unsent = [pk for later in parts[number - 1 :] for pk in (by_note[n.pk] for n in later)]
+            unsent = [by_note[n.pk] for later in parts[number - 1 :] for n in later]
             _mark(unsent, status=NoteDispatch.Status.FAILED, to=to, error=_error_text(e))
             result.failed.append(_error_text(e))
             break

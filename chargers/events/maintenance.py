@@ -55,7 +55,7 @@ def purge_message_log(days: int, now: datetime | None = None) -> int:
 _COMPACT_LIVE_SQL = """
 WITH gone AS (DELETE FROM chargers_livechange RETURNING community_id, changes)
 INSERT INTO chargers_livechange (community_id, changes)
-SELECT community_id, sum(changes) FROM gone GROUP BY community_id HAVING count(*) > 0
+SELECT community_id, sum(changes) FROM gone GROUP BY community_id
 """
 
 
