@@ -1,8 +1,10 @@
 """What a simulated charger answers to the portal's fleet operations (`chargers.operations`):
 Reset, UnlockConnector, ChangeAvailability and TriggerMessage, in OCPP 1.6 and 2.0.1, with the
 reports a real charger sends afterwards (a new boot after a reset, the outlet's status after a
-change of availability, the status or meter values a trigger asked for). Mixed into the
-simulated chargers of `simulator.fleet`; `refuse` makes one action answer Rejected (tests)."""
+change of availability, the status or meter values a trigger asked for); and the local
+authorization list `rules.locallists` keeps on each charger (SendLocalList, Full or
+Differential, and GetLocalListVersion). Mixed into the simulated chargers of `simulator.fleet`;
+`refuse` makes one action answer Rejected (tests)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,30 @@ class _Operations:
         if not hasattr(self, "unavailable"):
             self.unavailable: set[int] = set()  # connector ids taken out of service
             self.refuse: set[str] = set()  # actions to answer Rejected
+            # The local authorization list: version (0: none yet) and id → its info.
+            self.local_list_version = 0
+            self.local_list: dict[str, dict] = {}
+
+    def _store_list(self, version: int, update: str, entries: dict[str, dict | None]) -> str:
+        """Apply a SendLocalList as a charger does: a Full list replaces what is held, a
+        Differential one adds or updates the entries with info and removes those without, and
+        only on a newer version (else VersionMismatch)."""
+        self._operations_setup()
+        if "SendLocalList" in self.refuse:
+            return "Failed"
+        if update == "Differential":
+            if version <= self.local_list_version:
+                return "VersionMismatch"
+            held = dict(self.local_list)
+        else:
+            held = {}
+        for uid, info in entries.items():
+            if info is None:
+                held.pop(uid, None)
+            else:
+                held[uid] = info
+        self.local_list, self.local_list_version = held, version
+        return "Accepted"
 
     def _answer(self, action: str, ok: str, kwargs: dict) -> str:
         self._operations_setup()
@@ -63,6 +89,17 @@ class Operations16(_Operations):
             return
         (self.unavailable.add if type == "Inoperative" else self.unavailable.discard)(connector_id)
         self._own(self.status(connector_id, self._outlet_status(connector_id)))
+
+    @on(Action16.get_local_list_version)
+    def on_get_local_list_version(self, **kwargs):
+        self._answer("GetLocalListVersion", "Accepted", {})
+        return result16.GetLocalListVersion(list_version=self.local_list_version)
+
+    @on(Action16.send_local_list)
+    def on_send_local_list(self, list_version, update_type, local_authorization_list=(), **kw):
+        self._answer("SendLocalList", "Accepted", {"list_version": list_version})
+        entries = {e["id_tag"]: e.get("id_tag_info") for e in local_authorization_list}
+        return result16.SendLocalList(status=self._store_list(list_version, update_type, entries))
 
     @on(Action16.trigger_message)
     def on_trigger_message(self, requested_message, connector_id=None, **kwargs):
@@ -124,6 +161,21 @@ class Operations201(_Operations):
         else:
             self.unavailable.discard(connector_id)
         self._own(self.status(connector_id, self._outlet_status(connector_id)))
+
+    @on(Action201.get_local_list_version)
+    def on_get_local_list_version(self, **kwargs):
+        self._answer("GetLocalListVersion", "Accepted", {})
+        return result201.GetLocalListVersion(version_number=self.local_list_version)
+
+    @on(Action201.send_local_list)
+    def on_send_local_list(self, version_number, update_type, local_authorization_list=(), **kw):
+        self._answer("SendLocalList", "Accepted", {"version_number": version_number})
+        entries = {
+            e["id_token"]["id_token"]: e.get("id_token_info") for e in local_authorization_list
+        }
+        return result201.SendLocalList(
+            status=self._store_list(version_number, update_type, entries)
+        )
 
     @on(Action201.trigger_message)
     def on_trigger_message(self, requested_message, evse=None, **kwargs):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_scopes import scope
 
 from chargers import services as charger_services
-from chargers.models import ChargerCommand
+from chargers.models import Charger, ChargerCommand
 from rules import services
 from rules.locallists import sync_local_lists
 from rules.models import LocalList, Mode, OfflineMode
@@ -186,8 +186,6 @@ def test_the_gateway_delivers_the_list_and_records_the_answer(community, individ
 
     def _sync_as_beat():
         with scope(community=community):
-            from chargers.models import Charger
-
             c = Charger.objects.get(pk=charger.pk)
             c.connected, c.ocpp_version = True, "1.6"
             c.save()
@@ -319,8 +317,6 @@ def test_the_gateway_asks_the_version_after_a_boot_and_resends_a_lost_list(
 
     def _sync_as_beat():
         with scope(community=community):
-            from chargers.models import Charger
-
             Charger.objects.filter(pk=charger.pk).update(connected=True, ocpp_version=version)
         sync_task()
 
@@ -488,3 +484,61 @@ def test_a_charger_answering_not_implemented_is_flagged_not_sent_the_list_foreve
     sync_local_lists(community=community)
     assert LocalList.objects.get(charger=charger).supported is False
     assert len(_lists(charger)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.community_scope
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_the_simulated_charger_holds_the_list_it_is_sent(community, individual, charger, version):
+    """The demo's simulated chargers (simulator.operations) keep the list the beat sends: a full
+    list first, then a difference applied on top; the next version check finds them in step."""
+    from simulator.fleet import connect_charger
+    from tests.ocpp_gateway.test_command_bus import configured
+    from tests.ocpp_gateway.test_remote_charging import until_db
+
+    builders.make_card(community, holder=individual, uid="04A23B11")
+    settled = configured(charger, version)
+
+    def _in_thread(func):
+        try:
+            func()
+        finally:
+            connections.close_all()
+
+    def _second_card():
+        with scope(community=community):
+            builders.make_card(community, holder=individual, uid="04A23B22")
+
+    def _connected():
+        with scope(community=community):
+            return Charger.objects.get(pk=charger.pk).connected
+
+    def _accepted_lists():
+        with scope(community=community):
+            return ChargerCommand.objects.filter(
+                action="SendLocalList", status=ChargerCommand.Status.ACCEPTED
+            ).count()
+
+    async def scenario(gw):
+        async with connect_charger(gw.url, charger.identity, version, configuration=settled) as cp:
+            await cp.boot()
+            await cp.status(1, "Available")
+            await until_db(_connected)
+            await asyncio.to_thread(_in_thread, sync_task)
+            await until_db(lambda: _accepted_lists() == 1)
+            first = (cp.local_list_version, set(cp.local_list))
+            await asyncio.to_thread(_in_thread, _second_card)
+            await asyncio.to_thread(_in_thread, sync_task)
+            await until_db(lambda: _accepted_lists() == 2)
+            await asyncio.to_thread(_in_thread, sync_task)  # the answer taken in: nothing to send
+            return first, (cp.local_list_version, set(cp.local_list))
+
+    first, second = run(scenario, command_poll_seconds=0.05)
+    assert first == (1, {"04A23B11"})
+    assert second == (2, {"04A23B11", "04A23B22"})
+    with scope(community=community):
+        updates = [c.payload.get("updateType") for c in _lists(charger)]
+        assert updates == ["Full", "Differential"]
+        state = LocalList.objects.get(charger=charger)
+        assert (state.version, state.in_sync, state.last_error) == (2, True, "")
+        assert len(_lists(charger)) == 2
