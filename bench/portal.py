@@ -7,8 +7,9 @@ DATABASE_URL names, then requests each page N times as its manager through Djang
 client (the whole middleware stack, no network) and prints, per page, p50/p95 of the wall
 time, the CPU per request (this process, i.e. Django, and the PostgreSQL backend serving it:
 the fairer figure on a shared machine), the number of SQL queries and the response size; the
-sessions CSV of one month also with its time to first byte and the Python memory it allocated
-at its peak (tracemalloc, one extra run). `--keep` keeps the database, `--reuse` uses a kept
+sessions CSV of one month also with the time until its first session row arrived (the header
+comes at once; a download is judged on that, the goal for a page, since its whole length grows
+with the month) and the Python memory it allocated at its peak (tracemalloc, one extra run). `--keep` keeps the database, `--reuse` uses a kept
 one instead of building it, `--pages` measures only the pages whose name contains one of the
 words given. Not a timed test: numbers for the README and docs/architecture.md; the goal is
 p95 ≤ 150 ms with a number of queries that does not grow with the fleet."""
@@ -38,26 +39,29 @@ class Result:
     queries: int = 0
     size: int = 0
     status: int = 0
-    first_byte: list[float] = field(default_factory=list)
+    first_row: list[float] = field(default_factory=list)
     peak_kb: float | None = None
     # CPU per request, the shared machine's fairer figure: this process (Django) and the
     # PostgreSQL backend serving it (None when it is not a local process we can read).
     cpu: list[float] = field(default_factory=list)
     db_cpu: list[float] = field(default_factory=list)
 
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.times)
+    def pct(self, q: float, times: list[float] | None = None) -> float:
+        ordered = sorted(self.times if times is None else times)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def _consume(response) -> tuple[int, float | None]:
-    """The body's size, and when its first chunk came for a streamed response."""
+    """The body's size, and for a streamed response when the chunk holding its second line (a
+    CSV's first row after the header) came."""
     if not getattr(response, "streaming", False):
         return len(response.content), None
-    size, first = 0, None
+    size, first, lines = 0, None, 0
     for chunk in response.streaming_content:
         if first is None:
-            first = time.perf_counter()
+            lines += chunk.count(b"\n")
+            if lines >= 2:
+                first = time.perf_counter()
         size += len(chunk)
     return size, first
 
@@ -101,7 +105,7 @@ def measure(name: str, request: Callable[[], object], runs: int) -> Result:
             if db is not None and db_after is not None:
                 result.db_cpu.append(db_after - db)
         if first is not None:
-            result.first_byte.append(first - began)
+            result.first_row.append(first - began)
         if i == 0:
             result.queries, result.size = len(queries), size
             result.status = response.status_code  # type: ignore[attr-defined]
@@ -197,13 +201,21 @@ def run_pages(ids: dict[str, int], runs: int, only: str = "") -> list[Result]:
     return results
 
 
+def _within_goal(r: Result) -> bool:
+    """p95 ≤ the goal: of the whole response for a page, of the first row for a download."""
+    return r.pct(0.95, r.first_row or None) <= GOAL_MS and r.status in (200, 204)
+
+
 def _line(r: Result) -> str:
-    flag = "ok " if r.pct(0.95) <= GOAL_MS and r.status in (200, 204) else "!! "
+    flag = "ok " if _within_goal(r) else "!! "
     extra = f"  CPU {statistics.mean(r.cpu) * 1000:6.1f} ms"
     if r.db_cpu:  # clock ticks (10 ms): the mean over the runs
         extra += f" + db {statistics.mean(r.db_cpu) * 1000:5.1f} ms"
-    if r.first_byte:
-        extra += f"  first byte p50 {statistics.median(r.first_byte) * 1000:7.1f} ms"
+    if r.first_row:
+        extra += (
+            f"  first row p50 {statistics.median(r.first_row) * 1000:6.1f} ms "
+            f"p95 {r.pct(0.95, r.first_row):6.1f} ms"
+        )
     return (
         f"{flag}{r.name:<28} {r.status}  p50 {r.pct(0.5):7.1f} ms  p95 {r.pct(0.95):7.1f} ms  "
         f"{r.queries:3d} queries  {r.size / 1024:8.1f} KB  peak {r.peak_kb or 0:8.0f} KB{extra}"
@@ -267,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run_pages(ids, args.runs, args.pages)
     finally:
         cleanup()
-    slow = [r.name for r in results if r.pct(0.95) > GOAL_MS]
+    slow = [r.name for r in results if not _within_goal(r)]
     print("All pages within the goal." if not slow else f"Over the goal: {', '.join(slow)}")
     return 0
 

@@ -4,6 +4,7 @@ byte-identical files."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db.models import Q
 from django.utils.translation import gettext
 
 from chargers.models import ChargingSession
@@ -54,11 +55,40 @@ class _Buffer:
         return text
 
 
+# What a line of the sessions CSV is made of, read as plain tuples (not model instances: a month
+# of a large fleet is ~100,000 rows); the last two continue the next page after the last row.
+_SESSION_COLUMNS = (
+    "charger__identity",
+    "connector__evse_id",
+    "connector__connector_id",
+    "transaction_id",
+    "holder_id",
+    "holder_left",
+    "holder__first_name",
+    "holder__last_name",
+    "holder__phone",
+    "card__uid",
+    "id_tag",
+    "started_at",
+    "stopped_at",
+    "energy_wh",
+    "price_per_kwh",
+    "cost",
+    "free",
+    "pk",
+)
+_STARTED_AT, _PK = _SESSION_COLUMNS.index("started_at"), _SESSION_COLUMNS.index("pk")
+
+
 def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_rows: int = 2000):
-    """The sessions CSV of a month as text chunks of `chunk_rows` lines, read from the database
-    in chunks as well (`iterator`, a server-side cursor on PostgreSQL): a streamed download
-    starts at once and holds one chunk in memory whatever the size of the month. The same bytes
-    as `write_sessions_csv`. `counter[0]` counts the sessions written."""
+    """The sessions CSV of a month as text chunks: the header at once, then pages of up to
+    `chunk_rows` lines (the first ones shorter, so rows come at once), each read by its own short query that continues after the last row of
+    the previous one (keyset on the index of (community, started_at)): a streamed download
+    starts at once and holds one page in memory whatever the size of the month. Not a
+    server-side cursor: outside a transaction Django declares it WITH HOLD, which PostgreSQL
+    fills with the whole result before the first row (0.5 s for a fleet's month), and inside one
+    a slow download would hold a transaction open. The same bytes as `write_sessions_csv`.
+    `counter[0]` counts the sessions written."""
     start, end = month_bounds(community, year, month)
     buffer = _Buffer()
     writer = safe_csv.writer(
@@ -68,37 +98,45 @@ def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_r
         lineterminator="\n",
     )
     writer.writerow(SESSIONS_HEADER)
+    yield buffer.take()
     tz = community.tz
-    # Plain tuples, not model instances: a month of a large fleet is ~100,000 rows.
-    rows = (
+    month_rows = (
         ChargingSession.objects.filter(
             community=community, started_at__gte=start, started_at__lt=end
         )
         .annotate(holder_left=holder_left())
         .order_by("started_at", "pk")
-        .values_list(
-            "charger__identity",
-            "connector__evse_id",
-            "connector__connector_id",
-            "transaction_id",
-            "holder_id",
-            "holder_left",
-            "holder__first_name",
-            "holder__last_name",
-            "holder__phone",
-            "card__uid",
-            "id_tag",
-            "started_at",
-            "stopped_at",
-            "energy_wh",
-            "price_per_kwh",
-            "cost",
-            "free",
-        )
+        .values_list(*_SESSION_COLUMNS)
     )
     former = gettext("Former member")
     count = 0
-    for (
+    after: tuple | None = None  # (started_at, pk) of the last row written
+    size = min(100, chunk_rows)  # a short first page: the download shows rows at once
+    while True:
+        page = month_rows
+        if after is not None:
+            page = page.filter(started_at__gte=after[0]).filter(
+                Q(started_at__gt=after[0]) | Q(pk__gt=after[1])
+            )
+        rows = list(page[:size])
+        if not rows:
+            break
+        last = rows[-1]
+        after = (last[_STARTED_AT], last[_PK])
+        for row in rows:
+            writer.writerow(_session_line(row, tz, former))
+        count += len(rows)
+        if counter is not None:
+            counter[0] = count
+        yield buffer.take()
+        if len(rows) < size:
+            break
+        size = min(size * 4, chunk_rows)
+
+
+def _session_line(row, tz, former) -> list[str]:
+    """One row of the sessions CSV from the values read by `iter_sessions_csv`."""
+    (
         identity,
         evse_id,
         connector_id,
@@ -116,42 +154,35 @@ def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_r
         price,
         cost,
         free,
-    ) in rows.iterator(chunk_size=chunk_rows):
-        energy = (Decimal(energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
-        if left:
-            # Someone who left: the remaining members see neither name nor card.
-            user, card = former, ""
-        else:
-            name = f"{first_name} {last_name}".strip()
-            user = (name or str(phone)) if holder_id else ""
-            card = card_uid if card_uid else id_tag
-        if connector_id is None:
-            connector = ""
-        elif evse_id != connector_id:
-            connector = f"{evse_id}.{connector_id}"
-        else:
-            connector = str(connector_id)
-        writer.writerow(
-            [
-                identity,
-                connector,
-                transaction_id,
-                user,
-                card,
-                _iso(started_at.astimezone(tz) if started_at else None),
-                _iso(stopped_at.astimezone(tz) if stopped_at else None),
-                f"{energy:.3f}",
-                "" if price is None else f"{price:.4f}",
-                f"{Decimal(cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
-                "true" if free else "false",
-            ]
-        )
-        count += 1
-        if counter is not None:
-            counter[0] = count
-        if count % chunk_rows == 0:
-            yield buffer.take()
-    yield buffer.take()
+        _pk,
+    ) = row
+    energy = (Decimal(energy_wh) / 1000).quantize(Decimal("0.001"), ROUND_HALF_UP)
+    if left:
+        # Someone who left: the remaining members see neither name nor card.
+        user, card = former, ""
+    else:
+        name = f"{first_name} {last_name}".strip()
+        user = (name or str(phone)) if holder_id else ""
+        card = card_uid if card_uid else id_tag
+    if connector_id is None:
+        connector = ""
+    elif evse_id != connector_id:
+        connector = f"{evse_id}.{connector_id}"
+    else:
+        connector = str(connector_id)
+    return [
+        identity,
+        connector,
+        transaction_id,
+        user,
+        card,
+        _iso(started_at.astimezone(tz) if started_at else None),
+        _iso(stopped_at.astimezone(tz) if stopped_at else None),
+        f"{energy:.3f}",
+        "" if price is None else f"{price:.4f}",
+        f"{Decimal(cost).quantize(Decimal('0.01'), ROUND_HALF_UP):.2f}",
+        "true" if free else "false",
+    ]
 
 
 NOTES_HEADER = [

@@ -257,6 +257,29 @@ def test_sessions_csv_is_streamed_and_identical(manager_client, community, charg
     assert len(rows) == 6 and rows[1][7] == "1.234"
 
 
+def test_sessions_csv_pages_continue_after_the_last_row(community, charger, individual):
+    """Read in pages (keyset on started_at, then id): sessions sharing one start time across a
+    page boundary come once each, in order; the header comes first on its own; small pages give
+    the same bytes as one page."""
+    from billing.exports import iter_sessions_csv
+
+    month = timezone.localtime(timezone.now(), community.tz).replace(day=2, hour=12, minute=0)
+    same = month.replace(second=0, microsecond=0)
+    made = [make_session(charger, holder=individual, started_at=same) for _ in range(5)]
+    made += [make_session(charger, started_at=same + timedelta(minutes=k)) for k in (1, 2)]
+    with scope(community=community):
+        chunks = list(iter_sessions_csv(community=community, year=month.year, month=month.month,
+                                        chunk_rows=2))  # fmt: skip
+        whole = "".join(
+            iter_sessions_csv(community=community, year=month.year, month=month.month)
+        )
+    assert chunks[0].startswith("charger,") and chunks[0].count("\n") == 1
+    assert [c.count("\n") for c in chunks[1:]] == [2, 2, 2, 1]  # pages of at most chunk_rows
+    assert "".join(chunks) == whole
+    ids = [row[2] for row in csv.reader(io.StringIO(whole))][1:]
+    assert ids == [s.transaction_id for s in made]
+
+
 # --- session page --------------------------------------------------------------------------
 def _session_with_frames(charger, holder):
     start = timezone.now() - timedelta(hours=1)
