@@ -19,3 +19,16 @@ def test_a_number_setting_that_is_not_a_number_names_the_variable(monkeypatch, h
     monkeypatch.setenv("GATEWAY_OPEN_TIMEOUT", "sixty")
     with pytest.raises(ImproperlyConfigured, match="GATEWAY_OPEN_TIMEOUT"):
         helper("GATEWAY_OPEN_TIMEOUT", 60)
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_run_without_jit():
+    """A fleet's month of sessions passed jit_above_cost and spent 0.56 s in LLVM before its
+    first row: Sparklin's connections turn JIT off (DATABASE_JIT=true leaves the server's)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only (make test-unit runs it there)")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
