@@ -4,7 +4,7 @@ byte-identical files."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Q
+from django.db.models import CharField, ExpressionWrapper, F, Q
 from django.utils.translation import gettext
 
 from chargers.models import ChargingSession
@@ -66,7 +66,7 @@ _SESSION_COLUMNS = (
     "holder_left",
     "holder__first_name",
     "holder__last_name",
-    "holder__phone",
+    "holder_phone",
     "card__uid",
     "id_tag",
     "started_at",
@@ -104,7 +104,12 @@ def iter_sessions_csv(*, community, year: int, month: int, counter=None, chunk_r
         ChargingSession.objects.filter(
             community=community, started_at__gte=start, started_at__lt=end
         )
-        .annotate(holder_left=holder_left())
+        .annotate(
+            holder_left=holder_left(),
+            # The stored E.164 text, what str() of the PhoneNumber gives: parsing 82,000 of them
+            # was 45 % of a fleet month's CPU, for the few holders without a name.
+            holder_phone=ExpressionWrapper(F("holder__phone"), output_field=CharField()),
+        )
         .order_by("started_at", "pk")
         .values_list(*_SESSION_COLUMNS)
     )
@@ -162,7 +167,7 @@ def _session_line(row, tz, former) -> list[str]:
         user, card = former, ""
     else:
         name = f"{first_name} {last_name}".strip()
-        user = (name or str(phone)) if holder_id else ""
+        user = (name or phone) if holder_id else ""
         card = card_uid if card_uid else id_tag
     if connector_id is None:
         connector = ""

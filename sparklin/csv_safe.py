@@ -56,6 +56,8 @@ def neutralise(text: str) -> str:
 
 def cell(value: object, kind: str = TEXT) -> str:
     """The text written for `value` in a column of type `kind`."""
+    if type(value) is str and kind == TEXT:  # most cells: plain text in a text column
+        return "'" + value if value.startswith(FORMULA_PREFIXES) else value
     if isinstance(value, Typed):
         kind = value.kind
         value = value.value
@@ -94,11 +96,12 @@ class SafeWriter:
         self._kinds = [types.get(name, TEXT) for name in columns]
         self._writer = csv.writer(out, **csv_options)
 
-    def _kind(self, index: int) -> str:
-        return self._kinds[index] if index < len(self._kinds) else TEXT
-
     def writerow(self, row: Iterable[object]) -> None:
-        self._writer.writerow([cell(v, self._kind(i)) for i, v in enumerate(row)])
+        values = list(row)
+        kinds = self._kinds
+        if len(values) > len(kinds):  # cells beyond the declared columns are text
+            kinds = [*kinds, *[TEXT] * (len(values) - len(kinds))]
+        self._writer.writerow([cell(v, k) for v, k in zip(values, kinds, strict=False)])
 
     def writerows(self, rows: Iterable[Iterable[object]]) -> None:
         for row in rows:

@@ -150,3 +150,13 @@ def test_dashboard_says_why_expense_notes_are_not_sent(manager_client, community
     community.save()
     page = manager_client.get("/c/tilleuls/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "No expense-note recipient is set" not in page
+
+
+def test_a_holder_without_a_name_is_shown_by_phone(manager_client, sessions, individual):
+    """The user column falls back on the E.164 phone number (read as stored, not parsed), made
+    inert like any text in that column (it starts with "+")."""
+    individual.first_name = individual.last_name = ""
+    individual.save()
+    response = manager_client.get("/c/tilleuls/exports/sessions.csv", {"month": "2025-01"})
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[1][3] == "'" + str(individual.phone) and str(individual.phone).startswith("+33")
