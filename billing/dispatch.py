@@ -185,8 +185,12 @@ def send_finance(
     return result
 
 
-def send_driver_copy(*, note: ExpenseNote, result: SendResult | None = None) -> SendResult:
-    """A driver's copy of their current note, once its PDF is stored, unless already sent."""
+def send_driver_copy(
+    *, note: ExpenseNote, result: SendResult | None = None, row: NoteDispatch | None = None
+) -> SendResult:
+    """A driver's copy of their current note, once its PDF is stored, unless already sent.
+    `row`: the note's driver dispatch when the caller has just read it (else looked up, or
+    created)."""
     result = result or SendResult()
     holder = note.holder if note.holder_id else None
     to = holder.email if holder is not None else ""
@@ -196,11 +200,13 @@ def send_driver_copy(*, note: ExpenseNote, result: SendResult | None = None) -> 
     if not note.is_current or not note.pdf:
         return result
     now = timezone.now()
-    dispatch, _created = NoteDispatch.objects.get_or_create(
-        note=note,
-        kind=NoteDispatch.Kind.DRIVER,
-        defaults={"community_id": note.community_id, "to_email": to},
-    )
+    dispatch = row
+    if dispatch is None:
+        dispatch, _created = NoteDispatch.objects.get_or_create(
+            note=note,
+            kind=NoteDispatch.Kind.DRIVER,
+            defaults={"community_id": note.community_id, "to_email": to},
+        )
     # The claim: one conditional UPDATE; of two workers only one sees it succeed.
     claimed = (
         NoteDispatch.objects.filter(pk=dispatch.pk)

@@ -111,11 +111,10 @@ def note_context(note, language: str) -> dict:
     tz = zoneinfo.ZoneInfo(note.time_zone)
     cur = note.currency
 
-    # A month has a price or two and a few sessions a day: each is written once (Babel and
-    # Django's date formats cost more than the rest of a line's text).
-    @functools.cache
+    # A month has a price or two: each is written once per note (days and durations are
+    # cached for the whole process, `billing.formatting`).
     def day(d: date) -> str:
-        return fmt.date(datetime(d.year, d.month, d.day), language)
+        return fmt.day(d, language)
 
     @functools.cache
     def price(value: str) -> str:

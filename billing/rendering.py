@@ -8,7 +8,7 @@ import logging
 
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, Q, QuerySet
 
 from communities.models import Community
 
@@ -49,6 +49,12 @@ def notes_without_pdf(
         assert month is not None, "a year is given with its month"
         notes = notes.filter(year=year, month=month)
     return notes.select_related("replaces").order_by("year", "month", "sequence", "version")
+
+
+def all_pdfs_stored(community: Community, year: int, month: int) -> Q:
+    """The condition "every current note of the month has its PDF", to filter another query
+    with (`month_has_all_pdfs` asks it alone)."""
+    return ~Q(Exists(notes_without_pdf(community, year, month).filter(is_current=True)))
 
 
 def month_has_all_pdfs(community: Community, year: int, month: int) -> bool:

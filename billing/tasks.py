@@ -103,15 +103,19 @@ def render_note(self: CommunityTask, *, community: Community, note: int) -> bool
     pending = NoteDispatch.objects.filter(note__year=obj.year, note__month=obj.month).exclude(
         status=NoteDispatch.Status.SENT
     )
-    if pending.filter(note=obj, kind=NoteDispatch.Kind.DRIVER).exists():
-        result = dispatch.send_driver_copy(note=obj)
+    # The driver's row read here is the one the send claims (no second lookup); the finance
+    # check is one query for both of its conditions.
+    driver = pending.filter(note=obj, kind=NoteDispatch.Kind.DRIVER).only("pk").first()
+    if driver is not None:
+        result = dispatch.send_driver_copy(note=obj, row=driver)
         if result.failed and not self.request.is_eager:
             send_driver_copy.apply_async(
                 kwargs={"community": community.pk, "note": obj.pk}, countdown=SEND_RETRY_BASE
             )
-    if pending.filter(kind=NoteDispatch.Kind.FINANCE).exists() and rendering.month_has_all_pdfs(
-        community, obj.year, obj.month
-    ):
+    finance_due = pending.filter(
+        rendering.all_pdfs_stored(community, obj.year, obj.month), kind=NoteDispatch.Kind.FINANCE
+    )
+    if finance_due.exists():
         send_finance.delay(community=community.pk, year=obj.year, month=obj.month)
     return stored
 

@@ -9,11 +9,12 @@ formatting never rounds a second time (kWh come from whole Wh, prices have 4 dec
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any
 
 from babel import Locale
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import NumberPattern, parse_pattern
 from django.conf import settings
 from django.utils import translation
 
@@ -23,7 +24,31 @@ DASH = "—"
 def babel_locale(language: str | None = None) -> Locale:
     """The Babel locale of a Django language code (`fr`, `en-us`), the active one by default."""
     code = language or translation.get_language() or settings.LANGUAGE_CODE
+    return _locale(code)
+
+
+# A month of expense notes writes some 60,000 amounts and kWh figures: the locale and the parsed
+# pattern of each (language, decimals) are looked up once per process, not once per figure
+# (Babel's `format_decimal`/`format_currency` parse their pattern string on every call; what is
+# left is `NumberPattern.apply`, which those functions end with, given the same arguments).
+@functools.lru_cache(maxsize=64)
+def _locale(code: str) -> Locale:
     return Locale.parse(translation.to_locale(code))
+
+
+@functools.lru_cache(maxsize=16)
+def _number_pattern(decimals: int) -> NumberPattern:
+    return parse_pattern("#,##0" + ("." + "0" * decimals if decimals else ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _money_pattern(code: str, decimals: int) -> NumberPattern:
+    pattern = _locale(code).currency_formats["standard"].pattern.split(";")[0]
+    return parse_pattern(pattern.replace("0.00", "0" + ("." + "0" * decimals if decimals else "")))
+
+
+def _code(language: str | None) -> str:
+    return language or translation.get_language() or settings.LANGUAGE_CODE
 
 
 def _decimal(value: Any) -> Decimal:
@@ -34,8 +59,11 @@ def number(value: Any, decimals: int, language: str | None = None) -> str:
     """`value` with exactly `decimals` places and thousands grouping."""
     if value is None or value == "":
         return DASH
-    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-    return format_decimal(_decimal(value), format=pattern, locale=babel_locale(language))
+    code = _code(language)
+    text: str = _number_pattern(decimals).apply(
+        _decimal(value), _locale(code), decimal_quantization=True, group_separator=True
+    )
+    return text
 
 
 def money(value: Any, currency: str, language: str | None = None, decimals: int = 2) -> str:
@@ -43,12 +71,16 @@ def money(value: Any, currency: str, language: str | None = None, decimals: int 
     (2 for amounts, 4 for a kWh price)."""
     if value is None or value == "":
         return DASH
-    locale = babel_locale(language)
-    pattern = locale.currency_formats["standard"].pattern.split(";")[0]
-    pattern = pattern.replace("0.00", "0" + ("." + "0" * decimals if decimals else ""))
-    return format_currency(
-        _decimal(value), currency, format=pattern, locale=locale, currency_digits=False
+    code = _code(language)
+    text: str = _money_pattern(code, decimals).apply(
+        _decimal(value),
+        _locale(code),
+        currency=currency,
+        currency_digits=False,
+        decimal_quantization=True,
+        group_separator=True,
     )
+    return text
 
 
 def kwh(wh: Any, language: str | None = None) -> str:
