@@ -152,6 +152,38 @@ def load_rows(queryset: QuerySet[M]) -> list[M]:
     return found
 
 
+@lru_cache(maxsize=32)
+def _select_sql(model: type[Model]) -> tuple[str, tuple[str, ...]]:
+    meta = model._meta
+    qn = connection.ops.quote_name
+    fields = meta.concrete_fields
+    columns = ", ".join(f"{qn(meta.db_table)}.{qn(str(f.column))}" for f in fields)
+    return f"SELECT {columns} FROM {qn(meta.db_table)}", tuple(f.attname for f in fields)  # noqa: S608
+
+
+def load_where(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
+    """The rows of `model` matching `where` (raw PostgreSQL, everything after the table name:
+    conditions, order), as `load_rows` builds them: for a read the ORM cannot express without
+    losing its index (an OR of two keyed conditions), its text composed once per process."""
+    select, names = _select_sql(model)
+    found: list[M] = []
+    append = found.append
+    new = model.__new__
+    with connection.cursor() as cursor:
+        cursor.execute(f"{select} {where}", params)
+        rows = cursor.fetchall()
+    for row in rows:
+        obj = new(model)
+        state = ModelState()
+        state.adding = False
+        state.db = connection.alias
+        values = obj.__dict__
+        values.update(zip(names, row, strict=True))
+        values["_state"] = state
+        append(obj)
+    return found
+
+
 def _rows_sql(columns: Sequence[Field]) -> str:
     """SELECT expressions reading column i of each JSON row `r`, cast to its column's type."""
     parts = []
