@@ -314,12 +314,19 @@ class Batch:
 
     # --- reads --------------------------------------------------------------------------------
     def load(self) -> Batch:
-        chargers = Charger.objects.filter(among("identity", self.by_identity)).order_by("pk")
-        if self.lock:
-            # Rows locked in primary-key order: two workers lock overlapping batches in the same
-            # order, so they wait for each other and cannot deadlock.
-            chargers = chargers.select_for_update(of=("self",))
-        found = {c.identity: c for c in load_rows(chargers)}
+        # Rows locked in primary-key order: two workers lock overlapping batches in the same
+        # order, so they wait for each other and cannot deadlock.
+        if _is_postgres():
+            where = "WHERE identity = ANY(%s::varchar[]) ORDER BY id"
+            rows = load_where(
+                Charger, f"{where} FOR UPDATE" if self.lock else where, [list(self.by_identity)]
+            )
+        else:
+            chargers = Charger.objects.filter(among("identity", self.by_identity)).order_by("pk")
+            if self.lock:
+                chargers = chargers.select_for_update(of=("self",))
+            rows = load_rows(chargers)
+        found = {c.identity: c for c in rows}
         for identity, events in self.by_identity.items():
             charger = found.get(identity)
             if charger is None:
@@ -381,10 +388,20 @@ class Batch:
         if id_tags:
             spellings = sorted({u for tag in id_tags for u in card_uid_spellings(tag)})
             communities = {st.charger.community_id for st in self.states}
-            cards = ChargeCard.objects.filter(
-                among("community_id", communities), among("uid", spellings)
-            )
-            for card in load_rows(cards):
+            if _is_postgres():
+                cards = load_where(
+                    ChargeCard,
+                    "WHERE community_id = ANY(%s::bigint[]) AND uid = ANY(%s::varchar[])"
+                    " ORDER BY name, uid",
+                    [sorted(communities), spellings],
+                )
+            else:
+                cards = load_rows(
+                    ChargeCard.objects.filter(
+                        among("community_id", communities), among("uid", spellings)
+                    )
+                )
+            for card in cards:
                 self.cards.setdefault(card.community_id, {})[card.uid] = card
                 self.cards[card.community_id].setdefault(normalize_card_uid(card.uid), card)
         if uids:
@@ -422,10 +439,19 @@ class Batch:
         by_pk = {st.charger.pk: st for st in states}
         # Each charger's outlets in the model's order (evse, connector); ordered by the charger
         # itself, the model's order would join every charger and site to sort by their names.
-        outlets = Connector.objects.filter(among("charger_id", by_pk)).order_by(
-            "charger_id", "evse_id", "connector_id"
-        )
-        for connector in load_rows(outlets):
+        if _is_postgres():
+            outlets = load_where(
+                Connector,
+                "WHERE charger_id = ANY(%s::bigint[]) ORDER BY charger_id, evse_id, connector_id",
+                [list(by_pk)],
+            )
+        else:
+            outlets = load_rows(
+                Connector.objects.filter(among("charger_id", by_pk)).order_by(
+                    "charger_id", "evse_id", "connector_id"
+                )
+            )
+        for connector in outlets:
             key = (connector.evse_id, connector.connector_id)
             by_pk[connector.charger_id].connectors[key] = connector
         for st in states:
