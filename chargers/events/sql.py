@@ -184,7 +184,7 @@ def _select_sql(
     converters = tuple(
         (i, converter, f.get_col(meta.db_table))
         for i, f in enumerate(fields)
-        for converter in f.get_db_converters(connection)
+        for converter in f.get_db_converters(connection)  # type: ignore[attr-defined]
     )
     select = f"SELECT {columns} FROM {qn(meta.db_table)}"  # noqa: S608 (names from the model)
     return select, tuple(f.attname for f in fields), converters
