@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -43,7 +44,7 @@ from ..models import (
 )
 from . import main_meter, uptime
 from .main_meter import MainMeterSamples
-from .sql import among, create_rows, insert_rows, load_rows, update_rows
+from .sql import _is_postgres, among, create_rows, insert_rows, load_rows, load_where, update_rows
 from .values import (
     ENERGY_REGISTER,
     Rejected,
@@ -111,6 +112,16 @@ COMMAND_FIELDS = ["status", "response", "updated_at"]
 EXTRA_FLUSHES: list[Callable[[list[ChargerState]], None]] = []
 
 
+# `Batch._load_sessions` on PostgreSQL: the ids of both parts, then their rows by primary key.
+_SESSIONS_WHERE = """WHERE id = ANY(ARRAY(
+    SELECT id FROM chargers_chargingsession WHERE charger_id = ANY(%s::bigint[]) AND state = %s
+    UNION
+    SELECT s.id FROM chargers_chargingsession s
+    JOIN unnest(%s::bigint[], %s::text[]) AS k(charger_id, transaction_id)
+      ON s.charger_id = k.charger_id AND s.transaction_id = k.transaction_id
+)) ORDER BY started_at DESC"""
+
+
 class ChargerState:
     """One charger's share of a batch: its rows, as read once by the batch, and every change its
     events make. Handlers (`chargers.events.handlers`) work on this and nothing else; nothing
@@ -118,7 +129,11 @@ class ChargerState:
     the flush and quarantined, its neighbours in the batch are not affected."""
 
     def __init__(self, batch: Batch, charger: Charger, events: list[Event]):
-        self.batch = batch
+        # Weakly: a reference cycle between the batch and its chargers kept the whole batch
+        # (instances, samples, log rows) alive until the cyclic collector traversed it, a
+        # young-generation pass of ~100,000 objects after every batch (`apply._gc_paused`).
+        # Without the cycle, reference counting frees the batch as soon as the caller drops it.
+        self.batch: Batch = weakref.proxy(batch)
         self.charger = charger
         self.events = events
         self.fields: set[str] = set()
@@ -299,12 +314,19 @@ class Batch:
 
     # --- reads --------------------------------------------------------------------------------
     def load(self) -> Batch:
-        chargers = Charger.objects.filter(among("identity", self.by_identity)).order_by("pk")
-        if self.lock:
-            # Rows locked in primary-key order: two workers lock overlapping batches in the same
-            # order, so they wait for each other and cannot deadlock.
-            chargers = chargers.select_for_update(of=("self",))
-        found = {c.identity: c for c in load_rows(chargers)}
+        # Rows locked in primary-key order: two workers lock overlapping batches in the same
+        # order, so they wait for each other and cannot deadlock.
+        if _is_postgres():
+            where = "WHERE identity = ANY(%s::varchar[]) ORDER BY id"
+            rows = load_where(
+                Charger, f"{where} FOR UPDATE" if self.lock else where, [list(self.by_identity)]
+            )
+        else:
+            chargers = Charger.objects.filter(among("identity", self.by_identity)).order_by("pk")
+            if self.lock:
+                chargers = chargers.select_for_update(of=("self",))
+            rows = load_rows(chargers)
+        found = {c.identity: c for c in rows}
         for identity, events in self.by_identity.items():
             charger = found.get(identity)
             if charger is None:
@@ -316,7 +338,7 @@ class Batch:
             return self
         by_pk = {st.charger.pk: st for st in self.states}
 
-        tids: set[str] = set()
+        tids: set[tuple[int, str]] = set()  # (charger, transaction id) the events name
         id_tags: set[str] = set()
         uids: set[str] = set()
         # Chargers whose events need their sessions in progress: a start (stale sessions on
@@ -331,7 +353,7 @@ class Batch:
                 if kind in ("transaction", "meter_values"):
                     tid = p.get("transaction_id")
                     if tid is not None and tid != "":
-                        tids.add(str(tid)[:64])
+                        tids.add((st.charger.pk, str(tid)[:64]))
                     else:
                         need_open.add(st.charger.pk)
                     if p.get("id_tag"):
@@ -342,13 +364,7 @@ class Batch:
                     need_open.add(st.charger.pk)
                 elif kind == "command" and p.get("uid"):  # canonical spelling below
                     uids.add(str(p["uid"]))
-        session_filter = among("charger_id", sorted(need_open)) & Q(
-            state=ChargingSession.State.ACTIVE
-        )
-        if tids:
-            session_filter |= among("charger_id", by_pk) & among("transaction_id", sorted(tids))
-        loaded = ChargingSession.objects.filter(session_filter)
-        for session in load_rows(loaded) if need_open or tids else ():
+        for session in self._load_sessions(need_open, tids) if need_open or tids else ():
             by_pk[session.charger_id].sessions[session.transaction_id] = session
         # Outlets, for the chargers whose events name one that no loaded session already
         # carries: a status, a start, a new session, meter values without a transaction.
@@ -372,10 +388,20 @@ class Batch:
         if id_tags:
             spellings = sorted({u for tag in id_tags for u in card_uid_spellings(tag)})
             communities = {st.charger.community_id for st in self.states}
-            cards = ChargeCard.objects.filter(
-                among("community_id", communities), among("uid", spellings)
-            )
-            for card in load_rows(cards):
+            if _is_postgres():
+                cards = load_where(
+                    ChargeCard,
+                    "WHERE community_id = ANY(%s::bigint[]) AND uid = ANY(%s::varchar[])"
+                    " ORDER BY name, uid",
+                    [sorted(communities), spellings],
+                )
+            else:
+                cards = load_rows(
+                    ChargeCard.objects.filter(
+                        among("community_id", communities), among("uid", spellings)
+                    )
+                )
+            for card in cards:
                 self.cards.setdefault(card.community_id, {})[card.uid] = card
                 self.cards[card.community_id].setdefault(normalize_card_uid(card.uid), card)
         if uids:
@@ -384,9 +410,48 @@ class Batch:
         return self
 
     @staticmethod
+    def _load_sessions(need_open: set[int], tids: set[tuple[int, str]]) -> list[ChargingSession]:
+        """The sessions in progress of the chargers in `need_open` and the sessions the events
+        name by (charger, transaction id), newest first (the model's order). On PostgreSQL
+        each part reads its own index (the partial `session_open`, the unique (charger,
+        transaction id)): as one OR of the two, the planner scanned the whole table, years of
+        sessions, at every batch."""
+        active = ChargingSession.State.ACTIVE
+        if not _is_postgres():
+            # Elsewhere (SQLite) the sessions of any of the chargers with any of the ids, a
+            # superset the handlers never look at: an OR per pair would pass SQLite's limit on
+            # the depth of an expression in a big batch.
+            found = among("charger_id", sorted(need_open)) & Q(state=active)
+            if tids:
+                found |= among("charger_id", sorted({c for c, _ in tids})) & among(
+                    "transaction_id", sorted({t for _, t in tids})
+                )
+            return load_rows(ChargingSession.objects.filter(found))
+        pairs = sorted(tids)
+        return load_where(
+            ChargingSession,
+            _SESSIONS_WHERE,
+            [sorted(need_open), active, [p[0] for p in pairs], [p[1] for p in pairs]],
+        )
+
+    @staticmethod
     def _load_connectors(states: list[ChargerState]) -> None:
         by_pk = {st.charger.pk: st for st in states}
-        for connector in load_rows(Connector.objects.filter(among("charger_id", by_pk))):
+        # Each charger's outlets in the model's order (evse, connector); ordered by the charger
+        # itself, the model's order would join every charger and site to sort by their names.
+        if _is_postgres():
+            outlets = load_where(
+                Connector,
+                "WHERE charger_id = ANY(%s::bigint[]) ORDER BY charger_id, evse_id, connector_id",
+                [list(by_pk)],
+            )
+        else:
+            outlets = load_rows(
+                Connector.objects.filter(among("charger_id", by_pk)).order_by(
+                    "charger_id", "evse_id", "connector_id"
+                )
+            )
+        for connector in outlets:
             key = (connector.evse_id, connector.connector_id)
             by_pk[connector.charger_id].connectors[key] = connector
         for st in states:

@@ -176,6 +176,50 @@ def test_load_rows_builds_the_instances_the_orm_builds(community, charger):
         assert ChargingSession.objects.get().energy_wh == Decimal("1.5")
 
 
+@pytest.mark.django_db
+def test_load_where_builds_the_instances_the_orm_builds(community, charger):
+    """The worker's reads composed once (`sql.load_where`, PostgreSQL): the same instances as
+    the ORM's, JSON decoded, whatever follows the table name (conditions, order, lock)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("raw PostgreSQL reads")
+    from django_scopes import scope
+
+    from chargers.events.sql import load_where
+    from chargers.models import ChargeCard, Charger, ChargingSession, Connector
+
+    with scope(community=community):
+        charger.configuration = {"MeterValueSampleInterval": "60", "nested": [1, {"a": None}]}
+        charger.last_seen = datetime(2026, 3, 2, 8, 0, 1, 5, tzinfo=UTC)
+        charger.save()
+        outlet = Connector.objects.create(
+            community=charger.community, charger=charger, evse_id=1, connector_id=1
+        )
+        ChargingSession.objects.create(
+            community=charger.community,
+            charger=charger,
+            connector=outlet,
+            transaction_id="7",
+            meter_start_wh=Decimal("12.5"),
+        )
+        ChargeCard.objects.create(community=charger.community, uid="04A23B11")
+        for model in (Charger, Connector, ChargingSession, ChargeCard):
+            orm = list(model.objects.order_by("pk"))
+            fast = load_where(
+                model, "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE", [[o.pk for o in orm]]
+            )
+            assert len(fast) == len(orm) >= 1
+            for a, b in zip(fast, orm, strict=True):
+                assert type(a) is type(b)
+                assert {k: v for k, v in vars(a).items() if k != "_state"} == {
+                    k: v for k, v in vars(b).items() if k != "_state"
+                }
+                assert (a._state.adding, a._state.db) == (b._state.adding, b._state.db)
+        assert load_where(Charger, "WHERE false", []) == []
+        read = load_where(Charger, "WHERE id = %s", [charger.pk])[0]
+        assert read.configuration == {"MeterValueSampleInterval": "60", "nested": [1, {"a": None}]}
+        assert read.last_seen.tzinfo is connection.timezone
+
+
 @pytest.mark.parametrize(
     "sample",
     [
