@@ -270,9 +270,7 @@ def test_sessions_csv_pages_continue_after_the_last_row(community, charger, indi
     with scope(community=community):
         chunks = list(iter_sessions_csv(community=community, year=month.year, month=month.month,
                                         chunk_rows=2))  # fmt: skip
-        whole = "".join(
-            iter_sessions_csv(community=community, year=month.year, month=month.month)
-        )
+        whole = "".join(iter_sessions_csv(community=community, year=month.year, month=month.month))
     assert chunks[0].startswith("charger,") and chunks[0].count("\n") == 1
     assert [c.count("\n") for c in chunks[1:]] == [2, 2, 2, 1]  # pages of at most chunk_rows
     assert "".join(chunks) == whole
