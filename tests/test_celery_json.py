@@ -38,8 +38,11 @@ BODIES = [
         ],
         "kombu",
     ),
-    # What orjson refuses: an integer beyond 64 bits.
+    # What orjson refuses: an integer beyond 64 bits (read as a float, the json module exact);
+    # the first one beyond, and 19 digits that still fit (either path gives the same).
     ([[{"value": 10**30}], {}, {}], "kombu"),
+    ([[{"value": 2**64 + 1, "text": "#" * 20}], {}, {}], "kombu"),
+    ([[{"value": 10**18, "neighbour": -(2**63)}], {}, {}], "orjson"),
 ]
 
 
