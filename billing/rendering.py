@@ -51,15 +51,19 @@ def notes_without_pdf(
     return notes.select_related("replaces").order_by("year", "month", "sequence", "version")
 
 
+def _current_without_pdf(community: Community, year: int, month: int) -> QuerySet:
+    return notes_without_pdf(community, year, month).filter(is_current=True)
+
+
 def all_pdfs_stored(community: Community, year: int, month: int) -> Q:
     """The condition "every current note of the month has its PDF", to filter another query
     with (`month_has_all_pdfs` asks it alone)."""
-    return ~Q(Exists(notes_without_pdf(community, year, month).filter(is_current=True)))
+    return ~Q(Exists(_current_without_pdf(community, year, month)))
 
 
 def month_has_all_pdfs(community: Community, year: int, month: int) -> bool:
     """Every current note of the month has its PDF: the month can go to finance."""
-    return not notes_without_pdf(community, year, month).filter(is_current=True).exists()
+    return not _current_without_pdf(community, year, month).exists()
 
 
 def render_missing(community: Community, year: int, month: int) -> int:

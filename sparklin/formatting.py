@@ -23,8 +23,7 @@ DASH = "—"
 
 def babel_locale(language: str | None = None) -> Locale:
     """The Babel locale of a Django language code (`fr`, `en-us`), the active one by default."""
-    code = language or translation.get_language() or settings.LANGUAGE_CODE
-    return _locale(code)
+    return _locale(_code(language))
 
 
 # A month of expense notes writes some 60,000 amounts and kWh figures: the locale and the parsed

@@ -76,7 +76,6 @@ def use_fast_timestamps() -> None:
     connection's, so registering it once per connection is enough."""
     if not _is_postgres():
         return
-    import psycopg
     from psycopg.pq import Format
 
     connection.ensure_connection()
@@ -85,8 +84,8 @@ def use_fast_timestamps() -> None:
     current = adapters.get_loader(oid, Format.TEXT)
     if current is not None and issubclass(current, _FastTimestamptzLoader):
         return
-    c_loader = psycopg.adapters.get_loader(oid, Format.TEXT)
-    if c_loader is None or not c_loader.__module__.startswith("psycopg_"):
+    c_loader = _c_loader(oid)
+    if c_loader is None:
         return  # no C implementation installed: Django's loader stays
     loader = type(
         "FastTimestamptzLoader",
@@ -96,6 +95,15 @@ def use_fast_timestamps() -> None:
     adapters.register_loader(oid, loader)
 
 
+def _c_loader(oid: int) -> Any:
+    """psycopg's C text loader of type `oid`, or None when only the Python one is installed."""
+    import psycopg
+    from psycopg.pq import Format
+
+    loader = psycopg.adapters.get_loader(oid, Format.TEXT)
+    return loader if loader is not None and loader.__module__.startswith("psycopg_") else None
+
+
 def _c_timestamptz_loader() -> tuple[int, Any] | None:
     """(oid, psycopg's C timestamptz loader) when it gives the very values Django's loader
     gives: times in the `tzinfo` object of Django's connection (UTC sessions, where psycopg
@@ -103,13 +111,10 @@ def _c_timestamptz_loader() -> tuple[int, Any] | None:
     even `_FastTimestamptzLoader`'s Python call per value (a batch reads a few thousand times;
     half the CPU of reading its chargers). It cannot be the connection's: Django checks the
     `timezone` attribute of the connection's loader, which a C class cannot carry."""
-    import psycopg
-    from psycopg.pq import Format
-
     raw = connection.connection
     oid = raw.adapters.types["timestamptz"].oid
-    c_loader = psycopg.adapters.get_loader(oid, Format.TEXT)
-    if c_loader is None or not c_loader.__module__.startswith("psycopg_"):
+    c_loader = _c_loader(oid)
+    if c_loader is None:
         return None
     sample = c_loader(oid, raw).load(b"2000-01-01 00:00:00+00")
     return (oid, c_loader) if sample.tzinfo is connection.timezone else None
@@ -155,11 +160,16 @@ def load_rows(queryset: QuerySet[M]) -> list[M]:
     instances). A batch reads about two rows per event: this was a tenth of the worker's CPU."""
     model = queryset.model
     names = [f.attname for f in model._meta.concrete_fields]
-    db = queryset.db
+    return _instances(model, names, queryset.values_list(*names), queryset.db)
+
+
+def _instances(model: type[M], names: Sequence[str], rows: Iterable[Any], db: str) -> list[M]:
+    """Saved instances of `model` from rows of values in the order of `names` (attribute
+    names), each put in its `__dict__` at once (`load_rows`)."""
     found: list[M] = []
     append = found.append
     new = model.__new__
-    for row in queryset.values_list(*names):
+    for row in rows:
         obj = new(model)
         state = ModelState()
         state.adding = False
@@ -198,9 +208,6 @@ def load_where(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
     the ORM cannot express some reads without losing their index (an OR of two keyed
     conditions)."""
     select, names, converters = _select_sql(model)
-    found: list[M] = []
-    append = found.append
-    new = model.__new__
     with connection.cursor() as cursor:
         c_loader = _c_timestamptz_loader()
         if c_loader is not None:
@@ -212,16 +219,7 @@ def load_where(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
         for row in rows:
             for i, converter, expression in converters:
                 row[i] = converter(row[i], expression, connection)
-    for row in rows:
-        obj = new(model)
-        state = ModelState()
-        state.adding = False
-        state.db = connection.alias
-        values = obj.__dict__
-        values.update(zip(names, row, strict=True))
-        values["_state"] = state
-        append(obj)
-    return found
+    return _instances(model, names, rows, connection.alias)
 
 
 def _rows_sql(columns: Sequence[Field]) -> str:

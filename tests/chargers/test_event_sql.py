@@ -136,6 +136,39 @@ def _one_parameter(execute, sql, params, many, context):
     return execute(sql, params, many, context)
 
 
+def _rows_of_each_kind(charger):
+    """A charger (JSON configuration, a time with microseconds), an outlet, a session and a
+    card: the rows the worker reads, with the values Django converts."""
+    from chargers.models import ChargeCard, ChargingSession, Connector
+
+    charger.configuration = {"MeterValueSampleInterval": "60", "nested": [1, {"a": None}]}
+    charger.last_seen = datetime(2026, 3, 2, 8, 0, 1, 5, tzinfo=UTC)
+    charger.save()
+    outlet = Connector.objects.create(
+        community=charger.community, charger=charger, evse_id=1, connector_id=1
+    )
+    ChargingSession.objects.create(
+        community=charger.community,
+        charger=charger,
+        connector=outlet,
+        transaction_id="7",
+        meter_start_wh=Decimal("12.5"),
+    )
+    ChargeCard.objects.create(community=charger.community, uid="04A23B11")
+    return outlet
+
+
+def _assert_same_instances(fast, orm):
+    assert len(fast) == len(orm) >= 1
+    for a, b in zip(fast, orm, strict=True):
+        assert type(a) is type(b)
+        assert {k: v for k, v in vars(a).items() if k != "_state"} == {
+            k: v for k, v in vars(b).items() if k != "_state"
+        }
+        assert (a._state.adding, a._state.db) == (b._state.adding, b._state.db)
+        assert a == b
+
+
 @pytest.mark.django_db
 def test_load_rows_builds_the_instances_the_orm_builds(community, charger):
     from django.db.models import signals
@@ -145,30 +178,14 @@ def test_load_rows_builds_the_instances_the_orm_builds(community, charger):
     from chargers.models import ChargeCard, Charger, ChargingSession, Connector
 
     with scope(community=community):
-        charger.configuration = {"MeterValueSampleInterval": "60", "nested": [1, {"a": None}]}
-        charger.last_seen = datetime(2026, 3, 2, 8, 0, 1, 5, tzinfo=UTC)
-        charger.save()
-        outlet = Connector.objects.create(
-            community=charger.community, charger=charger, evse_id=1, connector_id=1
-        )
-        ChargingSession.objects.create(
-            community=charger.community, charger=charger, connector=outlet, transaction_id="7"
-        )
-        ChargeCard.objects.create(community=charger.community, uid="04A23B11")
+        outlet = _rows_of_each_kind(charger)
         for model in (Charger, Connector, ChargingSession, ChargeCard):
             # The shortcut skips the init signals: nobody may listen to them on these models.
             for signal in (signals.pre_init, signals.post_init):
                 assert not signal.has_listeners(model), (model, signal)
             orm = list(model.objects.order_by("pk"))
             fast = load_rows(model.objects.order_by("pk").select_for_update(of=("self",)))
-            assert len(fast) == len(orm) >= 1
-            for a, b in zip(fast, orm, strict=True):
-                assert type(a) is type(b)
-                assert {k: v for k, v in vars(a).items() if k != "_state"} == {
-                    k: v for k, v in vars(b).items() if k != "_state"
-                }
-                assert (a._state.adding, a._state.db) == (b._state.adding, b._state.db)
-                assert a == b
+            _assert_same_instances(fast, orm)
         session = load_rows(ChargingSession.objects.all())[0]
         assert session.connector == outlet  # relations still load on access
         session.energy_wh = Decimal("1.5")
@@ -188,32 +205,13 @@ def test_load_where_builds_the_instances_the_orm_builds(community, charger):
     from chargers.models import ChargeCard, Charger, ChargingSession, Connector
 
     with scope(community=community):
-        charger.configuration = {"MeterValueSampleInterval": "60", "nested": [1, {"a": None}]}
-        charger.last_seen = datetime(2026, 3, 2, 8, 0, 1, 5, tzinfo=UTC)
-        charger.save()
-        outlet = Connector.objects.create(
-            community=charger.community, charger=charger, evse_id=1, connector_id=1
-        )
-        ChargingSession.objects.create(
-            community=charger.community,
-            charger=charger,
-            connector=outlet,
-            transaction_id="7",
-            meter_start_wh=Decimal("12.5"),
-        )
-        ChargeCard.objects.create(community=charger.community, uid="04A23B11")
+        _rows_of_each_kind(charger)
         for model in (Charger, Connector, ChargingSession, ChargeCard):
             orm = list(model.objects.order_by("pk"))
             fast = load_where(
                 model, "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE", [[o.pk for o in orm]]
             )
-            assert len(fast) == len(orm) >= 1
-            for a, b in zip(fast, orm, strict=True):
-                assert type(a) is type(b)
-                assert {k: v for k, v in vars(a).items() if k != "_state"} == {
-                    k: v for k, v in vars(b).items() if k != "_state"
-                }
-                assert (a._state.adding, a._state.db) == (b._state.adding, b._state.db)
+            _assert_same_instances(fast, orm)
         assert load_where(Charger, "WHERE false", []) == []
         read = load_where(Charger, "WHERE id = %s", [charger.pk])[0]
         assert read.configuration == {"MeterValueSampleInterval": "60", "nested": [1, {"a": None}]}
