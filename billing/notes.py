@@ -18,8 +18,12 @@ from sparklin.dates import month_bounds
 CENT = Decimal("0.01")
 
 
+# What a line prints, and nothing more, read as rows: a month is tens of thousands of sessions,
+# and building a model instance (and its charger, site and outlet) for each was most of the
+# month's issuing.
 _LINE_FIELDS = (
-    "holder",
+    "pk",
+    "holder_id",
     "started_at",
     "stopped_at",
     "energy_wh",
@@ -35,9 +39,11 @@ _LINE_FIELDS = (
 
 
 def month_sessions(community: Community, year: int, month: int):
-    """Completed sessions with a known driver that started in the month (community time zone).
-    Sessions of unknown cards (no holder) are in no note; sessions still in progress wait until
-    they end, and then version the note of the month they started in."""
+    """Completed sessions with a known driver that started in the month (community time zone),
+    as rows of `_LINE_FIELDS`. Sessions of unknown cards (no holder) are in no note; sessions
+    still in progress wait until they end, and then version the note of the month they started
+    in. The holders are read once each, by `drivers_of_month` (not once per session: each
+    would parse its phone number again)."""
     start, end = month_bounds(community, year, month)
     return (
         ChargingSession.objects.filter(
@@ -47,38 +53,37 @@ def month_sessions(community: Community, year: int, month: int):
             state=ChargingSession.State.COMPLETED,
             holder__isnull=False,
         )
-        # What a line prints, and nothing more: a month is tens of thousands of sessions, and
-        # each field of each related row is an attribute set in Python. The holders are read
-        # once each, by `drivers_of_month` (not once per session: each would parse its phone
-        # number again, a third of the month's issuing).
-        .select_related("charger__site", "connector")
-        .only(*_LINE_FIELDS)
         .order_by("started_at", "pk")
+        .values_list(*_LINE_FIELDS, named=True)
     )
 
 
-def _outlet_label(session) -> str:
-    charger = session.charger.name or session.charger.identity
-    c = session.connector
-    if c is None:
+def _outlet_label(row) -> str:
+    charger = row.charger__name or row.charger__identity
+    evse, connector = row.connector__evse_id, row.connector__connector_id
+    if connector is None:
         return charger
-    number = f"{c.evse_id}.{c.connector_id}" if c.evse_id != c.connector_id else c.connector_id
+    number = f"{evse}.{connector}" if evse != connector else connector
     return f"{charger} #{number}"
 
 
-def session_line(session) -> dict:
-    """One note line, JSON-ready. Times are UTC ISO 8601; the note prints them in its time zone."""
+_TENTH = Decimal("0.1")
+
+
+def session_line(row) -> dict:
+    """One note line, JSON-ready, from a row of `month_sessions`. Times are UTC ISO 8601; the
+    note prints them in its time zone."""
     return {
-        "session": session.pk,
-        "started_at": session.started_at.isoformat(),
-        "stopped_at": session.stopped_at.isoformat() if session.stopped_at else None,
-        "site": session.charger.site.name,
-        "outlet": _outlet_label(session),
-        "energy_wh": str(Decimal(session.energy_wh).quantize(Decimal("0.1"))),
-        "price_per_kwh": None if session.price_per_kwh is None else str(session.price_per_kwh),
-        "amount": str(Decimal(session.cost).quantize(CENT)),
+        "session": row.pk,
+        "started_at": row.started_at.isoformat(),
+        "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
+        "site": row.charger__site__name,
+        "outlet": _outlet_label(row),
+        "energy_wh": str(row.energy_wh.quantize(_TENTH)),
+        "price_per_kwh": None if row.price_per_kwh is None else str(row.price_per_kwh),
+        "amount": str(row.cost.quantize(CENT)),
         # Free charging (rules of use): printed as free, amount 0, never billed.
-        "free": session.free,
+        "free": row.free,
     }
 
 
@@ -113,8 +118,8 @@ class DriverMonth:
 def drivers_of_month(community: Community, year: int, month: int) -> dict[int, DriverMonth]:
     """holder id → their lines of the month, in two queries (the sessions, their holders)."""
     lines: dict[int, list[dict]] = {}
-    for session in month_sessions(community, year, month).iterator(chunk_size=2000):
-        lines.setdefault(session.holder_id, []).append(session_line(session))
+    for row in month_sessions(community, year, month).iterator(chunk_size=2000):
+        lines.setdefault(row.holder_id, []).append(session_line(row))
     # Free charging is printed on a note beside paid sessions (as free, amount 0) but never
     # makes a note by itself: there is nothing to pay back.
     billed = [k for k, ls in lines.items() if any(not line["free"] for line in ls)]

@@ -126,6 +126,67 @@ def test_issuing_reads_each_driver_once_not_once_per_session(community, fleet):
     assert drivers[fleet["a"].pk].holder == fleet["a"]
 
 
+def test_issuing_reads_the_sessions_as_rows_and_writes_whole_lines(community, fleet):
+    """The month's sessions are read as rows (no session, charger, site or outlet instance
+    built for each of tens of thousands), and each line holds what the note prints."""
+    from django.db.models.signals import post_init
+
+    from chargers.models import Charger, ChargingSession, Connector
+    from communities.models import Site
+
+    built = []
+
+    def count(sender, instance, **kwargs):
+        built.append(sender)
+
+    models = (ChargingSession, Charger, Site, Connector)
+    for model in models:
+        post_init.connect(count, sender=model)
+    try:
+        generate(community)
+    finally:
+        for model in models:
+            post_init.disconnect(count, sender=model)
+    assert built == []
+    charger = fleet["charger"]
+    first = note_of(fleet["a"]).lines[0]
+    session = ChargingSession.objects.get(pk=first["session"])
+    assert first == {
+        "session": session.pk,
+        "started_at": "2025-09-30T22:30:00+00:00",
+        "stopped_at": "2025-09-30T23:30:00+00:00",
+        "site": charger.site.name,
+        "outlet": f"{charger.identity} #1",
+        "energy_wh": "7404.0",
+        "price_per_kwh": "0.2516",
+        "amount": "1.86",
+        "free": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "name, evse, connector, label",
+    [
+        ("", 1, 1, "WB-7 #1"),  # no name: the identity
+        ("Garage", 1, 1, "Garage #1"),
+        ("Garage", 2, 1, "Garage #2.1"),  # 2.0.1: EVSE 2, its connector 1
+        ("Garage", None, None, "Garage"),  # a session without a known outlet
+    ],
+)
+def test_a_line_names_its_outlet(name, evse, connector, label):
+    from types import SimpleNamespace
+
+    from billing.notes import _outlet_label
+
+    row = SimpleNamespace(
+        charger__name=name,
+        charger__identity="WB-7",
+        connector__evse_id=evse,
+        connector__connector_id=connector,
+    )
+    assert _outlet_label(row) == label
+
+
 def test_pdf_text_has_the_lines_and_totals_in_english(community, fleet):
     generate(community)
     a = note_of(fleet["a"])
