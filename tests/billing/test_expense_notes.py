@@ -150,7 +150,7 @@ def test_issuing_reads_the_sessions_as_rows_and_writes_whole_lines(community, fl
     assert built == []
     charger = fleet["charger"]
     first = note_of(fleet["a"]).lines[0]
-    session = ChargingSession.objects.get(pk=first["session"])
+    session = ChargingSession.objects.get(started_at=datetime(2025, 9, 30, 22, 30, tzinfo=UTC))
     assert first == {
         "session": session.pk,
         "started_at": "2025-09-30T22:30:00+00:00",
