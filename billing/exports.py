@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import CharField, ExpressionWrapper, F, Q
 from django.utils.translation import gettext
 
-from chargers.models import ChargingSession
+from chargers.models import ChargingSession, outlet_number
 from communities.selectors import holder_left
 from sparklin import csv_safe as safe_csv
 from sparklin.dates import month_bounds
@@ -169,12 +169,7 @@ def _session_line(row, tz, former) -> list[str]:
         name = f"{first_name} {last_name}".strip()
         user = (name or phone) if holder_id else ""
         card = card_uid if card_uid else id_tag
-    if connector_id is None:
-        connector = ""
-    elif evse_id != connector_id:
-        connector = f"{evse_id}.{connector_id}"
-    else:
-        connector = str(connector_id)
+    connector = "" if connector_id is None else outlet_number(evse_id, connector_id)
     return [
         identity,
         connector,

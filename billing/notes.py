@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import User
-from chargers.models import ChargingSession
+from chargers.models import ChargingSession, outlet_number
 from communities.models import Community, Membership
 from sparklin.dates import month_bounds
 
@@ -60,11 +60,9 @@ def month_sessions(community: Community, year: int, month: int):
 
 def _outlet_label(row) -> str:
     charger = row.charger__name or row.charger__identity
-    evse, connector = row.connector__evse_id, row.connector__connector_id
-    if connector is None:
+    if row.connector__connector_id is None:
         return charger
-    number = f"{evse}.{connector}" if evse != connector else connector
-    return f"{charger} #{number}"
+    return f"{charger} #{outlet_number(row.connector__evse_id, row.connector__connector_id)}"
 
 
 _TENTH = Decimal("0.1")

@@ -173,6 +173,13 @@ def outlet_state(connected: bool, status: str) -> str:
 REMOTE_STARTABLE_STATUSES = frozenset({"", "Available", "Preparing", "Occupied"})
 
 
+def outlet_number(evse_id: int, connector_id: int) -> str:
+    """How an outlet is numbered on its charger, wherever it is printed (the portal, the CSV,
+    the expense notes): its connector number, or "EVSE.connector" when the two differ (an
+    OCPP 2.0.1 station with several connectors on one EVSE)."""
+    return f"{evse_id}.{connector_id}" if evse_id != connector_id else str(connector_id)
+
+
 class Connector(models.Model):
     """An outlet. 1.6 numbers connectors 1..n per charger; 2.0.1 numbers EVSEs and connectors
     within them: `evse_id` is the 2.0.1 EVSE (equal to `connector_id` for 1.6)."""
@@ -196,9 +203,7 @@ class Connector(models.Model):
         ]
 
     def __str__(self):
-        if self.evse_id != self.connector_id:
-            return f"{self.charger} #{self.evse_id}.{self.connector_id}"
-        return f"{self.charger} #{self.connector_id}"
+        return f"{self.charger} #{outlet_number(self.evse_id, self.connector_id)}"
 
     @property
     def state(self) -> str:

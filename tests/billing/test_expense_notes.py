@@ -1,6 +1,7 @@
 """Expense notes: which sessions, amounts to the cent (mixed prices, a DST month), the PDF's
 text, versioning, sending once, failures, the command."""
 
+import contextlib
 import io
 import smtplib
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.db.models.signals import post_init
 from pypdf import PdfReader
 
 from billing import dispatch, scheduling
@@ -79,6 +81,23 @@ def check():
     return after_commit(scheduling.check_months)
 
 
+@contextlib.contextmanager
+def instances_built(*models):
+    """The instances of `models` Django builds inside the block (from the database or not)."""
+    built = []
+
+    def record(sender, instance, **kwargs):
+        built.append(instance)
+
+    for model in models:
+        post_init.connect(record, sender=model)
+    try:
+        yield built
+    finally:
+        for model in models:
+            post_init.disconnect(record, sender=model)
+
+
 def note_of(user, year=2025, month=10) -> ExpenseNote:
     return ExpenseNote.objects.get(holder=user, year=year, month=month, is_current=True)
 
@@ -106,22 +125,13 @@ def test_one_note_per_driver_with_amounts_to_the_cent(community, fleet):
 def test_issuing_reads_each_driver_once_not_once_per_session(community, fleet):
     """A month is tens of thousands of sessions: their holders are read once each (building a
     user parses their phone number), not joined to every session."""
-    from django.db.models.signals import post_init
-
     from accounts.models import User
     from billing.notes import drivers_of_month
 
-    built = []
-
-    def count(sender, instance, **kwargs):
-        built.append(instance.pk)
-
-    post_init.connect(count, sender=User)
-    try:
+    with instances_built(User) as built:
         drivers = drivers_of_month(community, 2025, 10)
-    finally:
-        post_init.disconnect(count, sender=User)
-    assert sorted(built) == sorted([fleet["a"].pk, fleet["b"].pk])  # A has five sessions
+    # Each driver once, though A has five sessions.
+    assert sorted(user.pk for user in built) == sorted([fleet["a"].pk, fleet["b"].pk])
     assert [len(drivers[fleet[k].pk].lines) for k in "ab"] == [5, 1]
     assert drivers[fleet["a"].pk].holder == fleet["a"]
 
@@ -129,24 +139,11 @@ def test_issuing_reads_each_driver_once_not_once_per_session(community, fleet):
 def test_issuing_reads_the_sessions_as_rows_and_writes_whole_lines(community, fleet):
     """The month's sessions are read as rows (no session, charger, site or outlet instance
     built for each of tens of thousands), and each line holds what the note prints."""
-    from django.db.models.signals import post_init
-
-    from chargers.models import Charger, ChargingSession, Connector
+    from chargers.models import Charger, Connector
     from communities.models import Site
 
-    built = []
-
-    def count(sender, instance, **kwargs):
-        built.append(sender)
-
-    models = (ChargingSession, Charger, Site, Connector)
-    for model in models:
-        post_init.connect(count, sender=model)
-    try:
+    with instances_built(ChargingSession, Charger, Site, Connector) as built:
         generate(community)
-    finally:
-        for model in models:
-            post_init.disconnect(count, sender=model)
     assert built == []
     charger = fleet["charger"]
     first = note_of(fleet["a"]).lines[0]
